@@ -1,0 +1,1 @@
+"""Runnable studies comparing pairs of learning algorithms (one folder per study)."""

@@ -1,0 +1,1 @@
+"""datamodels: everything up to the attribution matrix (data, recipes, training, store, TRAK, regression)."""
