@@ -1,2 +1,23 @@
 """modeldiff: compare learning algorithms by the training data their models rely on."""
 __version__ = "0.1.0"
+
+# Public names, imported lazily (PEP 562) so that `import modeldiff.errors` or the CLI's
+# start-up does not pay for torch.
+_EXPORTS = {
+    "ModelDiff": "modeldiff.diff",
+    "Subpopulation": "modeldiff.subpopulations",
+    "subpopulations": "modeldiff.subpopulations",
+    "counterfactual_effects": "modeldiff.counterfactual",
+    "patch_size_sweep": "modeldiff.counterfactual",
+    "store_predictor": "modeldiff.counterfactual",
+    "write_report": "modeldiff.report",
+    "load_scores": "modeldiff.io_scores",
+}
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'modeldiff' has no attribute {name!r}")

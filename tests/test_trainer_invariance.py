@@ -1,0 +1,46 @@
+"""A model's numbers must not depend on which other models share its ensemble (float64)."""
+import pytest
+import torch
+
+from datamodels.data import load_digits
+from datamodels.recipe import recipe_from_dict
+from datamodels.store import draw_masks_and_seeds
+from datamodels.trainer import train_ensemble
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+@pytest.mark.parametrize("arch", ["digits_cnn", "linear"])
+def test_alone_equals_inside_ensemble_float64(digits, arch):
+    recipe = recipe_from_dict({
+        "model": {"arch": arch, "width": 4}, "precision": "float64", "epochs": 2, "batch_size": 50,
+        "optim": {"lr": 0.05, "label_smoothing": 0.1},
+        "augment": {"flip": True, "translate": 1, "cutout": 2},
+    })
+    masks, seeds = draw_masks_and_seeds(seed=3, n_models=4, n_train=digits.n_train, fraction=0.5)
+    masks = torch.from_numpy(masks)
+    together = train_ensemble(recipe, digits, masks, seeds.tolist())
+    for i in (0, 2):
+        alone = train_ensemble(recipe, digits, masks[i:i + 1], [int(seeds[i])])
+        torch.testing.assert_close(alone.test_logits[0], together.test_logits[i], rtol=0, atol=1e-6)
+        torch.testing.assert_close(alone.train_margins[0], together.train_margins[i], rtol=0, atol=1e-6)
+    # and the members really are different models (different masks and seeds)
+    assert (together.test_logits[0] - together.test_logits[1]).abs().max() > 1e-3
+
+
+def test_training_learns(digits):
+    recipe = recipe_from_dict({"epochs": 4, "batch_size": 32})
+    masks, seeds = draw_masks_and_seeds(seed=0, n_models=2, n_train=digits.n_train, fraction=0.5)
+    res = train_ensemble(recipe, digits, torch.from_numpy(masks), seeds.tolist())
+    assert res.accuracy.min() > 0.85
+    assert not res.diverged.any()
+
+
+def test_divergence_is_flagged(digits):
+    recipe = recipe_from_dict({"epochs": 1, "batch_size": 32, "optim": {"lr": 1e12, "momentum": 0.0}})
+    masks, seeds = draw_masks_and_seeds(seed=0, n_models=2, n_train=digits.n_train, fraction=0.5)
+    res = train_ensemble(recipe, digits, torch.from_numpy(masks), seeds.tolist())
+    assert res.diverged.all()
