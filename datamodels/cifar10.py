@@ -75,18 +75,19 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, per_class_train: int
 # -- ImageFolder -------------------------------------------------------------------------------
 def list_image_folder(split_dir: Path, per_class: int | None, classes: list[str] | None = None):
     """Sorted ``(files, labels, class_names)`` of one split; ``classes`` fixes the label order."""
-    found = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    found = sorted(e.name for e in os.scandir(split_dir) if e.is_dir())
     if classes is not None and found != classes:
         raise UserError(f"{split_dir} has class folders {found} but train/ has {classes}: both splits need the same")
     if not found:
         raise UserError(f"{split_dir} has no class folders: expected {split_dir}/<class>/*.jpg")
     files, labels = [], []
     for label, name in enumerate(found):
-        names = sorted(p.name for p in (split_dir / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        folder = os.path.join(split_dir, name)
+        names = sorted(e.name for e in os.scandir(folder) if e.name.lower().endswith(IMAGE_SUFFIXES))
         if not names:
-            raise UserError(f"{split_dir / name} holds no .jpg/.jpeg/.png images")
+            raise UserError(f"{folder} holds no .jpg/.jpeg/.png images")
         names = names[:per_class] if per_class else names
-        files += [split_dir / name / n for n in names]
+        files += [os.path.join(folder, n) for n in names]
         labels += [label] * len(names)
     return files, np.asarray(labels, dtype=np.int64), found
 
@@ -101,20 +102,22 @@ def _from_image_folder(root: Path, per_class_train, per_class_test) -> Dataset:
     return _dataset(x_train, y_train, x_test, y_test, classes)
 
 
-def cache_key(root: Path, files: list[Path]) -> str:
+def cache_key(root: Path, files: list[str]) -> str:
     """sha256 of the resolved folder, the file names, sizes and modification times (ns)."""
-    h = hashlib.sha256(f"modeldiff-pixels-v{CACHE_FORMAT}\0{root.resolve()}\0".encode())
+    parts = [f"modeldiff-pixels-v{CACHE_FORMAT}", str(root.resolve())]
+    skip = len(str(root)) + 1  # files are str(root)/split/class/name
     for f in files:
-        st = f.stat()
-        h.update(f"{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
+        st = os.stat(f)
+        parts.append(f"{f[skip:]}\0{st.st_size}\0{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def cache_file(root: Path, files: list[Path]) -> Path:
+def cache_file(root: Path, files: list[str]) -> Path:
+    """The cache file of the decoded pixels of ``files`` (see :func:`cache_key`)."""
     return cache_dir() / f"cifar10-{cache_key(root, files)[:32]}.npy"
 
 
-def _cached_pixels(root: Path, files: list[Path], split: str) -> np.ndarray:
+def _cached_pixels(root: Path, files: list[str], split: str) -> np.ndarray:
     """``uint8[n, 3, H, W]`` of ``files``: from the cache, or decoded and then cached (atomically)."""
     target = cache_file(root, files)
     if target.is_file():
@@ -143,7 +146,7 @@ def _cached_pixels(root: Path, files: list[Path], split: str) -> np.ndarray:
     return arr
 
 
-def decode_files(files: list[Path], desc: str = "decoding") -> np.ndarray:
+def decode_files(files: list[str], desc: str = "decoding") -> np.ndarray:
     """Read and decode image files in parallel threads to ``uint8[n, 3, H, W]`` (RGB).
 
     JPEGs are decoded a chunk at a time by ``torchvision.io.decode_jpeg``; PNGs one by one.
@@ -161,16 +164,16 @@ def decode_files(files: list[Path], desc: str = "decoding") -> np.ndarray:
             bar.update(len(part))
     shapes = {p.shape[1:] for p in parts}
     if len(shapes) > 1:
-        raise UserError(f"images of different sizes {sorted(shapes)} under {files[0].parent.parent}: "
+        raise UserError(f"images of different sizes {sorted(shapes)} among {len(files)} files: "
                         f"CIFAR-10 images must all be the same size")
     return np.concatenate(parts) if parts else np.zeros((0, 3, 32, 32), np.uint8)
 
 
-def _decode_chunk(files: list[Path]) -> np.ndarray:
+def _decode_chunk(files: list[str]) -> np.ndarray:
     from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
-    raw = [torch.frombuffer(bytearray(f.read_bytes()), dtype=torch.uint8) for f in files]
-    is_jpeg = [f.suffix.lower() in (".jpg", ".jpeg") for f in files]
+    raw = [torch.frombuffer(bytearray(_read(f)), dtype=torch.uint8) for f in files]
+    is_jpeg = [f.lower().endswith((".jpg", ".jpeg")) for f in files]
     out: list[torch.Tensor | None] = [None] * len(files)
     jpeg_at = [i for i, j in enumerate(is_jpeg) if j]
     if jpeg_at:
@@ -180,9 +183,14 @@ def _decode_chunk(files: list[Path]) -> np.ndarray:
         out[i] = decode_image(raw[i], mode=ImageReadMode.RGB)
     sizes = {tuple(t.shape) for t in out}
     if len(sizes) > 1:
-        raise UserError(f"images of different sizes {sorted(sizes)} among {files[0].parent}: "
+        raise UserError(f"images of different sizes {sorted(sizes)} in {os.path.dirname(files[0])}: "
                         f"CIFAR-10 images must all be the same size")
     return torch.stack(out).numpy()
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
 
 
 # -- torchvision ---------------------------------------------------------------------------------

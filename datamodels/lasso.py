@@ -17,43 +17,53 @@ import torch
 
 
 class Design:
-    """Gradient and gap through ``Xc[N, p]`` (centred design) and ``Yc[N, T]`` (centred targets)."""
+    """Gradient and gap through the centred design ``Xc[N, p]``; bind targets with :meth:`targets`."""
 
-    def __init__(self, xc: torch.Tensor, yc: torch.Tensor):
-        self.xc, self.yc, self.n = xc, yc, xc.shape[0]
-        self.xty = xc.T @ yc  # [p, T]
-        self.yy = (yc * yc).sum(0)
+    def __init__(self, xc: torch.Tensor):
+        self.xc, self.n = xc, xc.shape[0]
+        self._l = _top_eig(xc) / self.n if type(self) is Design else None
+
+    def targets(self, yc: torch.Tensor) -> "Design":
+        """A copy bound to centred targets ``Yc[N, T]`` (shares the design)."""
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out.yc, out.xty, out.yy = yc, self._xt(yc), (yc * yc).sum(0)
+        return out
 
     def select(self, cols: torch.Tensor) -> "Design":
-        out = Design.__new__(Design)
-        out.xc, out.yc, out.n = self.xc, self.yc[:, cols], self.n
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out.yc = None if self.yc is None else self.yc[:, cols]
         out.xty, out.yy = self.xty[:, cols], self.yy[cols]
         return out
+
+    def _xt(self, yc):
+        return self.xc.T @ yc
 
     def xtr(self, w: torch.Tensor) -> torch.Tensor:  # Xcᵀ (Yc − Xc W): [p, T]
         return self.xty - self.xc.T @ (self.xc @ w)
 
-    def residual_stats(self, w, xtr):  # ||R||², <R, y>
+    def residual_stats(self, w, xtr):  # ||R||², <R, y> per column
         r = self.yc - self.xc @ w
         return (r * r).sum(0), (r * self.yc).sum(0)
 
     def lipschitz(self) -> float:
-        return _top_eig(self.xc) / self.n
+        """``L = λ_max(XcᵀXc) / N``: the gradient's Lipschitz constant (step ``1/L``)."""
+        return self._l
 
 
 class Gram(Design):
-    """Same problem through ``G = XcᵀXc [p, p]`` (no ``N`` in the loop)."""
+    """Same problem through ``G = XcᵀXc [p, p]`` (no ``N`` in the loop); keeps ``Xc`` only
+    to bind new targets."""
 
-    def __init__(self, xc: torch.Tensor, yc: torch.Tensor):
-        super().__init__(xc, yc)
+    def __init__(self, xc: torch.Tensor):
+        super().__init__(xc)
         self.g = xc.T @ xc
-        self.xc = None
         self._l = float(torch.linalg.eigvalsh(self.g.double())[-1]) / self.n
 
-    def select(self, cols):
-        out = Gram.__new__(Gram)
-        out.g, out.n, out.xc, out._l = self.g, self.n, None, self._l
-        out.xty, out.yy, out.yc = self.xty[:, cols], self.yy[cols], None
+    def targets(self, yc):
+        out = super().targets(yc)
+        out.yc = None
         return out
 
     def xtr(self, w):
@@ -63,9 +73,6 @@ class Gram(Design):
         wc = (w * self.xty).sum(0)
         r2 = self.yy - 2 * wc + (w * (self.xty - xtr)).sum(0)  # yy − 2 wᵀc + wᵀGw
         return r2.clamp_min(0), self.yy - wc
-
-    def lipschitz(self) -> float:
-        return self._l
 
 
 def _top_eig(xc: torch.Tensor, iters: int = 200) -> float:
@@ -84,12 +91,12 @@ def _top_eig(xc: torch.Tensor, iters: int = 200) -> float:
     return lam * 1.02  # power iteration approaches from below; a larger L only slows the step
 
 
-def make_problem(xc: torch.Tensor, yc: torch.Tensor, gram_max_bytes: int) -> Design:
+def make_problem(xc: torch.Tensor, gram_max_bytes: int) -> Design:
     """``Gram`` when ``p²`` fits in ``gram_max_bytes`` and is cheaper than ``N p``, else ``Design``."""
     p = xc.shape[1]
     if p * p * xc.element_size() <= gram_max_bytes and p <= 2 * xc.shape[0]:
-        return Gram(xc, yc)
-    return Design(xc, yc)
+        return Gram(xc)
+    return Design(xc)
 
 
 def duality_gap(prob: Design, w: torch.Tensor, lam: torch.Tensor, xtr: torch.Tensor) -> torch.Tensor:
@@ -114,6 +121,7 @@ def fista(prob: Design, w0: torch.Tensor, lam: torch.Tensor, *, tol: float = 1e-
     converged[T] bool, iterations of the slowest column)``.
     """
     w = w0.clone()
+    lam = torch.as_tensor(lam, dtype=w.dtype, device=w.device).expand(w.shape[1])
     n_cols = w.shape[1]
     inv_l = 1.0 / max(prob.lipschitz(), 1e-30)
     thr_all = lam * inv_l

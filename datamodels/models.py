@@ -23,6 +23,16 @@ class EnsembleNet(nn.Module):
         super().__init__()
         self.n_models, self.num_classes = n_models, num_classes
         self.normalize = Normalize(n_models, mean, std)
+        self.blind_region = None  # (row0, row1, col0, col1) zeroed before anything else
+
+    def see(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's input layer: blank the blind region (if any), then normalise."""
+        if self.blind_region is not None:
+            r0, r1, c0, c1 = self.blind_region
+            keep = torch.ones(x.shape[-2:], dtype=x.dtype, device=x.device)
+            keep[r0:r1, c0:c1] = 0
+            x = x * keep
+        return self.normalize(x)
 
     def body(self, x: torch.Tensor) -> torch.Tensor:  # [B, M*C, H, W] -> [B, M*K]
         raise NotImplementedError
@@ -35,7 +45,7 @@ class EnsembleNet(nn.Module):
             x = x.unsqueeze(0)
         m, b = x.shape[:2]
         x = x.transpose(0, 1).reshape(b, m * x.shape[2], *x.shape[3:])
-        out = self.body(self.normalize(x)).view(b, m, self.num_classes).transpose(0, 1)
+        out = self.body(self.see(x)).view(b, m, self.num_classes).transpose(0, 1)
         return out[0] if single else out
 
 
@@ -104,7 +114,9 @@ ARCHITECTURES = {"digits_cnn": DigitsCNN, "resnet9": ResNet9, "linear": LinearNe
 def build_model(cfg: ModelConfig, n_models: int, num_classes: int, image_shape, mean, std) -> EnsembleNet:
     """An untrained ensemble of ``n_models`` (PyTorch's default initialisation for each)."""
     c, h, w = image_shape
-    return ARCHITECTURES[cfg.arch](n_models, num_classes, c, (h, w), cfg.width, mean, std)
+    net = ARCHITECTURES[cfg.arch](n_models, num_classes, c, (h, w), cfg.width, mean, std)
+    net.blind_region = tuple(cfg.blind_region) if cfg.blind_region else None
+    return net
 
 
 def extract_single(net: EnsembleNet, i: int) -> dict[str, torch.Tensor]:

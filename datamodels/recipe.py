@@ -33,11 +33,16 @@ class DataConfig:
 class ModelConfig:
     arch: str = field(default="digits_cnn", metadata={"help": "digits_cnn | resnet9 | linear"})
     width: int = field(default=16, metadata={"help": "channels of the first layer (later layers scale from it)"})
+    blind_region: list | None = field(default=None, metadata={
+        "help": "[row0, row1, col0, col1]: pixels the model never sees (zeroed in its input layer, train and test)"})
 
     def __post_init__(self):
         _choice("model.arch", self.arch, ARCHS)
         if self.width < 1:
             raise UserError(f"model.width must be >= 1, got {self.width}")
+        region = self.blind_region
+        if region is not None and (len(region) != 4 or not all(isinstance(v, int) for v in region)):
+            raise UserError(f"model.blind_region must be four integers [row0, row1, col0, col1], got {region!r}")
 
 
 @dataclass

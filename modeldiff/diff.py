@@ -23,14 +23,16 @@ Peak extra memory ≈ bytes of one input (the buffer) + O((n_test + n_train)·k�
 """
 from __future__ import annotations
 
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
 from modeldiff import validation
 
-_CHUNK_BYTES = 2 << 20  # bytes per row chunk: ≤ the 2 MiB L2 of a core, so the second GEMM re-reads it from cache
+_CHUNK_BYTES = 4 << 20  # bytes per row chunk of the residual pass: its a, b, tmp and r chunks stay in cache
 _MAX_SVD_FULL = 4096    # `full` uses a float64 LAPACK SVD up to this min(n, m); a Gram eigh above it
 
 
@@ -93,20 +95,18 @@ class ModelDiff:
             solver = "randomized" if max(n, m) > 500 and k < 0.8 * min(n, m) else "full"
         if solver == "randomized" and block >= min(n - 1, m):
             solver = "full"
-        gen = torch.Generator().manual_seed(int(self.random_state))
-        k0 = None
-        if solver == "randomized":
-            k0 = torch.linalg.qr(torch.randn(m, block, generator=gen, dtype=torch.float64))[0]
-            k0 = k0.to(device=dev, dtype=self.dtype)
-        st = _residual_pass(scores_a, scores_b, dev, self.dtype, k0, self.normalize)
+        st = _residual_pass(scores_a, scores_b, dev, self.dtype, self.normalize)
         validation.warn_excluded(st["zero_a"], st["zero_b"])
         n_used = st["R"].shape[0]
         validation.check_n_components(k, n_used, m, n - n_used)
         if solver == "randomized" and block + 1 < n_used:
-            s, comps, proj, passes, rel = _block_krylov(st, k, self.max_passes, self.tol)
+            gen = torch.Generator().manual_seed(int(self.random_state))
+            k0 = _orthonormalize(torch.randn(m, block, generator=gen, dtype=torch.float64))
+            s, comps, proj, passes, rel, st["mu"] = _block_krylov(
+                st["R"], k0.to(device=dev, dtype=self.dtype), k, self.max_passes, self.tol)
         else:
             solver, passes = "full", 1
-            s, comps, proj = _full(st["R"], st["mu"], k)
+            s, comps, proj, st["mu"] = _full(st["R"], k)
             rel = torch.zeros(k, dtype=torch.float64)
         del st["R"]  # frees the buffer before the variance pass
         comps = comps.to(self.dtype)
@@ -152,18 +152,19 @@ def _chunk_rows(m: int, dtype) -> int:
     return max(1, _CHUNK_BYTES // (m * torch.empty((), dtype=dtype).element_size()))
 
 
-def _residual_pass(a, b, dev, dtype, k0, normalize: bool) -> dict:
-    """Single pass over A and B: residual rows into one buffer, column sums, first Krylov step."""
+def _residual_pass(a, b, dev, dtype, normalize: bool) -> dict:
+    """Single pass over A and B in chunks: norms, cosines, residual rows into one buffer.
+
+    On the CPU the chunks are shared by one Python thread per core, each running torch
+    single-threaded: these memory-bound element-wise ops then need no OpenMP barrier per op,
+    which on a busy 2-core machine cost more than the work itself.
+    """
     n, m = a.shape
     R = torch.empty((n, m), dtype=dtype, device=dev)
-    w = 0 if k0 is None else k0.shape[1]
-    zext = torch.zeros((m, w + 1), dtype=dtype, device=dev)  # [Rᵀ R K₀ | Rᵀ 1]
-    yraw = torch.empty((n, w), dtype=dtype, device=dev)
-    zero_a, zero_b = np.zeros(n, bool), np.zeros(n, bool)
-    cosine = np.full(n, np.nan)
-    coef, bscale = [], []
-    step, used = _chunk_rows(m, dtype), 0
-    for i in range(0, n, step):
+    stats = torch.empty((3, n), dtype=torch.float64)  # |a|, |b|, a·b
+    step, local = _chunk_rows(m, dtype), threading.local()
+
+    def work(i: int) -> None:
         j = min(i + step, n)
         ai, bi = _rows(a, i, j, dev, dtype), _rows(b, i, j, dev, dtype)
         na, nb = torch.linalg.vector_norm(ai, dim=1), torch.linalg.vector_norm(bi, dim=1)
@@ -171,107 +172,144 @@ def _residual_pass(a, b, dev, dtype, k0, normalize: bool) -> dict:
             bad = ~torch.isfinite(norms)
             if bool(bad.any()):
                 validation.raise_nonfinite(name, x, i + int(bad.nonzero()[0, 0]))
-        dot = torch.linalg.vecdot(ai, bi, dim=1)
+        if getattr(local, "tmp", None) is None:
+            local.tmp = torch.empty((step, m), dtype=dtype, device=dev)  # reused: no allocation per chunk
+        dot = torch.mul(ai, bi, out=local.tmp[:j - i]).sum(dim=1)
         keep = (na > 0) & (nb > 0)
-        zero_a[i:j], zero_b[i:j] = (na == 0).cpu().numpy(), (nb == 0).cpu().numpy()
-        if not bool(keep.all()):
-            ai, bi, na, nb, dot = ai[keep], bi[keep], na[keep], nb[keep], dot[keep]
-        cos = dot / (na * nb)
-        cosine[i:j][keep.cpu().numpy()] = cos.double().cpu().numpy()
+        cos = torch.where(keep, dot / (na * nb), 0.0)
         if normalize:  # r = a/|a| − cos · b/|b|
-            alpha, beta, c, s = 1.0 / na, cos / nb, cos, 1.0 / nb
+            alpha, beta = torch.where(keep, 1.0 / na, 0.0), torch.where(keep, cos / nb, 0.0)
         else:          # r = a − (a·b / |b|²) b
-            alpha, beta = torch.ones_like(na), dot / nb ** 2
-            c, s = beta, torch.ones_like(nb)
-        coef.append(c)
-        bscale.append(s)
-        cnt = ai.shape[0]
-        ri = R[used:used + cnt]
+            alpha, beta = keep.to(dtype), torch.where(keep, dot / nb ** 2, 0.0)
+        ri = R[i:j]
         torch.mul(ai, alpha[:, None], out=ri)
         ri.addcmul_(bi, beta[:, None], value=-1.0)
-        g = torch.ones((cnt, w + 1), dtype=dtype, device=dev)
-        if w:
-            torch.matmul(ri, k0, out=g[:, :w])
-            yraw[used:used + cnt] = g[:, :w]
-        zext.addmm_(ri.T, g)
-        used += cnt
-    mu = zext[:, w] / max(used, 1)
-    st = dict(R=R[:used], mu=mu, zero_a=zero_a, zero_b=zero_b, valid=~(zero_a | zero_b),
-              cosine=cosine, coef=torch.cat(coef), bscale=torch.cat(bscale), k0=k0)
-    if w:
-        mk = mu @ k0
-        st["y0"] = yraw[:used] - mk
-        st["z0"] = zext[:, :w] - used * torch.outer(mu, mk)
-    return st
+        stats[:, i:j] = torch.stack([na, nb, dot]).cpu().double()
+
+    starts = range(0, n, step)
+    workers = torch.get_num_threads() if dev.type == "cpu" else 1
+    if workers > 1:
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(work, starts))
+        finally:
+            torch.set_num_threads(workers)
+    else:
+        for i in starts:
+            work(i)
+    na, nb, dot = stats.numpy()
+    zero_a, zero_b = na == 0, nb == 0
+    valid = ~(zero_a | zero_b)
+    idx = np.flatnonzero(valid)
+    for d0 in range(0, idx.size, step):  # compact kept rows to the top, in place (rare path)
+        src = idx[d0:d0 + step]
+        if src[0] != d0 or src[-1] != d0 + src.size - 1:
+            R[d0:d0 + src.size] = R[torch.from_numpy(src).to(dev)]
+    na, nb, dot = na[valid], nb[valid], dot[valid]
+    cosine = np.full(n, np.nan)
+    cosine[valid] = dot / (na * nb)
+    coef = cosine[valid] if normalize else dot / nb ** 2
+    bscale = 1.0 / nb if normalize else np.ones_like(nb)
+    return dict(R=R[:idx.size], zero_a=zero_a, zero_b=zero_b, valid=valid, cosine=cosine,
+                coef=torch.from_numpy(coef).to(dev), bscale=torch.from_numpy(bscale).to(dev))
 
 
-def _gram_pass(R: torch.Tensor, mu: torch.Tensor, K: torch.Tensor):
-    """One fused pass: ``Y = R_c K`` and ``Z = R_cᵀ R_c K`` with implicit centring."""
-    n, m = R.shape
-    y = torch.empty((n, K.shape[1]), dtype=R.dtype, device=R.device)
-    z = torch.zeros((m, K.shape[1]), dtype=R.dtype, device=R.device)
-    step = _chunk_rows(m, R.dtype)
-    for i in range(0, n, step):
-        ri = R[i:i + step]
-        torch.matmul(ri, K, out=y[i:i + step])
-        z.addmm_(ri.T, y[i:i + step])
+def _gram_pass(R: torch.Tensor, K: torch.Tensor, mu: torch.Tensor | None):
+    """One step, two GEMMs over the buffer: ``Y = R_c K`` and ``Zᵀ = (R_cᵀ R_c K)ᵀ``.
+
+    Centring is implicit (``R_c K = R K − 1 μᵀK``). With ``mu=None`` the column mean is
+    computed in the same GEMM (a column of ones appended to ``Y``) and returned.
+    """
+    n = R.shape[0]
+    w = K.shape[1]
+    y = torch.empty((n, w + (mu is None)), dtype=R.dtype, device=R.device)
+    torch.matmul(R, K, out=y[:, :w])
+    if mu is None:
+        y[:, w] = 1.0
+    zt = y.T @ R          # [w (+1), m]; big GEMMs beat cache-blocked small ones here
+    if mu is None:
+        mu = zt[w] / n
+        y, zt = y[:, :w], zt[:w]
     mk = mu @ K
-    return y - mk, z - n * torch.outer(mu, mk)
+    return y - mk, zt - n * torch.outer(mk, mu), mu
 
 
-def _ritz(K, Y, Z, k: int):
-    """Rayleigh–Ritz on span(K) from ``Y = R_c K`` and ``Z = C K``: top-k values, vectors, residuals."""
-    _, s, wh = torch.linalg.svd(Y.double(), full_matrices=False)
-    w = wh[:k].T
-    theta = s[:k] ** 2
-    v = K.double() @ w
-    resid = torch.linalg.vector_norm(Z.double() @ w - v * theta, dim=0)
-    rel = resid / theta.clamp_min(torch.finfo(torch.float64).tiny)
-    return s[:k], v.T, (Y.double() @ w).to(Y.dtype), rel
+def _orthonormalize(x: torch.Tensor) -> torch.Tensor:
+    """Orthonormal basis of the columns of a tall ``x`` (CholeskyQR2 in float64; QR if singular)."""
+    xd = x.double()
+    for _ in range(2):
+        chol, info = torch.linalg.cholesky_ex(xd.T @ xd)
+        if int(info) != 0:
+            return torch.linalg.qr(xd)[0].to(x.dtype)
+        xd = torch.linalg.solve_triangular(chol, xd.T, upper=False).T
+    return xd.to(x.dtype)
 
 
-def _block_krylov(st: dict, k: int, max_passes: int, tol: float):
-    """Block Krylov subspace iteration; returns singular values, components, projections."""
-    R, mu = st["R"], st["mu"]
-    Ks, Ys, Zs = [st["k0"]], [st["y0"]], [st["z0"]]
-    passes = 1
+def _block_krylov(R: torch.Tensor, k0: torch.Tensor, k: int, max_passes: int, tol: float):
+    """Block Krylov iteration on ``C = R_cᵀR_c`` with Rayleigh–Ritz on the whole basis.
+
+    Basis ``K = [K₀ … K_j]`` (orthonormal), ``Y = R_c K`` and ``Z = C K`` come out of the
+    passes, so ``KᵀCK = YᵀY`` and the Ritz residual ``||C v − θ v||² = wᵀ(ZᵀZ)w − θ²``
+    (``v = K w``, ``||v|| = 1``) cost no extra pass. Both small Grams grow block by block in
+    float64. Returns singular values, components, projections, passes, relative residuals, mean.
+    """
+    n, m = R.shape
+    b = k0.shape[1]
+    cap = b * max(1, min(max_passes, (min(n, m) - 1) // b))
+    K = torch.empty((m, cap), dtype=R.dtype, device=R.device)
+    Y = torch.empty((n, cap), dtype=R.dtype, device=R.device)
+    Zd = torch.empty((cap, m), dtype=torch.float64, device=R.device)  # (C K)ᵀ, float64 for ZᵀZ
+    yty, ztz = np.zeros((cap, cap)), np.zeros((cap, cap))  # tiny: numpy, no thread-pool overhead
+    y, zt, mu = _gram_pass(R, k0, None)
+    q, nxt = 0, k0
     while True:
-        K, Y, Z = (torch.cat(t, dim=1) for t in (Ks, Ys, Zs))
-        s, comps, proj, rel = _ritz(K, Y, Z, k)
-        if float(rel.max()) <= tol or passes >= max_passes or \
-                K.shape[1] + Ks[0].shape[1] >= min(R.shape):
+        K[:, q:q + b], Y[:, q:q + b], Zd[q:q + b] = nxt, y, zt
+        cross = (Y[:, :q + b].double().T @ y.double()).cpu().numpy()
+        yty[:q + b, q:q + b], yty[q:q + b, :q + b] = cross, cross.T
+        cross = (Zd[:q + b] @ Zd[q:q + b].T).cpu().numpy()
+        ztz[:q + b, q:q + b], ztz[q:q + b, :q + b] = cross, cross.T
+        q += b
+        theta, w = np.linalg.eigh(yty[:q, :q])
+        theta, w = theta[::-1][:k].clip(min=0), w[:, ::-1][:, :k]
+        resid2 = ((w.T @ ztz[:q, :q]) * w.T).sum(axis=1) - theta ** 2
+        rel = np.sqrt(resid2.clip(min=0)) / theta.clip(min=np.finfo(np.float64).tiny)
+        if float(rel.max()) <= tol or q + b > cap:
             break
-        nxt = Zs[-1] / torch.linalg.vector_norm(Zs[-1], dim=0).clamp_min(1e-30)
-        for _ in range(2):  # block Gram–Schmidt, twice for orthogonality in float32
-            nxt = nxt - K @ (K.T @ nxt)
-        nxt = torch.linalg.qr(nxt)[0]
-        y, z = _gram_pass(R, mu, nxt)
-        Ks.append(nxt), Ys.append(y), Zs.append(z)
-        passes += 1
+        nxt = (zt.T / torch.linalg.vector_norm(zt, dim=1).clamp_min(1e-30)).to(R.dtype)
+        for _ in range(2):  # block Gram–Schmidt against the basis, twice for float32
+            nxt = nxt - K[:, :q] @ (K[:, :q].T @ nxt)
+        nxt = _orthonormalize(nxt)
+        y, zt, _ = _gram_pass(R, nxt, mu)
+    passes = q // b
     if float(rel.max()) > tol:
         warnings.warn(
             f"randomized solver stopped after {passes} passes with relative Ritz residual "
             f"{float(rel.max()):.2g} > tol={tol}; components may be inaccurate: raise max_passes "
             "or use solver='full'", RuntimeWarning, stacklevel=3)
-    return s, comps, proj, passes, rel
+    w = torch.from_numpy(np.ascontiguousarray(w)).to(R.device)
+    comps = (K[:, :q].double() @ w).T
+    return (torch.from_numpy(np.sqrt(theta)), comps, (Y[:, :q].double() @ w).to(R.dtype),
+            passes, torch.from_numpy(rel), mu)
 
 
-def _full(R: torch.Tensor, mu: torch.Tensor, k: int):
+def _full(R: torch.Tensor, k: int):
     """Exact PCA of the (in place) centred residual buffer: SVD when small, Gram eigh otherwise."""
+    mu = R.mean(dim=0)
     R.sub_(mu)
     n, m = R.shape
     if min(n, m) <= _MAX_SVD_FULL:
         u, s, vh = torch.linalg.svd(R.double(), full_matrices=False)
-        return s[:k], vh[:k], (u[:, :k] * s[:k]).to(R.dtype)
+        return s[:k], vh[:k], (u[:, :k] * s[:k]).to(R.dtype), mu
     if n <= m:
         theta, u = torch.linalg.eigh((R @ R.T).double())
         theta, u = theta.flip(0)[:k].clamp_min(0), u.flip(1)[:, :k]
         s = theta.sqrt()
-        comps = (R.T @ u.to(R.dtype)).T.double() / s[:, None].clamp_min(1e-30)
-        return s, comps, (u * s).to(R.dtype)
+        comps = (u.T.to(R.dtype) @ R).double() / s[:, None].clamp_min(1e-30)
+        return s, comps, (u * s).to(R.dtype), mu
     theta, v = torch.linalg.eigh((R.T @ R).double())
     v = v.flip(1)[:, :k]
-    return theta.flip(0)[:k].clamp_min(0).sqrt(), v.T, R @ v.to(R.dtype)
+    return theta.flip(0)[:k].clamp_min(0).sqrt(), v.T, R @ v.to(R.dtype), mu
 
 
 def _variances(b, st: dict, comps: torch.Tensor, proj: torch.Tensor, dev, dtype):
