@@ -33,8 +33,12 @@ _notice_given = False
 
 
 def ffcv_available() -> bool:
-    """True when ffcv imports; otherwise prints :data:`NOTICE` once per process and returns False."""
+    """True when ffcv imports; otherwise prints :data:`NOTICE` once per process and returns False.
+
+    Importing ffcv sets torch's thread count to 1 (``ffcv.pipeline.compiler``); it is restored here.
+    """
     global _notice_given
+    threads = torch.get_num_threads()
     try:
         import ffcv  # noqa: F401
         from ffcv.loader import Loader  # noqa: F401  (imports the compiled extension and numba)
@@ -44,6 +48,8 @@ def ffcv_available() -> bool:
             print(NOTICE + detail, file=sys.stderr)
             _notice_given = True
         return False
+    finally:
+        torch.set_num_threads(threads)
     return True
 
 
@@ -177,6 +183,7 @@ class FFCVBatches:
             raise ValueError("every mask in one ensemble must keep the same number of training examples")
         self.m, self.n_models = counts.pop(), len(self.subsets)
         self.gens = [model_generator(s) for s in seeds]
+        self._epoch_states = [[g.get_state() for g in self.gens]]  # [e]: generator states when epoch e starts
         self.order = _ensemble_order(torch.stack(self.subsets).numpy().reshape(-1))
         # FFCV sets torch's (global) thread count to its own: keep the one this process was given.
         threads = num_workers or min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
@@ -185,27 +192,40 @@ class FFCVBatches:
                              pipelines={"image": [NDArrayDecoder(), ToTensor()],
                                         "label": [IntDecoder(), ToTensor()]})
 
-    def __call__(self, epoch: int):
-        aug, b, n = self.recipe.augment, self.recipe.batch_size, self.n_models
-        draws = [draw_epoch(g, self.m, aug, self.image_hw) for g in self.gens]
-        orders = torch.stack([s[d.order] for s, d in zip(self.subsets, draws)]).numpy()  # [M, m]
-        self.order.order = interleave(orders, b)
-        any_aug = aug.flip or aug.translate > 0 or aug.cutout > 0
-        if any_aug:
-            flip = torch.stack([d.flip for d in draws]).to(self.device)  # [M, m]
-            shift = torch.stack([d.shift for d in draws]).to(self.device)  # [M, m, 2]
-            cut = torch.stack([d.cutout_at for d in draws]).to(self.device)  # [M, m, 2]
-        return self._epoch(any_aug and (flip, shift, cut), b, n)
+    def _draws(self, epoch: int):
+        """Each model's draws for ``epoch``: the trainer's stream, and the same however often it is asked."""
+        aug = self.recipe.augment
+        while len(self._epoch_states) <= epoch:  # replay the epochs before it once
+            for g, state in zip(self.gens, self._epoch_states[-1]):
+                g.set_state(state)
+                draw_epoch(g, self.m, aug, self.image_hw)
+            self._epoch_states.append([g.get_state() for g in self.gens])
+        for g, state in zip(self.gens, self._epoch_states[epoch]):
+            g.set_state(state)
+        return [draw_epoch(g, self.m, aug, self.image_hw) for g in self.gens]
 
-    def _epoch(self, aug_params, b, n):
-        start = 0
+    def __call__(self, epoch: int):
+        aug = self.recipe.augment
+        draws = self._draws(epoch)
+        orders = torch.stack([s[d.order] for s, d in zip(self.subsets, draws)]).numpy()  # [M, m]
+        params = None
+        if aug.flip or aug.translate > 0 or aug.cutout > 0:
+            params = tuple(torch.stack([getattr(d, k) for d in draws]).to(self.device)  # [M, m] / [M, m, 2]
+                           for k in ("flip", "shift", "cutout_at"))
+        return self._epoch(interleave(orders, self.recipe.batch_size), params)
+
+    def _epoch(self, order: np.ndarray, aug_params):
+        self.order.order = order  # read by the loader's iter() just below
+        n, start = self.n_models, 0
         for images, labels in self.loader:
             k = len(labels) // n  # b, or m mod b on the last step
-            x = images.to(self.device).view(n, k, *images.shape[1:])
-            x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.clone()  # a fresh tensor: FFCV reuses buffers
-            x = x.to(self.dtype)
+            x = images.view(n, k, *images.shape[1:])
+            if x.dtype == torch.uint8:
+                x = x.to(self.device).float().div_(255.0).to(self.dtype)
+            else:  # copy: FFCV reuses its batch buffers
+                x = x.to(self.device, self.dtype, copy=True)
             y = labels.view(n, k).to(self.device, torch.int64)
-            if aug_params:
+            if aug_params is not None:
                 flip, shift, cut = (p[:, start:start + k] for p in aug_params)
                 x = apply_augment(x.flatten(0, 1), self.recipe.augment, flip.flatten(), shift.flatten(0, 1),
                                   cut.flatten(0, 1)).view(x.shape)

@@ -133,7 +133,7 @@ def _choice(key, value, allowed):
         raise UserError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
 
 
-def _check_type(key: str, value, hint):
+def _check_type(key: str, value, hint, what: str = "recipe"):
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in typing.get_args(hint):
@@ -147,25 +147,30 @@ def _check_type(key: str, value, hint):
         except ValueError:
             pass
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        raise UserError(f"recipe key '{key}' must be {hint.__name__}, got {type(value).__name__} {value!r}")
+        raise UserError(f"{what} key '{key}' must be {hint.__name__}, got {type(value).__name__} {value!r}")
     return value
 
 
-def _build(cls, data: dict, prefix: str):
+def _build(cls, data: dict, prefix: str, what: str = "recipe"):
+    """Validate ``data`` into the dataclass ``cls`` (recursively), naming any bad key."""
     if not isinstance(data, dict):
-        raise UserError(f"recipe key '{prefix.rstrip('.') or 'recipe'}' must be a mapping, got {data!r}")
+        raise UserError(f"{what} key '{prefix.rstrip('.') or what}' must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
+    fields = dataclasses.fields(cls)
+    known = {f.name for f in fields}
     for key in data:
         if key not in known:
-            raise UserError(f"unknown recipe key '{prefix}{key}': allowed keys are {', '.join(sorted(known))}")
+            raise UserError(f"unknown {what} key '{prefix}{key}': allowed keys are {', '.join(sorted(known))}")
+    for f in fields:
+        if f.name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise UserError(f"{what} key '{prefix}{f.name}' is missing")
     kwargs = {}
     for key, value in data.items():
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value, f"{prefix}{key}.")
+            kwargs[key] = _build(hint, value, f"{prefix}{key}.", what)
         else:
-            kwargs[key] = _check_type(prefix + key, value, hint)
+            kwargs[key] = _check_type(prefix + key, value, hint, what)
     return cls(**kwargs)
 
 

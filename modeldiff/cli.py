@@ -10,6 +10,10 @@ from modeldiff.errors import UserError
 # Each module exposes ``add_parser(subparsers)`` and sets ``func`` on its parser.
 SUBCOMMAND_MODULES = [
     "datamodels.cli_train",
+    "datamodels.cli_attribute",
+    "datamodels.cli_lds",
+    "modeldiff.cli_diff",
+    "modeldiff.cli_counterfactual",
 ]
 
 

@@ -1,0 +1,114 @@
+"""Report figures as PNG bytes (matplotlib, Agg canvas; no pyplot global state)."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: matplotlib is slow to import
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()
+
+
+def variance_scatter(var_a, var_b, label_a: str = "A", label_b: str = "B") -> bytes:
+    """Explained variance of each component under A (y) against under B (x), with y = x."""
+    var_a, var_b = np.asarray(var_a, float), np.asarray(var_b, float)
+    fig = _figure(4.8, 4.4)
+    ax = fig.add_subplot()
+    top = max(float(np.nanmax(np.concatenate([var_a, var_b]))), 1e-12) * 1.1
+    ax.plot([0, top], [0, top], color="0.5", lw=1, ls="--", label="y = x")
+    ax.scatter(var_b, var_a, c=np.where(var_a > var_b, "tab:red", "tab:blue"), zorder=3)
+    for j, (x, y) in enumerate(zip(var_b, var_a)):
+        ax.annotate(str(j), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=8)
+    ax.set_xlim(0, top), ax.set_ylim(0, top)
+    ax.set_xlabel(f"explained variance under {label_b}")
+    ax.set_ylabel(f"explained variance under {label_a}")
+    ax.set_title(f"Residual components {label_a} − {label_b}")
+    ax.legend(loc="lower right", fontsize=8)
+    return _png(fig)
+
+
+def _as_hwc(img) -> np.ndarray:
+    x = np.asarray(img.detach().cpu() if hasattr(img, "detach") else img, dtype=np.float32)
+    if x.ndim == 3 and x.shape[0] in (1, 3) and x.shape[-1] not in (1, 3):
+        x = np.transpose(x, (1, 2, 0))       # CHW -> HWC
+    if x.ndim == 3 and x.shape[-1] == 1:
+        x = x[..., 0]
+    return np.clip(x, 0.0, 1.0)
+
+
+def image_grid(rows: list[tuple[str, object, list[int], list[str]]]) -> bytes:
+    """Rows of images: ``(row title, images [n, C, H, W] (indexable), indices, captions)``."""
+    ncols = max(1, max(len(idx) for _, _, idx, _ in rows))
+    fig = _figure(1.15 * ncols + 1.4, 1.45 * len(rows))
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    for r, (title, images, idx, captions) in enumerate(rows):
+        for c in range(ncols):
+            ax = axes[r][c]
+            ax.set_xticks([]), ax.set_yticks([])
+            if c >= len(idx):
+                ax.axis("off")
+                continue
+            img = _as_hwc(images[int(idx[c])])
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(captions[c], fontsize=7)
+        axes[r][0].set_ylabel(title, fontsize=8)
+    return _png(fig)
+
+
+def weight_bars(rows: list[tuple[str, np.ndarray, list[str]]]) -> bytes:
+    """Bar charts (one per row) of weights or projections, labelled by example."""
+    fig = _figure(7.5, 1.9 * len(rows))
+    axes = fig.subplots(len(rows), 1, squeeze=False)
+    for ax, (title, values, labels) in zip(axes[:, 0], rows):
+        values = np.asarray(values, float)
+        ax.bar(range(values.size), values, color=np.where(values >= 0, "tab:red", "tab:blue"))
+        ax.set_xticks(range(values.size), labels, rotation=90, fontsize=6)
+        ax.set_title(title, fontsize=8)
+        ax.axhline(0, color="0.3", lw=0.8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def effect_plot(labels: list[str], a: list[tuple[float, float, float]], b: list[tuple[float, float, float]],
+                name_a: str = "A", name_b: str = "B") -> bytes:
+    """Mean effect with CI (``(mean, low, high)``) of A and B for each counterfactual test."""
+    fig = _figure(max(4.5, 1.6 * len(labels) + 2), 3.6)
+    ax = fig.add_subplot()
+    x = np.arange(len(labels))
+    for off, vals, name, color in ((-0.12, a, name_a, "tab:red"), (0.12, b, name_b, "tab:blue")):
+        m, lo, hi = (np.array([v[i] for v in vals], float) for i in range(3))
+        ax.errorbar(x + off, m, yerr=[m - np.where(np.isnan(lo), m, lo), np.where(np.isnan(hi), m, hi) - m],
+                    fmt="o", capsize=4, color=color, label=name)
+    ax.axhline(0, color="0.4", lw=0.8)
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylabel("Pr(class | do(T)) − Pr(class | control)")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def sweep_plot(sizes, a: list[tuple[float, float, float]], b: list[tuple[float, float, float]], title: str,
+               name_a: str = "A", name_b: str = "B") -> bytes:
+    """Effect against patch size, with CI bands, for A and B."""
+    fig = _figure(5.0, 3.6)
+    ax = fig.add_subplot()
+    for vals, name, color in ((a, name_a, "tab:red"), (b, name_b, "tab:blue")):
+        m, lo, hi = (np.array([v[i] for v in vals], float) for i in range(3))
+        ax.plot(sizes, m, "o-", color=color, label=name)
+        ax.fill_between(sizes, lo, hi, color=color, alpha=0.2)
+    ax.axhline(0, color="0.4", lw=0.8)
+    ax.set_xlabel("patch size (pixels)")
+    ax.set_ylabel("treatment effect")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=8)
+    return _png(fig)

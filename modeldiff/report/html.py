@@ -1,0 +1,38 @@
+"""Assemble the self-contained HTML page (figures inlined as base64 PNG)."""
+from __future__ import annotations
+
+import base64
+from html import escape
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}
+h1{font-size:1.6em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em} td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th{background:#f3f3f3} td.l,th.l{text-align:left} img{max-width:100%;display:block;margin:.5em 0}
+.meta{color:#555;font-size:.85em} .a{color:#b22} .b{color:#22b}
+"""
+
+
+def img(png: bytes, alt: str) -> str:
+    """An <img> with the PNG inlined (no external file needed to view the page)."""
+    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def table(header: list[str], rows: list[list], left: int = 1) -> str:
+    """A table; the first ``left`` columns are left-aligned text, floats get 4 significant digits."""
+    def cell(v, i):
+        text = f"{v:.4g}" if isinstance(v, float) else str(v)
+        cls = ' class="l"' if i < left else ""
+        return f"<td{cls}>{escape(text)}</td>"
+    head = "".join(f'<th{" class=l" if i < left else ""}>{escape(h)}</th>' for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(cell(v, i) for i, v in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def page(title: str, meta_lines: list[str], sections: list[tuple[str, str]]) -> str:
+    """The whole document; ``sections`` are ``(heading, trusted inner HTML)``."""
+    meta = "".join(f"<div>{escape(line)}</div>" for line in meta_lines)
+    body = "".join(f"<section><h2>{escape(h)}</h2>{inner}</section>" for h, inner in sections)
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>"
+            f'<div class="meta">{meta}</div>{body}</body></html>\n')

@@ -1,0 +1,79 @@
+"""The store adapter and `modeldiff counterfactual` on two small real stores (digits, CPU)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from modeldiff.cli import main
+from modeldiff.counterfactual import counterfactual_effects, store_predictor
+from modeldiff.transforms import PatchPaste
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    from datamodels.data import load_digits
+    from datamodels.launchers import fill_store
+    from datamodels.recipe import load_recipe
+    from datamodels.store import Store
+    from tests.helpers_train import write_recipe
+
+    root = tmp_path_factory.mktemp("cf")
+    data = load_digits()
+    paths = []
+    for name, lr in (("a", 0.1), ("b", 0.02)):
+        recipe = load_recipe(write_recipe(root, name=f"{name}.yaml", optim__lr=lr))
+        store = Store.create_or_resume(root / name, recipe, data, 4, 0.5, seed=3)
+        fill_store(store, ensemble_size=4)
+        paths.append(store.path)
+    return paths
+
+
+def test_adapter_matches_store_predict_proba(stores):
+    from datamodels.store import Store
+    store = Store.open(stores[0])
+    x = store.load_dataset().x_test[:16]
+    by_path = store_predictor(stores[0])(x)
+    by_store = store_predictor(store, indices=[0, 2])(x)
+    assert by_path.shape == (4, 16, 10)
+    torch.testing.assert_close(by_path.sum(-1), torch.ones(4, 16), atol=1e-5, rtol=0)
+    torch.testing.assert_close(by_store, store.predict_proba(x, indices=[0, 2]))
+    r = counterfactual_effects(store_predictor(stores[0]), store_predictor(stores[1]), x,
+                               PatchPaste(pattern="texture", size=3, loc="random"), 0, n_resamples=199)
+    assert r.effects_a.shape == (4,) and r.effects_b.shape == (4,)
+    assert np.isfinite(r.comparison.diff.mean)
+
+
+def test_counterfactual_cli_end_to_end(stores, tmp_path, capsys):
+    out = tmp_path / "cf"
+    code = main(["counterfactual", "--store-a", str(stores[0]), "--store-b", str(stores[1]),
+                 "--transform", "patch:pattern=texture,size=2,loc=random", "--transform", "blur:sigma=1",
+                 "--target-class", "0", "--source-classes", "1,7", "--sizes", "1,3", "--max-inputs", "40",
+                 "--n-resamples", "199", "--names", "fast,slow", "--out", str(out)])
+    assert code == 0
+    assert "patch(pattern=texture" in capsys.readouterr().out
+    effects = json.loads((out / "effects.json").read_text())
+    assert effects["n_inputs"] == 40 and effects["source_classes"] == [1, 7]
+    assert len(effects["tests"]) == 2 and len(effects["tests"][0]["effects_a"]) == 4
+    assert [row["size"] for row in effects["sweeps"][0]["table"]] == [1, 3]
+    html = (out / "report.html").read_text()
+    assert "Counterfactual tests" in html and "Patch-size sweep 0" in html
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--transform", "sepia"], "--transform: unknown transform 'sepia'"),
+    (["--target-class", "12"], "--target-class 12 is out of range"),
+    (["--target-class", "zebra"], "neither a class index nor one of"),
+    (["--sizes", "2,x"], "--sizes must be comma-separated integers"),
+    (["--store-b", "/nonexistent/store"], "--store-b /nonexistent/store is not a folder"),
+])
+def test_counterfactual_cli_user_errors(stores, tmp_path, capsys, args, message):
+    base = {"--store-a": str(stores[0]), "--store-b": str(stores[1]), "--transform": "patch:size=2",
+            "--target-class": "0", "--out": str(tmp_path / "o")}
+    for flag, value in zip(args[::2], args[1::2]):
+        base[flag] = value
+    argv = ["counterfactual"] + [v for kv in base.items() for v in kv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "o").exists()

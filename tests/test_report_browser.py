@@ -1,0 +1,58 @@
+"""Open the report in headless Chromium: it loads, every <img> decodes, no console errors.
+
+Skips when Chromium or Playwright is missing, except under MODELDIFF_REQUIRE_BROWSER=1
+(set by CI), where a missing browser is a failure.
+"""
+import os
+import shutil
+
+import pytest
+
+from tests.test_report import build
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _browser_or_skip():
+    problem = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as err:
+        problem, sync_playwright = f"playwright is not installed ({err})", None
+    if problem is None and not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        problem = f"no Chromium at {CHROMIUM}"
+    if problem:
+        if os.environ.get("MODELDIFF_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"MODELDIFF_REQUIRE_BROWSER=1 but {problem}")
+        pytest.skip(problem)
+    return sync_playwright
+
+
+@pytest.mark.parametrize("with_images", [True, False])
+def test_report_renders_in_chromium(tmp_path, with_images):
+    sync_playwright = _browser_or_skip()
+    _, path = build(tmp_path, with_images=with_images)
+    errors = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
+                                    args=ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
+            response = page.goto(path.resolve().as_uri(), wait_until="load")
+            assert response is None or response.ok
+            images = page.evaluate(
+                "() => Promise.all(Array.from(document.images).map(i => i.decode().then("
+                "() => [i.alt, i.complete, i.naturalWidth, i.naturalHeight], () => [i.alt, false, 0, 0])))")
+            title = page.title()
+        finally:
+            browser.close()
+    assert title == "ModelDiff report"
+    assert len(images) == 6
+    bad = [img for img in images if not (img[1] and img[2] > 0 and img[3] > 0)]
+    assert not bad, bad
+    assert not errors, errors
