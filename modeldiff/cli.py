@@ -14,6 +14,7 @@ SUBCOMMAND_MODULES = [
     "datamodels.cli_lds",
     "modeldiff.cli_diff",
     "modeldiff.cli_counterfactual",
+    "case_studies.cli_demo",
 ]
 
 

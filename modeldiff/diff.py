@@ -18,12 +18,15 @@ How it stays fast and lean (10k × 50k float32 inputs on a 2-core CPU):
   Rayleigh–Ritz on the whole Krylov basis from tiny Grams; it stops once the top-k Ritz
   residuals ``||C v − θ v|| / θ`` are below ``tol`` (then ``sin∠(v, v_true) ≲ tol·θ/gap``).
 * explained variances use ``ã = r + c·b̃`` (c = row cosine), so only B is read once more.
+* only the big GEMMs use several torch threads; small dense algebra runs on one (threaded
+  LAPACK on 100-wide matrices is slower, and on a busy machine up to 100x slower).
 Peak extra memory ≈ bytes of one input (the buffer) + O((n_test + n_train)·k·passes).
 """
 from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -38,7 +41,7 @@ _MAX_SVD_FULL = 1000    # `full`: float64 LAPACK SVD up to this min(n, m), a Gra
 class ModelDiff:
     """Find directions in training-set space that A's models use and B's do not.
 
-    Parameters (keyword-only after ``n_components``; the constructor only stores them):
+    Parameters (keyword-only after ``n_components``, only stored by the constructor):
         n_components: k, the number of residual principal components.
         normalize: L2-normalise test rows before the residual (the paper's method).
         solver: ``"full"`` (exact), ``"randomized"`` (block Krylov) or ``"auto"``
@@ -48,17 +51,15 @@ class ModelDiff:
         dtype: working precision (float32 by default; results keep it).
         n_oversamples: extra columns per Krylov block (block size = k + n_oversamples).
         max_passes: most passes over the residual buffer for ``randomized``.
-        tol: relative Ritz-residual tolerance that ends the Krylov iteration; when
-            ``max_passes`` comes first (typical when the trailing components are noise with
-            a flat spectrum) ``converged_`` is False and ``ritz_residuals_`` says how far.
+        tol: relative Ritz-residual tolerance ending the Krylov iteration; if ``max_passes``
+            comes first (e.g. trailing components are flat-spectrum noise) ``converged_`` is False.
 
-    Rows whose attribution vector is all zeros in A or in B are excluded with a warning:
-    they take no part in the PCA or the variances and get NaN in ``test_projections_``.
+    Test rows that are all zeros in A or in B are excluded with a warning (counting them):
+    they take no part in the PCA or the variances, and get NaN in ``test_projections_``.
     Non-finite values, mismatched shapes and ``k >= n_test`` raise ``UserError``.
 
     Attributes after ``fit`` (numpy arrays on the CPU, in ``dtype``):
-        components_ [k, n_train]: orthonormal directions, sign fixed so that each
-            component's largest-magnitude entry is positive.
+        components_ [k, n_train]: orthonormal directions; each one's largest |entry| is positive.
         explained_variance_a_, explained_variance_b_ [k]: ``||X_c p||² / n`` under A and B.
         explained_variance_ [k]: variance of the residuals along each component (/ n).
         singular_values_ [k]: of the centred residual matrix.
@@ -84,37 +85,38 @@ class ModelDiff:
 
     def fit(self, scores_a, scores_b) -> "ModelDiff":
         """Fit on ``scores_a``, ``scores_b``: ``[n_test, n_train]`` numpy arrays, memmaps or tensors."""
+        threads = torch.get_num_threads()
+        with _using(1):
+            return self._fit(scores_a, scores_b, threads)
+
+    def _fit(self, scores_a, scores_b, threads: int) -> "ModelDiff":
         validation.check_params(self.n_components, self.solver)
         (n, m), k = validation.check_pair(scores_a, scores_b), int(self.n_components)
         validation.check_n_components(k, n, m)
         dev = torch.device(self.device if self.device is not None else
                            (scores_a.device if isinstance(scores_a, torch.Tensor) else "cpu"))
-        block = min(k + self.n_oversamples, n - 1, m)
-        solver = self.solver
-        if solver == "auto":
-            solver = "randomized" if min(n, m) > 500 and k < 0.8 * min(n, m) else "full"
-        if solver == "randomized" and block >= min(n - 1, m):
-            solver = "full"
-        st = _residual_pass(scores_a, scores_b, dev, self.dtype, self.normalize)
+        block, small = min(k + self.n_oversamples, n - 1, m), min(n, m) <= 500 or k >= 0.8 * min(n, m)
+        solver = "full" if self.solver == "full" or (self.solver == "auto" and small) else "randomized"
+        st = _residual_pass(scores_a, scores_b, dev, self.dtype, self.normalize, threads)
         validation.warn_excluded(st["zero_a"], st["zero_b"])
         n_used = st["R"].shape[0]
         validation.check_n_components(k, n_used, m, n - n_used)
-        if solver == "randomized" and block + 1 < n_used:
+        if solver == "randomized" and block + 1 < n_used and block < m:
             gen = torch.Generator().manual_seed(int(self.random_state))
             k0 = _orthonormalize(torch.randn(m, block, generator=gen, dtype=torch.float64))
             s, comps, proj, passes, rel, st["mu"] = _block_krylov(
-                st["R"], k0.to(device=dev, dtype=self.dtype), k, self.max_passes, self.tol)
+                st["R"], k0.to(device=dev, dtype=self.dtype), k, self.max_passes, self.tol, threads)
         else:
             solver, passes = "full", 1
-            s, comps, proj, st["mu"] = _full(st["R"], k)
+            s, comps, proj, st["mu"] = _full(st["R"], k, threads)
             rel = torch.zeros(k, dtype=torch.float64)
         del st["R"]  # frees the buffer before the variance pass
         comps = torch.nn.functional.normalize(comps.to(self.dtype), dim=1)
         top = comps.abs().argmax(dim=1)
         sign = torch.sign(comps[torch.arange(k, device=comps.device), top])
         comps, proj = comps * sign[:, None], proj * sign.to(proj.dtype)
-        var_a, var_b = _variances(scores_b, st, comps, proj, dev, self.dtype)
-
+        with _using(threads):
+            var_a, var_b = _variances(scores_b, st, comps, proj, dev, self.dtype)
         np_dtype = torch.empty((), dtype=self.dtype).numpy().dtype
         to_np = lambda t: np.asarray(t.cpu() if isinstance(t, torch.Tensor) else t).astype(np_dtype)
         self.components_ = to_np(comps)
@@ -124,28 +126,23 @@ class ModelDiff:
         self.test_projections_[st["valid"]] = to_np(proj)
         self.residuals_mean_, self.row_cosine_ = to_np(st["mu"]), to_np(st["cosine"])
         self.excluded_rows_ = np.flatnonzero(~st["valid"])
-        self.solver_, self.n_passes_ = solver, passes
-        self.ritz_residuals_ = rel.cpu().numpy()
+        self.solver_, self.n_passes_, self.ritz_residuals_ = solver, passes, rel.cpu().numpy()
         self.converged_ = bool((self.ritz_residuals_ <= self.tol).all())
         self.n_features_in_, self.n_test_ = m, n
         return self
 
 
-def _chunk_rows(m: int, dtype) -> int:
-    return max(1, _CHUNK_BYTES // (m * torch.empty((), dtype=dtype).element_size()))
-
-
-def _residual_pass(a, b, dev, dtype, normalize: bool) -> dict:
+def _residual_pass(a, b, dev, dtype, normalize: bool, threads: int) -> dict:
     """Single pass over A and B in chunks: norms, cosines, residual rows into one buffer.
 
-    On the CPU the chunks are shared by one Python thread per core, each running torch
-    single-threaded: these memory-bound element-wise ops then need no OpenMP barrier per op,
-    which on a busy 2-core machine cost more than the work itself.
+    On the CPU the chunks are shared by ``threads`` Python threads, torch single-threaded in
+    each: these memory-bound element-wise ops then need no OpenMP barrier per op, which on a
+    busy 2-core machine cost more than the work itself.
     """
     n, m = a.shape
     R = torch.empty((n, m), dtype=dtype, device=dev)
     stats = torch.empty((3, n), dtype=torch.float64)  # |a|, |b|, a·b
-    step, local = _chunk_rows(m, dtype), threading.local()
+    step, local = max(1, _CHUNK_BYTES // (m * R.element_size())), threading.local()
 
     def work(i: int) -> None:
         j = min(i + step, n)
@@ -169,15 +166,8 @@ def _residual_pass(a, b, dev, dtype, normalize: bool) -> dict:
         ri.addcmul_(bi, beta[:, None], value=-1.0)
         stats[:, i:j] = torch.stack([na, nb, dot]).cpu().double()
 
-    workers = torch.get_num_threads() if dev.type == "cpu" else 1
-    if workers > 1:
-        torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(work, range(0, n, step)))
-    finally:
-        if workers > 1:
-            torch.set_num_threads(workers)
+    with ThreadPoolExecutor(threads if dev.type == "cpu" else 1) as pool:  # torch is on 1 thread here
+        list(pool.map(work, range(0, n, step)))
     na, nb, dot = stats.numpy()
     zero_a, zero_b = na == 0, nb == 0
     valid = ~(zero_a | zero_b)
@@ -195,18 +185,15 @@ def _residual_pass(a, b, dev, dtype, normalize: bool) -> dict:
                 coef=torch.from_numpy(coef).to(dev), bscale=torch.from_numpy(bscale).to(dev))
 
 
-def _gram_pass(R: torch.Tensor, K: torch.Tensor, mu: torch.Tensor | None):
-    """One step, two GEMMs over the buffer: ``Y = R_c K`` and ``Zᵀ = (R_cᵀ R_c K)ᵀ``.
-
-    Centring is implicit (``R_c K = R K − 1 μᵀK``). With ``mu=None`` the column mean is
-    computed in the same GEMM (a column of ones appended to ``Y``) and returned.
-    """
+def _gram_pass(R: torch.Tensor, K: torch.Tensor, mu: torch.Tensor | None, threads: int):
+    """Two GEMMs over the buffer: ``Y = R_c K``, ``Zᵀ = (R_cᵀR_c K)ᵀ``; centring implicit
+    (``R_c K = R K − 1 μᵀK``); ``mu=None``: the mean comes from a column of ones in ``Y``."""
     n, w = R.shape[0], K.shape[1]
     y = torch.empty((n, w + (mu is None)), dtype=R.dtype, device=R.device)
-    torch.matmul(R, K, out=y[:, :w])
-    if mu is None:
-        y[:, w] = 1.0
-    zt = y.T @ R          # [w (+1), m]; big GEMMs beat cache-blocked small ones here
+    y[:, w:] = 1.0
+    with _using(threads):  # big GEMMs beat cache-blocked small ones here
+        torch.matmul(R, K, out=y[:, :w])
+        zt = y.T @ R       # [w (+1), m]
     if mu is None:
         mu = zt[w] / n
         y, zt = y[:, :w], zt[:w]
@@ -225,7 +212,7 @@ def _orthonormalize(x: torch.Tensor) -> torch.Tensor:
     return xd.to(x.dtype)
 
 
-def _block_krylov(R: torch.Tensor, k0: torch.Tensor, k: int, max_passes: int, tol: float):
+def _block_krylov(R: torch.Tensor, k0: torch.Tensor, k: int, max_passes: int, tol: float, threads: int):
     """Block Krylov iteration on ``C = R_cᵀR_c`` with Rayleigh–Ritz on the whole basis.
 
     Basis ``K = [K₀ … K_j]`` (orthonormal), ``Y = R_c K`` and ``Z = C K`` come out of the
@@ -240,7 +227,7 @@ def _block_krylov(R: torch.Tensor, k0: torch.Tensor, k: int, max_passes: int, to
     Y = torch.empty((n, cap), dtype=R.dtype, device=R.device)
     Zd = torch.empty((cap, m), dtype=torch.float64, device=R.device)  # (C K)ᵀ, float64 for ZᵀZ
     yty, ztz = np.zeros((cap, cap)), np.zeros((cap, cap))  # tiny: numpy, no thread-pool overhead
-    y, zt, mu = _gram_pass(R, k0, None)
+    y, zt, mu = _gram_pass(R, k0, None, threads)
     q, nxt = 0, k0
     while True:
         K[:, q:q + b], Y[:, q:q + b], Zd[q:q + b] = nxt, y, zt
@@ -259,7 +246,7 @@ def _block_krylov(R: torch.Tensor, k0: torch.Tensor, k: int, max_passes: int, to
         for _ in range(2):  # block Gram–Schmidt against the basis, twice for float32
             nxt = nxt - K[:, :q] @ (K[:, :q].T @ nxt)
         nxt = _orthonormalize(nxt)
-        y, zt, _ = _gram_pass(R, nxt, mu)
+        y, zt, _ = _gram_pass(R, nxt, mu, threads)
     passes = q // b
     w = torch.from_numpy(np.ascontiguousarray(w)).to(R.device)
     comps = (K[:, :q].double() @ w).T
@@ -267,7 +254,7 @@ def _block_krylov(R: torch.Tensor, k0: torch.Tensor, k: int, max_passes: int, to
             passes, torch.from_numpy(rel), mu)
 
 
-def _full(R: torch.Tensor, k: int):
+def _full(R: torch.Tensor, k: int, threads: int):
     """Exact PCA of the (in place) centred residual buffer: SVD when small, Gram eigh otherwise."""
     mu = R.mean(dim=0)
     R.sub_(mu)
@@ -275,15 +262,27 @@ def _full(R: torch.Tensor, k: int):
     if min(n, m) <= _MAX_SVD_FULL:
         u, s, vh = torch.linalg.svd(R.double(), full_matrices=False)
         return s[:k], vh[:k], (u[:, :k] * s[:k]).to(R.dtype), mu
-    if n <= m:
-        theta, u = torch.linalg.eigh((R @ R.T).double())
-        theta, u = theta.flip(0)[:k].clamp_min(0), u.flip(1)[:, :k]
-        s = theta.sqrt()
-        comps = (u.T.to(R.dtype) @ R).double() / s[:, None].clamp_min(1e-30)
-        return s, comps, (u * s).to(R.dtype), mu
-    theta, v = torch.linalg.eigh((R.T @ R).double())
-    v = v.flip(1)[:, :k]
-    return theta.flip(0)[:k].clamp_min(0).sqrt(), v.T, R @ v.to(R.dtype), mu
+    with _using(threads):
+        if n <= m:
+            theta, u = torch.linalg.eigh((R @ R.T).double())
+            theta, u = theta.flip(0)[:k].clamp_min(0), u.flip(1)[:, :k]
+            s = theta.sqrt()
+            comps = (u.T.to(R.dtype) @ R).double() / s[:, None].clamp_min(1e-30)
+            return s, comps, (u * s).to(R.dtype), mu
+        theta, v = torch.linalg.eigh((R.T @ R).double())
+        v = v.flip(1)[:, :k]
+        return theta.flip(0)[:k].clamp_min(0).sqrt(), v.T, R @ v.to(R.dtype), mu
+
+
+@contextmanager
+def _using(threads: int):
+    """Run the enclosed torch ops on ``threads`` intra-op threads, then restore the count."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _variances(b, st: dict, comps: torch.Tensor, proj: torch.Tensor, dev, dtype):
@@ -292,7 +291,7 @@ def _variances(b, st: dict, comps: torch.Tensor, proj: torch.Tensor, dev, dtype)
     valid = torch.from_numpy(st["valid"]).to(dev)
     zero_copy = (isinstance(b, torch.Tensor) and b.device == dev and b.dtype == dtype) or (
         type(b) in (np.ndarray, np.memmap) and dev.type == "cpu" and b.dtype == torch.empty((), dtype=dtype).numpy().dtype)
-    step = n if zero_copy else _chunk_rows(m, dtype) * 8   # one big GEMM when B needs no conversion
+    step = n if zero_copy else max(1, 8 * _CHUNK_BYTES // (m * comps.element_size()))  # 1 GEMM if no copy
     bp = torch.cat([rows_as_tensor(b, i, i + step, dev, dtype) @ comps.T for i in range(0, n, step)])
     btp = bp[valid].double() * st["bscale"].double()[:, None]
     atp = proj.double() + st["coef"].double()[:, None] * btp

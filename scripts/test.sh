@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends pkg-config libopencv-dev libturbojpeg0-dev chromium chromium-driver >/dev/null
+  apt-get install -y -qq --no-install-recommends g++ python3-dev pkg-config libopencv-dev libturbojpeg0-dev chromium chromium-driver >/dev/null
 else
   echo "note: not root or no apt-get: install pkg-config libopencv-dev libturbojpeg0-dev chromium yourself for the FFCV and browser tests" >&2
 fi

@@ -46,9 +46,13 @@ def test_feature_planted_in_a_only(seed, amplitude, solver):
     assert a_minus_b.explained_variance_a_[0] > 2 * a_minus_b.explained_variance_b_[0]
 
     b_minus_a = ModelDiff(4, solver=solver, random_state=seed).fit(B, A)
-    for j in range(4):   # no direction that B's models use more than A's is the planted subset
-        if b_minus_a.explained_variance_a_[j] > b_minus_a.explained_variance_b_[j]:
+    under_b, under_a = b_minus_a.explained_variance_a_, b_minus_a.explained_variance_b_
+    assert (under_b > under_a).sum() >= 2          # B-leaning directions exist ...
+    for j in range(4):                             # ... and none of them is the planted subset
+        if under_b[j] > under_a[j]:
             assert top_share(b_minus_a.components_[j], S, by_value=False) <= 0.5
+        else:   # the residual plane is shared, so S may show up here: as a direction A uses, not B
+            assert under_a[j] > under_b[j]
 
 
 @pytest.mark.parametrize("seed", [10, 11, 12])
