@@ -114,6 +114,11 @@ def child(args) -> None:
                       "input_bytes": A.nbytes + B.nbytes, "passes": passes}))
 
 
+def _torch_threads() -> int:
+    import torch
+    return torch.get_num_threads()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-test", type=int, default=10_000)
@@ -126,6 +131,7 @@ def main() -> None:
     if args.side != "both":
         return child(args)
     results, comps = {}, {}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         for side in ("reference", "ours"):
             path = os.path.join(tmp, f"{side}.npy")
@@ -137,7 +143,10 @@ def main() -> None:
     ref, ours = results["reference"], results["ours"]
     cos = np.abs((comps["reference"].astype(np.float64) * comps["ours"]).sum(axis=1))
     gib = 2.0 ** 30
-    print(f"inputs: A, B {args.n_test} x {args.n_train} float32 ({ours['input_bytes'] / gib:.2f} GiB both), k = {args.k}")
+    print(f"machine: {os.cpu_count()} CPUs, torch threads {_torch_threads()}, 1-min load average "
+          f"{load_before:.1f} before / {os.getloadavg()[0]:.1f} after (other jobs share the machine)")
+    print(f"inputs: A, B {args.n_test} x {args.n_train} float32 "
+          f"({ours['input_bytes'] / gib:.2f} GiB both), k = {args.k}")
     print(f"reference (numpy residual + sklearn PCA + torch variances): {ref['seconds']:.2f} s, "
           f"peak RSS +{ref['peak_delta'] / gib:.2f} GiB")
     print(f"ours (ModelDiff.fit, {ours['passes']} passes): {ours['seconds']:.2f} s, "

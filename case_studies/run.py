@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from case_studies.pipeline import (attribute_stores, compare, load_study_data, run_counterfactuals,
                                    train_algorithms)
 from case_studies.study import StudyConfig
@@ -40,6 +42,7 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
                               counterfactuals=d.counterfactuals, sweeps=d.sweeps, names=names,
                               title=f"{cfg.name}: {names[0]} minus {names[1]}",
                               meta={"study": cfg.to_dict(), "summary": summary["algorithms"]})
+        np.save(out / f"components_{d.name}.npy", d.fit.components_)
         summary["directions"][d.name] = direction_summary(d, report)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary

@@ -69,6 +69,7 @@ class StudyConfig:
     attribution: AttributionSpec = field(default_factory=AttributionSpec)
     counterfactual: CounterfactualSpec = field(default_factory=CounterfactualSpec)
     data: dict = field(default_factory=dict, metadata={"help": "overrides of both recipes' data section"})
+    plant: dict = field(default_factory=dict, metadata={"help": "planted study: arguments of planted.plant.plant"})
     folder: str = ""  # where recipe paths are resolved (set by load_study)
 
     def recipes(self, data_dir: str | None = None) -> tuple[Recipe, Recipe]:

@@ -65,9 +65,11 @@ def _images(store_dir, la, n_test: int, n_train: int):
         return None, None, None
     from datamodels.store import Store  # lazy: heavy
     data = Store.open(store_dir).load_dataset()
-    tr = la.train_indices if la.train_indices is not None else range(n_train)
-    te = la.test_indices if la.test_indices is not None else range(n_test)
-    if len(tr) != n_train or len(te) != n_test or max(tr, default=0) >= data.n_train or max(te, default=0) >= data.n_test:
+    # without recorded indices, rows and columns must be the whole test and training splits
+    tr = la.train_indices if la.train_indices is not None else range(data.n_train)
+    te = la.test_indices if la.test_indices is not None else range(data.n_test)
+    if (len(tr), len(te)) != (n_train, n_test) or max(tr, default=0) >= data.n_train \
+            or max(te, default=0) >= data.n_test:
         raise UserError(f"the dataset of store {store_dir} ({data.n_test} test, {data.n_train} train) does not "
                         f"match the scores ({n_test} x {n_train}); pass the store the scores came from")
     return data.x_train[list(tr)], data.x_test[list(te)], list(data.class_names)

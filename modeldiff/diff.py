@@ -289,8 +289,9 @@ def _variances(b, st: dict, comps: torch.Tensor, proj: torch.Tensor, dev, dtype)
     """Explained variance of each component under A and B, reading only B once more."""
     n, m = b.shape
     valid = torch.from_numpy(st["valid"]).to(dev)
+    np_dtype = torch.empty((), dtype=dtype).numpy().dtype
     zero_copy = (isinstance(b, torch.Tensor) and b.device == dev and b.dtype == dtype) or (
-        type(b) in (np.ndarray, np.memmap) and dev.type == "cpu" and b.dtype == torch.empty((), dtype=dtype).numpy().dtype)
+        type(b) in (np.ndarray, np.memmap) and dev.type == "cpu" and b.dtype == np_dtype)
     step = n if zero_copy else max(1, 8 * _CHUNK_BYTES // (m * comps.element_size()))  # 1 GEMM if no copy
     bp = torch.cat([rows_as_tensor(b, i, i + step, dev, dtype) @ comps.T for i in range(0, n, step)])
     btp = bp[valid].double() * st["bscale"].double()[:, None]

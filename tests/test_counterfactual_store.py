@@ -22,7 +22,7 @@ def stores(tmp_path_factory):
     data = load_digits()
     paths = []
     for name, lr in (("a", 0.1), ("b", 0.02)):
-        recipe = load_recipe(write_recipe(root, name=f"{name}.yaml", optim__lr=lr))
+        recipe = load_recipe(write_recipe(root, name=f"{name}.yaml", epochs=1, optim__lr=lr))
         store = Store.create_or_resume(root / name, recipe, data, 4, 0.5, seed=3)
         fill_store(store, ensemble_size=4)
         paths.append(store.path)
@@ -77,3 +77,23 @@ def test_counterfactual_cli_user_errors(stores, tmp_path, capsys, args, message)
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_diff_cli_takes_images_and_class_names_from_a_store(stores, tmp_path, capsys):
+    from datamodels.store import Store
+    data = Store.open(stores[0]).load_dataset()
+    rng = np.random.default_rng(0)
+    shape = (data.n_test, data.n_train)
+    np.save(tmp_path / "a.npy", rng.normal(size=shape).astype(np.float32))
+    np.save(tmp_path / "b.npy", rng.normal(size=shape).astype(np.float32))
+    out = tmp_path / "diff"
+    assert main(["diff", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--components", "2",
+                 "--out", str(out), "--store", str(stores[0]), "--top", "4"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["components"]) == 2
+    assert (out / "figures" / "component_0.png").stat().st_size > 0
+    np.save(tmp_path / "c.npy", rng.normal(size=(5, data.n_train)).astype(np.float32))
+    assert main(["diff", str(tmp_path / "c.npy"), str(tmp_path / "c.npy"), "--components", "2",
+                 "--out", str(tmp_path / "bad"), "--store", str(stores[0])]) == 2
+    assert "does not match the scores (5 x" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

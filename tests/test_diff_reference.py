@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 from modeldiff import ModelDiff
 
@@ -13,7 +14,8 @@ def reference(A, B, k):
     Bn = B / np.sqrt((B ** 2).sum(axis=1, keepdims=True))
     R = An - (An * Bn).sum(axis=1, keepdims=True) * Bn
     Rc = R - R.mean(axis=0)
-    evals, evecs = np.linalg.eigh(Rc.T @ Rc)           # independent of the package's SVD / Krylov
+    with threadpool_limits(1):   # threaded LAPACK on small matrices crawls on a busy machine
+        evals, evecs = np.linalg.eigh(Rc.T @ Rc)       # independent of the package's SVD / Krylov
     P = evecs[:, ::-1][:, :k].T                         # [k, n_train]
     n = A.shape[0]
     var = lambda X: (((X - X.mean(axis=0)) @ P.T) ** 2).sum(axis=0) / n

@@ -50,7 +50,7 @@ def _as_hwc(img) -> np.ndarray:
 def image_grid(rows: list[tuple[str, object, list[int], list[str]]]) -> bytes:
     """Rows of images: ``(row title, images [n, C, H, W] (indexable), indices, captions)``."""
     ncols = max(1, max(len(idx) for _, _, idx, _ in rows))
-    fig = _figure(1.15 * ncols + 1.4, 1.45 * len(rows))
+    fig = _figure(1.15 * ncols + 1.4, 1.8 * len(rows))
     axes = fig.subplots(len(rows), ncols, squeeze=False)
     for r, (title, images, idx, captions) in enumerate(rows):
         for c in range(ncols):
@@ -91,6 +91,7 @@ def effect_plot(labels: list[str], a: list[tuple[float, float, float]], b: list[
         ax.errorbar(x + off, m, yerr=[m - np.where(np.isnan(lo), m, lo), np.where(np.isnan(hi), m, hi) - m],
                     fmt="o", capsize=4, color=color, label=name)
     ax.axhline(0, color="0.4", lw=0.8)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
     ax.set_xticks(x, labels, fontsize=7)
     ax.set_ylabel("Pr(class | do(T)) − Pr(class | control)")
     ax.legend(fontsize=8)
@@ -107,6 +108,7 @@ def sweep_plot(sizes, a: list[tuple[float, float, float]], b: list[tuple[float, 
         ax.plot(sizes, m, "o-", color=color, label=name)
         ax.fill_between(sizes, lo, hi, color=color, alpha=0.2)
     ax.axhline(0, color="0.4", lw=0.8)
+    ax.set_xticks(list(sizes))
     ax.set_xlabel("patch size (pixels)")
     ax.set_ylabel("treatment effect")
     ax.set_title(title, fontsize=8)

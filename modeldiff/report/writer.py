@@ -108,7 +108,7 @@ def write_report(out_dir, fit, *, subpops=None, train_images=None, test_images=N
         tab = sw.table()
         pngs[f"sweep_{i}"] = figures.sweep_plot(
             sw.sizes, [(r["effect_a"], *r["ci_a"]) for r in tab], [(r["effect_b"], *r["ci_b"]) for r in tab],
-            sw.results[0].transform if sw.results else "", name_a, name_b)
+            sw.results[0].transform.replace(f"size={sw.sizes[0]}", "size=*") if sw.results else "", name_a, name_b)
         sections.append((f"Patch-size sweep {i}", html.img(pngs[f"sweep_{i}"], f"sweep {i}") + html.table(
             ["size", f"effect {name_a}", f"effect {name_b}", "diff", "p"],
             [[r["size"], r["effect_a"], r["effect_b"], r["diff"], r["p_value"]] for r in tab])))
