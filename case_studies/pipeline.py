@@ -13,6 +13,7 @@ import torch
 from case_studies.study import StudyConfig
 from datamodels.data import Dataset, load_dataset
 from datamodels.store import Store
+from modeldiff.errors import UserError
 
 
 @dataclass
@@ -39,10 +40,25 @@ def train_algorithms(cfg: StudyConfig, data: Dataset, out: Path, device: str, da
 
     stores = []
     for tag, recipe in zip("ab", cfg.recipes(data_dir)):
+        if recipe.init.kind == "checkpoint" and cfg.pretrain:
+            recipe = recipe.replace(**{"init.checkpoint": str(pretrained_checkpoint(cfg, recipe, data, out, device))})
         store = Store.create_or_resume(out / f"store_{tag}", recipe, data, cfg.models, cfg.subset_fraction, cfg.seed)
         fill_store(store, device, cfg.ensemble_size, dataset=data)
         stores.append(Store.open(store.path, data))
     return stores[0], stores[1]
+
+
+def pretrained_checkpoint(cfg: StudyConfig, recipe, data: Dataset, out: Path, device: str) -> Path:
+    """The study's pretraining checkpoint (made once, on a disjoint task: see pretraining/pretrain.py)."""
+    from case_studies.pretraining.pretrain import pretrain
+
+    spec = {"task": "rotation", "epochs": 20, "seed": 0, **cfg.pretrain}
+    if spec["task"] != "rotation":
+        raise UserError(f"pretrain.task must be 'rotation', got {spec['task']!r}")
+    path = (out / "pretrained.pt").resolve()
+    if not path.is_file():
+        pretrain(recipe, data, path, epochs=spec["epochs"], seed=spec["seed"], device=device)
+    return path
 
 
 def attribute_stores(cfg: StudyConfig, stores, out: Path, device: str, method: str | None = None):

@@ -70,6 +70,8 @@ class StudyConfig:
     counterfactual: CounterfactualSpec = field(default_factory=CounterfactualSpec)
     data: dict = field(default_factory=dict, metadata={"help": "overrides of both recipes' data section"})
     plant: dict = field(default_factory=dict, metadata={"help": "planted study: arguments of planted.plant.plant"})
+    pretrain: dict = field(default_factory=dict, metadata={
+        "help": "pretraining study: {task: rotation, epochs, seed}; fills init.checkpoint of a recipe that asks for one"})
     folder: str = ""  # where recipe paths are resolved (set by load_study)
 
     def recipes(self, data_dir: str | None = None) -> tuple[Recipe, Recipe]:

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,10 +91,6 @@ class InfluenceDataset:
     created: str = ""
     store_path: str = ""
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return tuple(self.scores.shape)  # type: ignore[return-value]
-
 
 def _package_version() -> str:
     try:
@@ -104,6 +99,10 @@ def _package_version() -> str:
         return str(__version__)
     except Exception:  # pragma: no cover - only without the package installed
         return "unknown"
+
+
+def _or_unknown(labels, n: int):
+    return np.full(n, -1) if labels is None else labels  # -1: label not recorded
 
 
 def _as_index(a: Any, n: int, name: str) -> np.ndarray:
@@ -141,12 +140,10 @@ class InfluenceWriter:
         self._arrays = {
             "train_indices": _as_index(train_indices, self.n_train, "train_indices"),
             "test_indices": _as_index(test_indices, self.n_test, "test_indices"),
-            "train_labels": _as_index(
-                np.full(self.n_train, -1) if train_labels is None else train_labels,
-                self.n_train, "train_labels"),
-            "test_labels": _as_index(
-                np.full(self.n_test, -1) if test_labels is None else test_labels,
-                self.n_test, "test_labels"),
+            "train_labels": _as_index(_or_unknown(train_labels, self.n_train), self.n_train,
+                                      "train_labels"),
+            "test_labels": _as_index(_or_unknown(test_labels, self.n_test), self.n_test,
+                                     "test_labels"),
         }
         self._attrs = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "method": str(method),
@@ -282,12 +279,10 @@ def read_influence(path: str | os.PathLike, *, load_scores: bool = True) -> Infl
             arrays[name] = a.astype(np.int64)
         scores = (ds[:].astype(np.float32, copy=False) if load_scores
                   else np.empty((0, n_train), np.float32))
-    lds = float(attrs["lds"])
     return InfluenceDataset(
         scores=scores, method=attrs["method"], method_params=params,
         dataset_name=attrs["dataset_name"], dataset_identity=attrs["dataset_identity"],
-        recipe_yaml=attrs["recipe_yaml"], n_models=int(attrs["n_models"]),
-        lds=lds if not math.isnan(lds) else float("nan"),
+        recipe_yaml=attrs["recipe_yaml"], n_models=int(attrs["n_models"]), lds=float(attrs["lds"]),
         package_version=attrs["package_version"], created=attrs["created"],
         store_path=attrs["store_path"], **arrays)
 

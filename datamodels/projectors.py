@@ -166,13 +166,7 @@ class SketchProjector(Projector):
             if folded is None:
                 folded = flat.new_zeros(b, m)
             signed = flat * self._signs(model_id, flat.device, flat.dtype)[offset:offset + flat.shape[1]]
-            # place the piece at global positions offset.., folded modulo m
-            lead = offset % m
-            total = lead + signed.shape[1]
-            rows = -(-total // m)
-            buf = signed.new_zeros(b, rows * m)
-            buf[:, lead:total] = signed
-            folded += buf.view(b, rows, m).sum(1)
+            _fold_into(folded, signed, offset)
             n = offset + flat.shape[1]
         self._check(n)
         out = folded.new_zeros(folded.shape[0], self.proj_dim)
@@ -183,6 +177,21 @@ class SketchProjector(Projector):
         return out
 
 
+def _fold_into(folded: torch.Tensor, piece: torch.Tensor, offset: int) -> None:
+    """``folded[:, (offset + i) % m] += piece[:, i]`` for all ``i``, without copying ``piece``."""
+    m, n = folded.shape[1], piece.shape[1]
+    lead = offset % m
+    head = min(n, m - lead) if lead else 0  # up to the next multiple of m
+    if head:
+        folded[:, lead:lead + head] += piece[:, :head]
+    rows = (n - head) // m
+    if rows:  # whole rows of m: a strided view, summed over rows
+        folded += piece[:, head:head + rows * m].reshape(piece.shape[0], rows, m).sum(1)
+    tail = n - head - rows * m
+    if tail:
+        folded[:, :tail] += piece[:, n - tail:]
+
+
 class FastJLProjector(Projector):
     """traker's CUDA kernel (``fast_jl.project_rademacher_{8,16,32}``); needs CUDA + fast_jl.
 
@@ -191,7 +200,7 @@ class FastJLProjector(Projector):
 
     name = "fast_jl"
 
-    def __init__(self, grad_dim: int, proj_dim: int, seed: int = 0, device="cuda",
+    def __init__(self, grad_dim: int, proj_dim: int, seed: int, device,
                  max_batch_size: int = 32):
         super().__init__(grad_dim, proj_dim, seed, device)
         import fast_jl  # noqa: F401  (lazy: optional accelerator)

@@ -8,7 +8,10 @@ masks of ``N`` models and ``y_t[N]`` their margins on ``t``:
    log-spaced (``sklearn.linear_model._alpha_grid``), computed on all models like ``LassoCV``;
 3. the lasso path on the training split of the models (``1 − val_fraction``, drawn with
    ``seed``), warm-started from one λ to the next (:func:`datamodels.lasso.fista`), each λ
-   scored by its mean squared error on the held-out models; the best (first on ties) wins;
+   scored by its mean squared error on the held-out models; the best (first on ties) wins.
+   A target leaves the path after ``patience`` λ values without improvement (early stopping
+   as in MadryLab's ``fast_l1``): the small-λ end, where ``n_train > N`` makes the problem
+   ill-conditioned and slow, is solved only for targets that still improve there;
 4. a refit on all models at the chosen λ, warm-started from the split's solution.
 
 Objective: scikit-learn's ``1/(2N) ||y − Xw − b||² + λ ||w||₁``. Coefficients are the rows
@@ -38,6 +41,8 @@ class RegressionSettings:
     tol: float = 1e-4  # duality gap / ||y_centred||², as sklearn's tol
     max_iter: int = 2000  # FISTA iterations per λ (per target block)
     check_every: int = 10  # iterations between convergence checks
+    patience: int | None = 3  # λ steps without held-out improvement before a target leaves
+    # the path (its selection is final); None = always solve the whole path
     target_block: int = 1024  # test examples solved together (bounds memory: n_train x block)
     gram_max_bytes: int = 1 << 30  # use XᵀX [n_train, n_train] only when it fits in this
 
@@ -72,7 +77,8 @@ class DatamodelsRegression:
 
     Learned: ``coef_[T, n_train]`` (numpy float32, unless a ``write`` callback took the rows),
     ``intercept_[T]``, ``lambda_[T]`` (chosen λ), ``lambda_index_[T]``, ``val_mse_[n_lambdas, T]``,
-    ``lambdas_[n_lambdas, T]``, ``converged_`` (fraction of (target, λ) solves that converged).
+    ``lambdas_[n_lambdas, T]`` (``val_mse_`` is NaN past a target's early stop), ``converged_``
+    (fraction of (target, λ) solves that met ``tol`` within ``max_iter``).
     """
 
     def __init__(self, *, device="cpu", dtype=torch.float32, progress: bool = True, **settings):
@@ -115,20 +121,20 @@ class DatamodelsRegression:
         self.lambda_index_ = np.empty(t_total, np.int64)
         self.lambdas_ = np.empty((s.n_lambdas, t_total))
         self.val_mse_ = np.empty((s.n_lambdas, t_total))
-        n_ok = 0
+        n_ok = n_solves = 0
         for b0 in range(0, t_total, s.target_block):
             b1 = min(t_total, b0 + s.target_block)
             y = y_all[:, b0:b1]
-            w, b, ok = self._fit_block(prob_tr, prob_all, x_va, x_mean, xtr_mean, y, tr, va,
+            w, b, (ok, solves) = self._fit_block(prob_tr, prob_all, x_va, x_mean, xtr_mean, y, tr, va,
                                         b0, b1)
-            n_ok += ok
+            n_ok, n_solves = n_ok + ok, n_solves + solves
             coef = w.T.float().cpu().numpy()
             self.intercept_[b0:b1] = b.cpu().numpy()
             if write:
                 write(b0, coef)
             else:
                 self.coef_[b0:b1] = coef
-        self.converged_ = n_ok / (t_total * (s.n_lambdas + 1))
+        self.converged_ = n_ok / n_solves
         return self
 
     def _fit_block(self, prob_tr, prob_all, x_va, x_mean, xtr_mean, y, tr, va, b0, b1):
@@ -143,28 +149,37 @@ class DatamodelsRegression:
         best_w, best_mse = w.clone(), torch.full((y.shape[1],), math.inf, dtype=torch.float64,
                                                  device=self.device)
         best_idx = torch.zeros(y.shape[1], dtype=torch.int64, device=self.device)
-        mses, n_ok = [], 0
+        mses = torch.full((s.n_lambdas, y.shape[1]), math.nan, dtype=torch.float64,
+                          device=self.device)
+        active = torch.arange(y.shape[1], device=self.device)  # targets still on the path
+        n_ok = n_solves = 0
         steps = range(s.n_lambdas)
         if self.progress:
             steps = tqdm(steps, desc=f"lasso path, targets {b0}-{b1 - 1}", leave=False)
         for i in steps:
-            w, ok, _ = fista(prob, w, lams[i], tol=s.tol, max_iter=s.max_iter,
-                             check_every=s.check_every)
-            n_ok += int(ok.sum())
-            pred = x_va @ w + (ytr_mean - xtr_mean @ w)
-            mse = ((y[va] - pred) ** 2).mean(0).double()
-            mses.append(mse)
-            better = mse < best_mse
-            best_mse = torch.where(better, mse, best_mse)
-            best_idx = torch.where(better, torch.full_like(best_idx, i), best_idx)
-            best_w[:, better] = w[:, better]
+            sub = prob.select(active)
+            wa, ok, _ = fista(sub, w[:, active], lams[i, active], tol=s.tol,
+                              max_iter=s.max_iter, check_every=s.check_every)
+            w[:, active] = wa
+            n_ok, n_solves = n_ok + int(ok.sum()), n_solves + active.numel()
+            pred = x_va @ wa + (ytr_mean[active] - xtr_mean @ wa)
+            mse = ((y[va][:, active] - pred) ** 2).mean(0).double()
+            mses[i, active] = mse
+            better = mse < best_mse[active]
+            idx = active[better]
+            best_mse[idx], best_idx[idx] = mse[better], i
+            best_w[:, idx] = wa[:, better]
+            if s.patience is not None:  # leave the path once past the held-out optimum
+                active = active[i - best_idx[active] < s.patience]
+                if active.numel() == 0:
+                    break
         del prob
         lam = lams.gather(0, best_idx[None, :])[0]
         w, ok, _ = fista(full, best_w, lam, tol=s.tol, max_iter=s.max_iter * 5,
                          check_every=s.check_every)
-        n_ok += int(ok.sum())
+        n_ok, n_solves = n_ok + int(ok.sum()), n_solves + ok.numel()
         self.lambdas_[:, b0:b1] = lams.double().cpu().numpy()
-        self.val_mse_[:, b0:b1] = torch.stack(mses).cpu().numpy()
+        self.val_mse_[:, b0:b1] = mses.cpu().numpy()
         self.lambda_[b0:b1] = lam.double().cpu().numpy()
         self.lambda_index_[b0:b1] = best_idx.cpu().numpy()
-        return w, y.mean(0) - x_mean @ w, n_ok
+        return w, y.mean(0) - x_mean @ w, (n_ok, n_solves)

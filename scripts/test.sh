@@ -14,6 +14,11 @@ else
   echo "note: not root or no apt-get: install pkg-config libopencv-dev libturbojpeg0-dev chromium yourself for the FFCV and browser tests" >&2
 fi
 
+# the shared CIFAR-10 copy beside the checkout, when there is one
+if [ -z "${MODELDIFF_CIFAR10_DIR:-}" ] && [ -d ../shared/datasets/cifar10-jpeg ]; then
+  export MODELDIFF_CIFAR10_DIR="$(cd ../shared/datasets/cifar10-jpeg && pwd)"
+fi
+
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[dev,ffcv,ray]'

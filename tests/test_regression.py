@@ -49,7 +49,11 @@ def test_fista_core_equals_sklearn_on_a_path_of_lambdas():
 
 def test_lambda_selection_is_the_heldout_best():
     x, y = _problem(seed=1, n=200, p=40, t=4, noise=1.5)
-    reg = _fit(x, y, n_lambdas=12, eps=1e-2, val_fraction=0.25, seed=7)
+    reg = _fit(x, y, n_lambdas=12, eps=1e-2, val_fraction=0.25, seed=7, patience=None)
+    early = _fit(x, y, n_lambdas=12, eps=1e-2, val_fraction=0.25, seed=7, patience=2)
+    np.testing.assert_array_equal(early.lambda_index_, reg.lambda_index_)  # U-shaped curves
+    np.testing.assert_allclose(early.coef_, reg.coef_, atol=1e-6)
+    assert np.isnan(early.val_mse_).any() and not np.isnan(reg.val_mse_).any()
     tr, va = split_models(len(y), 0.25, 7)
     xf = x.astype(float)
     for t in range(y.shape[1]):
@@ -100,3 +104,18 @@ def test_bad_inputs():
     y[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         DatamodelsRegression(progress=False).fit(x, y)
+
+
+def test_planted_sparse_datamodels_are_recovered():
+    from datamodels.lds import lds
+
+    rng = np.random.default_rng(8)
+    n_train, n_test = 100, 10
+    true = rng.normal(size=(n_test, n_train)) * (rng.random((n_test, n_train)) < 0.1)
+    masks = rng.random((400, n_train)) < 0.5
+    margins = masks @ true.T + 0.5 * rng.normal(size=(400, n_test))
+    reg = DatamodelsRegression(progress=False).fit(masks[:300], margins[:300])
+    assert lds(reg.coef_, masks[300:], margins[300:]).mean > 0.8
+    support = np.abs(true) > 0
+    assert (np.abs(reg.coef_[support]) > 0).mean() > 0.9  # finds the true effects
+    assert np.abs(reg.coef_[~support]).mean() < 0.1 * np.abs(true[support]).mean()
