@@ -38,22 +38,25 @@ def _traker(model, n_train, k, save_dir):
                   logging_level=logging.ERROR)
 
 
-def time_featurize(model, x, y, k, batch):
-    """Examples/s of ours and traker on ``x`` (first batch excluded from both)."""
+def time_featurize(model, x, y, k, batch, repeats=1):
+    """Median examples/s of ours and traker on ``x`` over ``repeats`` alternating runs (the
+    first batch of each run excluded: warm-up)."""
     proj = make_projector("sketch", n_params(model), k, 0, "cpu")
-    featurize(model, x[:batch], y[:batch], proj, 0, batch_size=batch)  # warm-up
-    t = time.perf_counter()
-    featurize(model, x[batch:], y[batch:], proj, 0, batch_size=batch)
-    ours = (len(y) - batch) / (time.perf_counter() - t)
+    ours, ref = [], []
     with tempfile.TemporaryDirectory() as d:
         tr = _traker(model, len(y), k, d)
-        tr.load_checkpoint(model.state_dict(), model_id=0)
-        tr.featurize((x[:batch], y[:batch]), num_samples=batch)
-        t = time.perf_counter()
-        for s in range(batch, len(y), batch):
-            tr.featurize((x[s:s + batch], y[s:s + batch]), num_samples=len(y[s:s + batch]))
-        ref = (len(y) - batch) / (time.perf_counter() - t)
-    return ours, ref
+        for r in range(repeats):
+            featurize(model, x[:batch], y[:batch], proj, r, batch_size=batch)  # warm-up
+            t = time.perf_counter()
+            featurize(model, x[batch:], y[batch:], proj, r, batch_size=batch)
+            ours.append((len(y) - batch) / (time.perf_counter() - t))
+            tr.load_checkpoint(model.state_dict(), model_id=r)  # a new id: nothing cached
+            tr.featurize((x[:batch], y[:batch]), num_samples=batch)
+            t = time.perf_counter()
+            for s in range(batch, len(y), batch):
+                tr.featurize((x[s:s + batch], y[s:s + batch]), num_samples=len(y[s:s + batch]))
+            ref.append((len(y) - batch) / (time.perf_counter() - t))
+    return float(np.median(ours)), float(np.median(ref))
 
 
 def featurize_resnet9(args):
@@ -72,9 +75,10 @@ def featurize_resnet9(args):
         src, mean, std = "random images", (0.5,) * 3, (0.25,) * 3
     torch.manual_seed(0)
     net = build_model(ModelConfig(arch="resnet9", width=64), 1, 10, (3, 32, 32), mean, std).eval()
-    ours, ref = time_featurize(net, x, y, args.proj_dim, args.batch)
+    ours, ref = time_featurize(net, x, y, args.proj_dim, args.batch, args.repeats)
     print(f"ResNet-9 ({n_params(net):,} params), {args.n} {src}, k={args.proj_dim}, batch "
-          f"{args.batch}, {torch.get_num_threads()} threads: ours {ours:.2f} ex/s, traker "
+          f"{args.batch}, {torch.get_num_threads()} threads, median of {args.repeats}: ours "
+          f"{ours:.2f} ex/s, traker "
           f"{ref:.3f} ex/s, ratio {ours / ref:.1f}x")
 
 
@@ -115,8 +119,10 @@ def digits(args):
     st, ev = Store.open(args.store), _eval(Store.open(args.eval_store))
     d = st.load_dataset()
     net = st.load_model(0)
-    ours, ref = time_featurize(net, d.x_train[:args.n], d.y_train[:args.n], args.proj_dim, args.batch)
-    print(f"digits CNN ({n_params(net):,} params), {args.n} train images, k={args.proj_dim}: "
+    ours, ref = time_featurize(net, d.x_train[:args.n], d.y_train[:args.n], args.proj_dim,
+                               args.batch, args.repeats)
+    print(f"digits CNN ({n_params(net):,} params), {args.n} train images, k={args.proj_dim}, "
+          f"batch {args.batch}, {torch.get_num_threads()} threads, median of {args.repeats}: "
           f"ours {ours:.1f} ex/s, traker {ref:.1f} ex/s, ratio {ours / ref:.2f}x")
     ids = [i for i in st.valid_indices(warn=False) if st.has_weights(int(i))][:args.models]
     a = lds(_trak_scores(st, ids, args.proj_dim), *ev)
@@ -192,7 +198,11 @@ def main():
     ap.add_argument("--proj-dim", type=int, default=2048)
     ap.add_argument("--models", type=int, default=5)
     ap.add_argument("--sklearn-targets", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3, help="alternating timing runs (median)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (both sides)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     {"featurize-resnet9": featurize_resnet9, "digits": digits, "regression": regression,
      "lds-table": lds_table}[args.part](args)
 

@@ -16,8 +16,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--models", type=int, default=None,
                    help="use the first N finished models (default: all; TRAK: those with weights)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
-    p.add_argument("--proj-dim", type=int, default=2048,
-                   help="TRAK: projection dimension k (0 = no projection)")
+    p.add_argument("--proj-dim", default="auto",
+                   help="TRAK: projection dimension k; auto = power of two <= n_train/4, at most "
+                        "2048; 0 = no projection (exact TRAK, needs --lambda-reg when n_params "
+                        ">= n_train)")
     p.add_argument("--projector", default="auto", choices=["auto", "sketch", "rademacher", "fast_jl"],
                    help="TRAK: random projection (auto = fast_jl on CUDA when installed, else sketch)")
     p.add_argument("--lambda-reg", type=float, default=0.0, help="TRAK: ridge added to the kernel")
@@ -36,9 +38,12 @@ def add_parser(subparsers) -> None:
 def settings(args) -> dict:
     """Estimator keyword arguments from the parsed command line."""
     if args.method == "trak":
-        if args.proj_dim < 0:
-            raise UserError(f"--proj-dim must be >= 0, got {args.proj_dim}")
-        return {"proj_dim": args.proj_dim or None, "projector": args.projector,
+        k = args.proj_dim
+        if k != "auto":
+            if not k.isdigit():
+                raise UserError(f"--proj-dim must be 'auto' or an integer >= 0, got {k!r}")
+            k = int(k) or None
+        return {"proj_dim": k, "projector": args.projector,
                 "proj_seed": args.seed, "lambda_reg": args.lambda_reg, "batch_size": args.batch_size}
     return {"n_lambdas": args.n_lambdas, "eps": args.eps, "val_fraction": args.val_fraction,
             "seed": args.seed}

@@ -133,9 +133,10 @@ class SketchProjector(Projector):
     def __init__(self, grad_dim: int, proj_dim: int, seed: int = 0, device="cpu",
                  sketch_dim: int | None = None):
         super().__init__(grad_dim, proj_dim, seed, device)
-        default = max(8 * self.proj_dim, 16384)  # coordinates after folding; see class doc
+        default = 8 * self.proj_dim  # coordinates after folding: fold variance ~1/8 of JL's
         self.sketch_dim = int(min(self.grad_dim, sketch_dim or default))
         self._cache: dict[tuple, torch.Tensor] = {}
+        self._bufs: dict[tuple, torch.Tensor] = {}
 
     def params(self) -> dict:
         return {**super().params(), "sketch_dim": self.sketch_dim}
@@ -159,14 +160,23 @@ class SketchProjector(Projector):
                                                     device, dtype)
         return self._cache[k][r0:r1]
 
+    def _buffer(self, name: str, shape, like: torch.Tensor) -> torch.Tensor:
+        """A reused scratch tensor (fresh large allocations cost page faults on every call)."""
+        need = math.prod(shape)
+        key = (name, like.device, like.dtype)
+        buf = self._bufs.get(key)
+        if buf is None or buf.numel() < need:
+            buf = self._bufs[key] = torch.empty(need, dtype=like.dtype, device=like.device)
+        return buf[:need].view(shape)
+
     def project(self, grads, model_id: int) -> torch.Tensor:
         m, folded, n = self.sketch_dim, None, 0
         for offset, flat in iter_chunks(grads):
-            b = flat.shape[0]
             if folded is None:
-                folded = flat.new_zeros(b, m)
-            signed = flat * self._signs(model_id, flat.device, flat.dtype)[offset:offset + flat.shape[1]]
-            _fold_into(folded, signed, offset)
+                folded = self._buffer("folded", (flat.shape[0], m), flat).zero_()
+            signs = self._signs(model_id, flat.device, flat.dtype)[offset:offset + flat.shape[1]]
+            signed = torch.mul(flat, signs, out=self._buffer("signed", flat.shape, flat))
+            _fold_into(folded, signed, offset, self._buffer("rows", folded.shape, flat))
             n = offset + flat.shape[1]
         self._check(n)
         out = folded.new_zeros(folded.shape[0], self.proj_dim)
@@ -177,16 +187,21 @@ class SketchProjector(Projector):
         return out
 
 
-def _fold_into(folded: torch.Tensor, piece: torch.Tensor, offset: int) -> None:
-    """``folded[:, (offset + i) % m] += piece[:, i]`` for all ``i``, without copying ``piece``."""
-    m, n = folded.shape[1], piece.shape[1]
+def _fold_into(folded: torch.Tensor, piece: torch.Tensor, offset: int,
+               scratch: torch.Tensor) -> None:
+    """``folded[:, (offset + i) % m] += piece[:, i]`` for all ``i``, without copying ``piece``
+    (``scratch``: a ``[B, m]`` buffer; few large ops, as small ones pay thread start-up)."""
+    b, m, n = folded.shape[0], folded.shape[1], piece.shape[1]
     lead = offset % m
     head = min(n, m - lead) if lead else 0  # up to the next multiple of m
     if head:
         folded[:, lead:lead + head] += piece[:, :head]
     rows = (n - head) // m
-    if rows:  # whole rows of m: a strided view, summed over rows
-        folded += piece[:, head:head + rows * m].reshape(piece.shape[0], rows, m).sum(1)
+    if rows == 1:
+        folded += piece[:, head:head + m]
+    elif rows > 1:  # whole rows of m: a strided view summed over rows
+        torch.sum(piece[:, head:head + rows * m].view(b, rows, m), dim=1, out=scratch)
+        folded += scratch
     tail = n - head - rows * m
     if tail:
         folded[:, :tail] += piece[:, n - tail:]

@@ -13,6 +13,7 @@ full matrix never sits in memory twice; per-model features spill to disk when la
 """
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable
@@ -30,10 +31,11 @@ from datamodels.projectors import make_projector
 class TrakSettings:
     """Hyper-parameters of :class:`TRAK` (recorded as ``method_params``)."""
 
-    proj_dim: int | None = 2048  # JL dimension k; None = no projection (exact TRAK)
+    proj_dim: int | str | None = "auto"  # JL dimension k; "auto" = auto_proj_dim(n_train);
+    # None = no projection (exact TRAK)
     projector: str = "auto"  # auto | sketch | rademacher | identity | fast_jl
     proj_seed: int = 0  # seed of the projection matrices (one per model id)
-    sketch_dim: int | None = None  # SketchProjector's fold size; None = max(8 k, 16384)
+    sketch_dim: int | None = None  # SketchProjector's fold size; None = 8 k
     lambda_reg: float = 0.0  # ridge added to ΦᵀΦ before inversion (traker's lambda_reg)
     normalize_kernel: bool = True  # divide each K_m by mean|K_m| as traker does
     batch_size: int = 64  # examples per per-example-gradient call
@@ -42,13 +44,23 @@ class TrakSettings:
     memory_budget_bytes: int = 2 << 30  # per-model features above this total spill to disk
 
     def __post_init__(self):
-        if self.proj_dim is not None and self.proj_dim <= 0:
-            raise ValueError(f"proj_dim must be positive or None, got {self.proj_dim}")
+        if self.proj_dim != "auto" and self.proj_dim is not None and (
+                not isinstance(self.proj_dim, int) or self.proj_dim <= 0):
+            raise ValueError(f"proj_dim must be a positive integer, 'auto' or None, got {self.proj_dim!r}")
         if self.lambda_reg < 0:
             raise ValueError(f"lambda_reg must be >= 0, got {self.lambda_reg}")
         for name in ("batch_size", "test_block", "train_block"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+
+
+def auto_proj_dim(n_train: int) -> int:
+    """Default k: the power of two <= n_train / 4, capped at 2048 (traker's default).
+
+    ``ΦᵀΦ [k, k]`` has rank <= n_train, so k must stay well below n_train: at k = n/4 its
+    smallest eigenvalue is still ~(1 − sqrt(k/n))² = 1/4 of the average (Marchenko–Pastur).
+    """
+    return int(min(2048, 2 ** max(3, math.floor(math.log2(max(n_train // 4, 8))))))
 
 
 def kernel_features(phi: torch.Tensor, lambda_reg: float = 0.0,
@@ -75,14 +87,22 @@ class TRAK:
         self.device, self.dtype, self.progress = torch.device(device), dtype, progress
 
     def params(self) -> dict:
-        return {"method": "trak", **asdict(self.settings)}
+        out = {"method": "trak", **asdict(self.settings)}
+        if hasattr(self, "proj_dim_"):
+            out["proj_dim"] = self.proj_dim_
+        return out
 
     def _per_model(self, model: nn.Module, model_id: int, x_train, y_train, x_test, y_test):
         s = self.settings
         model = model.to(device=self.device, dtype=self.dtype).eval()
         p = n_params(model)
         kind = "identity" if s.proj_dim is None else s.projector
-        proj = make_projector(kind, p, s.proj_dim, s.proj_seed, self.device, s.sketch_dim)
+        k = p if s.proj_dim is None else self.proj_dim_
+        if k >= x_train.shape[0] and s.lambda_reg == 0:
+            raise ValueError(f"TRAK with k={k} features and only {x_train.shape[0]} training "
+                             "examples: ΦᵀΦ is singular. Use a projection dimension below "
+                             "n_train (e.g. proj_dim='auto') or lambda_reg > 0")
+        proj = make_projector(kind, p, k, s.proj_seed, self.device, s.sketch_dim)
         self.projector_params_ = proj.params()
         bar = f"model {model_id}: train" if self.progress else False
         phi_tr, q = featurize(model, x_train, y_train, proj, model_id, batch_size=s.batch_size,
@@ -106,6 +126,8 @@ class TRAK:
         """
         feats, tests, q_sum = [], [], None
         spill = None
+        pd = self.settings.proj_dim
+        self.proj_dim_ = auto_proj_dim(x_train.shape[0]) if pd == "auto" else pd
         for model_id, model in models:
             f, t, q = self._per_model(model, int(model_id), x_train, y_train, x_test, y_test)
             q_sum = q.double() if q_sum is None else q_sum + q.double()
