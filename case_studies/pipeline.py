@@ -68,7 +68,7 @@ def attribute_stores(cfg: StudyConfig, stores, out: Path, device: str, method: s
 
     spec = cfg.attribution
     method = method or spec.method
-    params = {"proj_dim": spec.proj_dim} if method == "trak" else {"n_lambdas": spec.lambdas}
+    params = {"proj_dim": spec.proj_dim, "batch_size": spec.batch_size} if method == "trak" else {"n_lambdas": spec.lambdas}
     n_models = spec.models if method == "trak" else None
     scores = []
     for tag, store in zip("ab", stores):
@@ -90,7 +90,7 @@ def compare(cfg: StudyConfig, scores_a, scores_b, data: Dataset) -> tuple[Direct
     out = []
     for name, (x, y) in (("a_minus_b", (scores_a, scores_b)), ("b_minus_a", (scores_b, scores_a))):
         fit = ModelDiff(cfg.components, random_state=cfg.seed).fit(x, y)
-        subs = subpopulations(fit, n_train_top=cfg.counterfactual.top_k, n_test_top=16,
+        subs = subpopulations(fit, n_train_top=16, n_test_top=16,
                               train_labels=data.y_train.numpy(), test_labels=data.y_test.numpy(),
                               class_names=data.class_names)
         out.append(Direction(name, fit, subs))

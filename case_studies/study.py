@@ -39,6 +39,8 @@ class AttributionSpec:
     models: int = field(default=16, metadata={"help": "TRAK: models averaged (the first ones of the store)"})
     proj_dim: int = field(default=1024, metadata={"help": "TRAK: random projection dimension k"})
     lambdas: int = field(default=12, metadata={"help": "datamodels: lasso path length"})
+    batch_size: int = field(default=1024, metadata={
+        "help": "TRAK: examples per per-example-gradient call (memory ~ batch_size x n_params x 4 bytes)"})
 
     def __post_init__(self):
         if self.method not in ("trak", "datamodels"):

@@ -129,11 +129,12 @@ def fista(prob: Design, w0: torch.Tensor, lam: torch.Tensor, *, tol: float = 1e-
     done = prob.yy <= torch.finfo(w.dtype).tiny  # constant targets: w = 0 already optimal
     w[:, done] = 0
     active = torch.nonzero(~done).squeeze(1)
+    x = w[:, active]
+    z, t = x.clone(), torch.ones(active.numel(), dtype=w.dtype, device=w.device)
     it = 0
     while active.numel() and it < max_iter:
         sub = prob.select(active)
-        x, thr = w[:, active], thr_all[active]
-        z, t = x.clone(), torch.ones(active.numel(), dtype=w.dtype, device=w.device)
+        thr = thr_all[active]
         for _ in range(check_every):
             x_new = soft_threshold(z + sub.xtr(z) * (inv_l / prob.n), thr)
             t_new = (1 + torch.sqrt(1 + 4 * t * t)) / 2
@@ -147,5 +148,6 @@ def fista(prob: Design, w0: torch.Tensor, lam: torch.Tensor, *, tol: float = 1e-
         gap = duality_gap(sub, x, lam[active], sub.xtr(x))
         ok = gap <= target[active]
         done[active[ok]] = True
-        active = active[~ok]
+        keep = ~ok  # converged columns leave; the others keep their momentum
+        active, x, z, t = active[keep], x[:, keep], z[:, keep], t[keep]
     return w, done, it

@@ -1,0 +1,47 @@
+"""Science floor on the default digits recipe: TRAK's LDS from 1 and 5 models.
+
+A 69-model store (the embedded default recipe: digits CNN, 15 epochs, half the training set
+per model; ~1 min on one core): models 0-4 estimate TRAK scores, models 5-68 are the held-out
+subsets. Measured on this store: LDS 0.046 (1 model) and 0.092 (5 models); on the large
+stores of benchmarks/RESULTS.md ("Attribution (issue 4)"): 0.034, 0.085 and 0.146 (20 models),
+datamodels from 1,000 models 0.169. The floors sit about three bootstrap standard errors below.
+"""
+import pytest
+import torch
+
+from datamodels.lds import lds
+from datamodels.trak import TRAK
+
+
+@pytest.fixture(scope="module")
+def default_store(tmp_path_factory):
+    from datamodels.cli_train import resolve_recipe
+    from datamodels.data import load_dataset
+    from datamodels.launchers import fill_store
+    from datamodels.store import Store
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # on a shared 2-core machine one thread is much faster
+    try:
+        st = Store.create_or_resume(tmp_path_factory.mktemp("sci") / "store", resolve_recipe("default"),
+                                    load_dataset("digits"), 69, 0.5, seed=3)
+        assert fill_store(st, "cpu", 16)["done"] == 69
+        yield st
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _lds(st, n_models):
+    d = st.load_dataset()
+    est = TRAK(progress=False)  # proj_dim="auto": 256 for 1,437 training images
+    scores = est.run(((i, st.load_model(i)) for i in range(n_models)), d.x_train, d.y_train,
+                     d.x_test, d.y_test)
+    assert est.proj_dim_ == 256
+    return lds(scores, st.masks[5:], st.test_margins[5:])
+
+
+def test_trak_lds_floors_on_the_default_digits_recipe(default_store):
+    one, five = _lds(default_store, 1), _lds(default_store, 5)
+    assert one.mean > 0.015
+    assert five.mean > 0.05 and five.ci_low > 0.03
+    assert five.mean > one.mean + 0.02  # more models, better attributions
