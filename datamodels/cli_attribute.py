@@ -28,7 +28,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--eps", type=float, default=1e-3, help="datamodels: lambda_min / lambda_max")
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="datamodels: share of models held out to choose lambda")
-    p.add_argument("--seed", type=int, default=0, help="projection seed (TRAK) / validation split (datamodels)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="projection seed (TRAK) / validation split of the models (datamodels)")
     p.add_argument("--compress", action="store_true", help="gzip the scores in the HDF5 file")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
