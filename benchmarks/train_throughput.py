@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the modeldiff CLI does; before torch loads
 import subprocess
 import sys
 import tempfile

@@ -20,7 +20,7 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     """
     from modeldiff.report import write_report
 
-    out = Path(out)
+    out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     data = data if data is not None else load_study_data(cfg, data_dir)
     stores = train_algorithms(cfg, data, out, device, data_dir)

@@ -127,7 +127,7 @@ def extract_single(net: EnsembleNet, i: int) -> dict[str, torch.Tensor]:
         if value.dim() == 0:  # BatchNorm's num_batches_tracked: shared counter
             out[key] = value.clone()
         else:
-            out[key] = value.view(m, value.shape[0] // m, *value.shape[1:])[i].clone()
+            out[key] = value.contiguous().view(m, value.shape[0] // m, *value.shape[1:])[i].clone()
     return out
 
 

