@@ -125,10 +125,10 @@ def run_counterfactuals(cfg: StudyConfig, direction: Direction, stores, data: Da
             t, target, _ = overlay_from_component(direction.fit.components_[j], data.x_train, data.y_train,
                                                   top_k=spec.top_k, sign=sign, name=f"component {j}")
             tests.append((t, target))
-    targets = sorted({target for _, target in tests[len(extra):len(extra) + 1]}) or [0]
+    # the study's own transforms are tested towards the class of the top component's subpopulation
+    top_target = tests[len(extra)][1] if len(tests) > len(extra) else 0
     for text in spec.transforms:
-        for target in targets:
-            tests.append((parse_transform(text, seed=spec.seed), target))
+        tests.append((parse_transform(text, seed=spec.seed), top_target))
     for transform, target in tests:
         x = counterfactual_inputs(data, target, spec.n_test, spec.seed)
         direction.counterfactuals.append(counterfactual_effects(pred_a, pred_b, x, transform, target, **kw))
