@@ -53,12 +53,14 @@ def run_study_cli(args) -> int:
         cfg.models = args.models
         cfg.attribution.models = min(cfg.attribution.models, args.models)
     start = time.time()
-    if cfg.name == "planted":
-        from case_studies.planted.study import run_planted
+    if cfg.plant:
+        from case_studies.planted.study import format_planted, run_planted
 
         summary = run_planted(cfg, args.out, args.device, args.data_dir, args.method)
     else:
         summary = run_study(cfg, args.out, args.device, args.data_dir, args.method)
     print(format_summary(summary))
+    if cfg.plant:
+        print(format_planted(summary["planted"]))
     print(f"done in {time.time() - start:.0f} s; summary: {os.path.join(os.path.abspath(args.out), 'summary.json')}")
     return 0

@@ -34,12 +34,14 @@ def load_study_data(cfg: StudyConfig, data_dir: str | None = None) -> Dataset:
     return load_dataset(d.name, d.data_dir, **opts)
 
 
-def train_algorithms(cfg: StudyConfig, data: Dataset, out: Path, device: str, data_dir=None) -> tuple[Store, Store]:
-    """Fill (or resume) one store per algorithm; both use the same masks (same seed)."""
+def train_algorithms(cfg: StudyConfig, data: Dataset, out: Path, device: str, data_dir=None,
+                     recipes=None) -> tuple[Store, Store]:
+    """Fill (or resume) one store per algorithm; both use the same masks (same seed).
+    ``recipes``: (A, B) to use instead of the study's own."""
     from datamodels.launchers import fill_store
 
     stores = []
-    for tag, recipe in zip("ab", cfg.recipes(data_dir)):
+    for tag, recipe in zip("ab", recipes or cfg.recipes(data_dir)):
         if recipe.init.kind == "checkpoint" and cfg.pretrain:
             recipe = recipe.replace(**{"init.checkpoint": str(pretrained_checkpoint(cfg, recipe, data, out, device))})
         store = Store.create_or_resume(out / f"store_{tag}", recipe, data, cfg.models, cfg.subset_fraction, cfg.seed)
@@ -97,20 +99,23 @@ def compare(cfg: StudyConfig, scores_a, scores_b, data: Dataset) -> tuple[Direct
     return out[0], out[1]
 
 
-def counterfactual_inputs(data: Dataset, target: int, n: int, seed: int) -> torch.Tensor:
-    """Up to ``n`` test images of classes other than ``target`` (fixed by ``seed``)."""
+def counterfactual_inputs(data: Dataset, target: int, n: int, seed: int, rows=None) -> torch.Tensor:
+    """Up to ``n`` test images of classes other than ``target`` (fixed by ``seed``), drawn from
+    the test rows ``rows`` (default: all)."""
     from modeldiff.counterfactual import select_inputs
 
     idx = select_inputs(data.y_test.numpy(), target)
+    if rows is not None:
+        idx = np.intersect1d(idx, np.asarray(rows))
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(idx, size=min(n, len(idx)), replace=False))
     return data.x_test[torch.as_tensor(idx)]
 
 
 def run_counterfactuals(cfg: StudyConfig, direction: Direction, stores, data: Dataset, device: str,
-                        extra=()) -> None:
+                        extra=(), rows=None) -> None:
     """Test data-derived overlays of the top components, the study's transforms, and ``extra``
-    ``(transform, target_class)`` pairs on A's and B's models."""
+    ``(transform, target_class)`` pairs on A's and B's models, on test images from ``rows``."""
     from case_studies.candidates import overlay_from_component
     from modeldiff.counterfactual import counterfactual_effects, patch_size_sweep, store_predictor
     from modeldiff.transforms.spec import parse_transform
@@ -130,7 +135,7 @@ def run_counterfactuals(cfg: StudyConfig, direction: Direction, stores, data: Da
     for text in spec.transforms:
         tests.append((parse_transform(text, seed=spec.seed), top_target))
     for transform, target in tests:
-        x = counterfactual_inputs(data, target, spec.n_test, spec.seed)
+        x = counterfactual_inputs(data, target, spec.n_test, spec.seed, rows)
         direction.counterfactuals.append(counterfactual_effects(pred_a, pred_b, x, transform, target, **kw))
         if spec.sizes and "size" in getattr(transform, "params", {}):
             direction.sweeps.append(patch_size_sweep(pred_a, pred_b, x, transform, target, spec.sizes, **kw))

@@ -12,18 +12,20 @@ from case_studies.study import StudyConfig
 
 
 def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None = None, method: str | None = None,
-              data=None, extra_counterfactuals=()) -> dict:
+              data=None, extra_counterfactuals=(), counterfactual_rows=None, recipes=None) -> dict:
     """Train, attribute, compare both ways, test counterfactuals and write the reports.
 
     Returns the summary (also written to ``OUT/summary.json``); the HTML reports are in
     ``OUT/report_a_minus_b/report.html`` and ``OUT/report_b_minus_a/report.html``.
+    ``counterfactual_rows``: the test rows counterfactual transforms are applied to (default all);
+    ``recipes``: (A, B) recipes replacing the study's.
     """
     from modeldiff.report import write_report
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     data = data if data is not None else load_study_data(cfg, data_dir)
-    stores = train_algorithms(cfg, data, out, device, data_dir)
+    stores = train_algorithms(cfg, data, out, device, data_dir, recipes)
     scores_a, scores_b = attribute_stores(cfg, stores, out, device, method)
     directions = compare(cfg, scores_a, scores_b, data)
     label_a, label_b = cfg.labels()
@@ -35,7 +37,7 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
                                       "noise_temperature": s["noise_temperature"], "models": s["done"],
                                       "diverged": s["diverged"]}
     for d, names, extra in ((directions[0], (label_a, label_b), extra_counterfactuals), (directions[1], (label_b, label_a), ())):
-        run_counterfactuals(cfg, d, stores, data, device, extra)
+        run_counterfactuals(cfg, d, stores, data, device, extra, counterfactual_rows)
         report = write_report(out / f"report_{d.name}", d.fit, subpops=d.subpops, train_images=data.x_train,
                               test_images=data.x_test, train_labels=data.y_train.numpy(),
                               test_labels=data.y_test.numpy(), class_names=data.class_names,

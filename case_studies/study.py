@@ -103,7 +103,7 @@ def load_study(path_or_name: str) -> StudyConfig:
         path = STUDIES_DIR / parts[0] / f"{parts[1] if len(parts) > 1 else 'digits'}.yaml"
     if not path.is_file():
         shipped = sorted(p.parent.name + "/" + p.stem for p in STUDIES_DIR.glob("*/*.yaml")
-                         if p.stem in ("digits", "cifar10"))
+                         if p.stem in ("digits", "digits_linear", "cifar10"))
         raise UserError(f"no study {path_or_name!r}: give a study YAML or one of {', '.join(shipped)}")
     data = yaml.safe_load(path.read_text()) or {}
     cfg = _build(StudyConfig, data, "", what="study")

@@ -2,13 +2,24 @@
 
 Construction (documented in the README):
   * the feature is a small fixed patch (``pattern`` "solid" = all ones, "checker" = alternating
-    0/1) written at a fixed place (``region = [row0, row1, col0, col1]``, default the top-left
-    corner, which is background in digits);
+    0/1) blended at a fixed place (``region = [row0, row1, col0, col1]``, default the top-left
+    corner, which is background in digits) with weight ``w``: the pixels there become
+    ``(1 - w) * x + w * pattern``, where ``w = min(1, amplitude / mean(pattern))`` so that every
+    pattern adds the same intensity (a checker lights half its pixels, so it gets twice the weight). A faint patch (amplitude ~0.1-0.3) is learnt
+    *gradually*: how much a model relies on it grows with the number of planted images in its
+    training subset, which is what per-example attributions can measure (a saturated, bright
+    patch is learnt from any handful of planted images, so no single one matters);
   * ``fraction`` of the images of ``target_class`` (training *and* test split, chosen with
     ``seed``) are replaced by images of the other classes carrying the patch; their label stays
     ``target_class``. The patch is then the only thing that tells these images apart from their
     look-alikes of other classes: a model that can see it learns "patch -> target class" (the way
     spurious features and backdoors are learnt), a model that cannot must memorise them;
+  * with ``test_copies`` the test split also gets a pasted copy of every test image of the other
+    classes (true labels kept), appended after the original rows: the feature then occurs at test
+    time on images of every class, as a spurious feature would. These are the test examples whose
+    predictions depend on the planted training images for A (the patch pulls them towards
+    ``target_class``) and not for B. ``clean_test_rows`` are the original rows (counterfactual
+    tests paste the feature onto those);
   * algorithm A sees the whole image; algorithm B's model has ``blind_region = region``: its input
     layer multiplies those pixels by zero, at training and at test time, so nothing B computes
     can depend on them — B provably cannot use the feature.
@@ -32,10 +43,17 @@ class PlantedData:
     target_class: int
 
     pattern: str = "solid"
+    amplitude: float = 1.0
+    pasted_test: np.ndarray | None = None  # test rows that are pasted copies (``test_copies``)
+    n_clean_test: int = 0  # the first ``n_clean_test`` test rows are the original split's
+
+    @property
+    def clean_test_rows(self) -> np.ndarray:
+        return np.arange(self.n_clean_test)
 
     def transform(self) -> "PastePlanted":
         """The counterfactual transformation: the planted feature pasted onto any image."""
-        return PastePlanted(self.region, self.pattern)
+        return PastePlanted(self.region, self.pattern, self.amplitude)
 
 
 @dataclass
@@ -44,12 +62,13 @@ class PastePlanted:
 
     region: tuple[int, int, int, int]
     pattern: str = "solid"
+    amplitude: float = 1.0
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return write_patch(x, self.region, self.pattern)
+        return write_patch(x, self.region, self.pattern, self.amplitude)
 
     def __repr__(self) -> str:
-        return f"paste planted {self.pattern} patch at {list(self.region)}"
+        return f"paste planted {self.pattern} patch (amplitude {self.amplitude:g}) at {list(self.region)}"
 
 
 def patch_values(region, pattern: str, channels: int) -> torch.Tensor:
@@ -64,16 +83,25 @@ def patch_values(region, pattern: str, channels: int) -> torch.Tensor:
     return values.expand(channels, h, w)
 
 
-def write_patch(x: torch.Tensor, region, pattern: str = "solid") -> torch.Tensor:
+def write_patch(x: torch.Tensor, region, pattern: str = "solid", amplitude: float = 1.0) -> torch.Tensor:
+    """``x[n, C, H, W]`` with the patch blended in: ``(1 - w) * x + w * pattern``,
+    ``w = min(1, amplitude / mean(pattern))``."""
     r0, r1, c0, c1 = region
+    values = patch_values(region, pattern, x.shape[1]).to(x)
+    w = min(1.0, amplitude / float(values.mean()))
     out = x.clone()
-    out[:, :, r0:r1, c0:c1] = patch_values(region, pattern, x.shape[1]).to(x)
+    out[:, :, r0:r1, c0:c1] = (1 - w) * out[:, :, r0:r1, c0:c1] + w * values
     return out
 
 
 def plant(data: Dataset, target_class: int = 0, fraction: float = 0.75, region=(0, 2, 0, 2),
-          pattern: str = "solid", seed: int = 0) -> PlantedData:
-    """A copy of ``data`` with the feature planted (see the module docstring)."""
+          pattern: str = "solid", amplitude: float = 1.0, test_copies: bool = False, seed: int = 0) -> PlantedData:
+    """A copy of ``data`` with the feature planted (see the module docstring).
+
+    ``data.x_train [n_train, C, H, W]`` keeps its shape; the test split grows to
+    ``n_test + #(test images not of target_class)`` rows when ``test_copies``.
+    """
+    _check_plant_args(data, target_class, fraction, region, amplitude)
     rng = np.random.default_rng(seed)
     chosen = {}
     xs = {}
@@ -83,8 +111,30 @@ def plant(data: Dataset, target_class: int = 0, fraction: float = 0.75, region=(
         picked = np.sort(rng.choice(members, size=round(fraction * len(members)), replace=False))
         donors = rng.choice(np.flatnonzero(y != target_class), size=len(picked), replace=False)
         x = getattr(data, f"x_{split}").clone()
-        x[picked] = write_patch(x[donors], region, pattern)
+        x[picked] = write_patch(x[donors], region, pattern, amplitude)
         chosen[split], xs[split] = picked, x
-    planted = Dataset.from_tensors(xs["train"], data.y_train, xs["test"], data.y_test, data.class_names,
+    y_test, pasted = data.y_test, None
+    if test_copies:
+        others = torch.as_tensor(np.flatnonzero(data.y_test.numpy() != target_class))
+        pasted = np.arange(len(y_test), len(y_test) + len(others))
+        xs["test"] = torch.cat([xs["test"], write_patch(data.x_test[others], region, pattern, amplitude)])
+        y_test = torch.cat([y_test, data.y_test[others]])
+    planted = Dataset.from_tensors(xs["train"], data.y_train, xs["test"], y_test, data.class_names,
                                    name=f"{data.name}-planted")
-    return PlantedData(planted, chosen["train"], chosen["test"], tuple(region), target_class, pattern)
+    return PlantedData(planted, chosen["train"], chosen["test"], tuple(region), target_class, pattern,
+                       amplitude, pasted, len(data.y_test))
+
+
+def _check_plant_args(data: Dataset, target_class: int, fraction: float, region, amplitude: float) -> None:
+    from modeldiff.errors import UserError
+
+    h, w = data.x_train.shape[-2:]
+    r0, r1, c0, c1 = region
+    if not (0 <= r0 < r1 <= h and 0 <= c0 < c1 <= w):
+        raise UserError(f"plant.region {list(region)} must lie inside the {h}x{w} image as [row0, row1, col0, col1]")
+    if not 0 < amplitude <= 1:
+        raise UserError(f"plant.amplitude must be in (0, 1], got {amplitude}")
+    if not 0 < fraction <= 1:
+        raise UserError(f"plant.fraction must be in (0, 1], got {fraction}")
+    if target_class not in range(len(data.class_names)):
+        raise UserError(f"plant.target_class must be a class index 0..{len(data.class_names) - 1}, got {target_class}")
