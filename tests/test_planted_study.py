@@ -78,3 +78,11 @@ def test_bad_plant_arguments_are_named(bad, word):
 def test_precision_at_ranks_by_magnitude():
     w = np.array([0.1, -5.0, 3.0, 0.0, 2.0])
     assert precision_at(w, [1, 2], ks=(1, 2, 4)) == {1: 1.0, 2: 1.0, 4: 0.5}
+
+
+def test_unknown_plant_key_is_named(tmp_path):
+    cfg = load_study("planted")
+    cfg.plant["colour"] = "red"
+    with pytest.raises(UserError, match="colour"):
+        run_planted(cfg, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

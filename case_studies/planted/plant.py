@@ -5,10 +5,11 @@ Construction (documented in the README):
     0/1) blended at a fixed place (``region = [row0, row1, col0, col1]``, default the top-left
     corner, which is background in digits) with weight ``w``: the pixels there become
     ``(1 - w) * x + w * pattern``, where ``w = min(1, amplitude / mean(pattern))`` so that every
-    pattern adds the same intensity (a checker lights half its pixels, so it gets twice the weight). A faint patch (amplitude ~0.1-0.3) is learnt
-    *gradually*: how much a model relies on it grows with the number of planted images in its
-    training subset, which is what per-example attributions can measure (a saturated, bright
-    patch is learnt from any handful of planted images, so no single one matters);
+    pattern adds the same intensity (a checker lights half its pixels, so it gets twice the
+    weight). A faint patch (amplitude ~0.1-0.3) is learnt *gradually*: how much a model relies
+    on it grows with the number of planted images in its training subset, which is what
+    per-example attributions can measure (a saturated, bright patch is learnt from any handful
+    of planted images, so no single one matters);
   * ``fraction`` of the images of ``target_class`` (training *and* test split, chosen with
     ``seed``) are replaced by images of the other classes carrying the patch; their label stays
     ``target_class``. The patch is then the only thing that tells these images apart from their

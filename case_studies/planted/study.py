@@ -7,6 +7,7 @@ images of the other classes.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from pathlib import Path
@@ -47,6 +48,9 @@ def run_planted(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None
                 method: str | None = None) -> dict:
     """Run the study on the planted data; adds ``summary["planted"]`` (also in summary.json)."""
     out = Path(out)
+    known = set(inspect.signature(plant).parameters) - {"data"}
+    if set(cfg.plant) - known:
+        raise UserError(f"unknown plant key(s) {sorted(set(cfg.plant) - known)}: use {sorted(known)}")
     planted = plant(load_study_data(cfg, data_dir), **cfg.plant)
     method = method or cfg.attribution.method
     summary = run_study(cfg, out, device, data_dir, method, data=planted.data,
