@@ -2,7 +2,11 @@
 (c) one process per model (the classic worker pattern), with mean test accuracy, and the compute
 limit (training FLOPs per model / measured dense-matmul FLOP/s).
 
-    python benchmarks/train_throughput.py [--ensemble-models 64] [--plain-models 6] [--process-models 4]
+    python benchmarks/train_throughput.py [--recipe default|RECIPE.yaml] [--precision bfloat16]
+        [--ensemble-models 64] [--plain-models 6] [--process-models 8]
+
+All three sides train the same recipe (a digits_cnn recipe on digits; ``--precision`` overrides the
+recipe's, for all three).
 """
 from __future__ import annotations
 
@@ -19,8 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks._support.plain_digits import train_plain  # noqa: E402
-from datamodels.cli_train import resolve_recipe  # noqa: E402
+from benchmarks._support.plain_digits import load_recipe_for_benchmark, train_plain  # noqa: E402
 from datamodels.data import load_digits  # noqa: E402
 from datamodels.store import draw_masks_and_seeds  # noqa: E402
 from datamodels.trainer import train_ensemble  # noqa: E402
@@ -28,8 +31,8 @@ from datamodels.trainer import train_ensemble  # noqa: E402
 FRACTION = 0.5  # alpha: the usual datamodels subset size
 
 
-def matmul_flops_per_s(n=1024, reps=10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_flops_per_s(dtype=torch.float32, n=1024, reps=10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b  # warm-up
     t = time.perf_counter()
     for _ in range(reps):
@@ -73,7 +76,7 @@ def run_plain(recipe, data, n_models):
     return time.perf_counter() - t, np.array(accs)
 
 
-def run_processes(n_models, parallel):
+def run_processes(n_models, parallel, recipe_path, precision):
     """``parallel`` one-thread worker processes at a time (one per core), each training one model."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -82,7 +85,8 @@ def run_processes(n_models, parallel):
         np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(n_models,)).flush()
         worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_support", "plain_digits.py")
         env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(worker))}
-        cmd = lambda i: subprocess.run([sys.executable, worker, str(i), out, str(n_models), str(FRACTION)],
+        cmd = lambda i: subprocess.run([sys.executable, worker, str(i), out, str(n_models), str(FRACTION),
+                                        recipe_path, precision or ""],
                                        check=True, env=env)
         t = time.perf_counter()
         with ThreadPoolExecutor(parallel) as pool:
@@ -92,24 +96,26 @@ def run_processes(n_models, parallel):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recipe", default="default", help="default, or a digits_cnn recipe YAML")
+    ap.add_argument("--precision", choices=("float32", "bfloat16"), help="override the recipe's precision")
     ap.add_argument("--ensemble-models", type=int, default=64)
     ap.add_argument("--ensemble-size", type=int, default=32)
     ap.add_argument("--plain-models", type=int, default=6)
     ap.add_argument("--process-models", type=int, default=8)
     args = ap.parse_args()
-    recipe, data = resolve_recipe("default"), load_digits()
-    print(f"torch threads: {torch.get_num_threads()}; recipe {recipe.name}: {recipe.epochs} epochs, batch "
-          f"{recipe.batch_size}, alpha {FRACTION}")
+    recipe, data = load_recipe_for_benchmark(args.recipe, args.precision), load_digits()
+    print(f"torch threads: {torch.get_num_threads()}; recipe {recipe.name}: width {recipe.model.width}, "
+          f"{recipe.epochs} epochs, batch {recipe.batch_size}, {recipe.precision}, alpha {FRACTION}")
     flops = training_flops_per_model(recipe, data)
-    rate = matmul_flops_per_s()
+    rate = matmul_flops_per_s(torch.bfloat16 if recipe.precision == "bfloat16" else torch.float32)
     limit = 60 * rate / flops
     ta, acc_a = run_ensemble(recipe, data, args.ensemble_models, args.ensemble_size)
     tb, acc_b = run_plain(recipe, data, args.plain_models)
-    tc, acc_c = run_processes(args.process_models, os.cpu_count() or 1)
+    tc, acc_c = run_processes(args.process_models, os.cpu_count() or 1, args.recipe, args.precision)
     rows = [("(a) ensemble trainer", args.ensemble_models / ta * 60, acc_a),
             ("(b) plain one-model loop", args.plain_models / tb * 60, acc_b),
             ("(c) one process per model", args.process_models / tc * 60, acc_c)]
-    print(f"compute limit: {flops / 1e9:.2f} GFLOP per model / {rate / 1e9:.1f} GFLOP/s = {limit:.0f} models/min")
+    print(f"compute limit: {flops / 1e9:.2f} GFLOP per model / {rate / 1e9:.1f} {recipe.precision} GFLOP/s = {limit:.0f} models/min")
     for name, per_min, acc in rows:
         print(f"{name:28s} {per_min:8.1f} models/min   accuracy {100 * acc.mean():.2f} ± {100 * acc.std():.2f} %")
     a, b, c = (r[1] for r in rows)

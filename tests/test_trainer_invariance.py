@@ -44,3 +44,12 @@ def test_divergence_is_flagged(digits):
     masks, seeds = draw_masks_and_seeds(seed=0, n_models=2, n_train=digits.n_train, fraction=0.5)
     res = train_ensemble(recipe, digits, torch.from_numpy(masks), seeds.tolist())
     assert res.diverged.all()
+
+
+def test_bfloat16_autocast_learns(digits):
+    recipe = recipe_from_dict({"epochs": 4, "batch_size": 32, "precision": "bfloat16"})
+    masks, seeds = draw_masks_and_seeds(seed=0, n_models=2, n_train=digits.n_train, fraction=0.5)
+    res = train_ensemble(recipe, digits, torch.from_numpy(masks), seeds.tolist())
+    assert res.test_logits.dtype == torch.float32 and torch.isfinite(res.test_margins).all()
+    assert res.accuracy.min() > 0.85
+    assert not res.diverged.any()

@@ -33,9 +33,15 @@ def plain_cnn(width=16, num_classes=10, mean=0.3, std=0.4) -> nn.Module:
 
 def train_plain(recipe, data, mask: np.ndarray, seed: int) -> float:
     """Train one model on ``data.x_train[mask]``; returns its test accuracy."""
+    from contextlib import nullcontext
+
     from datamodels.augment import apply_augment
     from datamodels.schedule import lr_at
 
+    if recipe.model.arch != "digits_cnn" or recipe.precision == "float64":
+        raise SystemExit(f"error: the plain reference loop covers float32/bfloat16 digits_cnn recipes, not "
+                         f"{recipe.model.arch} at {recipe.precision}: pick a digits_cnn recipe")
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if recipe.precision == "bfloat16" else nullcontext
     torch.manual_seed(seed)
     net = plain_cnn(recipe.model.width, data.num_classes, data.mean[0], data.std[0])
     opt = torch.optim.SGD(net.parameters(), lr=recipe.optim.lr, momentum=recipe.optim.momentum,
@@ -53,24 +59,33 @@ def train_plain(recipe, data, mask: np.ndarray, seed: int) -> float:
             xb = apply_augment(xb, recipe.augment, torch.rand(len(idx)) < 0.5, shift, torch.zeros(len(idx), 2).long())
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, recipe.optim)
-            loss = F.cross_entropy(net(xb), y[idx], label_smoothing=recipe.optim.label_smoothing)
+            with autocast():
+                logits = net(xb)
+            loss = F.cross_entropy(logits.float(), y[idx], label_smoothing=recipe.optim.label_smoothing)
             opt.zero_grad()
             loss.backward()
             opt.step()
             step += 1
     net.eval()
-    with torch.no_grad():
+    with torch.no_grad(), autocast():
         return (net(data.x_test).argmax(1) == data.y_test).float().mean().item()
 
 
-def main(row: int, out_file: str, n_models: int, fraction: float) -> None:
-    """One process per model: train model ``row`` and write its accuracy into ``out_file``."""
+def load_recipe_for_benchmark(recipe_path: str, precision: str | None):
+    """``recipe_path`` ("default" or a YAML file), with ``precision`` overridden when given."""
     from datamodels.cli_train import resolve_recipe
+
+    recipe = resolve_recipe(recipe_path)
+    return recipe.replace(precision=precision) if precision else recipe
+
+
+def main(row: int, out_file: str, n_models: int, fraction: float, recipe_path: str, precision: str) -> None:
+    """One process per model: train model ``row`` and write its accuracy into ``out_file``."""
     from datamodels.data import load_digits
     from datamodels.store import draw_masks_and_seeds
 
     torch.set_num_threads(1)
-    recipe, data = resolve_recipe("default"), load_digits()
+    recipe, data = load_recipe_for_benchmark(recipe_path, precision or None), load_digits()
     masks, seeds = draw_masks_and_seeds(0, n_models, data.n_train, fraction)
     acc = train_plain(recipe, data, masks[row], int(seeds[row]))
     out = np.load(out_file, mmap_mode="r+")
@@ -79,4 +94,4 @@ def main(row: int, out_file: str, n_models: int, fraction: float) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+    main(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5], sys.argv[6])
