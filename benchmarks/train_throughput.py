@@ -1,4 +1,5 @@
-"""Models per minute on digits, this CPU: (a) the ensemble trainer, (b) a plain one-model loop,
+"""Models per minute on digits, this CPU: (a) the ensemble trainer (in this process, and (a2) the CLI's
+path: a store filled by one worker process per core), (b) a plain one-model loop,
 (c) one process per model (the classic worker pattern), with mean test accuracy, and the compute
 limit (training FLOPs per model / measured dense-matmul FLOP/s).
 
@@ -68,6 +69,22 @@ def run_ensemble(recipe, data, n_models, ensemble_size):
     return time.perf_counter() - t, np.concatenate(accs)
 
 
+def run_store(recipe, data, n_models, ensemble_size, workers):
+    """The CLI's path, ``modeldiff train --workers W``: the local launcher fills a store (rows, checksums,
+    status) with ``workers`` spawned processes of ``cpu_count / workers`` threads each."""
+    from datamodels.launchers import fill_store
+    from datamodels.store import Store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store.create_or_resume(os.path.join(tmp, "store"), recipe, data, n_models, FRACTION, 0,
+                                       save_weights=0)
+        t = time.perf_counter()
+        summary = fill_store(store, "cpu", ensemble_size, "local", workers, data)
+        elapsed = time.perf_counter() - t
+        assert summary["done"] == n_models, summary
+        return elapsed, np.array(store.arrays["accuracy"])
+
+
 def run_plain(recipe, data, n_models):
     masks, seeds = draw_masks_and_seeds(0, n_models, data.n_train, FRACTION)
     t, accs = time.perf_counter(), []
@@ -100,6 +117,8 @@ def main():
     ap.add_argument("--precision", choices=("float32", "bfloat16"), help="override the recipe's precision")
     ap.add_argument("--ensemble-models", type=int, default=64)
     ap.add_argument("--ensemble-size", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="worker processes of the store run (a2); default one per core")
     ap.add_argument("--plain-models", type=int, default=6)
     ap.add_argument("--process-models", type=int, default=8)
     args = ap.parse_args()
@@ -110,17 +129,21 @@ def main():
     rate = matmul_flops_per_s(torch.bfloat16 if recipe.precision == "bfloat16" else torch.float32)
     limit = 60 * rate / flops
     ta, acc_a = run_ensemble(recipe, data, args.ensemble_models, args.ensemble_size)
+    ta2, acc_a2 = run_store(recipe, data, args.ensemble_models, args.ensemble_size, args.workers)
     tb, acc_b = run_plain(recipe, data, args.plain_models)
     tc, acc_c = run_processes(args.process_models, os.cpu_count() or 1, args.recipe, args.precision)
     rows = [("(a) ensemble trainer", args.ensemble_models / ta * 60, acc_a),
+            (f"(a2) store, {args.workers} workers", args.ensemble_models / ta2 * 60, acc_a2),
             ("(b) plain one-model loop", args.plain_models / tb * 60, acc_b),
             ("(c) one process per model", args.process_models / tc * 60, acc_c)]
     print(f"compute limit: {flops / 1e9:.2f} GFLOP per model / {rate / 1e9:.1f} {recipe.precision} GFLOP/s = {limit:.0f} models/min")
     for name, per_min, acc in rows:
         print(f"{name:28s} {per_min:8.1f} models/min   accuracy {100 * acc.mean():.2f} ± {100 * acc.std():.2f} %")
-    a, b, c = (r[1] for r in rows)
+    a, a2, b, c = (r[1] for r in rows)
     print(f"ratios: a/c = {a / c:.1f}x (floor 20x), a/b = {a / b:.1f}x (floor 5x), "
           f"a / compute limit = {a / limit:.2f}, accuracy a - b = {100 * (acc_a.mean() - acc_b.mean()):+.2f} points")
+    print(f"        a2/c = {a2 / c:.1f}x, a2/b = {a2 / b:.1f}x, a2 / compute limit = {a2 / limit:.2f}, "
+          f"accuracy a2 - b = {100 * (acc_a2.mean() - acc_b.mean()):+.2f} points")
 
 
 if __name__ == "__main__":
