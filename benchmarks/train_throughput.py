@@ -24,10 +24,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks._support.plain_digits import load_recipe_for_benchmark, train_plain  # noqa: E402
+from benchmarks._support.plain_digits import check_benchmarkable, load_recipe_for_benchmark, train_plain  # noqa: E402
 from datamodels.data import load_digits  # noqa: E402
 from datamodels.store import draw_masks_and_seeds  # noqa: E402
 from datamodels.trainer import train_ensemble  # noqa: E402
+from modeldiff.errors import UserError  # noqa: E402
 
 FRACTION = 0.5  # alpha: the usual datamodels subset size
 
@@ -122,7 +123,12 @@ def main():
     ap.add_argument("--plain-models", type=int, default=6)
     ap.add_argument("--process-models", type=int, default=8)
     args = ap.parse_args()
-    recipe, data = load_recipe_for_benchmark(args.recipe, args.precision), load_digits()
+    try:
+        recipe = load_recipe_for_benchmark(args.recipe, args.precision)
+    except UserError as e:
+        raise SystemExit(f"error: {e}") from None
+    check_benchmarkable(recipe)
+    data = load_digits()
     print(f"torch threads: {torch.get_num_threads()}; recipe {recipe.name}: width {recipe.model.width}, "
           f"{recipe.epochs} epochs, batch {recipe.batch_size}, {recipe.precision}, alpha {FRACTION}")
     flops = training_flops_per_model(recipe, data)

@@ -31,6 +31,13 @@ def plain_cnn(width=16, num_classes=10, mean=0.3, std=0.4) -> nn.Module:
     return Net()
 
 
+def check_benchmarkable(recipe) -> None:
+    """Exit with one line unless the plain reference can train ``recipe`` (digits_cnn on digits, float32/bfloat16)."""
+    if recipe.model.arch != "digits_cnn" or recipe.data.name != "digits" or recipe.precision == "float64":
+        raise SystemExit(f"error: the plain reference loop covers float32/bfloat16 digits_cnn recipes on digits, not "
+                         f"{recipe.model.arch} on {recipe.data.name} at {recipe.precision}: pick such a recipe")
+
+
 def train_plain(recipe, data, mask: np.ndarray, seed: int) -> float:
     """Train one model on ``data.x_train[mask]``; returns its test accuracy."""
     from contextlib import nullcontext
@@ -38,9 +45,7 @@ def train_plain(recipe, data, mask: np.ndarray, seed: int) -> float:
     from datamodels.augment import apply_augment
     from datamodels.schedule import lr_at
 
-    if recipe.model.arch != "digits_cnn" or recipe.precision == "float64":
-        raise SystemExit(f"error: the plain reference loop covers float32/bfloat16 digits_cnn recipes, not "
-                         f"{recipe.model.arch} at {recipe.precision}: pick a digits_cnn recipe")
+    check_benchmarkable(recipe)
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if recipe.precision == "bfloat16" else nullcontext
     torch.manual_seed(seed)
     net = plain_cnn(recipe.model.width, data.num_classes, data.mean[0], data.std[0])
