@@ -26,9 +26,9 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from datamodels.gradients import featurize, n_params  # noqa: E402
-from datamodels.lds import lds  # noqa: E402
-from datamodels.projectors import make_projector  # noqa: E402
+from datamodels.attribution.gradients import featurize, n_params  # noqa: E402
+from datamodels.attribution.lds import lds  # noqa: E402
+from datamodels.attribution.projectors import make_projector  # noqa: E402
 
 
 def _traker(model, n_train, k, save_dir):
@@ -61,11 +61,11 @@ def time_featurize(model, x, y, k, batch, repeats=1):
 
 
 def featurize_resnet9(args):
-    from datamodels.models import build_model
-    from datamodels.recipe import ModelConfig
+    from datamodels.training.models import build_model
+    from datamodels.training.recipe import ModelConfig
 
     if os.environ.get("MODELDIFF_CIFAR10_DIR"):
-        from datamodels.data import load_dataset
+        from datamodels.data.dataset import load_dataset
 
         data = load_dataset("cifar10", per_class_train=-(-args.n // 10), per_class_test=1)
         x, y, src = data.x_train[:args.n], data.y_train[:args.n], "CIFAR-10 images"
@@ -84,7 +84,7 @@ def featurize_resnet9(args):
 
 
 def _trak_scores(store, ids, k, seed=0):
-    from datamodels.trak import TRAK
+    from datamodels.attribution.trak import TRAK
 
     d = store.load_dataset()
     models = ((int(i), store.load_model(int(i))) for i in ids)
@@ -117,7 +117,7 @@ def _eval(store):
 def digits(args):
     """Featurisation throughput and LDS at equal k, ours vs traker, on the models of any store
     (``digits`` and ``store`` are the same part; the name is kept for the recorded commands)."""
-    from datamodels.store import Store
+    from datamodels.store.store import Store
 
     st, ev = Store.open(args.store), _eval(Store.open(args.eval_store))
     d = st.load_dataset()
@@ -153,8 +153,8 @@ def sklearn_datamodels(x, y, lambdas, tr, va, stop):
 
 
 def regression(args):
-    from datamodels.regression import DatamodelsRegression, split_models
-    from datamodels.store import Store
+    from datamodels.attribution.regression import DatamodelsRegression, split_models
+    from datamodels.store.store import Store
 
     st = Store.open(args.store)
     x, y = _eval(st)
@@ -180,8 +180,8 @@ def regression(args):
 
 
 def lds_table(args):
-    from datamodels.regression import DatamodelsRegression
-    from datamodels.store import Store
+    from datamodels.attribution.regression import DatamodelsRegression
+    from datamodels.store.store import Store
 
     st, ev = Store.open(args.store), _eval(Store.open(args.eval_store))
     ids = [i for i in st.valid_indices(warn=False) if st.has_weights(int(i))]

@@ -22,10 +22,10 @@ from importlib import resources
 
 import torch
 
-from datamodels.cifar10 import load_cifar10
-from datamodels.data import Dataset
-from datamodels.recipe import load_recipe
-from datamodels.trainer import train_ensemble
+from datamodels.data.cifar10 import load_cifar10
+from datamodels.data.dataset import Dataset
+from datamodels.training.recipe import load_recipe
+from datamodels.training.ensemble_trainer import train_ensemble
 
 RECIPES = {"high": "cifar10_high_noise.yaml", "low": "cifar10_low_noise.yaml", "mid": "cifar10_mid_noise.yaml",
            "speedrun": "cifar10_speedrun.yaml"}

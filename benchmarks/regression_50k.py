@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from datamodels.regression import DatamodelsRegression  # noqa: E402
+from datamodels.attribution.regression import DatamodelsRegression  # noqa: E402
 
 
 def peak_rss_gib() -> float:

@@ -25,9 +25,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks._support.plain_digits import check_benchmarkable, load_recipe_for_benchmark, train_plain  # noqa: E402
-from datamodels.data import load_digits  # noqa: E402
-from datamodels.store import draw_masks_and_seeds  # noqa: E402
-from datamodels.trainer import train_ensemble  # noqa: E402
+from datamodels.data.dataset import load_digits  # noqa: E402
+from datamodels.store.store import draw_masks_and_seeds  # noqa: E402
+from datamodels.training.ensemble_trainer import train_ensemble  # noqa: E402
 from modeldiff.errors import UserError  # noqa: E402
 
 FRACTION = 0.5  # alpha: the usual datamodels subset size
@@ -46,7 +46,7 @@ def training_flops_per_model(recipe, data) -> float:
     """FLOPs of one model's training (forward + backward of every step) and its evaluation."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from datamodels.models import init_ensemble
+    from datamodels.training.models import init_ensemble
 
     net = init_ensemble(recipe.model, [0], data.num_classes, data.image_shape, data.mean, data.std)
     xb = data.x_train[: recipe.batch_size].unsqueeze(0)
@@ -73,8 +73,8 @@ def run_ensemble(recipe, data, n_models, ensemble_size):
 def run_store(recipe, data, n_models, ensemble_size, workers):
     """The CLI's path, ``modeldiff train --workers W``: the local launcher fills a store (rows, checksums,
     status) with ``workers`` spawned processes of ``cpu_count / workers`` threads each."""
-    from datamodels.launchers import fill_store
-    from datamodels.store import Store
+    from datamodels.training.launchers import fill_store
+    from datamodels.store.store import Store
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.create_or_resume(os.path.join(tmp, "store"), recipe, data, n_models, FRACTION, 0,

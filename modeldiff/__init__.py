@@ -4,14 +4,14 @@ __version__ = "0.1.0"
 # Public names, imported lazily (PEP 562) so that `import modeldiff.errors` or the CLI's
 # start-up does not pay for torch.
 _EXPORTS = {
-    "ModelDiff": "modeldiff.diff",
-    "Subpopulation": "modeldiff.subpopulations",
-    "subpopulations": "modeldiff.subpopulations",
-    "counterfactual_effects": "modeldiff.counterfactual",
-    "patch_size_sweep": "modeldiff.counterfactual",
-    "store_predictor": "modeldiff.counterfactual",
+    "ModelDiff": "modeldiff.diff.residual_pca",
+    "Subpopulation": "modeldiff.diff.subpopulations",
+    "subpopulations": "modeldiff.diff.subpopulations",
+    "counterfactual_effects": "modeldiff.counterfactual.effects",
+    "patch_size_sweep": "modeldiff.counterfactual.effects",
+    "store_predictor": "modeldiff.counterfactual.effects",
     "write_report": "modeldiff.report",
-    "load_scores": "modeldiff.io_scores",
+    "load_scores": "modeldiff.diff.io_scores",
 }
 __all__ = ["__version__", *_EXPORTS]
 

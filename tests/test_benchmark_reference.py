@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from benchmarks._support.plain_digits import plain_cnn, train_plain
-from datamodels.data import load_digits
-from datamodels.models import extract_single, init_ensemble
-from datamodels.recipe import recipe_from_dict
+from datamodels.data.dataset import load_digits
+from datamodels.training.models import extract_single, init_ensemble
+from datamodels.training.recipe import recipe_from_dict
 
 
 @pytest.mark.parametrize("width", [4, 8])

@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-import datamodels.cifar10 as c10
-from datamodels.cifar10 import load_cifar10
-from datamodels.data import load_dataset
+import datamodels.data.cifar10 as c10
+from datamodels.data.cifar10 import load_cifar10
+from datamodels.data.dataset import load_dataset
 from modeldiff.errors import UserError
 from tests._requirements import require_cifar10_dir
 

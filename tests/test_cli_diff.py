@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from modeldiff import ModelDiff
-from modeldiff.cli import main
+from modeldiff.cli.main import main
 
 
 def scores(tmp_path, n=60, m=90, seed=0):
@@ -38,7 +38,7 @@ def test_diff_npy_writes_everything(tmp_path, capsys):
 
 
 def test_diff_pt_and_h5_with_labels(tmp_path):
-    from datamodels.influence_io import write_influence
+    from datamodels.attribution.influence_io import write_influence
     A, B = scores(tmp_path, n=30, m=40)
     torch.save(torch.from_numpy(A), tmp_path / "a.pt")
     torch.save({"scores": torch.from_numpy(B)}, tmp_path / "b.pt")

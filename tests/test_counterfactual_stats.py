@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from modeldiff.counterfactual import counterfactual_effects, model_effects, patch_size_sweep, select_inputs
-from modeldiff.effect_stats import compare_effects, estimate_effect
-from modeldiff.transforms import PatchPaste
+from modeldiff.counterfactual.effects import counterfactual_effects, model_effects, patch_size_sweep, select_inputs
+from modeldiff.counterfactual.effect_stats import compare_effects, estimate_effect
+from modeldiff.counterfactual.transforms import PatchPaste
 
 H = W = 6
 REF_PIXELS = 4   # a 2x2 white patch has exactly each model's effect
@@ -105,7 +105,7 @@ def test_patch_size_sweep_table():
         assert row["ci_a"][0] <= truth <= row["ci_a"][1]
     assert rows[0]["effect_a"] < rows[1]["effect_a"] < rows[2]["effect_a"]
     with pytest.raises(ValueError, match="no size parameter"):
-        from modeldiff.transforms import Grayscale
+        from modeldiff.counterfactual.transforms import Grayscale
         patch_size_sweep(SimulatedModels(eff_a), SimulatedModels(eff_b), inputs(), Grayscale(), 0, [1])
 
 

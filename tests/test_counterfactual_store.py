@@ -5,17 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-from modeldiff.cli import main
-from modeldiff.counterfactual import counterfactual_effects, store_predictor
-from modeldiff.transforms import PatchPaste
+from modeldiff.cli.main import main
+from modeldiff.counterfactual.effects import counterfactual_effects, store_predictor
+from modeldiff.counterfactual.transforms import PatchPaste
 
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
-    from datamodels.data import load_digits
-    from datamodels.launchers import fill_store
-    from datamodels.recipe import load_recipe
-    from datamodels.store import Store
+    from datamodels.data.dataset import load_digits
+    from datamodels.training.launchers import fill_store
+    from datamodels.training.recipe import load_recipe
+    from datamodels.store.store import Store
     from tests.helpers_train import write_recipe
 
     root = tmp_path_factory.mktemp("cf")
@@ -30,7 +30,7 @@ def stores(tmp_path_factory):
 
 
 def test_adapter_matches_store_predict_proba(stores):
-    from datamodels.store import Store
+    from datamodels.store.store import Store
     store = Store.open(stores[0])
     x = store.load_dataset().x_test[:16]
     by_path = store_predictor(stores[0])(x)
@@ -80,7 +80,7 @@ def test_counterfactual_cli_user_errors(stores, tmp_path, capsys, args, message)
 
 
 def test_diff_cli_takes_images_and_class_names_from_a_store(stores, tmp_path, capsys):
-    from datamodels.store import Store
+    from datamodels.store.store import Store
     data = Store.open(stores[0]).load_dataset()
     rng = np.random.default_rng(0)
     shape = (data.n_test, data.n_train)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from datamodels.data import Dataset, load_dataset, load_digits
+from datamodels.data.dataset import Dataset, load_dataset, load_digits
 from modeldiff.errors import UserError
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-import modeldiff.diff as diff_module
+import modeldiff.diff.residual_pca as diff_module
 from modeldiff import ModelDiff
 
 

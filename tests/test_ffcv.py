@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-import datamodels.ffcv_loader as fl
-from datamodels.data import Dataset, load_digits
-from datamodels.launchers import fill_store
-from datamodels.recipe import recipe_from_dict
-from datamodels.store import DONE, Store
-from datamodels.trainer import train_ensemble
+import datamodels.data.ffcv_loader as fl
+from datamodels.data.dataset import Dataset, load_digits
+from datamodels.training.launchers import fill_store
+from datamodels.training.recipe import recipe_from_dict
+from datamodels.store.store import DONE, Store
+from datamodels.training.ensemble_trainer import train_ensemble
 from tests._requirements import require_module
 
 FFCV_HINT = "pip install 'modeldiff[ffcv]' (needs pkg-config, libopencv-dev, libturbojpeg0-dev)"

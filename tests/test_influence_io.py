@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from datamodels.influence_io import InfluenceWriter, read_influence, update_attrs, write_influence
+from datamodels.attribution.influence_io import InfluenceWriter, read_influence, update_attrs, write_influence
 from modeldiff.errors import UserError
 
 

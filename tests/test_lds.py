@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from datamodels.lds import average_over_seeds, lds, spearman_columns
+from datamodels.attribution.lds import average_over_seeds, lds, spearman_columns
 
 
 def _planted(seed=0, n_models=120, n_train=80, n_test=15, noise=1.0):

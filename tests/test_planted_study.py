@@ -15,8 +15,8 @@ import torch
 
 from case_studies.planted.plant import plant, write_patch
 from case_studies.planted.study import planted_recipes, precision_at, run_planted
-from case_studies.study import load_study
-from datamodels.data import load_dataset
+from modeldiff.studies.config import load_study
+from datamodels.data.dataset import load_dataset
 from modeldiff.errors import UserError
 
 

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from datamodels import counter_rng
-from datamodels.projectors import (IdentityProjector, RademacherProjector, SketchProjector,
+from datamodels.attribution import counter_rng
+from datamodels.attribution.projectors import (IdentityProjector, RademacherProjector, SketchProjector,
                                    make_projector)
 
 P, K = 20000, 512

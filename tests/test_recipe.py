@@ -1,7 +1,7 @@
 """Recipe validation: unknown or mistyped keys are rejected with the key named."""
 import pytest
 
-from datamodels.recipe import load_recipe, recipe_from_dict
+from datamodels.training.recipe import load_recipe, recipe_from_dict
 from modeldiff.errors import UserError
 
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from sklearn.linear_model import Lasso, lasso_path
 
-from datamodels.lasso import Design, fista
-from datamodels.regression import DatamodelsRegression, split_models
+from datamodels.attribution.lasso import Design, fista
+from datamodels.attribution.regression import DatamodelsRegression, split_models
 
 
 def _problem(seed=0, n=160, p=50, t=5, noise=0.5):
@@ -107,7 +107,7 @@ def test_bad_inputs():
 
 
 def test_planted_sparse_datamodels_are_recovered():
-    from datamodels.lds import lds
+    from datamodels.attribution.lds import lds
 
     rng = np.random.default_rng(8)
     n_train, n_test = 100, 10

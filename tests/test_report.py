@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from modeldiff import ModelDiff
-from modeldiff.counterfactual import counterfactual_effects, patch_size_sweep
+from modeldiff.counterfactual.effects import counterfactual_effects, patch_size_sweep
 from modeldiff.report import write_report
-from modeldiff.transforms import PatchPaste
+from modeldiff.counterfactual.transforms import PatchPaste
 
 
 def simulated(effect):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from modeldiff import ModelDiff
-from modeldiff.subpopulations import class_composition, subpopulations
+from modeldiff.diff.subpopulations import class_composition, subpopulations
 
 
 def test_groups_are_the_extreme_examples_with_their_classes():

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from datamodels.data import load_digits
-from datamodels.recipe import recipe_from_dict
-from datamodels.store import draw_masks_and_seeds
-from datamodels.trainer import train_ensemble
+from datamodels.data.dataset import load_digits
+from datamodels.training.recipe import recipe_from_dict
+from datamodels.store.store import draw_masks_and_seeds
+from datamodels.training.ensemble_trainer import train_ensemble
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from datamodels.data import load_dataset
-from datamodels.lds import lds
-from datamodels.trak import TRAK
+from datamodels.data.dataset import load_dataset
+from datamodels.attribution.lds import lds
+from datamodels.attribution.trak import TRAK
 
 trak = pytest.importorskip("trak")
 
@@ -21,9 +21,9 @@ N_MODELS, N_TRAK, K = 40, 4, 256
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    from datamodels.launchers import fill_store
-    from datamodels.recipe import recipe_from_dict
-    from datamodels.store import Store
+    from datamodels.training.launchers import fill_store
+    from datamodels.training.recipe import recipe_from_dict
+    from datamodels.store.store import Store
 
     recipe = recipe_from_dict({"name": "lds-test", "model": {"arch": "linear", "width": 1},
                                "epochs": 8, "batch_size": 32, "optim": {"lr": 0.05}})
@@ -86,8 +86,8 @@ def test_lds_floors_and_more_models_help(store):
 
 
 def test_cli_attribute_then_lds_on_the_held_out_models(store, tmp_path, capsys):
-    from datamodels.influence_io import read_influence
-    from modeldiff.cli import main
+    from datamodels.attribution.influence_io import read_influence
+    from modeldiff.cli.main import main
 
     out = tmp_path / "trak.h5"
     assert main(["attribute", str(store.path), "--method", "trak", "--models", str(N_TRAK),
@@ -105,8 +105,8 @@ def test_cli_attribute_then_lds_on_the_held_out_models(store, tmp_path, capsys):
 
 
 def test_cli_datamodels_and_user_errors(store, tmp_path, capsys):
-    from datamodels.influence_io import read_influence
-    from modeldiff.cli import main
+    from datamodels.attribution.influence_io import read_influence
+    from modeldiff.cli.main import main
 
     out = tmp_path / "dm.h5"
     assert main(["attribute", str(store.path), "--method", "datamodels", "--models", "30",

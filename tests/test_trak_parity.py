@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from datamodels.data import load_dataset
-from datamodels.gradients import featurize, per_example_grads
-from datamodels.models import build_model
-from datamodels.projectors import IdentityProjector
-from datamodels.recipe import ModelConfig
-from datamodels.trak import TRAK
+from datamodels.data.dataset import load_dataset
+from datamodels.attribution.gradients import featurize, per_example_grads
+from datamodels.training.models import build_model
+from datamodels.attribution.projectors import IdentityProjector
+from datamodels.training.recipe import ModelConfig
+from datamodels.attribution.trak import TRAK
 
 trak = pytest.importorskip("trak")  # the reference implementation (dev dependency)
 

@@ -13,16 +13,16 @@ datamodels from 1,000 models 0.169. The floors sit about three bootstrap standar
 import pytest
 import torch
 
-from datamodels.lds import lds
-from datamodels.trak import TRAK
+from datamodels.attribution.lds import lds
+from datamodels.attribution.trak import TRAK
 
 
 @pytest.fixture(scope="module")
 def default_store(tmp_path_factory):
-    from datamodels.cli_train import resolve_recipe
-    from datamodels.data import load_dataset
-    from datamodels.launchers import fill_store
-    from datamodels.store import Store
+    from modeldiff.cli.train import resolve_recipe
+    from datamodels.data.dataset import load_dataset
+    from datamodels.training.launchers import fill_store
+    from datamodels.store.store import Store
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # on a shared 2-core machine one thread is much faster
@@ -52,7 +52,7 @@ def test_trak_lds_floors_on_the_default_digits_recipe(default_store):
 
 
 def test_datamodels_lds_floor_on_the_default_digits_recipe(default_store):
-    from datamodels.regression import DatamodelsRegression
+    from datamodels.attribution.regression import DatamodelsRegression
 
     st = default_store
     coef = DatamodelsRegression(progress=False).fit(st.masks[64:], st.test_margins[64:]).coef_

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from modeldiff.transforms import (ColorTint, FunctionTransform, GaussianBlur, Grayscale, PatchPaste,
+from modeldiff.counterfactual.transforms import (ColorTint, FunctionTransform, GaussianBlur, Grayscale, PatchPaste,
                                   parse_transform, texture, window)
 
 

@@ -42,8 +42,8 @@ def train_plain(recipe, data, mask: np.ndarray, seed: int) -> float:
     """Train one model on ``data.x_train[mask]``; returns its test accuracy."""
     from contextlib import nullcontext
 
-    from datamodels.augment import apply_augment
-    from datamodels.schedule import lr_at
+    from datamodels.training.augment import apply_augment
+    from datamodels.training.schedule import lr_at
 
     check_benchmarkable(recipe)
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if recipe.precision == "bfloat16" else nullcontext
@@ -78,7 +78,7 @@ def train_plain(recipe, data, mask: np.ndarray, seed: int) -> float:
 
 def load_recipe_for_benchmark(recipe_path: str, precision: str | None):
     """``recipe_path`` ("default" or a YAML file), with ``precision`` overridden when given."""
-    from datamodels.cli_train import resolve_recipe
+    from modeldiff.cli.train import resolve_recipe
 
     recipe = resolve_recipe(recipe_path)
     return recipe.replace(precision=precision) if precision else recipe
@@ -86,8 +86,8 @@ def load_recipe_for_benchmark(recipe_path: str, precision: str | None):
 
 def main(row: int, out_file: str, n_models: int, fraction: float, recipe_path: str, precision: str) -> None:
     """One process per model: train model ``row`` and write its accuracy into ``out_file``."""
-    from datamodels.data import load_digits
-    from datamodels.store import draw_masks_and_seeds
+    from datamodels.data.dataset import load_digits
+    from datamodels.store.store import draw_masks_and_seeds
 
     torch.set_num_threads(1)
     recipe, data = load_recipe_for_benchmark(recipe_path, precision or None), load_digits()

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from datamodels.data import Dataset
+from datamodels.data.dataset import Dataset
 
 
 @dataclass

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from case_studies.pipeline import load_study_data
+from modeldiff.studies.pipeline import load_study_data
 from case_studies.planted.plant import plant
-from case_studies.run import run_study
-from case_studies.study import StudyConfig
+from modeldiff.studies.run import run_study
+from modeldiff.studies.config import StudyConfig
 from modeldiff.errors import UserError
 
 log = logging.getLogger(__name__)

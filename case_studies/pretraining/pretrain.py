@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from datamodels.data import Dataset
-from datamodels.recipe import Recipe
-from datamodels.trainer import train_ensemble
+from datamodels.data.dataset import Dataset
+from datamodels.training.recipe import Recipe
+from datamodels.training.ensemble_trainer import train_ensemble
 
 
 def rotation_task(data: Dataset) -> Dataset:
@@ -39,7 +39,7 @@ def pretrain(recipe: Recipe, data: Dataset, out: str | os.PathLike, epochs: int 
                               "augment.flip": False, "augment.cutout": 0})
     masks = torch.ones(1, task.n_train, dtype=torch.bool)
     result = train_ensemble(plain, task, masks, [seed], device, train_margins=False)
-    from datamodels.models import extract_single
+    from datamodels.training.models import extract_single
 
     print(f"pretext task (rotation) accuracy: {100 * float(result.accuracy[0]):.1f} %")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from modeldiff.report import figures, html
-from modeldiff.subpopulations import subpopulations as find_subpopulations
+from modeldiff.diff.subpopulations import subpopulations as find_subpopulations
 
 
 def jsonable(x):

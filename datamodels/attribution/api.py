@@ -1,0 +1,119 @@
+"""Attribution from a store: ``attribute(store, method="trak" | "datamodels") -> scores``.
+
+``scores[n_test, n_train]`` (float32; rows follow the dataset's test split, columns its train
+split) from the models of one store, by TRAK (:mod:`datamodels.attribution.trak`, needs saved weights of a
+few models) or datamodels regression (:mod:`datamodels.attribution.regression`, needs masks and test
+margins of many models). :func:`attribute_to_file` streams the rows into an HDF5 influence
+dataset (:mod:`datamodels.attribution.influence_io`) instead of returning them.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import numpy as np
+import torch
+
+from modeldiff.errors import UserError
+
+METHODS = ("trak", "datamodels")
+
+
+def _open(store):
+    from datamodels.store.store import Store
+
+    return store if isinstance(store, Store) else Store.open(store)
+
+
+def _dtype(store) -> torch.dtype:
+    return torch.float64 if store.recipe.precision == "float64" else torch.float32
+
+
+def select_models(store, method: str, n_models: int | None) -> np.ndarray:
+    """Store rows used by ``method``: finished models (with weights for TRAK), first ``n_models``."""
+    valid = np.asarray(store.valid_indices(warn=False))
+    if method == "trak":
+        valid = np.array([i for i in valid if store.has_weights(int(i))], dtype=np.int64)
+    need = 1 if method == "trak" else 10
+    what = "finished models with saved weights" if method == "trak" else "finished models"
+    if n_models is not None:
+        if n_models < need:
+            raise UserError(f"--models must be >= {need} for {method}, got {n_models}")
+        if n_models > len(valid):
+            raise UserError(f"{store.path} has only {len(valid)} {what}, fewer than --models "
+                            f"{n_models}: train more or ask for fewer")
+        valid = valid[:n_models]
+    if len(valid) < need:
+        raise UserError(f"{store.path} has {len(valid)} {what}; {method} needs at least {need}")
+    return valid
+
+
+def model_ranges(rows) -> list[list[int]]:
+    """Store rows as ``[[start, stop), ...]`` runs (compact enough for an HDF5 attribute)."""
+    out: list[list[int]] = []
+    for r in map(int, rows):
+        if out and out[-1][1] == r:
+            out[-1][1] = r + 1
+        else:
+            out.append([r, r + 1])
+    return out
+
+
+def _run(store, method, n_models, device, progress, params, write):
+    if method not in METHODS:
+        raise UserError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("a CUDA device was asked for but none is visible: use --device cpu")
+    rows = select_models(store, method, n_models)
+    used = {"model_ranges": model_ranges(rows)}
+    try:
+        if method == "datamodels":
+            from datamodels.attribution.regression import DatamodelsRegression
+
+            est = DatamodelsRegression(device=device, progress=progress, **params)
+            out = est.fit(store.masks[rows], store.test_margins[rows], write=write)
+            return (None if write else out.coef_), {**est.params(), **used}, len(rows)
+        from datamodels.attribution.trak import TRAK
+
+        data = store.load_dataset()
+        est = TRAK(device=device, dtype=_dtype(store), progress=progress, **params)
+        models = ((int(i), store.load_model(int(i), device)) for i in rows)
+        scores = est.run(models, data.x_train, data.y_train, data.x_test, data.y_test, write)
+        return scores, {**est.params(), **est.projector_params_, **used}, len(rows)
+    except TypeError as err:  # an unknown keyword in params
+        raise UserError(f"bad {method} setting: {err}") from err
+
+
+def attribute(store, method: str = "trak", *, n_models: int | None = None, device="cpu",
+              progress: bool = True, **params) -> np.ndarray:
+    """Attribution matrix ``[n_test, n_train]`` float32 of ``store`` (a Store or its path).
+
+    ``params`` go to :class:`datamodels.attribution.trak.TrakSettings` (``proj_dim``, ``projector``,
+    ``lambda_reg`` ...) or :class:`datamodels.attribution.regression.RegressionSettings` (``n_lambdas``,
+    ``eps``, ``val_fraction`` ...). ``n_models``: use the first ``n_models`` usable models.
+    """
+    scores, _, _ = _run(_open(store), method, n_models, device, progress, params, None)
+    return scores
+
+
+def attribute_to_file(store, out: str | os.PathLike, method: str = "trak", *,
+                      n_models: int | None = None, device="cpu", progress: bool = True,
+                      compression: str | None = None, lds: float = float("nan"),
+                      **params) -> Path:
+    """Like :func:`attribute`, but streams the rows into the influence dataset ``out`` (HDF5)."""
+    from datamodels.attribution.influence_io import InfluenceWriter
+
+    store = _open(store)
+    meta = store.metadata["dataset"]
+    data = store.load_dataset()
+    writer = InfluenceWriter(
+        out, meta["n_test"], meta["n_train"], method=method, train_labels=data.y_train.numpy(),
+        test_labels=data.y_test.numpy(), dataset_name=meta["name"], dataset_identity=meta["identity"],
+        recipe_yaml=store.recipe.to_yaml(), store_path=str(Path(store.path).resolve()),
+        compression=compression, lds=lds)
+    with writer as w:
+        _, used, n = _run(store, method, n_models, device, progress, params, w.write_rows)
+        w.set_attr("method_params", used)
+        w.set_attr("n_models", n)
+    return Path(out)
+

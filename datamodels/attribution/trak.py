@@ -1,0 +1,188 @@
+"""TRAK scores (Park et al. 2023) from a few trained models, in traker's conventions.
+
+For each model ``m``: ``Φ_m = P_m ∇θ f(z) / sqrt(n_params)`` (projected margin gradients,
+:mod:`datamodels.attribution.gradients`), ``F_m = Φ_train,m K_m`` with ``K_m = (Φ_train,mᵀ Φ_train,m + λI)⁻¹``
+scaled by ``1 / mean|K_m|`` (traker's ``BasicScoreComputer``; set ``normalize_kernel=False`` to
+skip that per-model scale), ``Q_m = 1 − p_m(y | x)`` on train examples. Scores::
+
+    scores[n_test, n_train] = (1/M Σ_m Φ_test,m F_mᵀ) * (1/M Σ_m Q_m)[None, :]
+
+exactly as ``TRAKer.finalize_scores`` (which returns the transpose). Scores are produced in test
+blocks and handed to a writer (e.g. :class:`datamodels.attribution.influence_io.InfluenceWriter`), so the
+full matrix never sits in memory twice; per-model features spill to disk when large.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from datamodels.attribution.gradients import featurize, n_params
+from datamodels.attribution.projectors import make_projector
+
+
+@dataclass
+class TrakSettings:
+    """Hyper-parameters of :class:`TRAK` (recorded as ``method_params``)."""
+
+    proj_dim: int | str | None = "auto"  # JL dimension k; "auto" = auto_proj_dim(n_train);
+    # None = no projection (exact TRAK)
+    projector: str = "auto"  # auto | sketch | rademacher | identity | fast_jl
+    proj_seed: int = 0  # seed of the projection matrices (one per model id)
+    sketch_dim: int | None = None  # SketchProjector's fold size; None = 8 k
+    lambda_reg: float = 0.0  # ridge added to ΦᵀΦ before inversion (traker's lambda_reg)
+    normalize_kernel: bool = True  # divide each K_m by mean|K_m| as traker does
+    batch_size: int = 64  # examples per per-example-gradient call
+    test_block: int = 1024  # test rows scored (and written) at once
+    train_block: int = 65536  # train columns per score matmul
+    memory_budget_bytes: int = 2 << 30  # per-model features above this total spill to disk
+
+    def __post_init__(self):
+        if self.proj_dim != "auto" and self.proj_dim is not None and (
+                not isinstance(self.proj_dim, int) or self.proj_dim <= 0):
+            raise ValueError(f"proj_dim must be a positive integer, 'auto' or None, got {self.proj_dim!r}")
+        if self.lambda_reg < 0:
+            raise ValueError(f"lambda_reg must be >= 0, got {self.lambda_reg}")
+        for name in ("batch_size", "test_block", "train_block"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+
+
+def auto_proj_dim(n_train: int) -> int:
+    """Default k: the power of two <= n_train / 4, capped at 2048 (traker's default).
+
+    ``ΦᵀΦ [k, k]`` has rank <= n_train, so k must stay well below n_train: at k = n/4 its
+    smallest eigenvalue is still ~(1 − sqrt(k/n))² = 1/4 of the average (Marchenko–Pastur).
+    """
+    return int(min(2048, 2 ** max(3, math.floor(math.log2(max(n_train // 4, 8))))))
+
+
+def kernel_features(phi: torch.Tensor, lambda_reg: float = 0.0,
+                    normalize: bool = True) -> torch.Tensor:
+    """``F[n, k] = Φ (ΦᵀΦ + λI)⁻¹`` (optionally ÷ mean|inverse|); the inverse in float64."""
+    xtx = phi.T.double() @ phi.double()
+    xtx += lambda_reg * torch.eye(xtx.shape[0], dtype=xtx.dtype, device=xtx.device)
+    inv = torch.linalg.inv(xtx)
+    if normalize:
+        inv /= inv.abs().mean()
+    return phi @ inv.to(phi.dtype)
+
+
+class TRAK:
+    """Front class: ``TRAK(**settings).run(models, x_train, y_train, x_test, y_test, write)``.
+
+    ``models`` yields ``(model_id, model)`` pairs: one-model nets (M = 1) already on ``device``
+    in eval mode; ``model_id`` seeds the projection (use the store index).
+    """
+
+    def __init__(self, *, device="cpu", dtype=torch.float32, progress: bool = True,
+                 **settings):
+        self.settings = TrakSettings(**settings)
+        self.device, self.dtype, self.progress = torch.device(device), dtype, progress
+
+    def params(self) -> dict:
+        out = {"method": "trak", **asdict(self.settings)}
+        if hasattr(self, "proj_dim_"):
+            out["proj_dim"] = self.proj_dim_
+        return out
+
+    def _per_model(self, model: nn.Module, model_id: int, x_train, y_train, x_test, y_test):
+        s = self.settings
+        model = model.to(device=self.device, dtype=self.dtype).eval()
+        p = n_params(model)
+        kind = "identity" if s.proj_dim is None else s.projector
+        k = p if s.proj_dim is None else self.proj_dim_
+        if k >= x_train.shape[0] and s.lambda_reg == 0:
+            raise ValueError(f"TRAK with k={k} features and only {x_train.shape[0]} training "
+                             "examples: ΦᵀΦ is singular. Use a projection dimension below "
+                             "n_train (e.g. proj_dim='auto') or lambda_reg > 0")
+        proj = make_projector(kind, p, k, s.proj_seed, self.device, s.sketch_dim)
+        self.projector_params_ = proj.params()
+        bar = f"model {model_id}: train" if self.progress else False
+        phi_tr, q = featurize(model, x_train, y_train, proj, model_id, batch_size=s.batch_size,
+                              progress=bar)
+        feats = kernel_features(phi_tr, s.lambda_reg, s.normalize_kernel)
+        del phi_tr
+        phi_te, _ = featurize(model, x_test, y_test, proj, model_id, batch_size=s.batch_size,
+                              with_q=False, progress=bar and f"model {model_id}: test")
+        return feats, phi_te, q
+
+    def run(self, models: Iterable[tuple[int, nn.Module]], x_train, y_train, x_test, y_test,
+            write: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray | None:
+        """Score every test example against every train example.
+
+        Args:
+            x_train: ``[n_train, C, H, W]``, y_train ``[n_train]``; x_test, y_test likewise.
+            write: ``write(start, block[rows, n_train] float32)`` receives the scores in test
+                blocks (e.g. ``InfluenceWriter.write_rows``); when None the scores are returned.
+        Returns:
+            ``scores[n_test, n_train]`` float32 when ``write`` is None, else None.
+        """
+        feats, tests, q_sum = [], [], None
+        spill = None
+        pd = self.settings.proj_dim
+        self.proj_dim_ = auto_proj_dim(x_train.shape[0]) if pd == "auto" else pd
+        for model_id, model in models:
+            f, t, q = self._per_model(model, int(model_id), x_train, y_train, x_test, y_test)
+            q_sum = q.double() if q_sum is None else q_sum + q.double()
+            nbytes = (len(feats) + 1) * (f.numel() + t.numel()) * f.element_size()
+            if spill is None and nbytes > self.settings.memory_budget_bytes:
+                spill = tempfile.TemporaryDirectory(prefix="trak-features-")
+                feats = [_to_memmap(a, spill.name) for a in feats]
+                tests = [_to_memmap(a, spill.name) for a in tests]
+            feats.append(_to_memmap(f, spill.name) if spill else f)
+            tests.append(_to_memmap(t, spill.name) if spill else t)
+        if not feats:
+            raise ValueError("TRAK needs at least one model")
+        self.n_models_ = len(feats)
+        self.q_mean_ = (q_sum / len(feats)).to(self.dtype)
+        try:
+            return self._scores(feats, tests, write)
+        finally:
+            if spill is not None:
+                spill.cleanup()
+
+    def _scores(self, feats, tests, write):
+        s, dev = self.settings, self.device
+        n_test, n_train, m = tests[0].shape[0], feats[0].shape[0], len(feats)
+        out = None if write else np.empty((n_test, n_train), np.float32)
+        blocks = range(0, n_test, s.test_block)
+        if self.progress:
+            blocks = tqdm(blocks, desc="TRAK scores", leave=False)
+        q = self.q_mean_.to(dev)
+        for t0 in blocks:
+            t1 = min(n_test, t0 + s.test_block)
+            acc = torch.zeros(t1 - t0, n_train, dtype=self.dtype, device=dev)
+            for f, t in zip(feats, tests):
+                tb = _dev(t[t0:t1], dev)
+                for c0 in range(0, n_train, s.train_block):
+                    c1 = min(n_train, c0 + s.train_block)
+                    acc[:, c0:c1] += tb @ _dev(f[c0:c1], dev).T
+            block = (acc / m * q[None, :]).float().cpu().numpy()
+            if write:
+                write(t0, block)
+            else:
+                out[t0:t1] = block
+        return out
+
+
+def _to_memmap(a, folder: str):
+    if isinstance(a, np.memmap):
+        return a
+    arr = a.detach().cpu().numpy()
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".f32", delete=False) as fh:
+        name = fh.name
+    mm = np.memmap(name, dtype=arr.dtype, mode="w+", shape=arr.shape)
+    mm[:] = arr
+    return mm
+
+
+def _dev(a, device) -> torch.Tensor:
+    return a if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a)).to(device)
+

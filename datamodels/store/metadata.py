@@ -1,0 +1,83 @@
+"""A store's ``metadata.json``: what was trained, on what, with which versions; resume checks."""
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import platform
+
+from datamodels.data.dataset import Dataset, load_dataset
+from datamodels.training.recipe import Recipe
+from modeldiff.errors import UserError
+
+# Settings that must match for a resume to be allowed (the rest is informational).
+RESUME_KEYS = ("recipe", "dataset.name", "dataset.identity", "n_models", "subset_fraction", "seed",
+               "save_weights", "train_margins")
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in ("modeldiff", "torch", "numpy"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def build_metadata(recipe: Recipe, data: Dataset, n_models, subset_fraction, seed, save_weights, train_margins,
+                   arrays) -> dict:
+    return {
+        "format": "modeldiff-store", "format_version": 1,
+        "recipe": recipe.to_dict(),
+        "noise_temperature": recipe.noise_temperature,
+        "dataset": {"name": data.name, "identity": data.identity, "n_train": data.n_train, "n_test": data.n_test,
+                    "num_classes": data.num_classes, "class_names": data.class_names,
+                    "image_shape": list(data.image_shape), "mean": list(data.mean), "std": list(data.std)},
+        "n_models": n_models, "subset_fraction": subset_fraction, "seed": seed,
+        "save_weights": save_weights, "train_margins": train_margins,
+        "arrays": arrays,
+        "versions": _versions(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _get(meta: dict, dotted: str):
+    for part in dotted.split("."):
+        meta = meta.get(part) if isinstance(meta, dict) else None
+    return meta
+
+
+def _first_difference(old, new, prefix: str):
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            diff = _first_difference(old.get(key), new.get(key), f"{prefix}.{key}")
+            if diff:
+                return diff
+        return None
+    return None if old == new else (prefix, old, new)
+
+
+def check_compatible(old: dict, new: dict, path) -> None:
+    """Refuse to resume into a store made with other settings, naming the first difference."""
+    for key in RESUME_KEYS:
+        was, now = _get(old, key), _get(new, key)
+        if key == "recipe":  # the data may move; its identity is checked instead
+            was, now = ({**r, "data": {**r["data"], "data_dir": None}} for r in (was, now))
+        diff = _first_difference(was, now, key)
+        if diff:
+            name, was, now = diff
+            raise UserError(f"{path} was made with {name}={was!r} but this run has {name}={now!r}: "
+                            f"use a new --out folder or the original settings")
+
+
+def reload_dataset(meta: dict, data_dir: str | None = None) -> Dataset:
+    """Load the dataset a store was made from, by name, and check its identity."""
+    rec, d = meta["recipe"]["data"], meta["dataset"]
+    if d["name"] not in ("digits", "cifar10"):
+        raise UserError(f"store was trained on custom data '{d['name']}': pass it as Store.open(path, dataset=...)")
+    opts = {k: rec[k] for k in ("per_class_train", "per_class_test") if rec.get(k) is not None}
+    data = load_dataset(d["name"], data_dir or rec.get("data_dir"), **opts)
+    if data.identity != d["identity"]:
+        raise UserError(f"the {d['name']} data found now differs from the data this store was trained on "
+                        f"(identity {data.identity[:12]} != {d['identity'][:12]}): point data_dir at the original copy")
+    return data

@@ -1,0 +1,154 @@
+"""Where ensembles run: ``local`` (this process, or one worker process per device / group of
+cores) and ``ray`` (Ray tasks; ``address="auto"`` joins a running cluster). Workers write disjoint
+rows of one store; the coordinator (the caller) holds the store's lock and shows progress."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+
+from tqdm.auto import tqdm
+
+from datamodels.data.dataset import Dataset
+from datamodels.training.runner import plan_chunks, train_chunk
+from datamodels.store.store import Store
+from modeldiff.errors import UserError
+
+
+def run_local(store: Store, chunks, device: str, workers: int, dataset: Dataset | None, bar: tqdm) -> list[int]:
+    """Train ``chunks`` here (``workers <= 1``) or in ``workers`` spawned processes; returns worker pids."""
+    if not chunks:
+        return []
+    if workers <= 1:
+        data = dataset if dataset is not None else store.load_dataset()  # loaded once for all chunks
+        for chunk in chunks:
+            done = train_chunk(str(store.path), chunk, device, data)
+            bar.update(len(done))
+        return [os.getpid()]
+    ctx = mp.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    devices = _worker_devices(device, workers)
+    pids = set()
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(threads, dataset)) as pool:
+        jobs = [pool.apply_async(_worker_train_chunk, (str(store.path), c, devices[k % workers]))
+                for k, c in enumerate(chunks)]
+        for job in jobs:
+            rows, pid = job.get()
+            pids.add(pid)
+            bar.update(len(rows))
+    return sorted(pids)
+
+
+_GIVEN_DATASET: list = []  # in a pool worker: the dataset the caller passed (set by the initializer)
+_STORE_DATASET: dict = {}  # in a worker process: the last store's dataset, loaded once, not per chunk
+
+
+def _init_worker(threads: int, dataset: Dataset | None = None) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    if dataset is not None:
+        _GIVEN_DATASET.append(dataset)
+
+
+def _store_dataset(store_path: str) -> Dataset:
+    """The dataset of the store at ``store_path``, loaded once per worker process."""
+    if store_path not in _STORE_DATASET:
+        _STORE_DATASET.clear()
+        _STORE_DATASET[store_path] = Store.open(store_path).load_dataset()
+    return _STORE_DATASET[store_path]
+
+
+def _worker_train_chunk(store_path: str, chunk, device: str) -> tuple[list[int], int]:
+    data = _GIVEN_DATASET[0] if _GIVEN_DATASET else _store_dataset(store_path)
+    return train_chunk(store_path, chunk, device, data), os.getpid()
+
+
+def _worker_devices(device: str, workers: int) -> list[str]:
+    if device == "cuda":
+        import torch
+
+        n = torch.cuda.device_count()
+        return [f"cuda:{k % n}" for k in range(workers)]
+    return [device] * workers
+
+
+def run_ray(store: Store, chunks, device: str, workers: int, dataset: Dataset | None, bar: tqdm,
+            address: str | None = None) -> list[int]:
+    """Train ``chunks`` as Ray tasks, at most ``workers`` at a time; returns the worker pids.
+
+    Without ``address`` a local Ray instance with ``workers * threads`` CPUs is started here and shut
+    down at the end; with one (``"auto"`` or ``host:port``) the running cluster is joined. Each task
+    asks for ``threads`` CPUs (the cluster's CPUs shared among ``workers``) and one GPU on CUDA.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise UserError("the ray launcher needs Ray: pip install 'modeldiff[ray]'") from None
+    if not chunks:
+        return []
+    workers = max(workers, 1)
+    started_here = not ray.is_initialized()
+    if started_here:
+        local_threads = max(1, (os.cpu_count() or 1) // workers)
+        ray.init(address=address, num_cpus=None if address else workers * local_threads, include_dashboard=False,
+                 log_to_driver=False, ignore_reinit_error=True)
+    try:
+        node_cpus = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")] or [1]
+        share = int(ray.cluster_resources().get("CPU", workers)) // workers
+        threads = max(1, min(share, int(max(node_cpus))))  # a task must fit on one node
+        gpus = 1 if device.startswith("cuda") else 0
+        task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(_ray_train_chunk)
+        data_ref = ray.put(dataset) if dataset is not None else None
+        todo, running, pids = list(chunks), [], set()
+        try:
+            while todo or running:
+                while todo and len(running) < workers:
+                    running.append(task.remote(str(store.path), todo.pop(0), device, data_ref, threads))
+                ready, running = ray.wait(running, num_returns=1)
+                rows, pid = ray.get(ready[0])
+                pids.add(pid)
+                bar.update(len(rows))
+        except BaseException:
+            for ref in running:  # rows of cancelled chunks stay pending: a rerun trains them
+                ray.cancel(ref, force=True)
+            raise
+        return sorted(pids)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _ray_train_chunk(store_path, chunk, device, dataset, threads) -> tuple[list[int], int]:
+    import torch
+
+    torch.set_num_threads(threads)
+    if device.startswith("cuda"):
+        device = "cuda"  # Ray makes the task's one assigned GPU the only visible one
+    data = dataset if dataset is not None else _store_dataset(store_path)
+    return train_chunk(store_path, chunk, device, data), os.getpid()
+
+
+def fill_store(store: Store, device: str = "cpu", ensemble_size: int = 16, launcher: str = "local",
+               workers: int = 1, dataset: Dataset | None = None, address: str | None = None) -> dict:
+    """Train every pending model of ``store`` (retraining corrupted rows) and return its summary.
+
+    The summary is :meth:`Store.summary` plus ``worker_pids``: the processes that trained chunks.
+    """
+    from datamodels.training.runner import exclusive
+
+    with exclusive(store):
+        corrupted = store.corrupted_indices()
+        if len(corrupted):
+            print(f"found {len(corrupted)} corrupted row(s) {corrupted[:10].tolist()}: retraining them")
+            store.reset_rows(corrupted)
+        pending = store.pending_indices()
+        chunks = plan_chunks(pending, ensemble_size)
+        with tqdm(total=store.n_models, initial=store.n_models - len(pending), unit="model",
+                  desc=f"training {store.recipe.name}", dynamic_ncols=True) as bar:
+            if launcher == "local":
+                pids = run_local(store, chunks, device, workers, dataset, bar)
+            elif launcher == "ray":
+                pids = run_ray(store, chunks, device, workers, dataset, bar, address)
+            else:
+                raise UserError(f"unknown launcher {launcher!r}: use local or ray")
+    return {**store.summary(), "worker_pids": pids}

@@ -1,0 +1,5 @@
+import sys
+
+from modeldiff.cli.main import main
+
+sys.exit(main())

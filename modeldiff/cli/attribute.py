@@ -1,0 +1,70 @@
+"""``modeldiff attribute STORE --method trak|datamodels --out SCORES.h5``: an attribution matrix."""
+from __future__ import annotations
+
+import argparse
+
+from modeldiff.errors import UserError
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "attribute", help="estimate training-data attributions [n_test, n_train] from a store",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("store", help="store directory made by `modeldiff train`")
+    p.add_argument("--method", choices=["trak", "datamodels"], default="trak")
+    p.add_argument("--out", required=True, help="influence dataset to write (HDF5, e.g. scores.h5)")
+    p.add_argument("--models", type=int, default=None,
+                   help="use the first N finished models (default: all; TRAK: those with weights)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
+    p.add_argument("--proj-dim", default="auto",
+                   help="TRAK: projection dimension k; auto = power of two <= n_train/4, at most "
+                        "2048; 0 = no projection (exact TRAK, needs --lambda-reg when n_params "
+                        ">= n_train)")
+    p.add_argument("--projector", default="auto", choices=["auto", "sketch", "rademacher", "fast_jl"],
+                   help="TRAK: random projection (auto = fast_jl on CUDA when installed, else sketch)")
+    p.add_argument("--lambda-reg", type=float, default=0.0, help="TRAK: ridge added to the kernel")
+    p.add_argument("--batch-size", type=int, default=64, help="TRAK: examples per gradient batch")
+    p.add_argument("--n-lambdas", type=int, default=25, help="datamodels: values on the lasso path")
+    p.add_argument("--eps", type=float, default=1e-3, help="datamodels: lambda_min / lambda_max")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="datamodels: share of models held out to choose lambda")
+    p.add_argument("--seed", type=int, default=0,
+                   help="projection seed (TRAK) / validation split of the models (datamodels)")
+    p.add_argument("--compress", action="store_true", help="gzip the scores in the HDF5 file")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def settings(args) -> dict:
+    """Estimator keyword arguments from the parsed command line."""
+    if args.method == "trak":
+        k = args.proj_dim
+        if k != "auto":
+            if not k.isdigit():
+                raise UserError(f"--proj-dim must be 'auto' or an integer >= 0, got {k!r}")
+            k = int(k) or None
+        return {"proj_dim": k, "projector": args.projector,
+                "proj_seed": args.seed, "lambda_reg": args.lambda_reg, "batch_size": args.batch_size}
+    return {"n_lambdas": args.n_lambdas, "eps": args.eps, "val_fraction": args.val_fraction,
+            "seed": args.seed}
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from datamodels.attribution.api import attribute_to_file
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise UserError(f"{out} exists: choose another --out or pass --force to overwrite it")
+    if not Path(args.store).is_dir():
+        raise UserError(f"store {args.store} does not exist: train one with `modeldiff train`")
+    try:
+        path = attribute_to_file(args.store, out, args.method, n_models=args.models,
+                                 device=args.device, progress=not args.quiet,
+                                 compression="gzip" if args.compress else None, **settings(args))
+    except ValueError as err:  # settings rejected by the estimator
+        raise UserError(str(err)) from err
+    print(f"{args.method} scores written to {path}")
+    return 0

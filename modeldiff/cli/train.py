@@ -1,0 +1,64 @@
+"""``modeldiff train RECIPE.yaml --out STORE``: train many models on random subsets into a store."""
+from __future__ import annotations
+
+import argparse
+import os
+from importlib import resources
+
+from modeldiff.errors import UserError
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train many models of one recipe on random subsets into a store",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("recipe", help="recipe YAML file, or 'default' for the embedded digits recipe")
+    p.add_argument("--out", required=True, help="store directory (created, or resumed when it exists)")
+    p.add_argument("--models", type=int, default=64, help="number of models N")
+    p.add_argument("--subset-fraction", type=float, default=0.5, help="share alpha of the training set per model")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
+    p.add_argument("--launcher", choices=["local", "ray"], default="local")
+    p.add_argument("--address", default=None, help="Ray cluster address ('auto' joins a running cluster)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes / Ray tasks in parallel")
+    p.add_argument("--ensemble-size", type=int, default=16, help="models trained at once per worker")
+    p.add_argument("--seed", type=int, default=0, help="run seed: masks and model seeds derive from it")
+    p.add_argument("--save-weights", type=int, default=None,
+                   help="keep weights of the first K models only (default: all)")
+    p.add_argument("--no-train-margins", action="store_true", help="skip margins on the training set")
+    p.add_argument("--data-dir", default=None, help="dataset folder (overrides the recipe's data.data_dir)")
+    p.set_defaults(func=run)
+
+
+def resolve_recipe(name_or_path: str, data_dir: str | None = None):
+    from datamodels.training.recipe import load_recipe
+
+    if name_or_path == "default":
+        name_or_path = str(resources.files("datamodels") / "recipes" / "digits_default.yaml")
+    recipe = load_recipe(name_or_path)
+    if data_dir:
+        recipe = recipe.replace(**{"data.data_dir": data_dir})
+    return recipe
+
+
+def run(args) -> int:
+    import torch
+
+    from datamodels.data.dataset import load_dataset
+    from datamodels.training.launchers import fill_store
+    from datamodels.store.store import Store
+
+    recipe = resolve_recipe(args.recipe, args.data_dir)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA device is visible: use --device cpu")
+    if args.ensemble_size < 1 or args.workers < 1:
+        raise UserError("--ensemble-size and --workers must be >= 1")
+    d = recipe.data
+    opts = {k: v for k, v in (("per_class_train", d.per_class_train), ("per_class_test", d.per_class_test)) if v}
+    data = load_dataset(d.name, d.data_dir, **opts)
+    store = Store.create_or_resume(args.out, recipe, data, args.models, args.subset_fraction, args.seed,
+                                   args.save_weights, not args.no_train_margins)
+    s = fill_store(store, args.device, args.ensemble_size, args.launcher, args.workers, None, args.address)
+    print(f"{recipe.name}: {s['done']}/{s['models']} models done, {s['diverged']} diverged, "
+          f"{s['pending']} pending, {s['corrupted']} corrupted; test accuracy "
+          f"{100 * s['accuracy_mean']:.2f} ± {100 * s['accuracy_std']:.2f} %; eta/B = {s['noise_temperature']:.3g}")
+    print(f"store: {os.path.abspath(args.out)}")
+    return 0 if s["pending"] == 0 else 1

@@ -1,0 +1,126 @@
+"""A study compares two learning algorithms end to end; its settings are one YAML file.
+
+Example (``case_studies/sgd_noise/digits.yaml``)::
+
+    name: sgd_noise
+    algorithm_a: {recipe: high_noise_digits.yaml, label: high noise}
+    algorithm_b: {recipe: low_noise_digits.yaml, label: low noise}
+    models: 48                 # per algorithm, each on a random subset
+    subset_fraction: 0.5
+    attribution: {method: trak, models: 16, proj_dim: 1024}
+    components: 5
+    counterfactual: {transforms: ["patch:pattern=texture,size=3"], auto_candidates: 3}
+
+Recipe paths are relative to the study file. Unknown keys are rejected with the key named.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from datamodels.training.recipe import Recipe, _build, load_recipe, recipe_from_dict
+from modeldiff.errors import UserError
+
+import case_studies
+
+STUDIES_DIR = Path(case_studies.__file__).resolve().parent  # one folder per shipped study
+
+
+@dataclass
+class AlgorithmSpec:
+    recipe: str | dict = field(metadata={"help": "recipe YAML (relative to the study file) or an inline recipe mapping"})
+    label: str = ""
+    seed: int | None = field(default=None, metadata={
+        "help": "this algorithm's run seed (masks and model seeds); default: the study's seed. "
+                "A null study gives the same recipe twice with two seeds"})
+
+    def load_recipe(self, folder: str) -> Recipe:
+        """The recipe this spec names (a file relative to ``folder``) or holds inline."""
+        if isinstance(self.recipe, dict):
+            return recipe_from_dict(self.recipe)
+        return load_recipe(Path(folder) / self.recipe)
+
+
+@dataclass
+class AttributionSpec:
+    method: str = field(default="trak", metadata={"help": "trak | datamodels"})
+    models: int = field(default=16, metadata={"help": "TRAK: models averaged (the first ones of the store)"})
+    proj_dim: int = field(default=1024, metadata={"help": "TRAK: random projection dimension k"})
+    lambdas: int = field(default=12, metadata={"help": "datamodels: lasso path length"})
+    batch_size: int = field(default=1024, metadata={
+        "help": "TRAK: examples per per-example-gradient call (memory ~ batch_size x n_params x 4 bytes)"})
+
+    def __post_init__(self):
+        if self.method not in ("trak", "datamodels"):
+            raise UserError(f"attribution.method must be trak or datamodels, got {self.method!r}")
+
+
+@dataclass
+class CounterfactualSpec:
+    transforms: list = field(default_factory=list, metadata={"help": "transform specs tried for every component"})
+    auto_candidates: int = field(default=3, metadata={"help": "components turned into a data-derived transform"})
+    top_k: int = field(default=40, metadata={"help": "training examples that define a component's feature"})
+    n_test: int = field(default=400, metadata={"help": "test images the transforms are applied to"})
+    sizes: list = field(default_factory=list, metadata={"help": "patch sizes to sweep for patch transforms"})
+    bootstrap: int = 2000
+    seed: int = 0
+
+
+@dataclass
+class StudyConfig:
+    name: str
+    algorithm_a: AlgorithmSpec
+    algorithm_b: AlgorithmSpec
+    models: int = 48
+    subset_fraction: float = 0.5
+    seed: int = 0
+    components: int = 5
+    ensemble_size: int = 16
+    attribution: AttributionSpec = field(default_factory=AttributionSpec)
+    counterfactual: CounterfactualSpec = field(default_factory=CounterfactualSpec)
+    data: dict = field(default_factory=dict, metadata={"help": "overrides of both recipes' data section"})
+    plant: dict = field(default_factory=dict, metadata={"help": "planted study: arguments of planted.plant.plant"})
+    pretrain: dict = field(default_factory=dict, metadata={
+        "help": "pretraining study: {task: rotation, epochs, seed}; fills init.checkpoint of a recipe that asks for one"})
+    folder: str = ""  # where recipe paths are resolved (set by load_study)
+
+    def recipes(self, data_dir: str | None = None) -> tuple[Recipe, Recipe]:
+        out = []
+        for spec in (self.algorithm_a, self.algorithm_b):
+            recipe = spec.load_recipe(self.folder)
+            changes = {f"data.{k}": v for k, v in self.data.items()}
+            if data_dir:
+                changes["data.data_dir"] = data_dir
+            out.append(recipe.replace(**changes) if changes else recipe)
+        return out[0], out[1]
+
+    def seeds(self) -> tuple[int, int]:
+        """Run seeds of A and B (each algorithm's own, else the study's)."""
+        return tuple(self.seed if s.seed is None else s.seed for s in (self.algorithm_a, self.algorithm_b))
+
+    def labels(self) -> tuple[str, str]:
+        a, b = self.recipes()
+        return self.algorithm_a.label or a.name, self.algorithm_b.label or b.name
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_study(path_or_name: str) -> StudyConfig:
+    """A study YAML by path, or ``STUDY`` / ``STUDY/DATASET`` for the shipped ones
+    (e.g. ``sgd_noise`` = ``case_studies/sgd_noise/digits.yaml``)."""
+    path = Path(path_or_name)
+    if not path.is_file():
+        parts = path_or_name.split("/")
+        path = STUDIES_DIR / parts[0] / f"{parts[1] if len(parts) > 1 else 'digits'}.yaml"
+    if not path.is_file():
+        shipped = sorted(p.parent.name + "/" + p.stem for p in STUDIES_DIR.glob("*/*.yaml")
+                         if p.stem in ("digits", "digits_linear", "cifar10"))
+        raise UserError(f"no study {path_or_name!r}: give a study YAML or one of {', '.join(shipped)}")
+    data = yaml.safe_load(path.read_text()) or {}
+    cfg = _build(StudyConfig, data, "", what="study")
+    cfg.folder = str(path.parent)
+    return cfg
