@@ -12,6 +12,10 @@ _EXPORTS = {
     "store_predictor": "modeldiff.counterfactual.effects",
     "write_report": "modeldiff.report",
     "load_scores": "modeldiff.diff.io_scores",
+    "Algorithm": "modeldiff.api",
+    "compare": "modeldiff.api",
+    "ModelSet": "datamodels.modelset",
+    "Dataset": "datamodels.data.dataset",
 }
 __all__ = ["__version__", *_EXPORTS]
 

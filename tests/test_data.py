@@ -27,8 +27,10 @@ def test_identity_changes_with_data():
 
 
 def test_from_tensors_checks_shapes():
-    with pytest.raises(UserError, match=r"\[n, C, H, W\]"):
+    with pytest.raises(UserError, match="same per-example shape"):  # any shape, but one for both splits
         Dataset.from_tensors(np.zeros((4, 8, 8)), [0, 1, 0, 1], np.zeros((2, 1, 8, 8)), [0, 1])
+    with pytest.raises(UserError, match=r"\[n, \*input_shape\]"):
+        Dataset.from_tensors(np.zeros(4), [0, 1, 0, 1], np.zeros(2), [0, 1])
     with pytest.raises(UserError, match="labels"):
         Dataset.from_tensors(np.zeros((4, 1, 8, 8)), [0, 1, 0], np.zeros((2, 1, 8, 8)), [0, 1])
     with pytest.raises(UserError, match="unknown dataset"):

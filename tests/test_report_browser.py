@@ -6,6 +6,7 @@ Skips when Chromium or Playwright is missing, except under MODELDIFF_REQUIRE_BRO
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 from tests.test_report import build
@@ -56,3 +57,32 @@ def test_report_renders_in_chromium(tmp_path, with_images):
     bad = [img for img in images if not (img[1] and img[2] > 0 and img[3] > 0)]
     assert not bad, bad
     assert not errors, errors
+
+
+def test_verdict_and_algorithm_table_are_on_the_first_screen(tmp_path):
+    """Screenshot of the first 1000 px: the verdict and the algorithm table are inside it and
+    rendered (their boxes hold dark text pixels in the screenshot)."""
+    import io
+
+    from PIL import Image
+
+    from tests.test_report_verdict import build_full
+
+    sync_playwright = _browser_or_skip()
+    path = build_full(tmp_path)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
+                                    args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(path.resolve().as_uri(), wait_until="load")
+            shot = Image.open(io.BytesIO(page.screenshot(full_page=False))).convert("L")
+            boxes = {sel: page.locator(sel).bounding_box() for sel in ("p.verdict", "table.algorithms")}
+        finally:
+            browser.close()
+    assert shot.size == (1280, 1000)
+    for sel, box in boxes.items():
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 1000, (sel, box)
+        crop = np.asarray(shot.crop((int(box["x"]), int(box["y"]), int(box["x"] + box["width"]),
+                                     int(box["y"] + box["height"]))))
+        assert (crop < 100).mean() > 0.01, sel              # text is drawn there

@@ -11,10 +11,13 @@ Construction (documented in the README):
     per-example attributions can measure (a saturated, bright patch is learnt from any handful
     of planted images, so no single one matters);
   * ``fraction`` of the images of ``target_class`` (training *and* test split, chosen with
-    ``seed``) are replaced by images of the other classes carrying the patch; their label stays
-    ``target_class``. The patch is then the only thing that tells these images apart from their
-    look-alikes of other classes: a model that can see it learns "patch -> target class" (the way
-    spurious features and backdoors are learnt), a model that cannot must memorise them;
+    ``seed``) carry the patch; they stay images of their own class with their own, correct label.
+    Nothing forces any model to use the patch (the digits are recognisable without it), but the
+    patch co-occurs only with ``target_class``, so a model that can see it may learn "patch ->
+    target class" as a spurious shortcut, the more so the more planted images its training subset
+    holds. A model that cannot see it treats the planted images as ordinary members of their
+    class: nothing about them is special to it, so neither its own attributions nor the B−A
+    direction single them out (the controls the planted study reports);
   * with ``test_copies`` the test split also gets a pasted copy of every test image of the other
     classes (true labels kept), appended after the original rows: the feature then occurs at test
     time on images of every class, as a spurious feature would. These are the test examples whose
@@ -110,9 +113,8 @@ def plant(data: Dataset, target_class: int = 0, fraction: float = 0.75, region=(
         y = getattr(data, f"y_{split}").numpy()
         members = np.flatnonzero(y == target_class)
         picked = np.sort(rng.choice(members, size=round(fraction * len(members)), replace=False))
-        donors = rng.choice(np.flatnonzero(y != target_class), size=len(picked), replace=False)
         x = getattr(data, f"x_{split}").clone()
-        x[picked] = write_patch(x[donors], region, pattern, amplitude)
+        x[picked] = write_patch(x[picked], region, pattern, amplitude)
         chosen[split], xs[split] = picked, x
     y_test, pasted = data.y_test, None
     if test_copies:

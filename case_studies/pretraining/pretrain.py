@@ -43,7 +43,8 @@ def pretrain(recipe: Recipe, data: Dataset, out: str | os.PathLike, epochs: int 
 
     print(f"pretext task (rotation) accuracy: {100 * float(result.accuracy[0]):.1f} %")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    torch.save(extract_single(result.net, 0), tmp)
-    os.replace(tmp, out)
+    from modeldiff.atomic import atomic_path
+
+    with atomic_path(out) as tmp:
+        torch.save(extract_single(result.net, 0), tmp)
     return out

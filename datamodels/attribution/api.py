@@ -1,35 +1,58 @@
-"""Attribution from a store: ``attribute(store, method="trak" | "datamodels") -> scores``.
+"""Attribution from a model set: ``attribute(models, method="trak" | "datamodels") -> scores``.
 
 ``scores[n_test, n_train]`` (float32; rows follow the dataset's test split, columns its train
-split) from the models of one store, by TRAK (:mod:`datamodels.attribution.trak`, needs saved weights of a
+split) from the models of one :class:`~datamodels.modelset.ModelSet` (a store, its path, or models
+trained elsewhere: ``ModelSet.from_folder``), by TRAK (:mod:`datamodels.attribution.trak`, needs saved weights of a
 few models) or datamodels regression (:mod:`datamodels.attribution.regression`, needs masks and test
 margins of many models). :func:`attribute_to_file` streams the rows into an HDF5 influence
 dataset (:mod:`datamodels.attribution.influence_io`) instead of returning them.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
+
 import numpy as np
 import torch
 
+from datamodels.modelset import as_modelset, describe, model_dtype
 from modeldiff.errors import UserError
 
 METHODS = ("trak", "datamodels")
 
 
 def _open(store):
-    from datamodels.store.store import Store
-
-    return store if isinstance(store, Store) else Store.open(store)
+    return as_modelset(store)
 
 
 def _dtype(store) -> torch.dtype:
-    return torch.float64 if store.recipe.precision == "float64" else torch.float32
+    return model_dtype(store)
+
+
+def check_settings(method: str, params: dict) -> None:
+    """Refuse unknown or invalid estimator settings with one line naming them and the allowed ones."""
+    if method not in METHODS:
+        raise UserError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    if method == "trak":
+        from datamodels.attribution.trak import TrakSettings as settings_cls
+    else:
+        from datamodels.attribution.regression import RegressionSettings as settings_cls
+    allowed = [f.name for f in dataclasses.fields(settings_cls)]
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise UserError(f"unknown {method} setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
+                        f"allowed are {', '.join(allowed)}")
+    try:
+        settings_cls(**params)
+    except UserError:
+        raise
+    except (ValueError, TypeError) as err:  # the settings' own validation of values
+        raise UserError(f"bad {method} setting: {err}") from None
 
 
 def select_models(store, method: str, n_models: int | None) -> np.ndarray:
-    """Store rows used by ``method``: finished models (with weights for TRAK), first ``n_models``."""
+    """Model indices used by ``method``: usable models (with weights for TRAK), the first ``n_models``."""
     valid = np.asarray(store.valid_indices(warn=False))
     if method == "trak":
         valid = np.array([i for i in valid if store.has_weights(int(i))], dtype=np.int64)
@@ -39,11 +62,11 @@ def select_models(store, method: str, n_models: int | None) -> np.ndarray:
         if n_models < need:
             raise UserError(f"--models must be >= {need} for {method}, got {n_models}")
         if n_models > len(valid):
-            raise UserError(f"{store.path} has only {len(valid)} {what}, fewer than --models "
+            raise UserError(f"{describe(store)} has only {len(valid)} {what}, fewer than --models "
                             f"{n_models}: train more or ask for fewer")
         valid = valid[:n_models]
     if len(valid) < need:
-        raise UserError(f"{store.path} has {len(valid)} {what}; {method} needs at least {need}")
+        raise UserError(f"{describe(store)} has {len(valid)} {what}; {method} needs at least {need}")
     return valid
 
 
@@ -59,37 +82,34 @@ def model_ranges(rows) -> list[list[int]]:
 
 
 def _run(store, method, n_models, device, progress, params, write):
-    if method not in METHODS:
-        raise UserError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    check_settings(method, params)
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("a CUDA device was asked for but none is visible: use --device cpu")
     rows = select_models(store, method, n_models)
     used = {"model_ranges": model_ranges(rows)}
-    try:
-        if method == "datamodels":
-            from datamodels.attribution.regression import DatamodelsRegression
+    if method == "datamodels":
+        from datamodels.attribution.regression import DatamodelsRegression
 
-            est = DatamodelsRegression(device=device, progress=progress, **params)
-            out = est.fit(store.masks[rows], store.test_margins[rows], write=write)
-            return (None if write else out.coef_), {**est.params(), **used}, len(rows)
-        from datamodels.attribution.trak import TRAK
+        est = DatamodelsRegression(device=device, progress=progress, **params)
+        out = est.fit(np.asarray(store.masks)[rows], np.asarray(store.test_margins)[rows], write=write)
+        return (None if write else out.coef_), {**est.params(), **used}, len(rows)
+    from datamodels.attribution.trak import TRAK
 
-        data = store.load_dataset()
-        est = TRAK(device=device, dtype=_dtype(store), progress=progress, **params)
-        models = ((int(i), store.load_model(int(i), device)) for i in rows)
-        scores = est.run(models, data.x_train, data.y_train, data.x_test, data.y_test, write)
-        return scores, {**est.params(), **est.projector_params_, **used}, len(rows)
-    except TypeError as err:  # an unknown keyword in params
-        raise UserError(f"bad {method} setting: {err}") from err
+    data = store.load_dataset()
+    est = TRAK(device=device, dtype=_dtype(store), progress=progress, **params)
+    models = ((int(i), store.load_model(int(i), device)) for i in rows)
+    scores = est.run(models, data.x_train, data.y_train, data.x_test, data.y_test, write)
+    return scores, {**est.params(), **est.projector_params_, **used}, len(rows)
 
 
 def attribute(store, method: str = "trak", *, n_models: int | None = None, device="cpu",
               progress: bool = True, **params) -> np.ndarray:
-    """Attribution matrix ``[n_test, n_train]`` float32 of ``store`` (a Store or its path).
+    """Attribution matrix ``[n_test, n_train]`` float32 of ``store``: a Store, its path, or any
+    :class:`~datamodels.modelset.ModelSet` (e.g. ``ModelSet.from_folder`` for models trained elsewhere).
 
     ``params`` go to :class:`datamodels.attribution.trak.TrakSettings` (``proj_dim``, ``projector``,
-    ``lambda_reg`` ...) or :class:`datamodels.attribution.regression.RegressionSettings` (``n_lambdas``,
+    ``lambda_reg``, ``model_output`` ...) or :class:`datamodels.attribution.regression.RegressionSettings` (``n_lambdas``,
     ``eps``, ``val_fraction`` ...). ``n_models``: use the first ``n_models`` usable models.
     """
     scores, _, _ = _run(_open(store), method, n_models, device, progress, params, None)
@@ -104,12 +124,15 @@ def attribute_to_file(store, out: str | os.PathLike, method: str = "trak", *,
     from datamodels.attribution.influence_io import InfluenceWriter
 
     store = _open(store)
+    check_settings(method, params)  # before the output file is created
     meta = store.metadata["dataset"]
     data = store.load_dataset()
+    recipe, path = getattr(store, "recipe", None), getattr(store, "path", None)
     writer = InfluenceWriter(
         out, meta["n_test"], meta["n_train"], method=method, train_labels=data.y_train.numpy(),
         test_labels=data.y_test.numpy(), dataset_name=meta["name"], dataset_identity=meta["identity"],
-        recipe_yaml=store.recipe.to_yaml(), store_path=str(Path(store.path).resolve()),
+        recipe_yaml=recipe.to_yaml() if recipe is not None else "",
+        store_path=str(Path(path).resolve()) if path is not None else "",
         compression=compression, lds=lds)
     with writer as w:
         _, used, n = _run(store, method, n_models, device, progress, params, w.write_rows)

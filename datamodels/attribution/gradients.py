@@ -1,21 +1,99 @@
-"""Per-example gradients of the margin and TRAK's out-to-loss weights (torch.func).
+"""Per-example gradients of the model output and TRAK's out-to-loss weights (torch.func).
 
-Conventions follow traker's ``ImageClassificationModelOutput``: the model output is the margin
-``f(z) = logit_y − logsumexp_{j≠y} logit_j`` (``datamodels.margins.margin``), its gradient is
-taken with respect to every parameter (``named_parameters`` order) with the model in eval mode,
-and the out-to-loss weight is ``Q = 1 − softmax(logits)_y``. Projected gradients are divided by
-``sqrt(n_params)`` like traker's ``normalize_factor``.
+The model output is pluggable (:class:`ModelOutput`, like traker's ``AbstractModelOutput``). The
+default, :class:`ClassificationMargin`, follows traker's ``ImageClassificationModelOutput``: the
+margin ``f(z) = logit_y − logsumexp_{j≠y} logit_j`` (``datamodels.margins.margin``) and the
+out-to-loss weight ``Q = 1 − softmax(logits)_y``. Gradients are taken with respect to every
+parameter (``named_parameters`` order) with the model in eval mode; projected gradients are
+divided by ``sqrt(n_params)`` like traker's ``normalize_factor``. Inputs keep their dtype when
+they are not floating point (token ids go to the model as integers).
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from datamodels.margins import margin
 from datamodels.attribution.projectors import Projector
+from datamodels.margins import margin
+from datamodels.registry import Registry, target_of
+from modeldiff.errors import UserError
+
+
+class ModelOutput:
+    """What TRAK attributes: a per-example output of the model and its out-to-loss weight.
+
+    Subclass (or write any object with these two methods) for other tasks; both receive the
+    model's forward output ``out`` for a batch (e.g. logits ``[B, K]``) and the labels ``y[B]``.
+    """
+
+    def output(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``f[B]``: the quantity whose training-data attribution is wanted (differentiated)."""
+        raise NotImplementedError
+
+    def out_to_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``Q[B]``: derivative of the training loss with respect to ``f`` (no gradient taken)."""
+        raise NotImplementedError
+
+
+class ClassificationMargin(ModelOutput):
+    """The default: margin ``logit_y − logsumexp_{j≠y} logit_j`` and ``Q = 1 − p(y | x)``."""
+
+    def output(self, out, y):
+        return margin(out, y)
+
+    def out_to_loss(self, out, y):
+        p = torch.softmax(out, dim=-1)
+        return 1 - p.gather(1, y.view(-1, 1)).squeeze(1)
+
+
+class FunctionOutput(ModelOutput):
+    """A function ``fn(out, y) -> (f[B], Q[B])`` as a :class:`ModelOutput`."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+
+    def output(self, out, y):
+        return self.fn(out, y)[0]
+
+    def out_to_loss(self, out, y):
+        return self.fn(out, y)[1]
+
+
+MODEL_OUTPUTS = Registry("TRAK model output")
+MODEL_OUTPUTS.register("margin", ClassificationMargin)
+
+
+def resolve_model_output(spec: Any) -> tuple[ModelOutput, str]:
+    """``(model_output, recorded_name)`` from ``"margin"``, an import target (a ModelOutput class or
+    instance, or a function ``fn(out, y) -> (f, Q)``), or such an object given directly."""
+    obj, name = spec, None
+    if spec is None:
+        spec = "margin"
+    if isinstance(spec, str):
+        name = spec
+        obj = MODEL_OUTPUTS.get(spec, key="model_output")
+    if isinstance(obj, type):
+        if name is None:
+            name = target_of(obj)
+        obj = obj()
+    if hasattr(obj, "output") and hasattr(obj, "out_to_loss"):
+        return obj, name or _name_of(type(obj))
+    if callable(obj):
+        return FunctionOutput(obj), name or _name_of(obj)
+    raise UserError(f"model_output {spec!r} must be 'margin', an object with output(out, y) and out_to_loss(out, y), "
+                    f"or a function (out, y) -> (output, out_to_loss)")
+
+
+def _name_of(obj) -> str:
+    try:
+        return target_of(obj)
+    except UserError:
+        return repr(obj)
 
 
 def n_params(model: nn.Module) -> int:
@@ -23,40 +101,46 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _margin_one(model, params, buffers, x, y):
-    logits = torch.func.functional_call(model, (params, buffers), (x.unsqueeze(0),))
-    return margin(logits, y.unsqueeze(0)).sum()
+def per_example_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                      model_output: ModelOutput | None = None) -> dict[str, torch.Tensor]:
+    """Gradients of each example's output: ``{name: [B, *param.shape]}`` in parameter order.
 
-
-def per_example_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Gradients of each example's margin: ``{name: [B, *param.shape]}`` in parameter order.
-
-    ``x[B, C, H, W]`` and ``y[B]`` must be on the model's device; the model should be in eval
+    ``x[B, *input_shape]`` and ``y[B]`` must be on the model's device; the model should be in eval
     mode (batch norm then uses its running statistics, so examples do not interact).
+    ``model_output``: what is differentiated (default: the classification margin).
     """
+    fo = model_output or ClassificationMargin()
+
+    def one(model, params, buffers, x, y):
+        out = torch.func.functional_call(model, (params, buffers), (x.unsqueeze(0),))
+        return fo.output(out, y.unsqueeze(0)).sum()
+
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
-    grad_fn = torch.func.grad(_margin_one, argnums=1)
+    grad_fn = torch.func.grad(one, argnums=1)
     return torch.func.vmap(grad_fn, in_dims=(None, None, None, 0, 0),
                            randomness="different")(model, params, buffers, x, y)
 
 
 @torch.no_grad()
-def out_to_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``Q[B] = 1 − p(y | x)``: derivative of the cross-entropy loss with respect to the margin."""
-    p = torch.softmax(model(x), dim=-1)
-    return 1 - p.gather(1, y.view(-1, 1)).squeeze(1)
+def out_to_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                model_output: ModelOutput | None = None) -> torch.Tensor:
+    """``Q[B]``; for the margin ``1 − p(y | x)``, the derivative of the cross-entropy loss with respect to it."""
+    return (model_output or ClassificationMargin()).out_to_loss(model(x), y)
 
 
 def featurize(model: nn.Module, x: torch.Tensor, y: torch.Tensor, projector: Projector,
               model_id: int, *, batch_size: int = 64, with_q: bool = True,
-              progress: bool | str = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Projected, normalised margin gradients of ``n`` examples for one model.
+              progress: bool | str = False,
+              model_output: ModelOutput | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Projected, normalised output gradients of ``n`` examples for one model.
 
     Args:
         model: one model (eval mode) on the device where the work is done.
-        x: ``[n, C, H, W]`` inputs (any device; batches are moved to the model's device).
-        y: ``[n]`` int64 labels.
+        x: ``[n, *input_shape]`` inputs (any device; batches are moved to the model's device;
+            floating inputs are cast to the model's dtype, integer inputs keep theirs).
+        y: ``[n]`` labels.
+        model_output: the differentiated output and its out-to-loss weight (default: margin).
         projector: maps ``[B, n_params] -> [B, k]``; ``model_id`` seeds its matrix.
         batch_size: examples per vmap call (results do not depend on it).
         with_q: also return the out-to-loss weights.
@@ -72,12 +156,13 @@ def featurize(model: nn.Module, x: torch.Tensor, y: torch.Tensor, projector: Pro
         starts = tqdm(starts, desc=progress if isinstance(progress, str) else "featurize",
                       leave=False)
     for s in starts:
-        xb = x[s:s + batch_size].to(device=device, dtype=dtype)
+        xb = x[s:s + batch_size]
+        xb = xb.to(device=device, dtype=dtype) if xb.is_floating_point() else xb.to(device=device)
         yb = y[s:s + batch_size].to(device=device)
-        g = per_example_grads(model, xb, yb)
+        g = per_example_grads(model, xb, yb, model_output)
         phis.append(projector.project(g, model_id) / norm)
         del g
         if with_q:
-            qs.append(out_to_loss(model, xb, yb))
+            qs.append(out_to_loss(model, xb, yb, model_output))
     phi = torch.cat(phis)
     return phi, (torch.cat(qs) if with_q else None)

@@ -32,8 +32,10 @@ gzip-compressed; ``scores[i, j]`` is the estimated effect of training example
 ``store_path`` str     the model store the scores came from ("" if none)
 ============== ======= ==========================================================
 
-Files are written to ``<path>.tmp-<pid>`` and renamed on success, so a path that exists is
-always complete. :class:`InfluenceWriter` streams row blocks (``write_rows(start, block)``)
+Files are written to a hidden temporary beside the target (``.<name>.tmp-<pid>-<random>``, see
+:mod:`modeldiff.atomic`) and renamed on success, so a path that exists is always complete; the
+temporary is removed on every exit path, and ones left by killed runs are removed by the next
+command writing there. :class:`InfluenceWriter` streams row blocks (``write_rows(start, block)``)
 so a 50,000 x 10,000 matrix never has to sit in memory.
 """
 from __future__ import annotations
@@ -133,7 +135,7 @@ class InfluenceWriter:
             raise UserError(f"influence scores need a positive shape, got [{n_test}, {n_train}]")
         self.path = Path(path)
         self.n_test, self.n_train = int(n_test), int(n_train)
-        self._tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
+        self._tmp: Path | None = None
         self._written = np.zeros(self.n_test, dtype=bool)
         self._file = None
         self._compression = compression
@@ -158,8 +160,34 @@ class InfluenceWriter:
     def __enter__(self) -> "InfluenceWriter":
         import h5py
 
+        import tempfile
+
+        from modeldiff.atomic import TMP_MARK
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self._tmp, "w")
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}{TMP_MARK}{os.getpid()}-", dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(name)
+        try:
+            self._file = h5py.File(self._tmp, "w")
+            self._create_datasets()
+        except BaseException:
+            self._discard()
+            raise
+        return self
+
+    def _discard(self) -> None:
+        """Close (ignoring errors) and remove the temporary file."""
+        if self._file is not None:
+            try:
+                self._file.close()
+            except Exception:  # noqa: BLE001 - a failed close (full disk) must not hide the first error
+                pass
+            self._file = None
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+
+    def _create_datasets(self) -> None:
         rows = max(1, min(self.n_test, _CHUNK_BYTES // (4 * self.n_train)))
         cols = min(self.n_train, _CHUNK_BYTES // 4)
         self._scores = self._file.create_dataset(
@@ -167,7 +195,6 @@ class InfluenceWriter:
             compression=self._compression)
         for name, arr in self._arrays.items():
             self._file.create_dataset(name, data=arr)
-        return self
 
     def write_rows(self, start: int, block) -> None:
         """Write ``block[rows, n_train]`` (numpy or torch) into test rows ``start:start+rows``."""
@@ -191,22 +218,19 @@ class InfluenceWriter:
         self._attrs[name] = value
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        ok = exc_type is None
         try:
-            if ok and not self._written.all():
-                missing = np.flatnonzero(~self._written)
-                ok = False
-                raise RuntimeError(f"{missing.size} score rows were never written "
-                                   f"(first: {missing[0]}); the file was not created")
-            if ok:
+            if exc_type is None:
+                if not self._written.all():
+                    missing = np.flatnonzero(~self._written)
+                    raise RuntimeError(f"{missing.size} score rows were never written "
+                                       f"(first: {missing[0]}); the file was not created")
                 for k, v in self._attrs.items():
                     self._file.attrs[k] = v
-        finally:
-            self._file.close()
-            if ok:
+                self._file.close()
+                self._file = None
                 os.replace(self._tmp, self.path)
-            elif self._tmp.exists():
-                self._tmp.unlink()
+        finally:
+            self._discard()
 
 
 def write_influence(path: str | os.PathLike, scores, **kwargs: Any) -> Path:
@@ -291,9 +315,16 @@ def update_attrs(path: str | os.PathLike, **attrs: Any) -> None:
     """Set attributes (e.g. ``lds``) on an existing, valid influence dataset in place."""
     import h5py
 
+    import shutil
+
+    from modeldiff.atomic import atomic_path
+
     read_influence(path, load_scores=False)
-    with h5py.File(path, "r+") as f:
-        for k, v in attrs.items():
-            if k not in _ATTRS or k in ("format", "format_version"):
-                raise ValueError(f"cannot set attribute {k!r}")
-            f.attrs[k] = json.dumps(v, sort_keys=True, default=str) if k == "method_params" else v
+    for k in attrs:
+        if k not in _ATTRS or k in ("format", "format_version"):
+            raise ValueError(f"cannot set attribute {k!r}")
+    with atomic_path(path) as tmp:  # a copy is changed and renamed: the file is never half-updated
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "r+") as f:
+            for k, v in attrs.items():
+                f.attrs[k] = json.dumps(v, sort_keys=True, default=str) if k == "method_params" else v

@@ -89,3 +89,51 @@ def lds(scores, masks, margins, *, n_boot: int = 1000, ci: float = 0.95, seed: i
     per_test = np.nan_to_num(per_test, nan=0.0)
     lo, hi = bootstrap_ci(per_test, n_boot, ci, seed)
     return LDSResult(float(per_test.mean()), lo, hi, per_test, uniq.shape[0], masks.shape[0], ci)
+
+
+@dataclass
+class HeldOut:
+    """Which evaluation models are truly held out: ``keep[N]`` bool, ``n_same`` models whose mask
+    equals a mask the scores were estimated from, ``n_dependent`` whose overlap with one is too
+    large for independently drawn subsets (hypergeometric test, Bonferroni over all pairs)."""
+
+    keep: np.ndarray
+    n_same: int
+    n_dependent: int
+
+    @property
+    def n_excluded(self) -> int:
+        return self.n_same + self.n_dependent
+
+
+def held_out(eval_masks: np.ndarray, used_masks: np.ndarray, alpha: float = 1e-3, block: int = 256) -> HeldOut:
+    """Compare evaluation masks ``[N, n]`` with the masks ``[U, n]`` of the models behind the scores.
+
+    An evaluation model is excluded when its subset equals one of them, or when the overlap with
+    one is larger than independent random subsets of those sizes produce with probability
+    ``alpha / (N * U)`` (one-sided hypergeometric tail). Masks, not folders or seeds, decide.
+    """
+    from scipy.stats import hypergeom
+
+    ev = np.asarray(eval_masks, dtype=bool)
+    used = np.asarray(used_masks, dtype=bool)
+    n_eval = ev.shape[0]
+    keep = np.ones(n_eval, dtype=bool)
+    if used.shape[0] == 0 or n_eval == 0:
+        return HeldOut(keep, 0, 0)
+    n = ev.shape[1]
+    size_e, size_u = ev.sum(1), used.sum(1)
+    used_f = used.astype(np.float32)
+    threshold = alpha / (n_eval * used.shape[0])
+    same = np.zeros(n_eval, dtype=bool)
+    dependent = np.zeros(n_eval, dtype=bool)
+    for s in range(0, n_eval, block):
+        e = ev[s:s + block]
+        overlap = e.astype(np.float32) @ used_f.T  # [b, U], exact for n < 2**24
+        eq = (overlap == size_e[s:s + block, None]) & (overlap == size_u[None, :])
+        same[s:s + block] = eq.any(1)
+        # P(overlap >= observed) for independent subsets: hypergeom(n, K=|used|, draws=|eval|)
+        p = hypergeom.sf(overlap - 1, n, size_u[None, :], size_e[s:s + block, None])
+        dependent[s:s + block] = (p < threshold).any(1) & ~same[s:s + block]
+    keep = ~(same | dependent)
+    return HeldOut(keep, int(same.sum()), int(dependent.sum()))

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from datamodels.attribution.gradients import featurize, n_params
+from datamodels.attribution.gradients import featurize, n_params, resolve_model_output
 from datamodels.attribution.projectors import make_projector
 
 
@@ -42,6 +42,8 @@ class TrakSettings:
     test_block: int = 1024  # test rows scored (and written) at once
     train_block: int = 65536  # train columns per score matmul
     memory_budget_bytes: int = 2 << 30  # per-model features above this total spill to disk
+    model_output: object = "margin"  # "margin" (classification margin, traker's default), an import
+    # target "pkg.mod:Output", or a ModelOutput object / function (out, y) -> (f, Q): see gradients.py
 
     def __post_init__(self):
         if self.proj_dim != "auto" and self.proj_dim is not None and (
@@ -85,9 +87,10 @@ class TRAK:
                  **settings):
         self.settings = TrakSettings(**settings)
         self.device, self.dtype, self.progress = torch.device(device), dtype, progress
+        self.model_output, self.model_output_name_ = resolve_model_output(self.settings.model_output)
 
     def params(self) -> dict:
-        out = {"method": "trak", **asdict(self.settings)}
+        out = {"method": "trak", **asdict(self.settings), "model_output": self.model_output_name_}
         if hasattr(self, "proj_dim_"):
             out["proj_dim"] = self.proj_dim_
         return out
@@ -106,11 +109,12 @@ class TRAK:
         self.projector_params_ = proj.params()
         bar = f"model {model_id}: train" if self.progress else False
         phi_tr, q = featurize(model, x_train, y_train, proj, model_id, batch_size=s.batch_size,
-                              progress=bar)
+                              progress=bar, model_output=self.model_output)
         feats = kernel_features(phi_tr, s.lambda_reg, s.normalize_kernel)
         del phi_tr
         phi_te, _ = featurize(model, x_test, y_test, proj, model_id, batch_size=s.batch_size,
-                              with_q=False, progress=bar and f"model {model_id}: test")
+                              with_q=False, progress=bar and f"model {model_id}: test",
+                              model_output=self.model_output)
         return feats, phi_te, q
 
     def run(self, models: Iterable[tuple[int, nn.Module]], x_train, y_train, x_test, y_test,
@@ -118,7 +122,7 @@ class TRAK:
         """Score every test example against every train example.
 
         Args:
-            x_train: ``[n_train, C, H, W]``, y_train ``[n_train]``; x_test, y_test likewise.
+            x_train: ``[n_train, *input_shape]``, y_train ``[n_train]``; x_test, y_test likewise.
             write: ``write(start, block[rows, n_train] float32)`` receives the scores in test
                 blocks (e.g. ``InfluenceWriter.write_rows``); when None the scores are returned.
         Returns:

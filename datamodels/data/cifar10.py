@@ -129,16 +129,14 @@ def _cached_pixels(root: Path, files: list[str], split: str) -> np.ndarray:
             pass  # a damaged cache file is rebuilt below
     arr = decode_files(files, desc=f"decoding cifar10 {split}")
     try:
+        from modeldiff.atomic import atomic_path, remove_stale_temporaries
+
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
+        remove_stale_temporaries(target.parent)
+        with atomic_path(target) as tmp:
+            with open(tmp, "wb") as fh:
                 np.save(fh, arr)
             os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     except OSError as err:  # a read-only cache only costs speed
         import warnings
 

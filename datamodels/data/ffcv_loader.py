@@ -87,16 +87,14 @@ def write_beton(dataset: Dataset, path: str | os.PathLike, split: str = "train",
     x = _pixels_for_beton(getattr(dataset, f"x_{split}"))
     y = getattr(dataset, f"y_{split}").numpy()
     fields = {"image": NDArrayField(dtype=x.dtype, shape=tuple(x.shape[1:])), "label": IntField()}
+    from modeldiff.atomic import atomic_path, remove_stale_temporaries
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        DatasetWriter(tmp, fields, num_workers=max(1, num_workers)).from_indexed_dataset(_Split(x, y), chunksize=256)
+    remove_stale_temporaries(path.parent)
+    with atomic_path(path) as tmp:
+        DatasetWriter(str(tmp), fields, num_workers=max(1, num_workers)).from_indexed_dataset(_Split(x, y),
+                                                                                              chunksize=256)
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -30,15 +30,28 @@ def build_metadata(recipe: Recipe, data: Dataset, n_models, subset_fraction, see
         "format": "modeldiff-store", "format_version": 1,
         "recipe": recipe.to_dict(),
         "noise_temperature": recipe.noise_temperature,
-        "dataset": {"name": data.name, "identity": data.identity, "n_train": data.n_train, "n_test": data.n_test,
-                    "num_classes": data.num_classes, "class_names": data.class_names,
-                    "image_shape": list(data.image_shape), "mean": list(data.mean), "std": list(data.std)},
+        "dataset": dataset_record(recipe, data),
         "n_models": n_models, "subset_fraction": subset_fraction, "seed": seed,
         "save_weights": save_weights, "train_margins": train_margins,
         "arrays": arrays,
         "versions": _versions(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def dataset_record(recipe: Recipe, data: Dataset) -> dict:
+    """What a store records about its data: name, fingerprint (``identity``), shapes, statistics and,
+    for a data target, the target and the folder it was imported from (so any command reloads it)."""
+    rec = {"name": data.name, "identity": data.identity, "n_train": data.n_train, "n_test": data.n_test,
+           "num_classes": data.num_classes, "class_names": data.class_names,
+           "image_shape": list(data.image_shape), "input_shape": list(data.input_shape), "x_dtype": data.x_dtype,
+           "mean": list(data.mean), "std": list(data.std)}
+    target = getattr(recipe.data, "target", None)
+    if target:
+        from datamodels.registry import target_record
+
+        rec["target"] = target_record(target)
+    return rec
 
 
 def _get(meta: dict, dotted: str):
@@ -57,12 +70,23 @@ def _first_difference(old, new, prefix: str):
     return None if old == new else (prefix, old, new)
 
 
+def _normalised(recipe: dict, path) -> dict:
+    """A stored recipe as this release writes it (defaults of keys added since filled in)."""
+    from datamodels.training.recipe import recipe_from_dict
+
+    try:
+        return recipe_from_dict(recipe).to_dict()
+    except UserError as err:
+        raise UserError(f"{path} was made by another release whose recipe no longer reads ({err}): train into a "
+                        f"new --out folder (the old store's outputs still open for analysis)") from None
+
+
 def check_compatible(old: dict, new: dict, path) -> None:
     """Refuse to resume into a store made with other settings, naming the first difference."""
     for key in RESUME_KEYS:
         was, now = _get(old, key), _get(new, key)
-        if key == "recipe":  # the data may move; its identity is checked instead
-            was, now = ({**r, "data": {**r["data"], "data_dir": None}} for r in (was, now))
+        if key == "recipe":  # normalised (older releases wrote fewer keys); the data may move: identity is checked
+            was, now = ({**r, "data": {**r["data"], "data_dir": None}} for r in (_normalised(was, path), now))
         diff = _first_difference(was, now, key)
         if diff:
             name, was, now = diff
@@ -71,10 +95,25 @@ def check_compatible(old: dict, new: dict, path) -> None:
 
 
 def reload_dataset(meta: dict, data_dir: str | None = None) -> Dataset:
-    """Load the dataset a store was made from, by name, and check its identity."""
+    """Load the dataset a store was made from (built-in name or recorded data target) and check its
+    fingerprint (``identity``) against the one recorded."""
+    from datamodels.data.dataset import BUILTIN_DATASETS, load_from_target
+
     rec, d = meta["recipe"]["data"], meta["dataset"]
-    if d["name"] not in ("digits", "cifar10"):
-        raise UserError(f"store was trained on custom data '{d['name']}': pass it as Store.open(path, dataset=...)")
+    target = rec.get("target")
+    if target:
+        where = (d.get("target") or {}).get("path")
+        data = load_from_target(target, rec.get("kwargs") or {}, name=rec.get("name"), search_path=where,
+                                data_dir=data_dir or rec.get("data_dir"))
+        if data.identity != d["identity"]:
+            raise UserError(f"data target {target!r} now gives data with fingerprint {data.identity[:12]} but the store "
+                            f"was trained on {d['identity'][:12]}: restore the original data (or loader), or train "
+                            f"a new store")
+        return data
+    if d["name"] not in BUILTIN_DATASETS:
+        raise UserError(f"store was trained on data '{d['name']}' given in Python (Dataset.from_tensors), which no "
+                        f"command can reload: to make it reopenable, train with a data target (recipe data: "
+                        f"{{target: 'my_pkg.data:load'}}), or in Python pass Store.open(path, dataset=...)")
     opts = {k: rec[k] for k in ("per_class_train", "per_class_test") if rec.get(k) is not None}
     data = load_dataset(d["name"], data_dir or rec.get("data_dir"), **opts)
     if data.identity != d["identity"]:

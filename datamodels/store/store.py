@@ -6,18 +6,34 @@ Layout::
     STORE/<array>.npy          preallocated memory-mapped arrays (see ``ARRAYS``)
     STORE/weights/model_XXXXXX.pt   one-model state dicts (all models or the first ``save_weights``)
 
-A row is committed in this order: outputs, weights, checksum, then ``status`` (0 pending,
-1 done, 2 diverged). A process killed at any point leaves the row pending, and it is retrained
-on resume; a done row whose bytes no longer match its checksum is *corrupted*: reported,
-excluded from :meth:`Store.valid_indices`, and retrained on resume.
+A row is committed in this order: outputs, weights (written atomically; their size and CRC-32 go
+to ``weight_records``), checksum, then ``status`` (0 pending, 1 done, 2 diverged). A process
+killed at any point leaves the row pending, and it is retrained on resume.
+
+Integrity (:mod:`datamodels.store.verify`): a store is opened **read-only** (``np.load(...,
+mmap_mode="r")``) after its metadata schema and every array file's header, shape and size were
+checked; only the training coordinator and its workers reopen the arrays for writing, and only
+to commit rows. A finished row whose bytes no longer match its checksum, whose mask/seed differ
+from the ones drawn for it, or whose weights file is missing or differs from its record is
+*damaged*: analysis refuses the store (one line naming the damage and the repair command) unless
+it was opened with ``use_valid_only=True`` (then damaged rows are excluded and counted);
+``modeldiff train`` / ``modeldiff verify --repair`` retrain exactly the damaged rows. Damaged
+array *files* (missing, truncated, header or shape wrong) are rebuilt by the training coordinator:
+masks and seeds are redrawn exactly, the intact leading rows of other arrays are kept, and every
+row that lost bytes is retrained.
+
+Reproducibility: results depend on the ensemble size (float32 grouped kernels differ by group
+count), so the first training run records ``ensemble_size`` in the metadata and a resume with
+another ``--ensemble-size`` is refused. Stores of earlier releases (no ``ensemble_size``, no
+``weight_records``) still open: the missing records count as unknown (``modeldiff verify`` says
+so; only the presence of weights files is checked, and the first resume records its ensemble size).
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import tempfile
-import warnings
+import sys
 import zlib
 from pathlib import Path
 
@@ -25,12 +41,14 @@ import numpy as np
 import torch
 
 from datamodels.data.dataset import Dataset
-from datamodels.training.recipe import Recipe, recipe_from_dict
+from datamodels.store import verify as _verify
 from datamodels.store.metadata import build_metadata, check_compatible
+from datamodels.training.recipe import Recipe, recipe_from_dict
+from modeldiff.atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 from modeldiff.errors import UserError
 
 PENDING, DONE, DIVERGED = 0, 1, 2
-CHECKED_ARRAYS = ("masks", "test_margins", "test_logits", "train_margins", "accuracy", "seeds")
+CHECKED_ARRAYS = ("masks", "test_margins", "test_logits", "train_margins", "accuracy", "seeds", "weight_records")
 
 
 def array_spec(n_models: int, n_train: int, n_test: int, n_classes: int, train_margins: bool) -> dict:
@@ -42,6 +60,7 @@ def array_spec(n_models: int, n_train: int, n_test: int, n_classes: int, train_m
         "accuracy": ([n_models], "float32"),
         "status": ([n_models], "uint8"),
         "checksums": ([n_models], "uint64"),
+        "weight_records": ([n_models, 2], "uint64"),  # (bytes, crc32) of weights/model_i.pt, 0 = none
     }
     if train_margins:
         spec["train_margins"] = ([n_models, n_train], "float32")
@@ -64,29 +83,59 @@ def draw_masks_and_seeds(seed: int, n_models: int, n_train: int, fraction: float
 class Store:
     """A run directory. Open with :meth:`open`, make or resume with :meth:`create_or_resume`."""
 
-    def __init__(self, path: str | Path, dataset: Dataset | None = None):
+    def __init__(self, path: str | Path, dataset: Dataset | None = None, *, use_valid_only: bool = False,
+                 _meta: dict | None = None):
         self.path = Path(path)
-        meta_file = self.path / "metadata.json"
-        if not meta_file.is_file():
-            raise UserError(f"{self.path} is not a modeldiff store (no metadata.json): train into it first")
-        self.metadata = json.loads(meta_file.read_text())
-        self.recipe: Recipe = recipe_from_dict(self.metadata["recipe"])
+        self.metadata = _meta if _meta is not None else _verify.read_metadata(self.path)
+        broken = _verify.check_files(self.path, self.metadata)
+        if broken:
+            name, problem = next(iter(broken.items()))
+            more = f" (and {len(broken) - 1} more file(s))" if len(broken) > 1 else ""
+            raise UserError(f"store {self.path} is damaged: {name} {problem}{more}: {_verify.repair_hint(self.path)}")
+        try:
+            self.recipe: Recipe = recipe_from_dict(self.metadata["recipe"])
+        except UserError as err:
+            raise UserError(f"{self.path / 'metadata.json'}: recorded recipe is not valid ({err})") from None
         self._dataset = dataset
-        self.arrays = {name: np.load(self.path / f"{name}.npy", mmap_mode="r+")
+        self.use_valid_only = use_valid_only
+        self.writable = False
+        self._damage: dict[int, list[str]] | None = None
+        self._told = False
+        self.arrays = {name: np.load(self.path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
                        for name in self.metadata["arrays"]}
 
     @classmethod
-    def open(cls, path: str | Path, dataset: Dataset | None = None) -> "Store":
-        """Open an existing store (``dataset``: the data, when it cannot be reloaded by name)."""
-        return cls(path, dataset)
+    def open(cls, path: str | Path, dataset: Dataset | None = None, *, use_valid_only: bool = False) -> Store:
+        """Open an existing store read-only (``dataset``: the data, when it cannot be reloaded by name).
+
+        ``use_valid_only``: accept a store with damaged rows, using only its intact models
+        (otherwise :meth:`valid_indices` refuses a damaged store with one line).
+        """
+        return cls(path, dataset, use_valid_only=use_valid_only)
+
+    def make_writable(self) -> Store:
+        """Reopen the arrays for writing (training coordinator and workers only; files re-checked first)."""
+        if not self.writable:
+            broken = _verify.check_files(self.path, self.metadata)
+            if broken:
+                raise UserError(f"store {self.path} is damaged ({broken}): {_verify.repair_hint(self.path)}")
+            self.arrays = {name: np.load(self.path / f"{name}.npy", mmap_mode="r+", allow_pickle=False)
+                           for name in self.metadata["arrays"]}
+            self.writable = True
+        return self
 
     # -- creation ----------------------------------------------------------------------------
     @classmethod
     def create_or_resume(cls, path, recipe: Recipe, dataset: Dataset, n_models: int, subset_fraction: float,
-                         seed: int, save_weights: int | None = None, train_margins: bool = True) -> "Store":
-        """Create the store, or reopen it after checking it was made with the same settings.
+                         seed: int, save_weights: int | None = None, train_margins: bool = True,
+                         ensemble_size: int | None = None) -> Store:
+        """Create the store, or reopen it for training after checking it was made with the same settings.
 
         ``save_weights``: keep weights of the first ``save_weights`` models (``None`` = all).
+        ``ensemble_size``: models trained at once; fixed at creation (``None``: recorded by the
+        first :func:`~datamodels.training.launchers.fill_store`). On resume, damaged array files
+        are rebuilt (:meth:`repair_files`) and stale temporaries of killed runs removed. The
+        returned store is writable (the caller is the training coordinator).
         """
         if not 0 < subset_fraction <= 1:
             raise UserError(f"--subset-fraction must be in (0, 1], got {subset_fraction}")
@@ -95,35 +144,84 @@ class Store:
         path = Path(path)
         meta = build_metadata(recipe, dataset, n_models, subset_fraction, seed, save_weights, train_margins,
                               array_spec(n_models, dataset.n_train, dataset.n_test, dataset.num_classes, train_margins))
+        if path.exists() and not path.is_dir():
+            raise UserError(f"--out {path} is a file: choose a folder for the store")
         if (path / "metadata.json").is_file():
-            store = cls(path, dataset)
-            check_compatible(store.metadata, meta, path)
+            old = _verify.read_metadata(path)
+            check_compatible(old, meta, path)
+            if ensemble_size is not None and old.get("ensemble_size") not in (None, ensemble_size):
+                raise UserError(f"{path} was trained with --ensemble-size {old['ensemble_size']} and results depend "
+                                f"on it (float32 grouped kernels differ by group count): resume with --ensemble-size "
+                                f"{old['ensemble_size']}, or use a new --out")
+            for folder in (path, path / "weights"):
+                remove_stale_temporaries(folder)
+            cls.repair_files(path, old)
+            store = cls(path, dataset, _meta=old).make_writable()
+            if ensemble_size is not None:
+                store.fix_ensemble_size(ensemble_size)
             return store
         if path.exists() and any(path.iterdir()):
             raise UserError(f"{path} exists and is not a modeldiff store: choose an empty or new --out folder")
+        _check_writable_folder(path.parent)
+        meta["ensemble_size"] = ensemble_size
+        need = sum(int(np.prod(s["shape"])) * np.dtype(s["dtype"]).itemsize for s in meta["arrays"].values())
+        free = shutil.disk_usage(_existing_parent(path)).free
+        if need > free:
+            raise UserError(f"the store's arrays need {need / 2**20:.1f} MiB but {path.parent} has only "
+                            f"{free / 2**20:.1f} MiB free: free space or choose another --out")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp", dir=path.parent))
-        try:
+        remove_stale_temporaries(path.parent)
+        with atomic_path(path, directory=True, replace=False) as tmp:
             masks, seeds = draw_masks_and_seeds(seed, n_models, dataset.n_train, subset_fraction)
             for name, spec in meta["arrays"].items():
-                arr = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=spec["dtype"],
-                                                shape=tuple(spec["shape"]))
-                if name == "masks":
-                    arr[:] = masks
-                elif name == "seeds":
-                    arr[:] = seeds
-                elif arr.dtype.kind == "f":
-                    arr[:] = np.nan
-                arr.flush()
-                del arr
+                _new_array(tmp / f"{name}.npy", spec, {"masks": masks, "seeds": seeds}.get(name))
             (tmp / "weights").mkdir()
             (tmp / "metadata.json").write_text(json.dumps(meta, indent=1))
             if path.exists():
                 path.rmdir()
-            os.replace(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return cls(path, dataset)
+        return cls(path, dataset).make_writable()
+
+    @staticmethod
+    def repair_files(path: Path, meta: dict) -> list[str]:
+        """Rebuild damaged array files of the store at ``path`` (coordinator only); returns what was done.
+
+        Masks and seeds are redrawn exactly; other arrays keep their intact leading rows and fill
+        the rest as a fresh store would (NaN / 0), so the rows that lost bytes fail their checksum
+        (or are pending) and are retrained.
+        """
+        broken = _verify.check_files(path, meta)
+        if not broken:
+            (path / "weights").mkdir(exist_ok=True)
+            return []
+        masks, seeds = draw_masks_and_seeds(meta["seed"], meta["n_models"], meta["dataset"]["n_train"],
+                                            meta["subset_fraction"])
+        done = []
+        for file, problem in broken.items():
+            name = file[:-len(".npy")]
+            spec = meta["arrays"][name]
+            exact = {"masks": masks, "seeds": seeds}.get(name)
+            kept, k = (None, 0) if exact is not None else _verify.salvage_rows(path / file, spec)
+            with atomic_path(path / file) as tmp:
+                _new_array(tmp, spec, exact, kept)
+            lost = "" if exact is not None else f"; rows from {k} on are retrained"
+            done.append(f"{file} ({problem}) rebuilt{lost}")
+            print(f"repaired {path / file}: {problem}; rebuilt{lost}", file=sys.stderr)
+        (path / "weights").mkdir(exist_ok=True)
+        return done
+
+    def fix_ensemble_size(self, ensemble_size: int) -> None:
+        """Refuse another ensemble size than the store's (results depend on it); record it if unknown."""
+        was = self.metadata.get("ensemble_size")
+        if was is not None and was != ensemble_size:
+            raise UserError(f"{self.path} was trained with --ensemble-size {was} and results depend on it (float32 "
+                            f"grouped kernels differ by group count): resume with --ensemble-size {was}, or "
+                            f"use a new --out")
+        if was is None:
+            if (self.arrays["status"] != PENDING).any():
+                print(f"note: {self.path} does not record its ensemble size (made by an earlier release); "
+                      f"recording {ensemble_size} from now on", file=sys.stderr)
+            self.metadata["ensemble_size"] = int(ensemble_size)
+            atomic_write_text(self.path / "metadata.json", json.dumps(self.metadata, indent=1))
 
     # -- rows ------------------------------------------------------------------------------------
     @property
@@ -146,25 +244,43 @@ class Store:
     def pending_indices(self) -> np.ndarray:
         return np.flatnonzero(self.arrays["status"] == PENDING)
 
+    def damage(self) -> dict[int, list[str]]:
+        """``{row: [problems]}``: rows with an invalid status, or finished rows whose bytes, mask,
+        seed or weights no longer match what was committed (see :mod:`datamodels.store.verify`)."""
+        if self._damage is None:
+            self._damage = _verify.row_problems(self)
+        return self._damage
+
     def corrupted_indices(self) -> np.ndarray:
-        """Rows marked done/diverged whose bytes no longer match their checksum."""
-        status, sums = self.arrays["status"], self.arrays["checksums"]
-        finished = np.flatnonzero(status != PENDING)
-        return np.array([i for i in finished if self._row_checksum(i) != int(sums[i])], dtype=np.int64)
+        """Damaged rows (see :meth:`damage`): excluded from :meth:`valid_indices`, retrained on resume."""
+        return np.array(sorted(self.damage()), dtype=np.int64)
 
     def valid_indices(self, warn: bool = True) -> np.ndarray:
-        """Models that finished, did not diverge, and whose rows pass their checksum."""
+        """Models that finished, did not diverge, and are intact (row checksum, mask, seed, weights).
+
+        A store opened read-only refuses to answer while it has damaged rows (one line naming
+        the damage and the repair command), unless it was opened with ``use_valid_only``: then
+        the damaged rows are excluded and counted (a warning, once).
+        """
         done = np.flatnonzero(self.arrays["status"] == DONE)
-        bad = set(self.corrupted_indices().tolist())
-        if bad and warn:
-            warnings.warn(f"{len(bad)} corrupted row(s) in {self.path} excluded (rows {sorted(bad)[:10]}...); "
-                          f"run the same train command again to retrain them")
-        return np.array([i for i in done if i not in bad], dtype=np.int64)
+        bad = self.damage()
+        if bad and not self.writable and not self.use_valid_only:
+            first = sorted(bad)[0]
+            raise UserError(f"store {self.path} has {len(bad)} damaged row(s) {sorted(bad)[:8]} (row {first}: "
+                            f"{bad[first][0]}): {_verify.repair_hint(self.path)}, or pass --use-valid-only to "
+                            "use the intact models only")
+        valid = np.array([i for i in done if i not in bad], dtype=np.int64)
+        if bad and (warn or self.use_valid_only) and not self._told:
+            self._told = True
+            print(f"note: {self.path}: {len(bad)} damaged row(s) {sorted(bad)[:10]} excluded (--use-valid-only); "
+                  f"using the {len(valid)} intact finished models", file=sys.stderr)
+        return valid
 
     def write_row(self, i: int, *, test_logits, test_margins, accuracy, diverged: bool, train_margins=None,
                   state_dict=None) -> None:
         """Commit model ``i``'s outputs (refuses to overwrite a finished row)."""
-        a = self.arrays
+        a = self.make_writable().arrays
+        self._damage = None
         if a["status"][i] != PENDING:
             raise RuntimeError(f"model {i} of {self.path} is already finished; refusing to write it twice")
         a["test_logits"][i] = np.asarray(test_logits, dtype=np.float32)
@@ -175,22 +291,29 @@ class Store:
         for name in ("test_logits", "test_margins", "accuracy", "train_margins"):
             if name in a:
                 a[name].flush()
+        record = (0, 0)
         if state_dict is not None and self.keeps_weights(i):
             target = self.weight_path(i)
-            tmp = target.with_suffix(".tmp")
-            torch.save(state_dict, tmp)
-            os.replace(tmp, target)
+            target.parent.mkdir(exist_ok=True)
+            with atomic_path(target) as tmp:
+                torch.save(state_dict, tmp)
+                record = _verify.file_crc(tmp)
+        if "weight_records" in a:
+            a["weight_records"][i] = record
+            a["weight_records"].flush()
         a["checksums"][i] = self._row_checksum(i)
         a["checksums"].flush()
         a["status"][i] = DIVERGED if diverged else DONE
         a["status"].flush()
 
     def reset_rows(self, rows) -> None:
-        """Mark rows pending again (used to retrain corrupted rows)."""
+        """Mark rows pending again (used to retrain damaged rows)."""
+        a = self.make_writable().arrays
+        self._damage = None
         for i in rows:
-            self.arrays["status"][i] = PENDING
+            a["status"][i] = PENDING
             self.weight_path(i).unlink(missing_ok=True)
-        self.arrays["status"].flush()
+        a["status"].flush()
 
     # -- models and data ---------------------------------------------------------------------
     def keeps_weights(self, i: int) -> bool:
@@ -211,26 +334,54 @@ class Store:
             self._dataset = reload_dataset(self.metadata)
         return self._dataset
 
+    def model_search_path(self) -> str | None:
+        """Folder to import a user model target from when it is not importable as is (the data
+        target's recorded folder, where user modules usually live)."""
+        d = self.metadata.get("dataset", {})
+        return (self.metadata.get("model_target") or d.get("target") or {}).get("path")
+
     def build_net(self, n_models: int = 1):
+        """An untrained net of the recorded model: a built-in ensemble of ``n_models``, or (user
+        model target) one module built from the recorded target and kwargs."""
+        from datamodels.training.model_factory import DataSpec, build_module
         from datamodels.training.models import build_model
 
         d = self.metadata["dataset"]
+        if not self.recipe.model.builtin:
+            if n_models != 1:
+                raise ValueError("a user model is built one at a time (see load_ensemble)")
+            return build_module(self.recipe.model, DataSpec.from_metadata(d), self.model_search_path())
         return build_model(self.recipe.model, n_models, d["num_classes"], d["image_shape"], d["mean"], d["std"])
 
-    def load_model(self, i: int, device="cpu") -> torch.nn.Module:
-        """Model ``i`` as a plain one-model net (``x[B, C, H, W] -> [B, K]``), eval mode."""
-        return self.load_ensemble([i], device)
-
-    def load_ensemble(self, indices, device="cpu") -> torch.nn.Module:
-        """Models ``indices`` as one ensemble net (``x[M, B, C, H, W] -> [M, B, K]``), eval mode."""
-        from datamodels.training.models import stack_singles
-
-        indices = [int(i) for i in indices]
+    def _states(self, indices) -> list[dict]:
         missing = [i for i in indices if not self.has_weights(i)]
         if missing:
             raise UserError(f"{self.path} has no saved weights for model(s) {missing[:5]}: retrain with "
                             f"--save-weights covering them, or choose models below {self.metadata['save_weights']}")
-        states = [torch.load(self.weight_path(i), map_location="cpu", weights_only=True) for i in indices]
+        return [torch.load(self.weight_path(i), map_location="cpu", weights_only=True) for i in indices]
+
+    def load_model(self, i: int, device="cpu") -> torch.nn.Module:
+        """Model ``i`` as a plain one-model net (``x[B, *input_shape] -> [B, K]``), eval mode."""
+        if self.recipe.model.builtin:
+            return self.load_ensemble([i], device)
+        net = self.build_net(1)
+        try:
+            net.load_state_dict(self._states([int(i)])[0])
+        except RuntimeError as err:
+            raise UserError(f"model {i} of {self.path} does not fit model.target {self.recipe.model.target!r} as it "
+                            f"is now ({str(err).splitlines()[0]}): restore the module the store was trained with") from None
+        dtype = torch.float64 if self.recipe.precision == "float64" else torch.float32
+        return net.to(device, dtype).eval()
+
+    def load_ensemble(self, indices, device="cpu") -> torch.nn.Module:
+        """Models ``indices`` as one net ``x[M, B, *input_shape] -> [M, B, K]``, eval mode: a grouped
+        ensemble for built-in models, a :class:`~datamodels.training.models.ModelStack` otherwise."""
+        from datamodels.training.models import ModelStack, stack_singles
+
+        indices = [int(i) for i in indices]
+        if not self.recipe.model.builtin:
+            return ModelStack([self.load_model(i, device) for i in indices]).eval()
+        states = self._states(indices)
         net = self.build_net(len(indices))
         net.load_state_dict(stack_singles(states))
         dtype = torch.float64 if self.recipe.precision == "float64" else torch.float32
@@ -238,7 +389,7 @@ class Store:
 
     def predict_proba(self, x: torch.Tensor, indices=None, device="cpu", batch_size: int = 512,
                       models_per_pass: int = 16) -> torch.Tensor:
-        """Class probabilities ``[n_models, n, K]`` of the stored models on ``x[n, C, H, W]``."""
+        """Class probabilities ``[n_models, n, K]`` of the stored models on ``x[n, *input_shape]``."""
         from datamodels.training.ensemble_trainer import predict_logits
 
         if indices is None:
@@ -254,12 +405,59 @@ class Store:
 
     def summary(self) -> dict:
         """Counts and accuracy of the finished models."""
+        self._damage = None  # rows may have been written by other processes meanwhile
         status = self.arrays["status"]
         valid = self.valid_indices(warn=False)
         acc = self.arrays["accuracy"][valid] if len(valid) else np.array([np.nan])
         return {
             "models": self.n_models, "done": int((status == DONE).sum()), "diverged": int((status == DIVERGED).sum()),
-            "pending": int((status == PENDING).sum()), "corrupted": len(self.corrupted_indices()),
+            "pending": int((status == PENDING).sum()), "corrupted": len(self.damage()),
             "accuracy_mean": float(np.mean(acc)), "accuracy_std": float(np.std(acc)),
             "noise_temperature": self.recipe.noise_temperature,
         }
+
+
+def _existing_parent(path: Path) -> Path:
+    path = Path(path).absolute()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def _check_writable_folder(folder: Path) -> None:
+    """Refuse an output location under a file or in a folder we may not write (before any work)."""
+    folder = Path(folder).absolute()
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"cannot create {folder}: {probe} is a file, not a folder; choose another --out")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write into {probe} (permission denied): choose another --out")
+
+
+def _new_array(file: Path, spec: dict, values=None, leading=None) -> None:
+    """Create one store array at ``file``: ``values`` (whole array), else ``leading`` rows then the
+    fresh-store fill (NaN for floats, 0 otherwise); disk blocks are reserved up front so a full
+    disk fails here (``OSError``), never later inside a memory map."""
+    shape, dtype = tuple(spec["shape"]), np.dtype(spec["dtype"])
+    arr = np.lib.format.open_memmap(file, mode="w+", dtype=dtype, shape=shape)
+    try:
+        with open(file, "r+b") as fh:
+            try:
+                os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+            except OSError as err:
+                import errno
+
+                if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, getattr(errno, "ENOTSUP", -1)):
+                    raise
+        if values is not None:
+            arr[:] = values
+        else:
+            if dtype.kind == "f":
+                arr[:] = np.nan
+            if leading is not None and len(leading):
+                arr[:len(leading)] = leading
+        arr.flush()
+    finally:
+        del arr

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from datamodels.training.augment import apply_augment, draw_epoch
+from datamodels.training.losses import make_loss
+from datamodels.training.optimizers import make_optimizer
 from datamodels.data.dataset import Dataset
 from datamodels.margins import margin
 from datamodels.training.models import EnsembleNet, init_ensemble
@@ -49,7 +51,10 @@ def _autocast(recipe: Recipe, device: torch.device):
 def train_ensemble(recipe: Recipe, data: Dataset, masks: torch.Tensor, seeds, device="cpu",
                    init_state: dict | None = None, train_margins: bool = True, batches=None,
                    progress=None, data_on_device: tuple | None = None) -> EnsembleResult:
-    """Train ``M = len(seeds)`` models.
+    """Train ``M = len(seeds)`` models of a built-in architecture as one grouped-convolution net.
+
+    The optimiser must be element-wise (checked by the ``ensemble`` backend), so that model ``i``'s
+    update never depends on the other models' numbers.
 
     Args:
         masks: ``[M, n_train]`` bool; every row must keep the same number ``m`` of examples.
@@ -75,9 +80,8 @@ def train_ensemble(recipe: Recipe, data: Dataset, masks: torch.Tensor, seeds, de
     net = init_ensemble(recipe.model, seeds, data.num_classes, data.image_shape, data.mean, data.std,
                         init_state, recipe.init.reset_head).to(device, dtype)
     net = net.to(memory_format=torch.channels_last)  # grouped convolutions run ~20 % faster on CPU
-    opt = torch.optim.SGD(net.parameters(), lr=recipe.optim.lr, momentum=recipe.optim.momentum,
-                          nesterov=recipe.optim.nesterov and recipe.optim.momentum > 0,
-                          weight_decay=recipe.optim.weight_decay)
+    opt = make_optimizer(list(net.parameters()), recipe.optim)  # sgd: SGD(lr, momentum, nesterov, weight_decay)
+    user_loss = None if recipe.loss == "cross_entropy" else make_loss(recipe)
     steps_per_epoch = math.ceil(m / recipe.batch_size)
     total = steps_per_epoch * recipe.epochs
     diverged = torch.zeros(n_models, dtype=torch.bool, device=device)
@@ -93,8 +97,11 @@ def train_ensemble(recipe: Recipe, data: Dataset, masks: torch.Tensor, seeds, de
                 group["lr"] = lr_at(step, total, recipe.optim)
             with _autocast(recipe, device):
                 logits = net(xb)
-            losses = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none",
-                                     label_smoothing=recipe.optim.label_smoothing).view(n_models, -1).mean(1)
+            if user_loss is None:
+                losses = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none",
+                                         label_smoothing=recipe.optim.label_smoothing).view(n_models, -1).mean(1)
+            else:  # a per-example loss: one call on all models' examples
+                losses = user_loss(logits.flatten(0, 1), yb.flatten()).view(n_models, -1).mean(1)
             finite = torch.isfinite(losses)
             diverged |= ~finite
             opt.zero_grad(set_to_none=True)
@@ -130,11 +137,13 @@ def _gather_batches(recipe, data, subsets, gens, x_all, y_all, device):
 @torch.no_grad()
 def predict_logits(net: EnsembleNet, x: torch.Tensor, device, dtype=torch.float32, batch=EVAL_BATCH,
                    autocast=None) -> torch.Tensor:
-    """Logits ``[M, n, K]`` of every model of ``net`` (eval mode) on the same inputs ``x[n, C, H, W]``."""
+    """Logits ``[M, n, K]`` of every model of ``net`` (eval mode) on the same inputs ``x[n, *input_shape]``
+    (floating inputs cast to ``dtype``; integer inputs such as token ids are left as they are)."""
     net.eval()
     outs = []
     for start in range(0, len(x), batch):
-        xb = x[start:start + batch].to(device, dtype)
+        xb = x[start:start + batch]
+        xb = xb.to(device, dtype) if xb.is_floating_point() else xb.to(device)
         with autocast or nullcontext():
             out = net(xb.unsqueeze(0).expand(net.n_models, *xb.shape))
         outs.append(out.float().cpu())

@@ -137,12 +137,15 @@ def fill_store(store: Store, device: str = "cpu", ensemble_size: int = 16, launc
     from datamodels.training.runner import exclusive
 
     with exclusive(store):
+        store.make_writable().fix_ensemble_size(ensemble_size)
         corrupted = store.corrupted_indices()
         if len(corrupted):
-            print(f"found {len(corrupted)} corrupted row(s) {corrupted[:10].tolist()}: retraining them")
+            print(f"found {len(corrupted)} damaged row(s) {corrupted[:10].tolist()}: retraining exactly these")
+            for i in corrupted[:10]:
+                print(f"  row {i}: {'; '.join(store.damage()[int(i)])}")
             store.reset_rows(corrupted)
         pending = store.pending_indices()
-        chunks = plan_chunks(pending, ensemble_size)
+        chunks = plan_chunks(pending, ensemble_size, store.n_models)
         with tqdm(total=store.n_models, initial=store.n_models - len(pending), unit="model",
                   desc=f"training {store.recipe.name}", dynamic_ncols=True) as bar:
             if launcher == "local":

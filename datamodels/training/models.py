@@ -9,11 +9,15 @@ CIFAR-10 speed-run ResNet-9, width 64 = the classic 64-128-256-512), ``linear`` 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from datamodels.training.ensemble_layers import GroupBatchNorm2d, GroupConv2d, GroupLinear, Normalize, conv_bn
-from datamodels.training.recipe import ModelConfig
+
+if TYPE_CHECKING:  # recipe.py reads the built-in names from this module's registry: no import cycle
+    from datamodels.training.recipe import ModelConfig
 
 
 class EnsembleNet(nn.Module):
@@ -108,11 +112,29 @@ class LinearNet(EnsembleNet):
         return self.head(x.reshape(x.shape[0], -1))
 
 
+class ModelStack(nn.Module):
+    """``M`` separate one-model nets (e.g. user modules) behind the ensemble interface:
+    ``x[M, B, *input_shape] -> [M, B, K]`` (model ``i`` on ``x[i]``)."""
+
+    def __init__(self, models):
+        super().__init__()
+        self.models = nn.ModuleList(models)
+        self.n_models = len(models)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([model(x[i]) for i, model in enumerate(self.models)])
+
+
 ARCHITECTURES = {"digits_cnn": DigitsCNN, "resnet9": ResNet9, "linear": LinearNet}
 
 
 def build_model(cfg: ModelConfig, n_models: int, num_classes: int, image_shape, mean, std) -> EnsembleNet:
     """An untrained ensemble of ``n_models`` (PyTorch's default initialisation for each)."""
+    if len(image_shape) != 3:
+        from modeldiff.errors import UserError
+
+        raise UserError(f"built-in model {cfg.arch!r} takes images [C, H, W] but the inputs have shape "
+                        f"{list(image_shape)}: give your own model as model.target")
     c, h, w = image_shape
     net = ARCHITECTURES[cfg.arch](n_models, num_classes, c, (h, w), cfg.width, mean, std)
     net.blind_region = tuple(cfg.blind_region) if cfg.blind_region else None

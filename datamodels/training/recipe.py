@@ -6,6 +6,7 @@ augmentation, initialisation, precision). Unknown or mistyped keys are rejected 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from datamodels.registry import is_target
 from modeldiff.errors import UserError
 
 ARCHS = ("digits_cnn", "resnet9", "linear")
@@ -23,46 +25,162 @@ LOADERS = ("tensor", "ffcv")
 
 @dataclass
 class DataConfig:
-    name: str = field(default="digits", metadata={"help": "digits | cifar10"})
-    data_dir: str | None = field(default=None, metadata={"help": "folder for cifar10 (ImageFolder or torchvision layout)"})
+    name: str = field(default="digits", metadata={
+        "help": "digits | cifar10; with a target: the dataset's display name (default: the target)"})
+    data_dir: str | None = field(default=None, metadata={
+        "help": "folder for cifar10 (ImageFolder or torchvision layout); passed to a target that takes data_dir"})
     per_class_train: int | None = field(default=None, metadata={"help": "keep this many training images per class"})
     per_class_test: int | None = field(default=None, metadata={"help": "keep this many test images per class"})
+    target: str | None = field(default=None, metadata={
+        "help": "your data loader 'my_pkg.data:load' returning a Dataset or (x_train, y_train, x_test, y_test[, class_names])"})
+    kwargs: dict = field(default_factory=dict, metadata={"help": "keyword arguments of the data target"})
+
+    def __post_init__(self):
+        if self.target is None:
+            if self.kwargs:
+                raise UserError("data.kwargs is set but data.target is not: kwargs are the data target's arguments")
+            return
+        from datamodels.registry import is_target
+
+        if not is_target(self.target):
+            raise UserError(f"data.target {self.target!r} is not an import target: write it as 'package.module:name'")
+        if self.per_class_train is not None or self.per_class_test is not None:
+            raise UserError("data.per_class_train/per_class_test apply to built-in datasets only: "
+                            "pass such options to your data target in data.kwargs")
+        if self.name == "digits":  # the default: a target's data is named after the target
+            self.name = self.target
 
 
 @dataclass
 class ModelConfig:
-    arch: str = field(default="digits_cnn", metadata={"help": "digits_cnn | resnet9 | linear"})
+    """The network: a built-in architecture (``arch``) or any callable returning an ``nn.Module``
+    (``target: "pkg.mod:make_net"`` with ``kwargs``) that maps ``x[B, *input_shape]`` to logits ``[B, K]``.
+
+    A built-in name given as ``target`` is an alias of ``arch``. ``num_classes`` / ``input_shape`` are
+    passed to a user callable when its signature accepts them.
+    """
+
+    arch: str | None = field(default=None, metadata={"help": "built-in: digits_cnn | resnet9 | linear (default digits_cnn)"})
     width: int = field(default=16, metadata={"help": "channels of the first layer (later layers scale from it)"})
     blind_region: list | None = field(default=None, metadata={
         "help": "[row0, row1, col0, col1]: pixels the model never sees (zeroed in its input layer, train and test)"})
+    target: str | None = field(default=None, metadata={"help": "import target 'pkg.mod:make_net' of a user model"})
+    kwargs: dict = field(default_factory=dict, metadata={"help": "keyword arguments of the user model's callable"})
 
     def __post_init__(self):
-        _choice("model.arch", self.arch, ARCHS)
+        from datamodels.registry import is_target
+        from datamodels.training.model_factory import MODELS
+
+        builtin = MODELS.names()
+        if self.target is not None and self.target in builtin:  # alias: target: digits_cnn
+            if self.arch not in (None, self.target):
+                raise UserError(f"model.arch {self.arch!r} and model.target {self.target!r} disagree: give one of them")
+            self.arch, self.target = self.target, None
+        if self.target is not None:
+            if self.arch is not None:
+                raise UserError(f"model.arch {self.arch!r} and model.target {self.target!r} both given: give one of them")
+            if not is_target(self.target):
+                raise UserError(f"model.target {self.target!r} must be one of {', '.join(builtin)} or an import "
+                                f"target 'package.module:name'")
+            if self.blind_region is not None:
+                raise UserError("model.blind_region works only for built-in image models: remove it or blank the "
+                                "region inside your own model")
+        else:
+            self.arch = self.arch or "digits_cnn"
+            _choice("model.arch", self.arch, builtin)
+            if self.kwargs:
+                raise UserError(f"model.kwargs {sorted(self.kwargs)} only apply to a user model (model.target); "
+                                f"built-in models take model.width")
         if self.width < 1:
             raise UserError(f"model.width must be >= 1, got {self.width}")
         region = self.blind_region
         if region is not None and (len(region) != 4 or not all(isinstance(v, int) for v in region)):
             raise UserError(f"model.blind_region must be four integers [row0, row1, col0, col1], got {region!r}")
 
+    @property
+    def builtin(self) -> bool:
+        """True for a built-in architecture (the grouped-convolution ensemble can train it)."""
+        return self.target is None
+
+    @property
+    def label(self) -> str:
+        """The architecture name or the user target (for messages)."""
+        return self.arch if self.builtin else self.target
+
+
+SGD_DEFAULTS = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}  # the defaults of earlier releases
+OPTIM_KEYS_OF = {"sgd": ("momentum", "nesterov", "weight_decay"), "adam": ("betas", "eps", "weight_decay"),
+                 "adamw": ("betas", "eps", "weight_decay")}
+
 
 @dataclass
 class OptimConfig:
+    """The optimiser: ``name`` sgd | adam | adamw | an import target of a ``torch.optim.Optimizer`` class.
+
+    Per-optimiser keys: ``momentum``/``nesterov`` (sgd), ``betas``/``eps`` (adam, adamw), ``weight_decay``
+    (all). For a user optimiser, any other key goes to its constructor (``kwargs``), checked against
+    its signature when training starts. Keys left empty take the optimiser's defaults (sgd: those of
+    earlier releases, momentum 0.9, Nesterov, weight decay 5e-4; adam/adamw: torch's).
+    """
+
     lr: float = field(default=0.05, metadata={"help": "peak learning rate eta (per example-averaged loss)"})
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
+    momentum: float | None = None
+    nesterov: bool | None = None
+    weight_decay: float | None = None
     schedule: str = field(default="triangle", metadata={"help": "constant | triangle (linear warm-up then decay to 0) | cosine | step"})
     warmup_fraction: float = field(default=0.2, metadata={"help": "share of steps spent warming up (triangle)"})
     label_smoothing: float = 0.0
+    name: str = field(default="sgd", metadata={"help": "sgd | adam | adamw | import target of an optimizer class"})
+    betas: list | None = field(default=None, metadata={"help": "adam/adamw: [beta1, beta2]"})
+    eps: float | None = field(default=None, metadata={"help": "adam/adamw: denominator epsilon"})
+    kwargs: dict = field(default_factory=dict, metadata={"help": "user optimizer: extra constructor arguments"})
 
     def __post_init__(self):
+        from datamodels.registry import is_target
+        from datamodels.training.optimizers import OPTIMIZERS
+
         _choice("optim.schedule", self.schedule, SCHEDULES)
-        if self.lr <= 0:
+        if self.name not in OPTIMIZERS and not is_target(self.name):
+            raise UserError(f"optim.name must be one of {', '.join(OPTIMIZERS.names())} or an import target "
+                            f"'package.module:OptimizerClass'; got {self.name!r}")
+        if not self.lr > 0:
             raise UserError(f"optim.lr must be positive, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise UserError(f"optim.momentum must be in [0, 1), got {self.momentum}")
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"optim.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.warmup_fraction <= 1:
+            raise UserError(f"optim.warmup_fraction must be in [0, 1], got {self.warmup_fraction}")
+        allowed = OPTIM_KEYS_OF.get(self.name)
+        if allowed is not None:
+            for key in ("momentum", "nesterov", "weight_decay", "betas", "eps"):
+                if key not in allowed and getattr(self, key) is not None:
+                    raise UserError(f"optim.{key} does not apply to optim.name {self.name!r} (its keys: "
+                                    f"{', '.join(allowed)}): remove it")
+            if self.kwargs:
+                raise UserError(f"unknown recipe key 'optim.{sorted(self.kwargs)[0]}' for optim.name {self.name!r}: "
+                                f"its keys are {', '.join(allowed)}")
+            defaults = SGD_DEFAULTS if self.name == "sgd" else {
+                "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0 if self.name == "adam" else 0.01}
+            for key, value in defaults.items():
+                if getattr(self, key) is None:
+                    setattr(self, key, list(value) if isinstance(value, list) else value)
+        if self.momentum is not None and not 0 <= self.momentum < 1:
+            raise UserError(f"optim.momentum must be in [0, 1), got {self.momentum}")
+        if self.betas is not None and (len(self.betas) != 2 or not all(
+                isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in self.betas)):
+            raise UserError(f"optim.betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.eps is not None and not self.eps > 0:
+            raise UserError(f"optim.eps must be positive, got {self.eps}")
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise UserError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+
+    def constructor_kwargs(self) -> dict:
+        """Keyword arguments for the optimiser class besides ``lr`` (the keys that are set)."""
+        out = {k: getattr(self, k) for k in ("momentum", "nesterov", "weight_decay", "eps") if getattr(self, k) is not None}
+        if self.betas is not None:
+            out["betas"] = tuple(self.betas)
+        if self.name == "sgd":
+            out["nesterov"] = bool(self.nesterov and self.momentum > 0)
+        return {**out, **self.kwargs}
 
 
 @dataclass
@@ -98,12 +216,17 @@ class Recipe:
     epochs: int = field(default=15, metadata={"help": "passes over each model's training subset"})
     precision: str = field(default="float32", metadata={"help": "float32 | float64 | bfloat16 (autocast)"})
     loader: str = field(default="tensor", metadata={"help": "tensor (data resident on the device) | ffcv"})
+    loss: str = field(default="cross_entropy", metadata={
+        "help": "cross_entropy | import target of fn(logits[B, K], y[B]) -> per-example loss [B]"})
+    trainer: str | dict = field(default="auto", metadata={
+        "help": "auto | ensemble | vmap | loop | {target: 'pkg.mod:train_fn', kwargs: {...}}"})
 
     def __post_init__(self):
         _choice("precision", self.precision, PRECISIONS)
         _choice("loader", self.loader, LOADERS)
         if self.batch_size < 1 or self.epochs < 1:
             raise UserError(f"batch_size and epochs must be >= 1, got {self.batch_size} and {self.epochs}")
+        _check_recipe_choices(self)
 
     @property
     def noise_temperature(self) -> float:
@@ -128,6 +251,39 @@ class Recipe:
         return recipe_from_dict(d)
 
 
+def _check_recipe_choices(recipe: "Recipe") -> None:
+    """Recipe-level checks: loss and trainer names, and settings that only some choices take."""
+    from datamodels.registry import is_target
+    from datamodels.training.backends import TRAINERS
+    from datamodels.training.losses import LOSSES
+
+    if recipe.loss not in LOSSES and not is_target(recipe.loss):
+        raise UserError(f"loss must be one of {', '.join(LOSSES.names())} or an import target 'package.module:fn'; "
+                        f"got {recipe.loss!r}")
+    if recipe.loss != "cross_entropy" and recipe.optim.label_smoothing:
+        raise UserError("optim.label_smoothing applies to loss cross_entropy only: smooth inside your loss instead")
+    trainer = recipe.trainer
+    if isinstance(trainer, dict):
+        for key in trainer:
+            if key not in ("target", "kwargs"):
+                raise UserError(f"unknown recipe key 'trainer.{key}': allowed keys are kwargs, target")
+        if not is_target(trainer.get("target")):
+            raise UserError(f"trainer.target must be an import target 'package.module:train_fn'; got {trainer.get('target')!r}")
+        if not isinstance(trainer.get("kwargs", {}), dict):
+            raise UserError(f"recipe key 'trainer.kwargs' must be a mapping, got {trainer['kwargs']!r}")
+        recipe.trainer = {"target": trainer["target"], "kwargs": dict(trainer.get("kwargs") or {})}
+    elif is_target(trainer):
+        recipe.trainer = {"target": trainer, "kwargs": {}}
+    else:
+        _choice("trainer", trainer, TRAINERS.names())
+    if recipe.trainer == "ensemble" and not recipe.model.builtin:
+        raise UserError(f"trainer ensemble trains the built-in architectures only, not model.target "
+                        f"{recipe.model.target!r}: use trainer vmap, loop or auto")
+    if recipe.init.kind == "checkpoint" and recipe.init.reset_head and not recipe.model.builtin:
+        raise UserError("init.reset_head works for built-in models only (their final layer is 'head'): set "
+                        "init.reset_head: false and re-initialise your model's head inside model.target")
+
+
 def _choice(key, value, allowed):
     if value not in allowed:
         raise UserError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
@@ -141,13 +297,14 @@ def _check_type(key: str, value, hint, what: str = "recipe"):
         return value
     for option in (o for o in options if o is not type(None)):
         base = typing.get_origin(option) or option
-        if base is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if base is float and isinstance(value, str):  # YAML reads 5e-4 as a string
-            try:
-                return float(value)
+        if base is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            try:  # YAML reads 5e-4 as a string
+                number = float(value)
             except ValueError:
                 continue
+            if not math.isfinite(number):
+                raise UserError(f"{what} key '{key}' must be a finite number, got {value!r}")
+            return number
         if isinstance(value, base) and not (base in (int, float) and isinstance(value, bool)):
             return value
     names = " or ".join((typing.get_origin(o) or o).__name__ for o in options)
@@ -178,8 +335,24 @@ def _build(cls, data: dict, prefix: str, what: str = "recipe"):
 
 
 def recipe_from_dict(data: dict) -> Recipe:
-    """Validate a nested dict (as read from YAML) into a :class:`Recipe`."""
-    return _build(Recipe, data or {}, "")
+    """Validate a nested dict (as read from YAML) into a :class:`Recipe`.
+
+    For a user optimiser (``optim.name`` an import target) keys beyond :class:`OptimConfig`'s are
+    collected into ``optim.kwargs`` (its constructor's arguments).
+    """
+    data = dict(data or {})
+    optim = data.get("optim")
+    if isinstance(optim, dict) and is_target(optim.get("name")):
+        known = {f.name for f in dataclasses.fields(OptimConfig)}
+        extra = {k: v for k, v in optim.items() if k not in known}
+        if extra:
+            kwargs = optim.get("kwargs") or {}
+            clash = sorted(set(extra) & set(kwargs)) if isinstance(kwargs, dict) else []
+            if clash:
+                raise UserError(f"recipe key 'optim.{clash[0]}' is given twice (also in optim.kwargs): keep one")
+            data["optim"] = {**{k: v for k, v in optim.items() if k in known},
+                             "kwargs": {**(kwargs if isinstance(kwargs, dict) else {}), **extra}}
+    return _build(Recipe, data, "")
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -189,6 +362,8 @@ def load_recipe(path: str | Path) -> Recipe:
         raise UserError(f"recipe file {path} does not exist")
     try:
         data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise UserError(f"recipe {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if data is None:  # an empty file is a mistake, not a request for the default recipe
+        raise UserError(f"recipe {path} is empty: write a recipe (see `modeldiff train default`), or pass 'default'")
     return recipe_from_dict(data)

@@ -16,7 +16,7 @@ import torch
 
 from datamodels.data.dataset import Dataset
 from datamodels.store.store import Store
-from datamodels.training.ensemble_trainer import train_ensemble
+from datamodels.training.backends import check_recipe, train_models
 from modeldiff.errors import UserError
 
 
@@ -32,39 +32,58 @@ def load_init_state(store: Store) -> dict | None:
 
 def train_chunk(store_path: str, indices, device: str = "cpu", dataset: Dataset | None = None,
                 progress=None) -> list[int]:
-    """Train models ``indices`` of the store at ``store_path`` as one ensemble and commit their rows.
+    """Train models ``indices`` of the store at ``store_path`` with the recipe's trainer backend
+    (:func:`datamodels.training.backends.train_models`) and commit their rows.
 
-    Rows already finished are skipped (never trained or written twice). Returns the rows written.
+    Every row of ``indices`` is trained (so a model always trains in the same group, see
+    :func:`plan_chunks`), but only pending rows are written: finished rows are never written
+    twice. Returns the rows written.
     """
     store = Store.open(store_path, dataset)
-    indices = [int(i) for i in indices if store.status[int(i)] == 0]
-    if not indices:
+    indices = [int(i) for i in indices]
+    todo = [i for i in indices if store.status[i] == 0]
+    if not todo:
         return []
     data = store.load_dataset()
+    backend = check_recipe(store.recipe, data)  # bad targets / settings: one line, before any row is written
+    if backend in ("loop", "train_fn"):  # one model at a time: nothing to gain from retraining finished rows
+        indices = todo
     masks = torch.from_numpy(np.array(store.masks[indices]))
     seeds = [int(s) for s in store.seeds[indices]]
     batches = None
-    if store.recipe.loader == "ffcv":
+    if store.recipe.loader == "ffcv" and backend == "ensemble":
         from datamodels.data.ffcv_loader import ffcv_batch_factory  # None (after a notice) when ffcv is missing
 
         batches = ffcv_batch_factory(store, data, masks, seeds, device)
-    result = train_ensemble(store.recipe, data, masks, seeds, device, init_state=load_init_state(store),
-                            train_margins="train_margins" in store.arrays, batches=batches, progress=progress)
-    from datamodels.training.models import extract_single
-
+    result = train_models(store.recipe, data, masks, seeds, device, init_state=load_init_state(store),
+                          train_margins="train_margins" in store.arrays, batches=batches, progress=progress,
+                          search_path=store.model_search_path())
     for j, i in enumerate(indices):
+        if i not in todo:
+            continue
         store.write_row(
             i, test_logits=result.test_logits[j].numpy(), test_margins=result.test_margins[j].numpy(),
             accuracy=float(result.accuracy[j]), diverged=bool(result.diverged[j]),
             train_margins=None if result.train_margins is None else result.train_margins[j].numpy(),
-            state_dict=extract_single(result.net, j) if store.keeps_weights(i) else None,
+            state_dict=result.state_dict(j) if store.keeps_weights(i) else None,
         )
-    return indices
+    return todo
 
 
-def plan_chunks(pending: np.ndarray, ensemble_size: int) -> list[list[int]]:
-    """Consecutive groups of at most ``ensemble_size`` pending rows."""
-    return [pending[i:i + ensemble_size].tolist() for i in range(0, len(pending), ensemble_size)]
+def plan_chunks(pending: np.ndarray, ensemble_size: int, n_models: int | None = None) -> list[list[int]]:
+    """The aligned blocks ``[b*E, (b+1)*E)`` (``E = ensemble_size``) that hold a pending row.
+
+    A model therefore always trains in the same group of ``E`` models, whatever was interrupted or
+    damaged before: float32 grouped kernels give bit-identical results for the same group, so a
+    resumed or repaired store equals an uninterrupted run (the other rows of a block are trained
+    again but not written). ``n_models`` caps the last block (default: the largest pending row + 1).
+    """
+    pending = np.asarray(pending, dtype=np.int64)
+    if pending.size == 0:
+        return []
+    n = int(pending.max()) + 1 if n_models is None else int(n_models)
+    blocks = sorted({int(i) // ensemble_size for i in pending})
+    return [list(range(b * ensemble_size, min((b + 1) * ensemble_size, n))) for b in blocks]
 
 
 @contextmanager

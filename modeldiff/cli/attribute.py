@@ -11,7 +11,8 @@ def add_parser(subparsers) -> None:
         "attribute", help="estimate training-data attributions [n_test, n_train] from a store",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("store", help="store directory made by `modeldiff train`")
-    p.add_argument("--method", choices=["trak", "datamodels"], default="trak")
+    p.add_argument("--method", choices=["trak", "datamodels"], default="trak",
+                   help="estimator: TRAK (needs saved weights) or datamodels regression (needs many models)")
     p.add_argument("--out", required=True, help="influence dataset to write (HDF5, e.g. scores.h5)")
     p.add_argument("--models", type=int, default=None,
                    help="use the first N finished models (default: all; TRAK: those with weights)")
@@ -33,6 +34,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--compress", action="store_true", help="gzip the scores in the HDF5 file")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--use-valid-only", action="store_true",
+                   help="accept a store with damaged rows and use only its intact models (else it is refused)")
     p.set_defaults(func=run)
 
 
@@ -55,16 +58,32 @@ def run(args) -> int:
 
     from datamodels.attribution.api import attribute_to_file
 
+    from datamodels.store.store import Store
+    from modeldiff.cli.checks import check_device, check_free_space, check_output
+
     out = Path(args.out)
-    if out.exists() and not args.force:
+    if out.exists() and not args.force and not out.is_dir():
         raise UserError(f"{out} exists: choose another --out or pass --force to overwrite it")
+    check_output(out, folder=False, force=args.force)
+    check_device(args.device)
+    if args.batch_size < 1 or args.n_lambdas < 1:
+        raise UserError("--batch-size and --n-lambdas must be >= 1")
     if not Path(args.store).is_dir():
         raise UserError(f"store {args.store} does not exist: train one with `modeldiff train`")
+    store = args.store
+    if (Path(args.store) / "metadata.json").is_file():  # a store: integrity-checked, read-only
+        store = Store.open(args.store, use_valid_only=args.use_valid_only)
+        d = store.metadata["dataset"]
+        check_free_space(out.parent, 4 * d["n_test"] * d["n_train"] + (1 << 20), f"the scores file {out}")
     try:
-        path = attribute_to_file(args.store, out, args.method, n_models=args.models,
+        path = attribute_to_file(store, out, args.method, n_models=args.models,
                                  device=args.device, progress=not args.quiet,
                                  compression="gzip" if args.compress else None, **settings(args))
     except ValueError as err:  # settings rejected by the estimator
         raise UserError(str(err)) from err
-    print(f"{args.method} scores written to {path}")
+    from datamodels.attribution.influence_io import read_influence
+
+    used = read_influence(path, load_scores=False).n_models
+    total = f" of {store.n_models}" if hasattr(store, "n_models") else ""
+    print(f"{args.method} scores written to {path} (from {used} models{total})")
     return 0

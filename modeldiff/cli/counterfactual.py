@@ -24,7 +24,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--store-a", required=True, help="store folder of algorithm A (models with saved weights)")
     p.add_argument("--store-b", required=True, help="store folder of algorithm B, same dataset")
     p.add_argument("--transform", action="append", required=True,
-                   help="KIND:key=value,... e.g. patch:pattern=texture,size=4,loc=random (repeatable)")
+                   help="KIND:key=value,... e.g. patch:pattern=texture,size=4,loc=random, or your own function "
+                        "'pkg.mod:fn' (x -> x', any data) (repeatable)")
     p.add_argument("--target-class", required=True, help="class index or name whose probability is measured")
     p.add_argument("--source-classes", default=None,
                    help="comma-separated classes of the test inputs to transform (default: all but the target)")
@@ -32,13 +33,15 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-inputs", type=int, default=None, help="use at most N test inputs (seeded sample)")
     p.add_argument("--models", type=int, default=None, help="use the first N usable models of each store")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=512, help="test inputs per forward pass")
     p.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals")
     p.add_argument("--n-resamples", type=int, default=9999, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0, help="seed of random patch locations, sampling, bootstrap")
     p.add_argument("--names", default="A,B", help="display names of the two algorithms")
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--use-valid-only", action="store_true",
+                   help="accept stores with damaged rows and use only their intact models (else they are refused)")
     p.set_defaults(func=run)
 
 
@@ -65,11 +68,11 @@ def _ints(text: str, what: str) -> list[int]:
     return values
 
 
-def _open(path: str, what: str):
+def _open(path: str, what: str, use_valid_only: bool = False):
     from datamodels.store.store import Store  # lazy: heavy
     if not Path(path).is_dir():
         raise UserError(f"{what} {path} is not a folder: pass a store made by `modeldiff train`")
-    return Store.open(path)
+    return Store.open(path, use_valid_only=use_valid_only)
 
 
 def _indices(store, n: int | None):
@@ -96,14 +99,23 @@ def run(args) -> int:
         raise UserError(f"--names needs two comma-separated names, got {args.names!r}")
     if not 0 < args.level < 1:
         raise UserError(f"--level must be between 0 and 1, got {args.level}")
-    try:
-        transforms = [parse_transform(t, seed=args.seed) for t in args.transform]
+    from modeldiff.counterfactual.user_transform import is_user_spec, user_transform
+
+    try:  # built-in image transforms, or the user's own callables named 'pkg.mod:fn' (any data)
+        transforms = [user_transform(t)[0] if is_user_spec(t) else parse_transform(t, seed=args.seed)
+                      for t in args.transform]
+    except UserError:
+        raise
     except ValueError as err:
         raise UserError(f"--transform: {err}") from None
     sizes = _ints(args.sizes, "--sizes") if args.sizes else None
     if sizes and not any("size" in t.params for t in transforms):
         raise UserError("--sizes needs a patch transform (one with a size parameter)")
-    store_a, store_b = _open(args.store_a, "--store-a"), _open(args.store_b, "--store-b")
+    from modeldiff.cli.checks import check_device
+
+    check_device(args.device)
+    store_a = _open(args.store_a, "--store-a", args.use_valid_only)
+    store_b = _open(args.store_b, "--store-b", args.use_valid_only)
     ida, idb = store_a.metadata["dataset"]["identity"], store_b.metadata["dataset"]["identity"]
     if ida != idb:
         raise UserError(f"the stores were trained on different datasets ({ida[:12]} vs {idb[:12]}): "

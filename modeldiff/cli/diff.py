@@ -24,7 +24,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("scores_b", metavar="SCORES_B", help="attributions of algorithm B, same examples")
     p.add_argument("--components", type=int, default=10, help="number of residual components k")
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
-    p.add_argument("--solver", choices=["auto", "full", "randomized"], default="auto")
+    p.add_argument("--solver", choices=["auto", "full", "randomized"], default="auto",
+                   help="PCA solver: full SVD, randomized, or auto (by size)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
     p.add_argument("--seed", type=int, default=0, help="seed of the randomized solver")
     p.add_argument("--names", default="A,B", help="display names of the two algorithms, comma-separated")
@@ -36,23 +37,33 @@ def add_parser(subparsers) -> None:
 
 
 def check_out(out: Path, force: bool) -> None:
-    """Refuse an existing ``out`` unless ``force`` (checked before any long computation)."""
+    """Refuse an existing ``out`` unless ``force``, or one that cannot be written (a file, under a
+    file, a read-only place): checked before any long computation."""
+    from modeldiff.cli.checks import check_output
+
     if out.exists() and not force:
         raise UserError(f"{out} already exists: choose a new --out folder or pass --force to replace it")
+    check_output(out, folder=True, force=force)
 
 
 def prepare_out(out: Path, force: bool) -> Path:
-    """A fresh temporary folder beside ``out``, to be moved into place by `commit_out`."""
+    """A fresh temporary folder beside ``out`` (named as :mod:`modeldiff.atomic` names temporaries,
+    so one left by a killed run is removed by the next command), moved into place by `commit_out`."""
+    from modeldiff.atomic import _tmp_prefix, remove_stale_temporaries
+
     check_out(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=out.parent))
+    remove_stale_temporaries(out.parent)
+    return Path(tempfile.mkdtemp(prefix=_tmp_prefix(out), dir=out.parent))
 
 
 def commit_out(tmp: Path, out: Path) -> None:
     """Move the finished temporary folder into place (replacing an old ``out``)."""
+    from modeldiff.atomic import _tmp_prefix
+
     if out.exists():
-        old = out.with_name(f".{out.name}.old{os.getpid()}")
-        os.replace(out, old)
+        old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(out) + "old-", dir=out.parent))
+        os.replace(out, old / "x")
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
     else:
@@ -88,8 +99,13 @@ def run(args) -> int:
         raise UserError(f"--names needs two comma-separated names, got {args.names!r}")
     if args.top < 1:
         raise UserError(f"--top must be at least 1, got {args.top}")
+    from modeldiff.cli.checks import check_device
+
+    if args.components < 1:
+        raise UserError(f"--components must be at least 1, got {args.components}")
     out = Path(args.out)
     check_out(out, args.force)
+    check_device(args.device)
     la, lb = load_scores(args.scores_a), load_scores(args.scores_b)
     check_same_examples(la, lb)
     md = ModelDiff(args.components, solver=args.solver, device=args.device, random_state=args.seed)

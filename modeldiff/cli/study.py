@@ -20,7 +20,8 @@ def _common(p) -> None:
 def add_parser(subparsers) -> None:
     demo = subparsers.add_parser("demo", help="the SGD-noise study end to end (digits by default, ~10 min on a CPU)",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    demo.add_argument("--dataset", choices=["digits", "cifar10"], default="digits")
+    demo.add_argument("--dataset", choices=["digits", "cifar10"], default="digits",
+                      help="digits (embedded, minutes on a CPU) or cifar10 (needs the data folder)")
     demo.add_argument("--out", default="runs/demo", help="output folder (resumes when it exists)")
     _common(demo)
     demo.set_defaults(func=run_demo)

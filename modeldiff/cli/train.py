@@ -16,13 +16,16 @@ def add_parser(subparsers) -> None:
     p.add_argument("--models", type=int, default=64, help="number of models N")
     p.add_argument("--subset-fraction", type=float, default=0.5, help="share alpha of the training set per model")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
-    p.add_argument("--launcher", choices=["local", "ray"], default="local")
+    p.add_argument("--launcher", choices=["local", "ray"], default="local",
+                   help="where ensembles train: local processes or Ray tasks")
     p.add_argument("--address", default=None, help="Ray cluster address ('auto' joins a running cluster)")
     p.add_argument("--workers", type=int, default=1, help="worker processes / Ray tasks in parallel")
-    p.add_argument("--ensemble-size", type=int, default=16, help="models trained at once per worker")
+    p.add_argument("--ensemble-size", type=int, default=16,
+                   help="models trained at once per worker; fixed when the store is created (results depend on "
+                        "it), a resume with another value is refused")
     p.add_argument("--seed", type=int, default=0, help="run seed: masks and model seeds derive from it")
     p.add_argument("--save-weights", type=int, default=None,
-                   help="keep weights of the first K models only (default: all)")
+                   help="keep weights of the first K models only (all when not given)")
     p.add_argument("--no-train-margins", action="store_true", help="skip margins on the training set")
     p.add_argument("--data-dir", default=None, help="dataset folder (overrides the recipe's data.data_dir)")
     p.set_defaults(func=run)
@@ -40,22 +43,25 @@ def resolve_recipe(name_or_path: str, data_dir: str | None = None):
 
 
 def run(args) -> int:
-    import torch
-
-    from datamodels.data.dataset import load_dataset
+    from datamodels.data.dataset import load_from_config
     from datamodels.training.launchers import fill_store
     from datamodels.store.store import Store
 
-    recipe = resolve_recipe(args.recipe, args.data_dir)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA device is visible: use --device cpu")
+    from modeldiff.cli.checks import check_device, check_output
+
     if args.ensemble_size < 1 or args.workers < 1:
         raise UserError("--ensemble-size and --workers must be >= 1")
-    d = recipe.data
-    opts = {k: v for k, v in (("per_class_train", d.per_class_train), ("per_class_test", d.per_class_test)) if v}
-    data = load_dataset(d.name, d.data_dir, **opts)
+    if args.save_weights is not None and args.save_weights < 0:
+        raise UserError(f"--save-weights must be >= 0, got {args.save_weights}")
+    check_device(args.device)
+    check_output(args.out, folder=True, may_exist=True)
+    recipe = resolve_recipe(args.recipe, args.data_dir)
+    data = load_from_config(recipe.data)
+    from datamodels.training.backends import check_recipe
+
+    check_recipe(recipe, data)  # bad model/optimizer/loss/trainer targets: one line, before the store exists
     store = Store.create_or_resume(args.out, recipe, data, args.models, args.subset_fraction, args.seed,
-                                   args.save_weights, not args.no_train_margins)
+                                   args.save_weights, not args.no_train_margins, ensemble_size=args.ensemble_size)
     s = fill_store(store, args.device, args.ensemble_size, args.launcher, args.workers, None, args.address)
     print(f"{recipe.name}: {s['done']}/{s['models']} models done, {s['diverged']} diverged, "
           f"{s['pending']} pending, {s['corrupted']} corrupted; test accuracy "

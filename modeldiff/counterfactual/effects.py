@@ -5,9 +5,11 @@ For an input transformation T and a target class c, each model's effect is
 the models of A and of B give each algorithm's mean effect with a bootstrap CI and the
 A−B difference with its CI and p-value (see `modeldiff.counterfactual.effect_stats`).
 
-Models are reached through a *predictor*: any callable ``predict_proba(x[n, C, H, W]) ->
+Models are reached through a *predictor*: any callable ``predict_proba(x[n, *input_shape]) ->
 Tensor[n_models, n, K]`` (class probabilities), so the statistics run as well on simulated
-outputs as on a `datamodels.store.store.Store` (adapter: `store_predictor`).
+outputs as on any `datamodels.modelset.ModelSet` — a store, or models trained elsewhere
+(adapter: `store_predictor`). Transformations are any callables ``x -> x'`` of the same shape:
+images (patches, overlays...) or, for other data, the user's own functions.
 """
 from __future__ import annotations
 
@@ -94,13 +96,13 @@ def model_effects(predict: Predictor, x: torch.Tensor, transform: Callable, targ
 def counterfactual_effects(predict_a: Predictor, predict_b: Predictor, x: torch.Tensor, transform: Callable,
                            target_class: int, *, level: float = 0.95, n_resamples: int = 9999, seed: int = 0,
                            _controls: tuple | None = None) -> CounterfactualResult:
-    """Test ``transform`` on inputs ``x[n, C, H, W]`` for target class ``target_class``.
+    """Test ``transform`` on inputs ``x[n, *input_shape]`` for target class ``target_class``.
 
     Returns per-model effects of A and B, each algorithm's mean effect with a bootstrap CI
     at ``level`` over its models, and the A−B difference (CI, Welch p-value).
     """
-    if x.ndim != 4 or x.shape[0] == 0:
-        raise ValueError(f"x must be a non-empty batch [n, C, H, W], got {tuple(x.shape)}")
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty batch [n, *input_shape], got {tuple(x.shape)}")
     ctrl_a, ctrl_b = _controls if _controls is not None else (None, None)
     eff_a, ctrl_a = model_effects(predict_a, x, transform, target_class, ctrl_a, "A")
     eff_b, ctrl_b = model_effects(predict_b, x, transform, target_class, ctrl_b, "B")
@@ -131,10 +133,11 @@ def select_inputs(labels, target_class: int, source_classes: Sequence[int] | Non
 
 
 def store_predictor(store, *, indices=None, device="cpu", batch_size: int = 512) -> Predictor:
-    """Adapter: a `datamodels.store.store.Store` (or its path) as a predictor of class probabilities."""
+    """Adapter: any `datamodels.modelset.ModelSet` (a Store, its path, ``ModelSet.from_folder``...)
+    as a predictor of class probabilities ``x[n, *input_shape] -> [n_models, n, K]``."""
     if not hasattr(store, "predict_proba"):
-        from datamodels.store.store import Store  # lazy: only the CLI and real studies need it
-        store = Store.open(store)
+        from datamodels.modelset import as_modelset  # lazy: only the CLI and real studies need it
+        store = as_modelset(store)
 
     def predict(x: torch.Tensor) -> torch.Tensor:
         return store.predict_proba(x, indices=indices, device=device, batch_size=batch_size)

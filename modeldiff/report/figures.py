@@ -20,14 +20,29 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def variance_scatter(var_a, var_b, label_a: str = "A", label_b: str = "B") -> bytes:
-    """Explained variance of each component under A (y) against under B (x), with y = x."""
+def variance_scatter(var_a, var_b, label_a: str = "A", label_b: str = "B", null=None,
+                     colors=("tab:red", "tab:blue")) -> bytes:
+    """Explained variance of each component under A (y) against under B (x), with y = x.
+
+    ``null``: per component ``(ratio_halves, null_median, null_q95)``: a grey band at each
+    component spans ``var_b × [null median, null q95]`` (where a same-algorithm pair lands) and
+    a hollow marker shows ``var_b × ratio_halves`` (the tested, half-size ratio).
+    """
     var_a, var_b = np.asarray(var_a, float), np.asarray(var_b, float)
-    fig = _figure(4.8, 4.4)
+    fig = _figure(5.2, 4.6)
     ax = fig.add_subplot()
     top = max(float(np.nanmax(np.concatenate([var_a, var_b]))), 1e-12) * 1.1
+    if null is not None:
+        r, med, q95 = (np.array([v[i] for v in null], float) for i in range(3))
+        top = max(top, float(np.nanmax(var_b * np.maximum(r, q95))) * 1.1)
+        w = top / 60
+        for j in range(var_b.size):
+            ax.fill_between([var_b[j] - w, var_b[j] + w], var_b[j] * med[j], var_b[j] * q95[j], color="0.75",
+                            zorder=1, label="null band (median–95 %, half size)" if j == 0 else None)
+        ax.scatter(var_b, var_b * r, facecolors="none", edgecolors="0.2", zorder=4,
+                   label="half-size ratio × var (tested)")
     ax.plot([0, top], [0, top], color="0.5", lw=1, ls="--", label="y = x")
-    ax.scatter(var_b, var_a, c=np.where(var_a > var_b, "tab:red", "tab:blue"), zorder=3)
+    ax.scatter(var_b, var_a, c=np.where(var_a > var_b, colors[0], colors[1]), zorder=3, label="full models")
     for j, (x, y) in enumerate(zip(var_b, var_a)):
         ax.annotate(str(j), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=8)
     ax.set_xlim(0, top), ax.set_ylim(0, top)
@@ -50,7 +65,7 @@ def _as_hwc(img) -> np.ndarray:
 def image_grid(rows: list[tuple[str, object, list[int], list[str]]]) -> bytes:
     """Rows of images: ``(row title, images [n, C, H, W] (indexable), indices, captions)``."""
     ncols = max(1, max(len(idx) for _, _, idx, _ in rows))
-    fig = _figure(1.15 * ncols + 1.4, 1.8 * len(rows))
+    fig = _figure(1.5 * ncols + 1.6, 2.2 * len(rows))
     axes = fig.subplots(len(rows), ncols, squeeze=False)
     for r, (title, images, idx, captions) in enumerate(rows):
         for c in range(ncols):
@@ -61,8 +76,8 @@ def image_grid(rows: list[tuple[str, object, list[int], list[str]]]) -> bytes:
                 continue
             img = _as_hwc(images[int(idx[c])])
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-            ax.set_title(captions[c], fontsize=7)
-        axes[r][0].set_ylabel(title, fontsize=8)
+            ax.set_title(captions[c], fontsize=9)
+        axes[r][0].set_ylabel(title, fontsize=10)
     return _png(fig)
 
 
@@ -81,29 +96,32 @@ def weight_bars(rows: list[tuple[str, np.ndarray, list[str]]]) -> bytes:
 
 
 def effect_plot(labels: list[str], a: list[tuple[float, float, float]], b: list[tuple[float, float, float]],
-                name_a: str = "A", name_b: str = "B") -> bytes:
-    """Mean effect with CI (``(mean, low, high)``) of A and B for each counterfactual test."""
-    fig = _figure(max(4.5, 1.6 * len(labels) + 2), 3.6)
+                name_a: str = "A", name_b: str = "B", colors=("tab:red", "tab:blue"),
+                unit: str = "Pr(class | do(T)) − Pr(class | control)") -> bytes:
+    """Mean effect with CI (``(mean, low, high)``) of A and B for each counterfactual test.
+
+    One row per test (labels on the y axis, one line each: they never overlap)."""
+    fig = _figure(7.5, 0.45 * len(labels) + 1.4)
     ax = fig.add_subplot()
-    x = np.arange(len(labels))
-    for off, vals, name, color in ((-0.12, a, name_a, "tab:red"), (0.12, b, name_b, "tab:blue")):
+    y = np.arange(len(labels))[::-1]
+    for off, vals, name, color in ((0.12, a, name_a, colors[0]), (-0.12, b, name_b, colors[1])):
         m, lo, hi = (np.array([v[i] for v in vals], float) for i in range(3))
-        ax.errorbar(x + off, m, yerr=[m - np.where(np.isnan(lo), m, lo), np.where(np.isnan(hi), m, hi) - m],
-                    fmt="o", capsize=4, color=color, label=name)
-    ax.axhline(0, color="0.4", lw=0.8)
-    ax.set_xlim(-0.6, len(labels) - 0.4)
-    ax.set_xticks(x, labels, fontsize=7)
-    ax.set_ylabel("Pr(class | do(T)) − Pr(class | control)")
-    ax.legend(fontsize=8)
+        ax.errorbar(m, y + off, xerr=[m - np.where(np.isnan(lo), m, lo), np.where(np.isnan(hi), m, hi) - m],
+                    fmt="o", capsize=3, color=color, label=name)
+    ax.axvline(0, color="0.4", lw=0.8)
+    ax.set_ylim(-0.6, len(labels) - 0.4)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel(unit)
+    ax.legend(fontsize=8, loc="best")
     return _png(fig)
 
 
 def sweep_plot(sizes, a: list[tuple[float, float, float]], b: list[tuple[float, float, float]], title: str,
-               name_a: str = "A", name_b: str = "B") -> bytes:
+               name_a: str = "A", name_b: str = "B", colors=("tab:red", "tab:blue")) -> bytes:
     """Effect against patch size, with CI bands, for A and B."""
     fig = _figure(5.0, 3.6)
     ax = fig.add_subplot()
-    for vals, name, color in ((a, name_a, "tab:red"), (b, name_b, "tab:blue")):
+    for vals, name, color in ((a, name_a, colors[0]), (b, name_b, colors[1])):
         m, lo, hi = (np.array([v[i] for v in vals], float) for i in range(3))
         ax.plot(sizes, m, "o-", color=color, label=name)
         ax.fill_between(sizes, lo, hi, color=color, alpha=0.2)

@@ -11,6 +11,8 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f3f3f3} td.l,th.l{text-align:left} img{max-width:100%;display:block;margin:.5em 0}
 .meta{color:#555;font-size:.85em} .a{color:#b22} .b{color:#22b}
+p.verdict{font-size:1.05em;background:#f6f6ee;border-left:4px solid #886;padding:.5em .8em}
+p.headline{font-weight:600} p.note{color:#444;font-size:.88em}
 """
 
 
@@ -19,7 +21,18 @@ def img(png: bytes, alt: str) -> str:
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def table(header: list[str], rows: list[list], left: int = 1) -> str:
+def paragraph(text: str, css: str = "") -> str:
+    """A paragraph of plain (escaped) text."""
+    cls = f' class="{css}"' if css else ""
+    return f"<p{cls}>{escape(text)}</p>"
+
+
+def note(trusted_html: str) -> str:
+    """A small explanatory note (``trusted_html`` is inserted as is)."""
+    return f'<p class="note">{trusted_html}</p>'
+
+
+def table(header: list[str], rows: list[list], left: int = 1, css: str = "") -> str:
     """A table; the first ``left`` columns are left-aligned text, floats get 4 significant digits."""
     def cell(v, i):
         text = f"{v:.4g}" if isinstance(v, float) else str(v)
@@ -27,13 +40,18 @@ def table(header: list[str], rows: list[list], left: int = 1) -> str:
         return f"<td{cls}>{escape(text)}</td>"
     head = "".join(f'<th{" class=l" if i < left else ""}>{escape(h)}</th>' for i, h in enumerate(header))
     body = "".join("<tr>" + "".join(cell(v, i) for i, v in enumerate(r)) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    cls = f' class="{css}"' if css else ""
+    return f"<table{cls}><tr>{head}</tr>{body}</table>"
 
 
 def page(title: str, meta_lines: list[str], sections: list[tuple[str, str]]) -> str:
     """The whole document; ``sections`` are ``(heading, trusted inner HTML)``."""
     meta = "".join(f"<div>{escape(line)}</div>" for line in meta_lines)
-    body = "".join(f"<section><h2>{escape(h)}</h2>{inner}</section>" for h, inner in sections)
+    body = "".join(f'<section id="{_id(h)}"><h2>{escape(h)}</h2>{inner}</section>' for h, inner in sections)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>"
             f'<div class="meta">{meta}</div>{body}</body></html>\n')
+
+
+def _id(heading: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in heading.lower()).strip("-")

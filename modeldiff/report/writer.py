@@ -34,15 +34,30 @@ def _caption(i: int, labels, class_names, value: float) -> str:
     return f"#{i} {name}\n{value:+.3g}".strip()
 
 
+THUMBS = 8  # thumbnails per row: legible at the page width
+
+THUMB_LEGEND = ("Under each thumbnail: <b>#index</b> in its split and its <b>true class</b>, then the number that "
+                "ranks it: the example's <b>weight</b> in the component (training rows) or its <b>projection</b> on "
+                "the component (test row).")
+
+
 def _component_sections(fit, subpops, pngs, train_images, test_images, train_labels, test_labels,
-                        class_names, name_a, name_b) -> list[tuple[str, str]]:
+                        class_names, name_a, name_b, calibration=None, colors=None) -> list[tuple[str, str]]:
     """The explained-variance section and one section per component (figures go into ``pngs``)."""
     var_a, var_b = np.asarray(fit.explained_variance_a_), np.asarray(fit.explained_variance_b_)
-    pngs["variance"] = figures.variance_scatter(var_a, var_b, name_a, name_b)
+    null = None
+    if calibration:
+        null = [(c["ratio_halves"], c.get("null_ratio_median") or 1.0, c["null_ratio_q95"]) for c in calibration]
+    pngs["variance"] = figures.variance_scatter(var_a, var_b, name_a, name_b, null=null,
+                                                colors=colors or ("tab:red", "tab:blue"))
     rows = [[j, float(var_a[j]), float(var_b[j]), float(fit.explained_variance_[j]),
              float(var_a[j] / var_b[j]) if var_b[j] > 0 else float("inf")] for j in range(var_a.size)]
-    sections = [("Explained variance", html.img(pngs["variance"], "explained variance A vs B") + html.table(
-        ["component", f"var under {name_a}", f"var under {name_b}", "residual var", "ratio"], rows))]
+    header = ["component", f"var under {name_a}", f"var under {name_b}", "residual var", "ratio"]
+    if calibration:
+        header += ["half-size ratio", "null q95", "p (adjusted)", "beyond null"]
+        for r, c in zip(rows, calibration):
+            r += [c["ratio_halves"], c["null_ratio_q95"], c["p_value"], "yes" if c["beyond_null"] else "no"]
+    sections = [("Explained variance", html.img(pngs["variance"], "explained variance A vs B") + html.table(header, rows))]
     for sp in subpops:
         j = sp.component
         groups = [("train +", train_images, sp.train_positive, sp.train_positive_weights, train_labels),
@@ -50,13 +65,13 @@ def _component_sections(fit, subpops, pngs, train_images, test_images, train_lab
                   ("test top", test_images, sp.test_top, sp.test_top_projections, test_labels)]
         if train_images is not None and test_images is not None:
             pngs[f"component_{j}"] = figures.image_grid(
-                [(t, imgs, list(idx), [_caption(i, lab, class_names, v) for i, v in zip(idx, vals)])
+                [(t, imgs, list(idx[:THUMBS]), [_caption(i, lab, class_names, v) for i, v in zip(idx[:THUMBS], vals)])
                  for t, imgs, idx, vals, lab in groups])
         else:
             pngs[f"component_{j}"] = figures.weight_bars(
                 [(f"{t} (component {j})", vals, [f"#{i}" for i in idx]) for t, _, idx, vals, _ in groups])
         comp = lambda cc: ", ".join(f"{c.name} {c.count}" for c in cc) or "(no labels)"
-        inner = html.img(pngs[f"component_{j}"], f"component {j} examples") + html.table(
+        inner = html.img(pngs[f"component_{j}"], f"component {j} examples") + html.note(THUMB_LEGEND) + html.table(
             ["group", "class composition"],
             [["train +", comp(sp.train_positive_classes)], ["train −", comp(sp.train_negative_classes)],
              ["test top", comp(sp.test_top_classes)]], left=2)
@@ -66,7 +81,9 @@ def _component_sections(fit, subpops, pngs, train_images, test_images, train_lab
 
 def write_report(out_dir, fit, *, subpops=None, train_images=None, test_images=None, train_labels=None,
                  test_labels=None, class_names=None, counterfactuals=(), sweeps=(), names=("A", "B"),
-                 title: str = "ModelDiff report", meta: dict | None = None, n_top: int = 8) -> Path:
+                 title: str = "ModelDiff report", meta: dict | None = None, n_top: int = 8,
+                 verdict: str | None = None, algorithms: dict | None = None, calibration=None, search=None,
+                 direction: str = "a_minus_b", colors=None) -> Path:
     """Write the report of a fitted `ModelDiff` into ``out_dir`` (created); returns the HTML path.
 
     Args:
@@ -78,24 +95,37 @@ def write_report(out_dir, fit, *, subpops=None, train_images=None, test_images=N
         train_labels, test_labels, class_names: for captions and class compositions.
         counterfactuals: `CounterfactualResult` list; sweeps: `SizeSweep` list.
         names: display names of algorithm A and B.
+        verdict, algorithms: the study's verdict paragraph and ``summary["algorithms"]`` (label,
+            accuracy, accuracy_std, noise_temperature, models, diverged), shown first.
+        calibration: per component the null calibration dicts (modeldiff.diff.null).
+        search: the direction's `DirectionSearch` (modeldiff.counterfactual.search).
+        direction: ``a_minus_b`` or ``b_minus_a`` (which algorithm is first: its colour is kept).
     """
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     pngs: dict[str, bytes] = {}
     name_a, name_b = names
+    if colors is None:
+        colors = ("tab:red", "tab:blue") if direction == "a_minus_b" else ("tab:blue", "tab:red")
     sections: list[tuple[str, str]] = []
+    if verdict or algorithms:
+        sections.append(("Verdict", _verdict_section(verdict, algorithms, direction)))
+    if search is not None:
+        sections.append(_search_section(search, pngs, name_a, name_b, colors))
     if fit is not None:
         if subpops is None:
             subpops = find_subpopulations(fit, n_train_top=n_top, n_test_top=n_top, train_labels=train_labels,
                                           test_labels=test_labels, class_names=class_names)
         sections += _component_sections(fit, subpops, pngs, train_images, test_images, train_labels,
-                                        test_labels, class_names, name_a, name_b)
+                                        test_labels, class_names, name_a, name_b, calibration, colors)
     subpops = subpops or []
     if counterfactuals:
         cmp = [r.comparison for r in counterfactuals]
-        labels = [f"{i}: {r.transform[:28]}" for i, r in enumerate(counterfactuals)]
+        labels = [f"{i}: {_short(r.transform)} → class {_class_name(r.target_class, class_names)}"
+                  for i, r in enumerate(counterfactuals)]
         pngs["effects"] = figures.effect_plot(labels, [(c.a.mean, c.a.ci_low, c.a.ci_high) for c in cmp],
-                                              [(c.b.mean, c.b.ci_low, c.b.ci_high) for c in cmp], name_a, name_b)
+                                              [(c.b.mean, c.b.ci_low, c.b.ci_high) for c in cmp], name_a, name_b,
+                                              colors)
         rows = [[f"{i}: {r.transform}", r.target_class, r.n_inputs, c.a.mean, f"[{c.a.ci_low:.3g}, {c.a.ci_high:.3g}]",
                  c.b.mean, f"[{c.b.ci_low:.3g}, {c.b.ci_high:.3g}]", c.diff.mean,
                  f"[{c.diff.ci_low:.3g}, {c.diff.ci_high:.3g}]", c.diff.p_value] for i, (r, c) in
@@ -108,7 +138,8 @@ def write_report(out_dir, fit, *, subpops=None, train_images=None, test_images=N
         tab = sw.table()
         pngs[f"sweep_{i}"] = figures.sweep_plot(
             sw.sizes, [(r["effect_a"], *r["ci_a"]) for r in tab], [(r["effect_b"], *r["ci_b"]) for r in tab],
-            sw.results[0].transform.replace(f"size={sw.sizes[0]}", "size=*") if sw.results else "", name_a, name_b)
+            sw.results[0].transform.replace(f"size={sw.sizes[0]}", "size=*") if sw.results else "", name_a, name_b,
+            colors)
         sections.append((f"Patch-size sweep {i}", html.img(pngs[f"sweep_{i}"], f"sweep {i}") + html.table(
             ["size", f"effect {name_a}", f"effect {name_b}", "diff", "p"],
             [[r["size"], r["effect_a"], r["effect_b"], r["diff"], r["p_value"]] for r in tab])))
@@ -128,10 +159,69 @@ def write_report(out_dir, fit, *, subpops=None, train_images=None, test_images=N
                           for sw in sweeps],
                "figures": [f"figures/{k}.png" for k in pngs]}
     (out / "summary.json").write_text(json.dumps(jsonable(summary), indent=1))
-    meta_lines = [f"{k}: {v}" for k, v in meta.items()]
+    meta_lines = [f"{k}: {v}" for k, v in meta.items() if not isinstance(v, (dict, list))]
     page = html.page(title, meta_lines, sections)
     (out / "report.html").write_text(page, encoding="utf-8")
     return out / "report.html"
 
 
 
+
+
+def _short(text: str, n: int = 48) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _class_name(c, class_names) -> str:
+    return str(class_names[c]) if class_names is not None and 0 <= int(c) < len(class_names) else str(c)
+
+
+def _verdict_section(verdict: str | None, algorithms: dict | None, direction: str) -> str:
+    """The verdict paragraph and the table of both algorithms (first screen of the report)."""
+    parts = [html.paragraph(verdict, css="verdict")] if verdict else []
+    if algorithms:
+        rows = []
+        for tag in ("a", "b"):
+            a = algorithms.get(tag)
+            if a is None:
+                continue
+            acc = a.get("accuracy")
+            sd = a.get("accuracy_std")
+            eta = a.get("noise_temperature")
+            rows.append([a.get("label", tag.upper()),
+                         "n/a" if acc is None else f"{100 * acc:.2f} ± {100 * (sd or 0):.2f} %",
+                         "n/a" if eta is None else f"{eta:.3g}", a.get("models", ""), a.get("diverged", "")])
+        parts.append(html.table(["algorithm", "test accuracy (mean ± sd over models)", "η/B (noise temperature)",
+                                 "models", "diverged"], rows, left=2, css="algorithms"))
+    return "".join(parts)
+
+
+def _search_section(search, pngs, name_a, name_b, colors) -> tuple[str, str]:
+    """Headline, effect plot (log-odds) and table of the confirmation stage of the search."""
+    d = search.to_dict() if hasattr(search, "to_dict") else search
+    tested = d.get("tested") or []
+    inner = html.paragraph(f"{name_a} relies more than {name_b}: {d['headline']}", css="headline")
+    inner += html.note(f"{d['candidates_tested']} (transform, class) candidates ranked on the first half of each "
+                       f"algorithm's models and test inputs; the top {len(tested)} tested on the other halves, "
+                       "p-values Holm-adjusted; effects in log-odds (margin) units with 95 % CIs over models.")
+    if tested:
+        lab = [f"{i}: {_short(r['transform'])} → class {r['target_name']}" for i, r in enumerate(tested)]
+        lo = [r["effects"]["log-odds"] for r in tested]
+        tri = lambda e: (e["mean"], _nan(e["ci_low"]), _nan(e["ci_high"]))
+        pngs["search"] = figures.effect_plot(lab, [tri(e["a"]) for e in lo], [tri(e["b"]) for e in lo], name_a, name_b,
+                                             colors, unit="log-odds(class | do(T)) − log-odds(class | control)")
+        rows = []
+        for i, r in enumerate(tested):
+            e, p = r["effects"]["log-odds"], r["effects"]["probability"]
+            ci = lambda x: f"[{_nan(x['ci_low']):.3g}, {_nan(x['ci_high']):.3g}]"
+            rows.append([f"{i}: {r['transform']}", r["target_name"], e["a"]["mean"], ci(e["a"]), e["b"]["mean"],
+                         ci(e["b"]), p["a"]["mean"], p["b"]["mean"], r["p_adjusted"],
+                         "yes" if r["confirmed"] else "no"])
+        inner += html.img(pngs["search"], "search effects") + html.table(
+            ["transform", "class", f"{name_a} log-odds", "CI", f"{name_b} log-odds", "CI", f"{name_a} Pr",
+             f"{name_b} Pr", "p (Holm)", "confirmed"], rows)
+    return "Transformation search (confirmatory)", inner
+
+
+def _nan(v):
+    return float("nan") if v is None else float(v)

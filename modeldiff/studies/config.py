@@ -70,6 +70,37 @@ class CounterfactualSpec:
 
 
 @dataclass
+class NullSpec:
+    """Null calibration of components (see modeldiff.diff.null)."""
+    enabled: bool = True
+    splits: int = field(default=8, metadata={"help": "random splits of each algorithm's attribution models into halves"})
+    groups: int = field(default=8, metadata={"help": "TRAK: model groups attributed once each (halves = unions of groups)"})
+    level: float = field(default=0.95, metadata={"help": "a component is beyond null above this null quantile"})
+
+    def __post_init__(self):
+        if self.splits < 2 or self.groups < 2:
+            raise UserError(f"calibration.splits and calibration.groups must be >= 2, got {self.splits} and {self.groups}")
+        if not 0 < self.level < 1:
+            raise UserError(f"calibration.level must be in (0, 1), got {self.level}")
+
+
+@dataclass
+class SearchSpec:
+    """Confirmatory transformation search (see modeldiff.counterfactual.search)."""
+    enabled: bool = True
+    families: list = field(default_factory=list, metadata={
+        "help": "generic families to search (default all): patch, tint, grayscale, blur, contrast, sharpen, shift, "
+                "lowpass, highpass"})
+    n_confirm: int = field(default=5, metadata={"help": "top discovery candidates confirmed per direction"})
+    alpha: float = field(default=0.05, metadata={"help": "family-wise level of the Holm-adjusted confirmation"})
+    n_inputs: int = field(default=200, metadata={"help": "test inputs per half (discovery / confirmation)"})
+    models: int = field(default=32, metadata={"help": "models per half (discovery / confirmation), at most"})
+    overlays: int = field(default=3, metadata={"help": "top components per direction turned into overlay candidates"})
+    n_resamples: int = 2000
+    seed: int = 0
+
+
+@dataclass
 class StudyConfig:
     name: str
     algorithm_a: AlgorithmSpec
@@ -81,6 +112,8 @@ class StudyConfig:
     ensemble_size: int = 16
     attribution: AttributionSpec = field(default_factory=AttributionSpec)
     counterfactual: CounterfactualSpec = field(default_factory=CounterfactualSpec)
+    calibration: NullSpec = field(default_factory=NullSpec)
+    search: SearchSpec = field(default_factory=SearchSpec)
     data: dict = field(default_factory=dict, metadata={"help": "overrides of both recipes' data section"})
     plant: dict = field(default_factory=dict, metadata={"help": "planted study: arguments of planted.plant.plant"})
     pretrain: dict = field(default_factory=dict, metadata={

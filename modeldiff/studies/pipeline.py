@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from modeldiff.studies.config import StudyConfig
-from datamodels.data.dataset import Dataset, load_dataset
+from datamodels.data.dataset import Dataset
 from datamodels.store.store import Store
 from modeldiff.errors import UserError
 
@@ -28,23 +28,24 @@ class Direction:
 
 
 def load_study_data(cfg: StudyConfig, data_dir: str | None = None) -> Dataset:
+    from datamodels.data.dataset import load_from_config
+
     recipe, _ = cfg.recipes(data_dir)
-    d = recipe.data
-    opts = {k: v for k, v in (("per_class_train", d.per_class_train), ("per_class_test", d.per_class_test)) if v}
-    return load_dataset(d.name, d.data_dir, **opts)
+    return load_from_config(recipe.data)
 
 
 def train_algorithms(cfg: StudyConfig, data: Dataset, out: Path, device: str, data_dir=None,
                      recipes=None) -> tuple[Store, Store]:
-    """Fill (or resume) one store per algorithm; both use the same masks (same seed).
+    """Fill (or resume) one store per algorithm, each with its own run seed (``cfg.seeds()``:
+    the algorithm's ``seed``, else the study's; equal seeds give both the same masks).
     ``recipes``: (A, B) to use instead of the study's own."""
     from datamodels.training.launchers import fill_store
 
     stores = []
-    for tag, recipe in zip("ab", recipes or cfg.recipes(data_dir)):
+    for tag, recipe, seed in zip("ab", recipes or cfg.recipes(data_dir), cfg.seeds()):
         if recipe.init.kind == "checkpoint" and cfg.pretrain:
             recipe = recipe.replace(**{"init.checkpoint": str(pretrained_checkpoint(cfg, recipe, data, out, device))})
-        store = Store.create_or_resume(out / f"store_{tag}", recipe, data, cfg.models, cfg.subset_fraction, cfg.seed)
+        store = Store.create_or_resume(out / f"store_{tag}", recipe, data, cfg.models, cfg.subset_fraction, seed)
         fill_store(store, device, cfg.ensemble_size, dataset=data)
         stores.append(Store.open(store.path, data))
     return stores[0], stores[1]
@@ -119,23 +120,126 @@ def run_counterfactuals(cfg: StudyConfig, direction: Direction, stores, data: Da
     from modeldiff.counterfactual.candidates import overlay_from_component
     from modeldiff.counterfactual.effects import counterfactual_effects, patch_size_sweep, store_predictor
     from modeldiff.counterfactual.transforms.spec import parse_transform
+    from modeldiff.counterfactual.user_transform import is_user_spec, user_transform
 
     spec = cfg.counterfactual
     first, second = (stores if direction.name == "a_minus_b" else stores[::-1])
     pred_a, pred_b = store_predictor(first, device=device), store_predictor(second, device=device)
     kw = {"n_resamples": spec.bootstrap, "seed": spec.seed}
     tests = list(extra)
-    for j in range(min(spec.auto_candidates, len(direction.fit.components_))):
+    image = getattr(data, "is_image", True)
+    builtin = [t for t in spec.transforms if not is_user_spec(t)]
+    if not image and (spec.auto_candidates or builtin) and direction.name == "a_minus_b":
+        print(f"note: {data.name} is not image data: skipping image-only counterfactual transforms (component "
+              f"overlays{', ' + ', '.join(builtin) if builtin else ''}); name your own in counterfactual.transforms")
+    for j in range(min(spec.auto_candidates, len(direction.fit.components_)) if image else 0):
         for sign in (1, -1):
             t, target, _ = overlay_from_component(direction.fit.components_[j], data.x_train, data.y_train,
                                                   top_k=spec.top_k, sign=sign, name=f"component {j}")
             tests.append((t, target))
     # the study's own transforms are tested towards the class of the top component's subpopulation
-    top_target = tests[len(extra)][1] if len(tests) > len(extra) else 0
-    for text in spec.transforms:
-        tests.append((parse_transform(text, seed=spec.seed), top_target))
+    if len(tests) > len(extra):
+        top_target = tests[len(extra)][1]
+    elif len(direction.fit.components_):
+        top = np.argsort(-np.asarray(direction.fit.components_[0]))[:spec.top_k]
+        top_target = int(np.bincount(data.y_train.numpy()[top]).argmax())
+    else:
+        top_target = 0
+    for item in spec.transforms:
+        if not is_user_spec(item):
+            if image:
+                tests.append((parse_transform(item, seed=spec.seed), top_target))
+            continue
+        transform, target = user_transform(item)
+        tests.append((transform, top_target if target is None else target))
     for transform, target in tests:
         x = counterfactual_inputs(data, target, spec.n_test, spec.seed, rows)
         direction.counterfactuals.append(counterfactual_effects(pred_a, pred_b, x, transform, target, **kw))
-        if spec.sizes and "size" in getattr(transform, "params", {}):
+        if spec.sizes and hasattr(transform, "with_params") and "size" in getattr(transform, "params", {}):
             direction.sweeps.append(patch_size_sweep(pred_a, pred_b, x, transform, target, spec.sizes, **kw))
+
+
+def attribute_with_null(cfg: StudyConfig, stores, out: Path, device: str, method: str | None = None):
+    """Scores of both stores and a factory of half-model attributions for the null calibration.
+
+    TRAK: each store's attribution models are attributed in ``cfg.calibration.groups`` groups once
+    (cached in ``OUT/trak_groups_{a,b}.npz``); the full scores are the exact union of the
+    groups (same numbers as one TRAK run, written to ``scores_{a,b}_trak.h5`` as usual) and a
+    half is a union of half of the groups, so the null costs no extra gradients.
+    Datamodels: the full regression as usual; halves regress on half of the models each.
+    Returns ``(scores_a, scores_b, halves)`` where ``halves()`` yields ``(A1, A2, B1, B2)``.
+    """
+    from datamodels.attribution.api import select_models
+    from modeldiff.diff import null
+
+    method = method or cfg.attribution.method
+    spec, ns = cfg.attribution, cfg.calibration
+    if method == "datamodels":
+        scores_a, scores_b = attribute_stores(cfg, stores, out, device, method)
+        rows = [select_models(s, method, None) for s in stores]
+        params = {"n_lambdas": spec.lambdas}
+        return scores_a, scores_b, lambda: null.regression_halves(*stores, *rows, n_splits=ns.splits, seed=cfg.seed,
+                                                                  device=device, **params)
+    from datamodels.attribution.influence_io import write_influence
+
+    params = {"proj_dim": spec.proj_dim, "batch_size": spec.batch_size}
+    groups, scores = [], []
+    for tag, store in zip("ab", stores):
+        rows = select_models(store, "trak", spec.models)
+        path, stamp = out / f"trak_groups_{tag}.npz", out / f"trak_groups_{tag}.json"
+        key = {"params": params, "rows": [int(r) for r in rows], "groups": ns.groups}
+        if path.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == key:
+            g = null.TrakGroups.load(path)
+        else:
+            g = null.trak_groups(store, rows, ns.groups, device=device, **params)
+            g.save(path)
+            stamp.write_text(json.dumps(key))
+        full = g.scores()
+        data = store.load_dataset()
+        meta = store.metadata["dataset"]
+        write_influence(out / f"scores_{tag}_trak.h5", full, method="trak", method_params=params,
+                        train_labels=data.y_train.numpy(), test_labels=data.y_test.numpy(),
+                        dataset_name=meta["name"], dataset_identity=meta["identity"],
+                        recipe_yaml=store.recipe.to_yaml(), n_models=len(rows), store_path=str(Path(store.path).resolve()))
+        groups.append(g)
+        scores.append(full)
+    return scores[0], scores[1], lambda: null.trak_halves(groups[0], groups[1], n_splits=ns.splits, seed=cfg.seed)
+
+
+def calibrate_null(cfg: StudyConfig, halves, directions):
+    """The null calibration of both directions' components (:func:`modeldiff.diff.null.calibrate`)."""
+    from modeldiff.diff.null import calibrate
+
+    fits = {d.name: d.fit for d in directions}
+    return calibrate(halves(), cfg.components, fits, level=cfg.calibration.level, random_state=cfg.seed)
+
+
+def run_search(cfg: StudyConfig, stores, data: Dataset, directions, device: str, rows=None, exclude=()):
+    """The confirmatory transformation search (:func:`modeldiff.counterfactual.search.search`) on
+    the study's stores: the generic library, the study's own transforms and the overlays of the
+    top components of both directions; test inputs from ``rows`` (default all)."""
+    from modeldiff.counterfactual.library import as_candidates, generic_candidates
+    from modeldiff.counterfactual.search import SearchSettings, overlay_candidates, search, store_halves
+
+    from modeldiff.counterfactual.user_transform import is_user_spec, user_transform
+
+    sp = cfg.search
+    image = getattr(data, "is_image", True)  # image-only families and overlays are skipped on other data
+    cands = [(t, None) for t in generic_candidates(data.x_test.shape[1:], families=sp.families or None,
+                                                   seed=sp.seed)] if image else []
+    for item in cfg.counterfactual.transforms:
+        if is_builtin_spec(item):
+            cands += as_candidates([item], sp.seed) if image else []
+        else:
+            cands.append(user_transform(item))
+    if not cands and not image:
+        return {}
+    if sp.overlays and image:
+        cands += overlay_candidates({d.name: d.fit for d in directions}, data.x_train, data.y_train, sp.overlays,
+                                    cfg.counterfactual.top_k)
+    cands = [c for c in cands if repr(c[0]) not in set(map(repr, exclude))]
+    halves = store_halves(stores[0], stores[1], data, n_inputs=sp.n_inputs, seed=sp.seed, device=device, rows=rows,
+                          max_models=sp.models)
+    settings = SearchSettings(n_confirm=sp.n_confirm, alpha=sp.alpha, n_inputs=sp.n_inputs,
+                              n_resamples=sp.n_resamples, seed=sp.seed)
+    return search(halves, cands, settings, class_names=list(data.class_names))

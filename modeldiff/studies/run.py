@@ -6,19 +6,25 @@ from pathlib import Path
 
 import numpy as np
 
-from modeldiff.studies.pipeline import (attribute_stores, compare, load_study_data, run_counterfactuals,
-                                   train_algorithms)
+from modeldiff.studies.pipeline import (attribute_stores, attribute_with_null, calibrate_null, compare,
+                                       load_study_data, run_counterfactuals, run_search, train_algorithms)
+from modeldiff.report.verdict import verdict
 from modeldiff.studies.config import StudyConfig
 
 
 def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None = None, method: str | None = None,
-              data=None, extra_counterfactuals=(), counterfactual_rows=None, recipes=None) -> dict:
+              data=None, extra_counterfactuals=(), counterfactual_rows=None, recipes=None, search_exclude=()) -> dict:
     """Train, attribute, compare both ways, test counterfactuals and write the reports.
 
     Returns the summary (also written to ``OUT/summary.json``); the HTML reports are in
     ``OUT/report_a_minus_b/report.html`` and ``OUT/report_b_minus_a/report.html``.
     ``counterfactual_rows``: the test rows counterfactual transforms are applied to (default all);
-    ``recipes``: (A, B) recipes replacing the study's.
+    ``recipes``: (A, B) recipes replacing the study's; ``search_exclude``: transforms kept out
+    of the search's candidates.
+
+    Per direction the summary holds the null-calibrated ``components`` (var_a, var_b, ratio,
+    ratio_halves, null_ratio_q95, p_value, beyond_null), the search's ``confirmed`` list,
+    ``candidates_tested`` and ``headline``; ``summary["verdict"]`` states the conclusion.
     """
     from modeldiff.report import write_report
 
@@ -26,8 +32,14 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     out.mkdir(parents=True, exist_ok=True)
     data = data if data is not None else load_study_data(cfg, data_dir)
     stores = train_algorithms(cfg, data, out, device, data_dir, recipes)
-    scores_a, scores_b = attribute_stores(cfg, stores, out, device, method)
+    if cfg.calibration.enabled:
+        scores_a, scores_b, halves = attribute_with_null(cfg, stores, out, device, method)
+    else:
+        scores_a, scores_b = attribute_stores(cfg, stores, out, device, method)
     directions = compare(cfg, scores_a, scores_b, data)
+    calibration = calibrate_null(cfg, halves, directions) if cfg.calibration.enabled else None
+    searched = run_search(cfg, stores, data, directions, device, counterfactual_rows, search_exclude) \
+        if cfg.search.enabled else {}
     label_a, label_b = cfg.labels()
     summary = {"study": cfg.name, "dataset": data.name, "method": method or cfg.attribution.method,
                "algorithms": {}, "directions": {}}
@@ -36,32 +48,49 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
         summary["algorithms"][tag] = {"label": label, "accuracy": s["accuracy_mean"], "accuracy_std": s["accuracy_std"],
                                       "noise_temperature": s["noise_temperature"], "models": s["done"],
                                       "diverged": s["diverged"]}
+    for d in directions:
+        summary["directions"][d.name] = direction_summary(d, None, calibration, searched.get(d.name))
+    if calibration is not None:
+        summary["null"] = {k: v for k, v in calibration.to_dict().items() if k != "directions"}
+    summary["verdict"] = verdict(summary)
     for d, names, extra in ((directions[0], (label_a, label_b), extra_counterfactuals), (directions[1], (label_b, label_a), ())):
         run_counterfactuals(cfg, d, stores, data, device, extra, counterfactual_rows)
-        report = write_report(out / f"report_{d.name}", d.fit, subpops=d.subpops, train_images=data.x_train,
-                              test_images=data.x_test, train_labels=data.y_train.numpy(),
+        image = getattr(data, "is_image", True)  # other data: examples shown as weight bars
+        report = write_report(out / f"report_{d.name}", d.fit, subpops=d.subpops,
+                              train_images=data.x_train if image else None,
+                              test_images=data.x_test if image else None, train_labels=data.y_train.numpy(),
                               test_labels=data.y_test.numpy(), class_names=data.class_names,
                               counterfactuals=d.counterfactuals, sweeps=d.sweeps, names=names,
                               title=f"{cfg.name}: {names[0]} minus {names[1]}",
-                              meta={"study": cfg.to_dict(), "summary": summary["algorithms"]})
+                              meta={"study": cfg.name, "method": summary["method"]},
+                              verdict=summary["verdict"], algorithms=summary["algorithms"],
+                              calibration=summary["directions"][d.name].get("components"),
+                              search=searched.get(d.name), direction=d.name)
         np.save(out / f"components_{d.name}.npy", d.fit.components_)
-        summary["directions"][d.name] = direction_summary(d, report)
+        summary["directions"][d.name] = direction_summary(d, report, calibration, searched.get(d.name))
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary
 
 
-def direction_summary(d, report: Path) -> dict:
+def direction_summary(d, report: Path | None, calibration=None, searched=None) -> dict:
+    """One direction's part of summary.json (see :func:`run_study`)."""
     fit = d.fit
     effects = [r.to_dict() for r in d.counterfactuals]
     for e in effects:
         e.pop("effects_a", None), e.pop("effects_b", None)
-    best = max(effects, key=lambda e: abs(e["diff"]["mean"]) if e["diff"]["mean"] is not None else -1, default=None)
-    return {
+    out = {
         "explained_variance_a": fit.explained_variance_a_.tolist(),
         "explained_variance_b": fit.explained_variance_b_.tolist(),
         "top_classes": [sp.train_positive_classes[0].name if sp.train_positive_classes else None for sp in d.subpops],
-        "counterfactuals": effects, "strongest": best, "report": str(report),
+        "counterfactuals": effects, "report": None if report is None else str(report),
     }
+    if calibration is not None:
+        out["components"] = calibration.to_dict()["directions"][d.name]
+    if searched is not None:
+        s = searched.to_dict()
+        out.update({"headline": s["headline"], "confirmed": s["confirmed"], "candidates_tested": s["candidates_tested"],
+                    "search_unit": s["unit"], "search_tested": s["tested"]})
+    return out
 
 
 def format_summary(summary: dict) -> str:
@@ -74,12 +103,17 @@ def format_summary(summary: dict) -> str:
     for name, (x, y) in (("a_minus_b", (a, b)), ("b_minus_a", (b, a))):
         d = summary["directions"][name]
         lines.append(f"  {x['label']} − {y['label']}: top components (explained variance {x['label']} vs {y['label']}):")
+        comps = d.get("components")
         for j, (va, vb) in enumerate(zip(d["explained_variance_a"][:3], d["explained_variance_b"][:3])):
-            lines.append(f"    #{j}: {va:.4f} vs {vb:.4f}   top training class {d['top_classes'][j]}")
-        s = d["strongest"]
-        if s:
-            lines.append(f"    strongest counterfactual: {s['transform']} -> class {s['target_class']}: "
-                         f"effect {x['label']} {s['a']['mean']:+.4f} [{s['a']['ci_low']:+.4f}, {s['a']['ci_high']:+.4f}], "
-                         f"{y['label']} {s['b']['mean']:+.4f} [{s['b']['ci_low']:+.4f}, {s['b']['ci_high']:+.4f}]")
+            line = f"    #{j}: {va:.4f} vs {vb:.4f}   top training class {d['top_classes'][j]}"
+            if comps:
+                c = comps[j]
+                line += (f"   half-size ratio {c['ratio_halves']:.2f} vs null q95 {c['null_ratio_q95']:.2f}, "
+                         f"p = {c['p_value']:.3g}: {'BEYOND NULL' if c['beyond_null'] else 'within null'}")
+            lines.append(line)
+        if "headline" in d:
+            lines.append(f"    search ({d['candidates_tested']} candidates, {d['search_unit']} units): {d['headline']}")
         lines.append(f"    report: {d['report']}")
+    if "verdict" in summary:
+        lines.append("  verdict: " + summary["verdict"])
     return "\n".join(lines)

@@ -11,8 +11,13 @@ from modeldiff.counterfactual.transforms.blur import GaussianBlur
 from modeldiff.counterfactual.transforms.grayscale import Grayscale
 from modeldiff.counterfactual.transforms.patch import PatchPaste
 from modeldiff.counterfactual.transforms.tint import ColorTint
+from modeldiff.counterfactual.transforms.contrast import Contrast
+from modeldiff.counterfactual.transforms.frequency import HighPass, LowPass
+from modeldiff.counterfactual.transforms.sharpen import Sharpen
+from modeldiff.counterfactual.transforms.shift import Shift
 
-KINDS = {"patch": PatchPaste, "tint": ColorTint, "grayscale": Grayscale, "blur": GaussianBlur}
+KINDS = {"patch": PatchPaste, "tint": ColorTint, "grayscale": Grayscale, "blur": GaussianBlur,
+         "contrast": Contrast, "sharpen": Sharpen, "shift": Shift, "lowpass": LowPass, "highpass": HighPass}
 
 
 def parse_transform(spec: str, seed: int | None = None):

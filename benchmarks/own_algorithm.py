@@ -1,0 +1,77 @@
+"""Bring-your-own-algorithm throughput on digits, this CPU, side by side: the ``vmap`` backend (any
+``nn.Module``; here the digits CNN), the built-in grouped-convolution ``ensemble`` backend, and the
+one-model ``loop`` backend; models per minute and mean test accuracy of each, and their ratios.
+
+    python benchmarks/own_algorithm.py [--models 16] [--loop-models 4] [--epochs 8] [--net builtin|user]
+
+All three train the same recipe (digits CNN width 16, SGD with Nesterov momentum, batch 32, float32)
+on random halves of the training set. ``--net user`` trains the digits CNN written as a plain user
+module (case_studies/optimizers/nets.py) with vmap and loop (the ensemble side stays built-in).
+Target (issue 11): vmap >= 0.7x ensemble and >= 3x loop, at equal accuracy (+-1 point).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the modeldiff CLI does; before torch loads
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from datamodels.data.dataset import load_digits  # noqa: E402
+from datamodels.store.store import draw_masks_and_seeds  # noqa: E402
+from datamodels.training.backends import train_models  # noqa: E402
+from datamodels.training.recipe import recipe_from_dict  # noqa: E402
+
+RECIPE = {"name": "bench-own", "model": {"arch": "digits_cnn", "width": 16}, "batch_size": 32,
+          "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}}
+
+
+def run(recipe, data, masks, seeds, chunk: int) -> tuple[float, float]:
+    """(models per minute, mean test accuracy) training ``len(seeds)`` models ``chunk`` at a time."""
+    accs = []
+    t = time.perf_counter()
+    for s in range(0, len(seeds), chunk):
+        res = train_models(recipe, data, masks[s:s + chunk], seeds[s:s + chunk], train_margins=True)
+        accs.append(res.accuracy)
+    minutes = (time.perf_counter() - t) / 60
+    return len(seeds) / minutes, float(torch.cat(accs).mean())
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", type=int, default=16, help="models trained by vmap and by ensemble (one group)")
+    p.add_argument("--loop-models", type=int, default=4, help="models trained one at a time by loop")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--net", choices=["builtin", "user"], default="builtin")
+    args = p.parse_args(argv)
+    data = load_digits()
+    base = recipe_from_dict({**RECIPE, "epochs": args.epochs})
+    own = base if args.net == "builtin" else base.replace(**{
+        "model.arch": None, "model.target": "case_studies.optimizers.nets:digits_cnn", "model.kwargs": {"width": 16}})
+    masks, seeds = draw_masks_and_seeds(0, args.models, data.n_train, 0.5)
+    masks, seeds = torch.from_numpy(masks), seeds.tolist()
+    tiny = base.replace(epochs=1)
+    for trainer in ("ensemble", "vmap", "loop"):  # warm-up (first-call overheads)
+        train_models((tiny if trainer == "ensemble" else own.replace(epochs=1)).replace(trainer=trainer), data,
+                     masks[:2], seeds[:2])
+    print(f"torch threads: {torch.get_num_threads()}; digits CNN width 16 ({args.net} net for vmap/loop), "
+          f"{args.epochs} epochs, batch 32, SGD-Nesterov, float32, alpha 0.5")
+    rows = {
+        "ensemble": run(base.replace(trainer="ensemble"), data, masks, seeds, args.models),
+        "vmap": run(own.replace(trainer="vmap"), data, masks, seeds, args.models),
+        "loop": run(own.replace(trainer="loop"), data, masks[:args.loop_models], seeds[:args.loop_models], 1),
+    }
+    for name, (rate, acc) in rows.items():
+        print(f"{name:9s} {rate:8.1f} models/min   mean test accuracy {100 * acc:.2f} %")
+    v, e, l = rows["vmap"][0], rows["ensemble"][0], rows["loop"][0]
+    print(f"vmap / ensemble = {v / e:.2f}x (target >= 0.7x); vmap / loop = {v / l:.2f}x (target >= 3x); "
+          f"accuracy gap vmap - ensemble {100 * (rows['vmap'][1] - e and rows['vmap'][1] - rows['ensemble'][1]):+.2f} "
+          f"points, vmap - loop {100 * (rows['vmap'][1] - rows['loop'][1]):+.2f} points")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""A user's own training function as a backend: ``trainer: {target: "pkg.mod:train_fn", kwargs: {...}}``.
+
+Contract: ``train_fn(model, x, y, *, seed: int, device: str, recipe, **kwargs) -> nn.Module`` is
+called once per model with
+
+- ``model``: the recipe's model, initialised from ``seed`` (as every backend does), on ``device``,
+  in the recipe's dtype, train mode;
+- ``x[m, *input_shape]``, ``y[m]``: the model's training subset (dataset order) on ``device``
+  (floating inputs in the recipe's dtype; integer inputs unchanged);
+- the global torch RNG seeded with ``torch.manual_seed(seed)`` (restored afterwards).
+
+It trains however it likes (its own loop, optimiser, augmentation, schedule) and returns the
+trained module (``model`` itself or another), which is checked: an ``nn.Module`` with finite weights
+mapping ``x[B, *input_shape]`` to logits ``[B, K]``. Calling ``train_fn`` by hand the same way gives
+the same model (tests/test_backends_user_fn.py).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from datamodels.registry import accepted_kwargs, resolve_target
+from datamodels.training.backends.common import (
+    as_input, augments, dtype_of, finish, params_finite, predict_module, seeded)
+from datamodels.training.model_factory import DataSpec, check_output, init_module
+from modeldiff.errors import UserError
+
+
+def resolve_train_fn(recipe):
+    """The recipe's train_fn (checked to be callable and to take the contract's keywords)."""
+    target = recipe.trainer["target"]
+    fn = resolve_target(target, what="trainer.target")
+    if not callable(fn):
+        raise UserError(f"trainer.target {target!r} is a {type(fn).__name__}, not a function "
+                        f"train_fn(model, x, y, *, seed, device, recipe)")
+    accepted = accepted_kwargs(fn)
+    if accepted is not None:
+        missing = [k for k in ("seed", "device", "recipe", *recipe.trainer["kwargs"]) if k not in accepted]
+        if missing:
+            raise UserError(f"trainer.target {target!r} does not take the keyword(s) {', '.join(missing)}: its "
+                            f"signature must be train_fn(model, x, y, *, seed, device, recipe, ...)")
+    return fn
+
+
+def train_user_fn(recipe, data, masks, seeds, device="cpu", init_state=None, train_margins=True, progress=None,
+                  search_path=None):
+    """Train ``M = len(seeds)`` models with the recipe's train_fn, one after the other."""
+    target = recipe.trainer["target"]
+    if augments(recipe):
+        raise UserError(f"augment is applied by the built-in training loops only; trainer.target {target!r} gets "
+                        f"the raw subset: set augment to all off and augment inside train_fn")
+    fn = resolve_train_fn(recipe)
+    masks = torch.as_tensor(masks, dtype=torch.bool)
+    dtype, spec = dtype_of(recipe), DataSpec.of(data)
+    states, test_logits, train_logits = [], [], []
+    for mask, seed in zip(masks, seeds):
+        model = init_module(recipe.model, spec, seed, init_state, recipe.init.reset_head, search_path)
+        model = model.to(device, dtype).train()
+        x = as_input(data.x_train[mask], device, dtype)
+        y = data.y_train[mask].to(device)
+        with seeded(seed, device):
+            trained = call_train_fn(fn, target, model, x, y, int(seed), str(device), recipe)
+        check_trained(trained, target, data, device, dtype, spec)
+        states.append({k: v.detach().cpu().clone() for k, v in trained.state_dict().items()})
+        test_logits.append(predict_module(trained, data.x_test, device, dtype, recipe))
+        if train_margins:
+            train_logits.append(predict_module(trained, data.x_train, device, dtype, recipe))
+        if progress is not None:
+            progress(1)
+    return finish(torch.stack(test_logits), torch.stack(train_logits) if train_margins else None, data,
+                  torch.zeros(len(seeds), dtype=torch.bool), lambda i: states[i], "train_fn")
+
+
+def call_train_fn(fn, target, model, x, y, seed, device, recipe):
+    try:
+        return fn(model, x, y, seed=seed, device=device, recipe=recipe, **recipe.trainer["kwargs"])
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the user's function failed: one line naming it
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise UserError(f"trainer.target {target!r} raised {type(err).__name__}: {first} — fix train_fn") from None
+
+
+def check_trained(trained, target, data, device, dtype, spec) -> None:
+    """Refuse a returned object that is not a finite ``nn.Module`` giving logits ``[B, K]``."""
+    if not isinstance(trained, nn.Module):
+        raise UserError(f"trainer.target {target!r} returned {type(trained).__name__}: train_fn must return the "
+                        f"trained torch.nn.Module")
+    if not params_finite(trained.state_dict()):
+        raise UserError(f"trainer.target {target!r} returned a model with NaN or infinite weights: lower its "
+                        f"learning rate or fix train_fn")
+    check_output(trained, as_input(data.x_test[:2], device, dtype), spec.num_classes, f"trainer.target {target!r}")

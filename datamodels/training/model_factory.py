@@ -1,0 +1,115 @@
+"""Build one model from a recipe's ``model`` section: a built-in architecture or a user target.
+
+Every backend initialises model ``i`` the same way, from ``seeds[i]`` alone: the global torch RNG is
+seeded with ``torch.manual_seed(seed)`` (inside a forked RNG state, so nothing outside changes) and
+the model is built. A user callable ``make_net(**kwargs)`` receives ``num_classes`` and
+``input_shape`` when its signature accepts them, and must return an ``nn.Module`` mapping
+``x[B, *input_shape]`` to logits ``[B, K]``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from datamodels.registry import Registry, accepted_kwargs, resolve_target
+from datamodels.training.models import ARCHITECTURES, build_model
+from modeldiff.errors import UserError
+
+MODELS = Registry("model")
+for _name, _cls in ARCHITECTURES.items():
+    MODELS.register(_name, _cls)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What building a model needs to know about the data."""
+
+    num_classes: int
+    input_shape: tuple  # one example's shape, e.g. (C, H, W), (d,), (T,)
+    mean: tuple = ()  # per-channel statistics (built-in image models normalise with them)
+    std: tuple = ()
+
+    @classmethod
+    def of(cls, data) -> "DataSpec":
+        """From a :class:`~datamodels.data.dataset.Dataset`."""
+        return cls(data.num_classes, tuple(data.x_train.shape[1:]), tuple(data.mean), tuple(data.std))
+
+    @classmethod
+    def from_metadata(cls, d: dict) -> "DataSpec":
+        """From a store's ``metadata["dataset"]`` record."""
+        shape = d.get("input_shape") or d.get("image_shape")
+        return cls(int(d["num_classes"]), tuple(shape), tuple(d.get("mean") or ()), tuple(d.get("std") or ()))
+
+
+def build_module(cfg, spec: DataSpec, search_path: str | None = None) -> nn.Module:
+    """One untrained model (float32, CPU) for the recipe's ``model`` section ``cfg``."""
+    if cfg.builtin:
+        if len(spec.input_shape) != 3:
+            raise UserError(f"built-in model {cfg.arch!r} takes images [C, H, W] but the inputs have shape "
+                            f"{list(spec.input_shape)}: give your own model as model.target")
+        return build_model(cfg, 1, spec.num_classes, spec.input_shape, spec.mean, spec.std)
+    fn = resolve_target(cfg.target, what="model.target", search_path=search_path)
+    if not callable(fn):
+        raise UserError(f"model.target {cfg.target!r} is a {type(fn).__name__}, not a callable returning an nn.Module")
+    kwargs = dict(cfg.kwargs)
+    accepted = accepted_kwargs(fn)
+    if accepted is not None:
+        unknown = sorted(set(kwargs) - accepted)
+        if unknown:
+            raise UserError(f"model.target {cfg.target!r} does not take model.kwargs {', '.join(unknown)}: it accepts "
+                            f"{', '.join(sorted(accepted)) or 'no keyword arguments'}")
+    for key, value in (("num_classes", spec.num_classes), ("input_shape", tuple(spec.input_shape))):
+        if accepted is None and key not in kwargs or accepted is not None and key in accepted:
+            kwargs.setdefault(key, value)
+    try:
+        module = fn(**kwargs)
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the user's constructor failed: one line naming it
+        raise UserError(f"model.target {cfg.target!r} raised {type(err).__name__}: {_first_line(err)} — fix it "
+                        f"or model.kwargs") from None
+    if not isinstance(module, nn.Module):
+        raise UserError(f"model.target {cfg.target!r} returned {type(module).__name__}, not a torch.nn.Module")
+    return module
+
+
+def init_module(cfg, spec: DataSpec, seed: int, init_state: dict | None = None, reset_head: bool = True,
+                search_path: str | None = None) -> nn.Module:
+    """Model ``seed``'s starting point: built under ``torch.manual_seed(seed)`` (the caller's RNG state
+    is left untouched), then optionally loaded from ``init_state`` (a one-model state dict), with a
+    built-in model's ``head.*`` kept fresh when ``reset_head``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        module = build_module(cfg, spec, search_path)
+    if init_state is not None:
+        state = module.state_dict()
+        fresh_head = {k: v for k, v in state.items() if k.startswith("head.")} if reset_head else {}
+        try:
+            module.load_state_dict({**{k: v.clone() for k, v in init_state.items()}, **fresh_head})
+        except RuntimeError as err:
+            raise UserError(f"init.checkpoint does not fit model {cfg.label!r}: {_first_line(err)}") from None
+    return module
+
+
+def check_output(module: nn.Module, x: torch.Tensor, num_classes: int, what: str) -> None:
+    """Refuse (one line naming ``what``) a module whose output on ``x[b, *input_shape]`` is not ``[b, K]``."""
+    try:
+        with torch.no_grad():
+            was = module.training
+            module.eval()
+            out = module(x)
+            module.train(was)
+    except Exception as err:  # noqa: BLE001 - the user's forward failed on the data's shape
+        raise UserError(f"{what}: the model failed on inputs of shape {list(x.shape)} with {type(err).__name__}: "
+                        f"{_first_line(err)} — it must map x[B, *input_shape] to logits [B, K]") from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(x), num_classes):
+        got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UserError(f"{what}: the model returned {got} for inputs of shape {list(x.shape)}; it must return "
+                        f"logits [B, K] = {[len(x), num_classes]}")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err)
+    return text.splitlines()[0] if text else ""

@@ -1,0 +1,116 @@
+"""``modeldiff search``: the confirmatory transformation search on the models of two stores.
+
+    modeldiff search --store-a RUN_A --store-b RUN_B [--scores-a SA --scores-b SB] --out DIR
+
+Discovery on the first half of each store's models (and half of the test inputs), confirmation
+of the top candidates on the other halves, Holm-adjusted (see
+:mod:`modeldiff.counterfactual.search`). With ``--scores-a/--scores-b`` the data-derived
+overlays of the top ModelDiff components join the generic library. Writes ``DIR/search.json``
+(per direction: ``headline``, ``confirmed``, ``tested``, ``candidates_tested``) and prints the
+headline of each direction. The study pipeline runs the same code.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from modeldiff.errors import UserError
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("search", help="find and confirm input transformations A's models rely on more than B's",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--store-a", required=True, help="store folder of algorithm A (models with saved weights)")
+    p.add_argument("--store-b", required=True, help="store folder of algorithm B, same dataset")
+    p.add_argument("--scores-a", default=None, help="attribution file of A (.h5/.npy/.pt): adds component overlays")
+    p.add_argument("--scores-b", default=None, help="attribution file of B (with --scores-a)")
+    p.add_argument("--transform", action="append", default=[],
+                   help="extra candidate: KIND:key=value,... or 'pkg.mod:fn' (repeatable)")
+    p.add_argument("--families", default=None,
+                   help="comma-separated generic families (default all): patch,tint,grayscale,blur,contrast,"
+                        "sharpen,shift,lowpass,highpass; 'none' for only your candidates")
+    p.add_argument("--components", type=int, default=3, help="components turned into overlays (with scores)")
+    p.add_argument("--n-confirm", type=int, default=5, help="candidates confirmed per direction")
+    p.add_argument("--alpha", type=float, default=0.05, help="family-wise level of the confirmation (Holm)")
+    p.add_argument("--n-inputs", type=int, default=400, help="test inputs per half (at most)")
+    p.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples for CIs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--names", default="A,B", help="display names of the two algorithms")
+    p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from modeldiff.cli.counterfactual import _open
+    from modeldiff.cli.diff import check_out, commit_out, prepare_out
+    from modeldiff.counterfactual.library import generic_candidates
+    from modeldiff.counterfactual.search import SearchSettings, overlay_candidates, search, store_halves
+    from modeldiff.report.writer import jsonable
+
+    out = Path(args.out)
+    check_out(out, args.force)
+    names = [s.strip() for s in args.names.split(",")]
+    if len(names) != 2 or not all(names):
+        raise UserError(f"--names needs two comma-separated names, got {args.names!r}")
+    if bool(args.scores_a) != bool(args.scores_b):
+        raise UserError("give both --scores-a and --scores-b, or neither")
+    store_a, store_b = _open(args.store_a, "--store-a"), _open(args.store_b, "--store-b")
+    if store_a.metadata["dataset"]["identity"] != store_b.metadata["dataset"]["identity"]:
+        raise UserError("the stores were trained on different datasets: the search compares models on the same inputs")
+    data = store_a.load_dataset()
+    families = None if not args.families else [f.strip() for f in args.families.split(",") if f.strip()]
+    cands = [] if families == ["none"] else [(t, None) for t in generic_candidates(data.x_test.shape[1:],
+                                                                                 families=families, seed=args.seed)]
+    cands += user_candidates(args.transform, args.seed)
+    if args.scores_a:
+        cands += _overlays(args, data, overlay_candidates)
+    if not cands:
+        raise UserError("no candidate transforms: drop --families none or give --transform")
+    halves = store_halves(store_a, store_b, data, n_inputs=args.n_inputs, seed=args.seed, device=args.device)
+    settings = SearchSettings(n_confirm=args.n_confirm, alpha=args.alpha, n_inputs=args.n_inputs,
+                              n_resamples=args.n_resamples, seed=args.seed)
+    result = search(halves, cands, settings, class_names=list(data.class_names))
+    tmp = prepare_out(out, args.force)
+    try:
+        doc = {"names": names, "store_a": args.store_a, "store_b": args.store_b,
+               "directions": {d: r.to_dict() for d, r in result.items()}}
+        (tmp / "search.json").write_text(json.dumps(jsonable(doc), indent=1))
+        commit_out(tmp, out)
+    finally:
+        if tmp.exists():
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)
+    for d, (x, y) in (("a_minus_b", names), ("b_minus_a", names[::-1])):
+        r = result[d]
+        print(f"{x} relies more than {y} ({r.candidates_tested} candidates, {len(r.tested)} confirmed-tested): "
+              f"{r.headline}")
+    print(f"wrote {out / 'search.json'}")
+    return 0
+
+
+def user_candidates(specs, seed: int) -> list[tuple]:
+    from modeldiff.counterfactual.library import as_candidates
+    from modeldiff.counterfactual.user_transform import is_builtin_spec, user_transform
+
+    out = []
+    for spec in specs:
+        try:
+            out += as_candidates([spec], seed) if is_builtin_spec(spec) else [user_transform(spec)]
+        except ValueError as err:
+            raise UserError(f"--transform {spec!r}: {err}") from None
+    return out
+
+
+def _overlays(args, data, overlay_candidates) -> list[tuple]:
+    import numpy as np
+
+    from modeldiff.diff.io_scores import load_scores
+    from modeldiff.diff.residual_pca import ModelDiff
+
+    sa, sb = load_scores(args.scores_a).scores, load_scores(args.scores_b).scores
+    fits = {"A-B": ModelDiff(args.components, random_state=args.seed).fit(np.asarray(sa), np.asarray(sb)),
+            "B-A": ModelDiff(args.components, random_state=args.seed).fit(np.asarray(sb), np.asarray(sa))}
+    return overlay_candidates(fits, data.x_train, data.y_train, args.components)

@@ -1,0 +1,95 @@
+"""The generic candidate library of the confirmatory search (:mod:`modeldiff.counterfactual.search`).
+
+Families (sizes and positions scale with the image; colours with its channels):
+
+* the paper's patches — ``texture`` (black/white checkerboard), ``window`` (bright frame) and
+  ``solid`` — at sizes ≈ 1/8, 1/4, 3/8, 1/2 of the image side, at the four corners, the centre
+  and a random place per image; solid and window in white and black (grey images) or in
+  white, black, red, green, blue, yellow (colour images);
+* tint (colour images, six colours), grayscale (colour images), Gaussian blur, contrast
+  (flatten / stretch), sharpen, one-pixel shifts in four directions, low-pass and high-pass.
+
+Users add kinds from their own packages with ``extra`` (any callables ``x -> x`` or
+``(callable, target_class)`` pairs, or ``KIND:key=value`` spec strings, see
+:func:`modeldiff.counterfactual.transforms.spec.parse_transform`).
+"""
+from __future__ import annotations
+
+from modeldiff.counterfactual.transforms import (ColorTint, GaussianBlur, Grayscale, PatchPaste,
+                                                 parse_transform)
+from modeldiff.counterfactual.transforms.contrast import Contrast
+from modeldiff.counterfactual.transforms.frequency import HighPass, LowPass
+from modeldiff.counterfactual.transforms.sharpen import Sharpen
+from modeldiff.counterfactual.transforms.shift import Shift
+
+GREY_COLOURS = {"white": (1.0,), "black": (0.0,)}
+RGB_COLOURS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "red": (1.0, 0.0, 0.0),
+               "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 1.0), "yellow": (1.0, 1.0, 0.0)}
+
+
+def patch_sizes(side: int) -> list[int]:
+    return sorted({max(1, round(side * f)) for f in (1 / 8, 1 / 4, 3 / 8, 1 / 2)})
+
+
+def patch_places(height: int, width: int, size: int) -> list:
+    """Corners, centre and random (top-left corners as ``(row, col)``)."""
+    places = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size), "center", "random"]
+    out = []
+    for p in places:
+        if p not in out:
+            out.append(p)
+    return out
+
+
+def generic_candidates(image_shape, *, families=None, seed: int = 0) -> list:
+    """The generic transforms for images ``[C, H, W]`` (see the module docstring).
+
+    ``families``: subset of ``patch, tint, grayscale, blur, contrast, sharpen, shift, lowpass,
+    highpass`` (default all).
+    """
+    c, h, w = (int(v) for v in image_shape)
+    fam = set(families or ("patch", "tint", "grayscale", "blur", "contrast", "sharpen", "shift", "lowpass",
+                           "highpass"))
+    colours = RGB_COLOURS if c == 3 else GREY_COLOURS
+    out = []
+    if "patch" in fam:
+        for size in patch_sizes(min(h, w)):
+            for place in patch_places(h, w, size):
+                out.append(PatchPaste("texture", size, place, seed=seed))
+                for name, col in colours.items():
+                    bg = colours["black"] if name != "black" else colours["white"]
+                    out.append(PatchPaste("solid", size, place, col, bg, seed=seed))
+                    if size >= 3:
+                        out.append(PatchPaste("window", size, place, col, bg, seed=seed))
+    if c == 3 and "tint" in fam:
+        out += [ColorTint(col, 0.3) for name, col in RGB_COLOURS.items() if name not in ("white", "black")]
+    if c == 3 and "grayscale" in fam:
+        out.append(Grayscale())
+    if "blur" in fam:
+        out += [GaussianBlur(0.5), GaussianBlur(1.0)]
+    if "contrast" in fam:
+        out += [Contrast(0.5), Contrast(1.5)]
+    if "sharpen" in fam:
+        out.append(Sharpen(1.0, 1.0))
+    if "shift" in fam:
+        out += [Shift(1, 0), Shift(-1, 0), Shift(0, 1), Shift(0, -1)]
+    if "lowpass" in fam:
+        out.append(LowPass(max(1.0, min(h, w) / 4)))
+    if "highpass" in fam:
+        out.append(HighPass(1.0))
+    return out
+
+
+def as_candidates(items, seed: int = 0) -> list[tuple]:
+    """Normalise user candidates to ``(transform, target_class or None)`` pairs."""
+    out = []
+    for item in items:
+        target = None
+        if isinstance(item, tuple):
+            item, target = item
+        if isinstance(item, str):
+            item = parse_transform(item, seed=seed)
+        if not callable(item):
+            raise ValueError(f"candidate {item!r} is not a transform (a callable x -> x)")
+        out.append((item, None if target is None else int(target)))
+    return out

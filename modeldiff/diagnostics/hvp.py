@@ -1,0 +1,158 @@
+"""The training loss of one model as a function of its flat parameter vector, with exact
+Hessian-vector products (torch.func forward-over-reverse) and per-example loss gradients.
+
+``L(θ) = (1/n) Σ_i ℓ(f_θ(x_i), y_i)`` over a fixed set of ``n`` examples (a model's training
+subset). Semantics: the model is put in **eval mode**, so batch norm uses its running statistics
+and every ``ℓ_i`` depends on the parameters only (not on the other examples of a batch); the
+Hessian is that of the eval-mode loss, the function TRAK and the store's predictions use. It
+differs from the train-mode (batch-statistics) loss SGD actually followed. Buffers are constants.
+Weight decay is not part of ``L`` (it adds ``wd·I`` to the Hessian of the optimised objective).
+
+Memory: the data are visited in chunks of ``batch_size`` examples; ``k`` vectors at once cost
+``k × batch_size`` examples' activations. Nothing of size ``d × d`` is ever formed.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits[B, K], y[B]) -> loss[B]
+
+
+def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
+    """Per-example cross-entropy ``(logits[B, K], y[B]) -> [B]`` (the recipe's loss)."""
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y, reduction="none", label_smoothing=label_smoothing)
+    return loss
+
+
+class TrainingLoss:
+    """``L(θ)`` of ``model`` on ``x[n, ...]``, ``y[n]`` with ``θ`` a flat vector ``[d]``.
+
+    Args:
+        model: any ``nn.Module`` mapping ``x[B, ...] -> logits[B, K]`` (or ``[B]`` / ``[B, 1]`` for
+            regression losses); switched to eval mode.
+        x, y: the examples (any device; chunks are moved to ``device``).
+        loss_fn: per-example loss ``(out[B, ...], y[B]) -> [B]``; default cross-entropy.
+        batch_size: examples per chunk (memory bound; results do not depend on it).
+        device, dtype: where and in which precision to compute (default: the model's).
+    """
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn | None = None,
+                 batch_size: int = 256, device=None, dtype: torch.dtype | None = None):
+        first = next(model.parameters())
+        self.device = torch.device(device) if device is not None else first.device
+        self.dtype = dtype or first.dtype
+        self.model = model.to(self.device, self.dtype).eval()
+        self.names = [k for k, _ in model.named_parameters()]
+        self.shapes = [p.shape for _, p in model.named_parameters()]
+        self.sizes = [p.numel() for _, p in model.named_parameters()]
+        self.theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).to(self.device, self.dtype)
+        self.buffers = {k: v.detach() for k, v in model.named_buffers()}
+        self.x, self.y = x, y
+        self.n = int(x.shape[0])
+        if self.n == 0:
+            raise ValueError("TrainingLoss needs at least one example")
+        self.loss_fn = loss_fn or cross_entropy_loss()
+        self.batch_size = int(batch_size)
+        self.hvp_count = 0  # Hessian-vector products computed (one per vector)
+
+    @property
+    def dim(self) -> int:
+        """Number of parameters ``d``."""
+        return int(self.theta.numel())
+
+    # -- plumbing --------------------------------------------------------------------------------
+    def _unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {k: t.view(s) for k, t, s in zip(self.names, torch.split(flat, self.sizes), self.shapes)}
+
+    def _chunk(self, s: int, e: int):
+        xb = self.x[s:e].to(self.device)
+        if xb.is_floating_point():
+            xb = xb.to(self.dtype)
+        return xb, self.y[s:e].to(self.device)
+
+    def chunks(self, indices: torch.Tensor | None = None):
+        """Yield ``(x[b, ...], y[b])`` on the device (all examples, or ``indices``)."""
+        if indices is None:
+            for s in range(0, self.n, self.batch_size):
+                yield self._chunk(s, s + self.batch_size)
+        else:
+            for s in range(0, len(indices), self.batch_size):
+                idx = indices[s:s + self.batch_size].cpu()
+                xb = self.x[idx].to(self.device)
+                yield (xb.to(self.dtype) if xb.is_floating_point() else xb), self.y[idx].to(self.device)
+
+    def _out(self, flat, xb):
+        return torch.func.functional_call(self.model, (self._unflatten(flat), self.buffers), (xb,))
+
+    def _sum_loss(self, flat, xb, yb):
+        return self.loss_fn(self._out(flat, xb), yb).sum()
+
+    # -- values and gradients ------------------------------------------------------------------
+    @torch.no_grad()
+    def value(self) -> tuple[float, float]:
+        """``(L, accuracy)`` at ``θ``; accuracy is NaN when the output is not ``[B, K]`` logits."""
+        total, correct = 0.0, 0
+        classify = True
+        for xb, yb in self.chunks():
+            out = self._out(self.theta, xb)
+            total += float(self.loss_fn(out, yb).double().sum())
+            if out.dim() == 2 and out.shape[1] > 1 and not yb.is_floating_point():
+                correct += int((out.argmax(1) == yb).sum())
+            else:
+                classify = False
+        return total / self.n, (correct / self.n if classify else math.nan)
+
+    def grad(self, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """``Σ_i w_i ∇ℓ_i`` (default ``w_i = 1/n``, i.e. ``∇L``): ``[d]``, one backward pass."""
+        g = torch.zeros_like(self.theta)
+        grad_fn = torch.func.grad(lambda f, xb, yb, w: (self.loss_fn(self._out(f, xb), yb) * w).sum())
+        for s in range(0, self.n, self.batch_size):
+            xb, yb = self._chunk(s, s + self.batch_size)
+            w = (torch.full((xb.shape[0],), 1.0 / self.n, device=self.device, dtype=self.dtype)
+                 if weights is None else weights[s:s + self.batch_size].to(self.device, self.dtype))
+            g += grad_fn(self.theta, xb, yb, w)
+        return g
+
+    def per_example_grads(self, indices: torch.Tensor) -> torch.Tensor:
+        """``G[m, d]``: the gradient of each listed example's loss ``ℓ_i`` (flat, parameter order)."""
+        def one(f, xb, yb):
+            return self._sum_loss(f, xb.unsqueeze(0), yb.unsqueeze(0))
+        g1 = torch.func.vmap(torch.func.grad(one), in_dims=(None, 0, 0))
+        return torch.cat([g1(self.theta, xb, yb) for xb, yb in self.chunks(indices)])
+
+    # -- Hessian-vector products ---------------------------------------------------------------
+    def hvp(self, v: torch.Tensor) -> torch.Tensor:
+        """``H v`` for ``v[d]`` or ``H Vᵀ`` row-wise for ``V[k, d]`` (exact, forward-over-reverse).
+
+        ``k`` vectors are pushed through one chunk at once (``torch.func.vmap``), so memory is
+        ``k × batch_size`` examples' activations; pass fewer rows to use less.
+        """
+        single = v.dim() == 1
+        vs = v.reshape(1, -1) if single else v
+        vs = vs.to(self.device, self.dtype)
+        out = torch.zeros_like(vs)
+        for xb, yb in self.chunks():
+            g = torch.func.grad(lambda f: self._sum_loss(f, xb, yb) / self.n)
+
+            def hv(u, g=g):
+                return torch.func.jvp(g, (self.theta,), (u,))[1]
+            out += torch.func.vmap(hv)(vs) if vs.shape[0] > 1 else hv(vs[0]).unsqueeze(0)
+        self.hvp_count += vs.shape[0]
+        return out[0] if single else out
+
+    def hvp_blocks(self, vs: torch.Tensor, block: int = 8) -> torch.Tensor:
+        """``H`` applied to each row of ``vs[k, d]``, ``block`` rows at a time (memory bound)."""
+        return torch.cat([self.hvp(vs[s:s + block]) for s in range(0, vs.shape[0], block)]) \
+            if vs.shape[0] else vs.clone()
+
+    def dense_hessian(self) -> torch.Tensor:
+        """``H[d, d]`` from ``d`` HVPs: for tiny models and tests only."""
+        eye = torch.eye(self.dim, device=self.device, dtype=self.dtype)
+        h = self.hvp_blocks(eye, block=64)
+        return (h + h.T) / 2

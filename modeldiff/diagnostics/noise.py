@@ -1,0 +1,132 @@
+"""Gradient-noise covariance ``Σ`` at the final point and its alignment with the Hessian.
+
+``Σ = (1/n) Σ_i g̃_i g̃_iᵀ`` with ``g̃_i = ∇ℓ_i − ∇L`` the centred per-example loss gradients on the
+model's training subset (the covariance of one example's gradient; a mini-batch of ``B`` drawn
+with replacement has noise covariance ``Σ / B``). Neither ``Σ`` nor ``H`` (``d × d``) is formed.
+
+``tr(ΣH) = (1/n) Σ_i g̃_iᵀ H g̃_i`` (= the mean of ``g_iᵀ H g_i`` minus ``ḡᵀ H ḡ``). Given a Lanczos
+basis ``V[k, d]`` with ``HV = V T + β v⁺ e_kᵀ`` (:func:`modeldiff.diagnostics.lanczos.lanczos`),
+split ``g̃_i = Vᵀa_i + u_i`` (``a_i = V g̃_i``, ``u_i ⟂ V``)::
+
+    g̃_iᵀ H g̃_i = a_iᵀ T a_i + 2 β a_ik (v⁺ᵀ g̃_i) + u_iᵀ H u_i
+
+The first two terms need only ``V g̃_i`` and ``v⁺ᵀ g̃_i`` and are summed exactly over all ``n``
+examples (one streamed per-example-gradient pass). The last, the part of the noise outside the
+Krylov space, costs one HVP per example: exact with ``trace_examples = n`` (all), otherwise an
+importance-sampled mean over ``m_h`` draws with replacement, ``p_i ∝ ½‖u_i‖²/Σ‖u‖² + ½/n``
+(unbiased; standard error ``std/√m_h``). Without a basis ``u_i = g̃_i``.
+
+``‖Σ‖_F² = ‖G̃ G̃ᵀ‖_F² / n²`` from the Gram matrix of the centred gradients ``G̃[m, d]``: exact when
+``m = n``; for a uniform sample of ``m < n`` examples the unbiased
+``(1/n)·mean_i (G̃G̃ᵀ)_ii² + ((n−1)/n)·mean_{i≠j} (G̃G̃ᵀ)_ij²``. Only the sample's gradients are held,
+so ``m`` is capped by ``max_bytes``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from modeldiff.diagnostics.hvp import TrainingLoss
+
+
+def sample_indices(n: int, m: int, seed: int) -> torch.Tensor:
+    """All ``n`` indices in order when ``m >= n``, else ``m`` drawn uniformly without replacement."""
+    if m >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))[:m]
+
+
+def sigma_frobenius(gc: torch.Tensor, n: int) -> float:
+    """``‖Σ‖_F`` from centred gradients ``gc[m, d]`` of ``m`` of the ``n`` examples (exact when m = n)."""
+    m = gc.shape[0]
+    sq = (gc @ gc.T).double() ** 2
+    diag = torch.diagonal(sq)
+    if m == n:
+        fro2 = float(sq.sum()) / n ** 2
+    else:
+        off = (float(sq.sum()) - float(diag.sum())) / (m * (m - 1))
+        fro2 = float(diag.mean()) / n + (n - 1) / n * off
+    return math.sqrt(max(fro2, 0.0))
+
+
+def noise_diagnostics(loss: TrainingLoss, grad_mean: torch.Tensor, *, examples: int | None = None,
+                      trace_examples: int | None = None, lanczos_result: dict | None = None, seed: int = 0,
+                      max_bytes: int = 512 << 20, block: int = 8) -> dict:
+    """``tr(ΣH)`` (with standard error), ``‖Σ‖_F`` and ``tr(Σ)`` of the per-example gradient noise.
+
+    Args:
+        loss: the training loss (its ``n`` examples define ``Σ``).
+        grad_mean: ``ḡ = ∇L[d]`` (:meth:`TrainingLoss.grad`).
+        examples: examples ``m`` whose gradients form the Gram matrix (default: all ``n``),
+            capped so that ``G̃[m, d]`` fits ``max_bytes`` and ``m <= 4096``.
+        trace_examples: importance-sampled draws ``m_h`` for the out-of-basis part of ``tr(ΣH)``
+            (one HVP each); ``None`` or ``>= n``: every example once (exact).
+        lanczos_result: output of :func:`~modeldiff.diagnostics.lanczos.lanczos` on the same loss
+            (``basis``, ``t``, ``beta``, ``next``), or None.
+        seed: seeds the samples.
+        block: HVPs pushed through the data at once.
+    Returns:
+        dict: ``trace_sigma_h``, ``trace_sigma_h_se`` (0 when exact), ``sigma_fro``, ``trace_sigma``,
+        ``noise_examples`` (m), ``trace_examples`` (m_h, or n when exact), ``exact`` (both exact).
+    """
+    n, d = loss.n, loss.dim
+    dev, dt = loss.device, loss.dtype
+    gbar = grad_mean.to(dev, dt)
+    lz = lanczos_result
+    if lz is not None:
+        vb = torch.cat([lz["basis"], lz["next"].reshape(1, -1)]).to(dev, dt)  # [k + 1, d]
+        k = lz["basis"].shape[0]
+        tt, beta = lz["t"].double().cpu(), float(lz["beta"])
+    else:
+        vb, k = None, 0
+
+    # streamed pass over all n examples: tr(Σ), a_i = V g̃_i, b_i = v⁺ᵀ g̃_i, ‖u_i‖²
+    proj, sq_norm = [], []
+    for s in range(0, n, loss.batch_size):
+        gc = loss.per_example_grads(torch.arange(s, min(n, s + loss.batch_size))) - gbar
+        sq_norm.append((gc.double() ** 2).sum(1).cpu())
+        if vb is not None:
+            proj.append((gc @ vb.T).double().cpu())
+        del gc
+    sq_norm = torch.cat(sq_norm)
+    tr_sigma = float(sq_norm.mean())
+    base, u_norm2 = 0.0, sq_norm
+    if vb is not None:
+        ab = torch.cat(proj)  # [n, k + 1]
+        a, b = ab[:, :k], ab[:, k]
+        base = float(((a @ tt) * a).sum() + 2 * beta * (a[:, k - 1] * b).sum()) / n
+        u_norm2 = (sq_norm - (a ** 2).sum(1)).clamp_min(0)
+
+    # the out-of-basis part: u_iᵀ H u_i, exactly over all examples or importance-sampled
+    exact = trace_examples is None or trace_examples >= n
+    if exact:
+        idx, weights = torch.arange(n), torch.ones(n, dtype=torch.float64)
+    else:
+        total = float(u_norm2.sum())
+        p = 0.5 / n + (0.5 * u_norm2 / total if total > 0 else 0.5 / n)
+        p = p / p.sum()
+        gen = torch.Generator().manual_seed(int(seed))
+        idx = torch.multinomial(p, int(trace_examples), replacement=True, generator=gen)
+        weights = 1.0 / (n * p[idx])  # E_p[w_i q_i] = (1/n) Σ q_i, here times n → mean below
+    q = torch.empty(len(idx), dtype=torch.float64)
+    for s in range(0, len(idx), loss.batch_size):
+        sel = idx[s:s + loss.batch_size]
+        u = loss.per_example_grads(sel) - gbar
+        if vb is not None:
+            u = u - a[sel].to(dev, dt) @ vb[:k]
+        hu = loss.hvp_blocks(u, block=block)
+        q[s:s + len(sel)] = (u.double() * hu.double()).sum(1).cpu()
+        del u, hu
+    terms = q * weights
+    rest = float(terms.mean())
+    se = 0.0 if exact else (float(terms.std(unbiased=True)) / math.sqrt(len(idx)) if len(idx) >= 2 else math.nan)
+
+    # ‖Σ‖_F from the Gram matrix of (a sample of) centred gradients
+    itemsize = torch.empty(0, dtype=dt).element_size()
+    m = min(n, examples or n, max(2, min(4096, max_bytes // max(1, d * itemsize))))
+    gc = loss.per_example_grads(sample_indices(n, m, seed + 1)) - gbar
+    sigma_fro = sigma_frobenius(gc, n)
+    return {"trace_sigma_h": base + rest, "trace_sigma_h_se": se, "trace_sigma_h_inside": base,
+            "sigma_fro": sigma_fro, "trace_sigma": tr_sigma, "noise_examples": int(m),
+            "trace_examples": int(n if exact else len(idx)), "exact": bool(exact and m == n)}

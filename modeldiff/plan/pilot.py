@@ -1,0 +1,93 @@
+"""Learning curve from a pilot store: LDS measured at several model counts, on held-out models.
+
+TRAK: each of the first ``pool`` models is featurised once; the scores of any subset of them
+are the average of its per-model score matrices times its average out-to-loss weights (exactly
+what :class:`datamodels.attribution.trak.TRAK` computes for that subset). Datamodels: the
+regression is refitted on random subsets of the pool's models. Either way the LDS is measured
+against the pilot's *other* models (their masks are independent draws), on a fixed random
+sample of at most ``max_test`` test examples (an unbiased estimate of the mean over all of them).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from datamodels.attribution.lds import lds
+from modeldiff.errors import UserError
+from modeldiff.plan.learning_curve import LearningCurve, fit_learning_curve
+
+
+def _counts(pool: int) -> list[int]:
+    counts, n = [], 1
+    while n < pool:
+        counts.append(n)
+        n *= 2
+    return counts + [pool]
+
+
+def pilot_learning_curve(store, method: str, *, pool: int | None = None, proj_dim: int = 1024,
+                         batch_size: int = 256, lambdas: int = 12, repeats: int = 4, max_test: int = 300,
+                         device: str = "cpu", seed: int = 0) -> LearningCurve:
+    """Fit LDS(n models) on ``store`` (a Store) for ``method`` (``trak`` or ``datamodels``)."""
+    valid = np.asarray(store.valid_indices(warn=False))
+    if method == "trak":
+        with_weights = np.array([i for i in valid if store.has_weights(int(i))], dtype=np.int64)
+        pool = pool or max(2, len(with_weights) // 3)
+        attributed = with_weights[:pool]
+    else:
+        pool = pool or int(0.8 * len(valid))
+        attributed = valid[:pool]
+    held_out = np.setdiff1d(valid, attributed)
+    if len(attributed) < 2 or len(np.unique(store.masks[held_out], axis=0)) < 3:
+        raise UserError(f"pilot store {store.path} has {len(valid)} usable models: a learning curve needs at least 2 "
+                        f"attributed and 3 held-out models; train a larger pilot (e.g. --models 32)")
+    rng = np.random.default_rng(seed)
+    data = store.load_dataset()
+    rows = np.sort(rng.choice(data.n_test, size=min(max_test, data.n_test), replace=False))
+    masks_ev = np.asarray(store.masks[held_out])
+    margins_ev = np.asarray(store.test_margins[held_out])[:, rows]
+    if method == "trak":
+        subset_scores = _trak_subsets(store, attributed, data, rows, proj_dim, batch_size, device)
+    else:
+        subset_scores = _datamodels_subsets(store, attributed, rows, lambdas, device)
+    ns, values = [], []
+    counts = [n for n in _counts(len(attributed)) if method == "trak" or n >= 10]  # a lasso needs >= 10 models
+    if len(counts) < 2:
+        raise UserError(f"pilot store {store.path}: datamodels need at least 20 attributed models for a learning "
+                        f"curve, it has {len(attributed)}; train a larger pilot")
+    for n in tqdm(counts, desc="pilot learning curve", leave=False):
+        for _ in range(1 if n == len(attributed) else repeats):
+            pick = np.sort(rng.choice(len(attributed), size=n, replace=False))
+            ns.append(n)
+            values.append(lds(subset_scores(pick), masks_ev, margins_ev, n_boot=10).mean)
+    return fit_learning_curve(ns, values, seed=seed)
+
+
+def _trak_subsets(store, attributed, data, rows, proj_dim, batch_size, device):
+    from datamodels.attribution.trak import TRAK
+
+    est = TRAK(device=device, progress=False, proj_dim=proj_dim, batch_size=batch_size)
+    est.proj_dim_ = proj_dim
+    x_te, y_te = data.x_test[torch.as_tensor(rows)], data.y_test[torch.as_tensor(rows)]
+    per_model, qs = [], []
+    for i in tqdm(attributed, desc="pilot: featurising", leave=False):
+        feats, phi_te, q = est._per_model(store.load_model(int(i), device), int(i), data.x_train, data.y_train,
+                                          x_te, y_te)
+        per_model.append((phi_te @ feats.T).double().cpu().numpy())
+        qs.append(q.double().cpu().numpy())
+    per_model, qs = np.stack(per_model), np.stack(qs)
+    return lambda pick: per_model[pick].mean(0) * qs[pick].mean(0)[None, :]
+
+
+def _datamodels_subsets(store, attributed, rows, lambdas, device):
+    from datamodels.attribution.regression import DatamodelsRegression
+
+    masks = np.asarray(store.masks[attributed])
+    margins = np.asarray(store.test_margins[attributed])[:, rows]
+
+    def scores(pick):
+        fit = DatamodelsRegression(device=torch.device(device), progress=False, n_lambdas=lambdas)
+        return fit.fit(masks[pick], margins[pick]).coef_
+
+    return scores

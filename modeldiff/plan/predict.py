@@ -1,0 +1,117 @@
+"""A study's (or a recipe's) stages predicted from a calibration: seconds with an interval, peak memory, disk.
+
+Each stage: ``{"seconds", "seconds_low", "seconds_high", "peak_memory_bytes", "disk_bytes"}``.
+``seconds_low/high`` use the quartiles of the measured step times for training and ±
+``MODEL_ERROR`` for the other stages (whose calibration measures one configuration, not a spread).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modeldiff.plan.calibrate import AttributionCalibration, Calibration, DiffCalibration, TrainingCalibration
+from modeldiff.plan.scaling import steps_per_model, store_seconds
+
+MODEL_ERROR = 0.15  # relative half-width stated for stages predicted from one calibration point
+HDF5_OVERHEAD = 1.02  # chunk index and attributes of an influence dataset
+
+
+@dataclass
+class StudyShape:
+    """Everything about the work that the prediction needs (from a study YAML or a recipe + flags)."""
+
+    n_train: int
+    n_test: int
+    n_classes: int
+    models: int
+    subset_fraction: float
+    ensemble_size: int
+    workers: int
+    method: str = "trak"  # attribution estimator
+    attribution_models: int = 16  # TRAK: models featurised
+    proj_dim: int = 1024
+    trak_batch: int = 64
+    lambdas: int = 12
+    components: int = 5
+    counterfactual_transforms: int = 0  # transforms tested per direction
+    counterfactual_inputs: int = 0  # test images each transform is applied to
+    train_margins: bool = True
+
+
+def _stage(seconds, low, high, peak, disk) -> dict:
+    return {"seconds": float(seconds), "seconds_low": float(low), "seconds_high": float(high),
+            "peak_memory_bytes": int(peak), "disk_bytes": int(disk)}
+
+
+def _spread(seconds: float) -> tuple[float, float]:
+    return seconds * (1 - MODEL_ERROR), seconds * (1 + MODEL_ERROR)
+
+
+def store_bytes(shape: StudyShape, weights_bytes: int) -> int:
+    """Bytes of a store: the preallocated arrays (see datamodels.store.store.array_spec) and the weights."""
+    n, t, k = shape.models, shape.n_test, shape.n_classes
+    arrays = n * shape.n_train + 8 * n + 4 * n * t + 4 * n * t * k + 4 * n + n + 8 * n
+    if shape.train_margins:
+        arrays += 4 * n * shape.n_train
+    return arrays + n * weights_bytes
+
+
+def predict_training(cal: TrainingCalibration, recipe, shape: StudyShape, base_rss: int) -> dict:
+    steps = steps_per_model(shape.n_train, shape.subset_fraction, recipe.batch_size, recipe.epochs)
+    args = (cal.chunk, shape.models, shape.ensemble_size, steps, cal.startup)
+    return _stage(store_seconds(*args, "mid"), store_seconds(*args, "low"), store_seconds(*args, "high"),
+                  max(cal.peak_rss, base_rss), store_bytes(shape, cal.weights_bytes))
+
+
+def predict_attribution(cal: AttributionCalibration, shape: StudyShape, base_rss: int) -> dict:
+    scores_disk = int(4 * shape.n_test * shape.n_train * HDF5_OVERHEAD)
+    if cal.method == "datamodels":
+        seconds = cal.lasso_seconds_per_target * shape.n_test
+        peak = base_rss + cal.peak_rss_extra + 4 * shape.models * shape.n_train
+        return _stage(seconds, *_spread(seconds), peak, scores_disk)
+    m, k = shape.attribution_models, shape.proj_dim
+    per_model = (cal.load_seconds + (shape.n_train + shape.n_test) * cal.per_example_seconds
+                 + cal.kernel_fixed_seconds + shape.n_train * cal.kernel_per_row_seconds)
+    scoring = m * shape.n_test * shape.n_train * k * cal.score_seconds_per_mac
+    seconds = m * per_model + scoring
+    features = min(m * (shape.n_train + shape.n_test) * k * 4, 2 << 30)  # TRAK spills above 2 GiB
+    block = 4 * min(1024, shape.n_test) * shape.n_train * 2
+    peak = base_rss + cal.peak_rss_extra + features + block
+    return _stage(seconds, *_spread(seconds), peak, scores_disk)
+
+
+def predict_diff(cal: DiffCalibration, shape: StudyShape, base_rss: int) -> dict:
+    entries = shape.n_test * shape.n_train
+    seconds = 2 * entries * cal.seconds_per_entry  # both directions (A−B and B−A)
+    peak = base_rss + entries * (cal.bytes_per_entry + 8)  # + the two score matrices held by the study
+    return _stage(seconds, *_spread(seconds), peak, 0)
+
+
+def predict_counterfactual(training: dict, shape: StudyShape, base_rss: int, models_with_weights: tuple) -> dict:
+    """Transforms × both algorithms' models × (transformed + control) forward passes, both directions."""
+    seconds = 0.0
+    for tag, n_models in zip("ab", models_with_weights):
+        forward = training[tag].forward_seconds
+        seconds += 2 * shape.counterfactual_transforms * n_models * 2 * shape.counterfactual_inputs * forward
+    return _stage(seconds, *_spread(seconds), base_rss, 0)
+
+
+def predict(cal: Calibration, recipes: dict, shape: StudyShape) -> dict:
+    """The plan: ``{"stages": {...}, "total_seconds", "total_seconds_low", "total_seconds_high",
+    "peak_memory_bytes", "disk_bytes"}``. ``recipes``: ``{"a": recipe, "b": recipe}`` or ``{"": recipe}``."""
+    stages = {}
+    for tag, recipe in recipes.items():
+        stages["train" if tag == "" else f"train_{tag}"] = predict_training(cal.training[tag], recipe, shape,
+                                                                          cal.base_rss)
+    if cal.attribution is not None:
+        for tag in recipes:
+            stages[f"attribute_{tag}"] = predict_attribution(cal.attribution, shape, cal.base_rss)
+    if cal.diff is not None:
+        stages["diff"] = predict_diff(cal.diff, shape, cal.base_rss)
+    if cal.diff is not None and shape.counterfactual_transforms:
+        stages["counterfactual"] = predict_counterfactual(cal.training, shape, cal.base_rss,
+                                                          (shape.models, shape.models))
+    total = {key: sum(s[key] for s in stages.values()) for key in ("seconds", "seconds_low", "seconds_high")}
+    return {"stages": stages, "total_seconds": total["seconds"], "total_seconds_low": total["seconds_low"],
+            "total_seconds_high": total["seconds_high"],
+            "peak_memory_bytes": max(s["peak_memory_bytes"] for s in stages.values()),
+            "disk_bytes": sum(s["disk_bytes"] for s in stages.values())}

@@ -1,0 +1,41 @@
+"""The study's verdict in plain words, from its summary (used by the console and the report)."""
+from __future__ import annotations
+
+DIRECTION_NAMES = {"a_minus_b": ("a", "b"), "b_minus_a": ("b", "a")}
+
+
+def direction_verdict(d: dict, first: str, second: str) -> str:
+    """One sentence pair for one direction of a study summary."""
+    comps = d.get("components") or []
+    beyond = [c for c in comps if c.get("beyond_null")]
+    if not comps:
+        parts = [f"{first} vs {second}: components not null-calibrated."]
+    elif beyond:
+        listed = "; ".join(f"#{c['rank']} ratio {c['ratio_halves']:.2f} vs null {c['null_ratio_q95']:.2f} "
+                           f"(p = {c['p_value']:.3g})" for c in beyond)
+        parts = [f"{len(beyond)} component(s) of {first} − {second} beyond null ({listed})."]
+    else:
+        top = comps[0]
+        parts = [f"No component of {first} − {second} is beyond null (top ratio {top['ratio_halves']:.2f} "
+                 f"at half size vs null {top['null_ratio_q95']:.2f}, p = {top['p_value']:.3g})."]
+    if "confirmed" in d:
+        if d["confirmed"]:
+            parts.append(f"Confirmed: {first} relies more than {second} on {d['headline']} "
+                         f"({d.get('candidates_tested', 0)} candidates searched, log-odds units).")
+        else:
+            parts.append(f"No distinguishing transformation confirmed for {first} over {second} "
+                         f"({d.get('candidates_tested', 0)} candidates searched).")
+    return " ".join(parts)
+
+
+def verdict(summary: dict) -> str:
+    """The verdict paragraph of a study summary (``run_study``'s)."""
+    algs = summary["algorithms"]
+    out = []
+    for name, (x, y) in DIRECTION_NAMES.items():
+        d = summary["directions"].get(name)
+        if d is not None:
+            out.append(direction_verdict(d, algs[x]["label"], algs[y]["label"]))
+    out.append("Effects are compared in log-odds (margin) units of the target class, which do not depend on "
+               "how confident (calibrated) each algorithm's models are; probabilities are shown beside them.")
+    return " ".join(out)

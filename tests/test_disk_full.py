@@ -1,0 +1,107 @@
+"""A full disk (simulated ENOSPC) during train, attribute and diff: one ``error:`` line, exit 2,
+nothing corrupted or half-written, and the rerun after space is freed equals an uninterrupted run."""
+import errno
+
+import numpy as np
+import pytest
+import torch
+
+from datamodels.attribution.influence_io import InfluenceWriter, read_influence
+from datamodels.store.verify import verify
+from tests.helpers_train import write_recipe
+from tests.integrity_helpers import error_lines, make_store, run_cli
+
+ARRAYS = ("masks", "seeds", "test_margins", "test_logits", "accuracy", "status", "checksums", "weight_records",
+          "train_margins")
+
+
+def _enospc(*_a, **_k):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _leftovers(folder):
+    return [p for p in folder.rglob("*") if ".tmp" in p.name]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ref")
+    store = make_store(root)
+    code, _, err = run_cli("attribute", store, "--out", root / "ref.h5", "--quiet", "--proj-dim", "16")
+    assert code == 0, err
+    return store, root / "ref.h5"
+
+
+def _train(folder):
+    return run_cli("train", write_recipe(folder, epochs=1), "--out", folder / "store_s0", "--models", 6,
+                   "--ensemble-size", 3, "--seed", 0)
+
+
+def test_train_disk_full_mid_run_then_resume_equals_clean_run(reference, tmp_path, monkeypatch):
+    real_save, calls = torch.save, []
+
+    def save_until_full(obj, f, *a, **k):
+        calls.append(f)
+        if len(calls) > 4:  # the disk fills after 4 weights files
+            real_save(obj, f, *a, **k)
+            _enospc()
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", save_until_full)
+    code, _, err = _train(tmp_path)
+    assert code == 2 and len(error_lines(err)) == 1 and "no space left" in err
+    store = tmp_path / "store_s0"
+    report = verify(store)
+    assert report.ok and report.counts["done"] == 4 and report.counts["pending"] == 2  # nothing corrupted
+    assert not _leftovers(store)
+    monkeypatch.setattr(torch, "save", real_save)  # space freed
+    code, _, err = _train(tmp_path)
+    assert code == 0, err
+    for name in ARRAYS:
+        np.testing.assert_array_equal(np.load(store / f"{name}.npy"), np.load(reference[0] / f"{name}.npy"), name)
+
+
+def test_train_disk_full_at_creation_leaves_nothing(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "posix_fallocate", _enospc)
+    code, _, err = _train(tmp_path)
+    assert code == 2 and len(error_lines(err)) == 1 and "no space left" in err
+    assert not (tmp_path / "store_s0").exists() and not _leftovers(tmp_path)
+
+
+def test_attribute_disk_full_leaves_no_file_and_rerun_equals(reference, tmp_path, monkeypatch):
+    store, ref = reference
+    monkeypatch.setattr(InfluenceWriter, "write_rows", _enospc)
+    out = tmp_path / "s.h5"
+    code, _, err = run_cli("attribute", store, "--out", out, "--quiet", "--proj-dim", "16")
+    assert code == 2 and len(error_lines(err)) == 1 and "no space left" in err
+    assert not out.exists() and not _leftovers(tmp_path)
+    monkeypatch.undo()
+    assert run_cli("attribute", store, "--out", out, "--quiet", "--proj-dim", "16")[0] == 0
+    np.testing.assert_array_equal(read_influence(out).scores, read_influence(ref).scores)
+
+
+def test_attribute_refuses_up_front_without_room(reference, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10, 10, 0))
+    code, _, err = run_cli("attribute", reference[0], "--out", tmp_path / "s.h5", "--quiet")
+    assert code == 2 and "MiB are free" in error_lines(err)[0]
+
+
+def test_diff_disk_full_leaves_nothing_and_rerun_equals(reference, tmp_path, monkeypatch):
+    _, ref = reference
+    out = tmp_path / "d"
+    code, _, err = run_cli("diff", ref, ref, "--out", tmp_path / "clean", "--components", 2)
+    assert code == 0, err
+    monkeypatch.setattr(np, "save", _enospc)
+    code, _, err = run_cli("diff", ref, ref, "--out", out, "--components", 2)
+    assert code == 2 and len(error_lines(err)) == 1 and "no space left" in err
+    assert not out.exists() and not _leftovers(tmp_path)
+    monkeypatch.undo()
+    assert run_cli("diff", ref, ref, "--out", out, "--components", 2)[0] == 0
+    for name in ("components.npy", "test_projections.npy"):
+        np.testing.assert_array_equal(np.load(out / name), np.load(tmp_path / "clean" / name))
