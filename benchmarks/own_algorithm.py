@@ -67,10 +67,9 @@ def main(argv=None) -> None:
     }
     for name, (rate, acc) in rows.items():
         print(f"{name:9s} {rate:8.1f} models/min   mean test accuracy {100 * acc:.2f} %")
-    v, e, l = rows["vmap"][0], rows["ensemble"][0], rows["loop"][0]
-    print(f"vmap / ensemble = {v / e:.2f}x (target >= 0.7x); vmap / loop = {v / l:.2f}x (target >= 3x); "
-          f"accuracy gap vmap - ensemble {100 * (rows['vmap'][1] - e and rows['vmap'][1] - rows['ensemble'][1]):+.2f} "
-          f"points, vmap - loop {100 * (rows['vmap'][1] - rows['loop'][1]):+.2f} points")
+    (v, va), (e, ea), (lo, la) = rows["vmap"], rows["ensemble"], rows["loop"]
+    print(f"vmap / ensemble = {v / e:.2f}x (target >= 0.7x); vmap / loop = {v / lo:.2f}x (target >= 3x); "
+          f"accuracy vmap - ensemble {100 * (va - ea):+.2f} points, vmap - loop {100 * (va - la):+.2f} points")
 
 
 if __name__ == "__main__":

@@ -37,33 +37,34 @@ def main() -> None:
 
     from datamodels.attribution.lds import lds
     from datamodels.store import Store
-    from modeldiff.plan.learning_curve import fit_learning_curve
-    from modeldiff.plan.pilot import _counts, _trak_subsets
+    from modeldiff.plan.pilot import trak_per_model, trak_variance_curve
 
     store = Store.open(ROOT / args.out)
     data = store.load_dataset()
     attributed, held_out = np.arange(big), np.arange(big, 2 * big)
-    rows = np.arange(data.n_test)
-    scores_of = _trak_subsets(store, attributed, data, rows, args.proj_dim, 256, "cpu")
+    cache = ROOT / args.out / f"per_model_k{args.proj_dim}.npz"
+    if cache.is_file():
+        saved = np.load(cache)
+        per_model, q = saved["per_model"], saved["q"]
+    else:
+        per_model, q = trak_per_model(store, attributed, data, np.arange(data.n_test), args.proj_dim, 256, "cpu")
+        np.savez(cache, per_model=per_model, q=q)
     masks, margins = np.asarray(store.masks[held_out]), np.asarray(store.test_margins[held_out])
-    rng = np.random.default_rng(0)
-    ns, values = [], []
-    for n in _counts(args.pilot):
-        for _ in range(1 if n == args.pilot else 4):
-            pick = np.sort(rng.choice(args.pilot, size=n, replace=False))
-            ns.append(n)
-            values.append(lds(scores_of(pick), masks, margins, n_boot=10).mean)
-    curve = fit_learning_curve(ns, values)
-    mid, lo, hi = curve.predict(big)
-    measured = lds(scores_of(np.arange(big)), masks, margins, n_boot=2000)
-    inside = measured.ci_low <= mid <= measured.ci_high
-    print(f"pilot: {args.pilot} attributed models; curve a = {curve.a:.4f}, b = {curve.b:.2f}")
-    print(f"LDS observed on the pilot: " + ", ".join(f"{n}: {v:.4f}" for n, v in zip(ns, values)))
-    print(f"predicted LDS with {big} models: {mid:.4f} [{lo:.4f}, {hi:.4f}]")
-    print(f"measured  LDS with {big} models: {measured.mean:.4f} [{measured.ci_low:.4f}, {measured.ci_high:.4f}] "
-          f"(95 % CI over {data.n_test} test examples, {len(held_out)} held-out models)")
-    print(f"prediction inside the measured CI: {inside}")
+    curve = trak_variance_curve(per_model[:args.pilot], q[:args.pilot], masks, margins)
 
+    def measured(n):  # TRAK's own formula on the first n models, every test example
+        scores = per_model[:n].mean(0) * q[:n].mean(0)[None, :]
+        return lds(scores, masks, margins, n_boot=2000)
+
+    print(f"pilot: {args.pilot} attributed models; LDS ceiling (infinitely many models) "
+          f"{curve.point.lds(float('inf')):.4f}")
+    for n in (args.pilot, 2 * args.pilot, big):
+        mid, lo, hi = curve.predict(n)
+        m = measured(n)
+        inside = m.ci_low <= mid <= m.ci_high
+        print(f"{n:3d} models: predicted {mid:.4f} [{lo:.4f}, {hi:.4f}]   measured {m.mean:.4f} "
+              f"[{m.ci_low:.4f}, {m.ci_high:.4f}] (95 % CI over {data.n_test} test examples, {len(held_out)} "
+              f"held-out models)   prediction inside: {inside}")
 
 if __name__ == "__main__":
     main()

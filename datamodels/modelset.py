@@ -244,7 +244,8 @@ class FolderModelSet(ModelSet):
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
         if not isinstance(state, dict):
-            raise UserError(f"{self.files[i]} is not a state dict: save models with torch.save(model.state_dict(), path)")
+            raise UserError(f"{self.files[i]} is not a state dict: save models with "
+                            f"torch.save(model.state_dict(), path)")
         return state
 
     @property

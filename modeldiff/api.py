@@ -93,7 +93,8 @@ class Algorithm:
         optim = dict(d.get("optim") or {})
         if self.optimizer is not None:
             opt = self.optimizer
-            if isinstance(opt, type) and opt.__module__.startswith("torch.optim") and opt.__name__ in BUILTIN_OPTIMIZERS:
+            torch_class = isinstance(opt, type) and opt.__module__.startswith("torch.optim")
+            if torch_class and opt.__name__ in BUILTIN_OPTIMIZERS:
                 opt = BUILTIN_OPTIMIZERS[opt.__name__]
             optim["name"] = _target(opt, "optimizer")
         if self.lr is not None:

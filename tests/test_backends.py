@@ -129,10 +129,10 @@ def test_user_loss_is_used_and_checked(digits, split):
     masks, seeds = split
     recipe = _recipe({"target": "tests.user_modules:mlp"}, ADAM, loss="tests.user_modules:squared_error", epochs=1)
     v = train_models(recipe.replace(trainer="vmap"), digits, masks[:2], seeds[:2])
-    l = train_models(recipe.replace(trainer="loop"), digits, masks[:1], seeds[:1])
-    _same_model(l, 0, v, 0)
+    lo = train_models(recipe.replace(trainer="loop"), digits, masks[:1], seeds[:1])
+    _same_model(lo, 0, v, 0)
     ce = train_models(recipe.replace(loss="cross_entropy", trainer="loop"), digits, masks[:1], seeds[:1])
-    assert (ce.test_logits - l.test_logits).abs().max() > 1e-4
+    assert (ce.test_logits - lo.test_logits).abs().max() > 1e-4
     with pytest.raises(UserError, match="tests.user_modules:mean_loss.*per-example"):
         train_models(recipe.replace(loss="tests.user_modules:mean_loss", trainer="loop"), digits, masks[:1], seeds[:1])
 

@@ -65,12 +65,14 @@ def argv(draw, root, store, scores):
                                                      "blur:sigma=1", "nope:x=1", "patch:size=-1", ""])),
                 "--target-class", draw(st.sampled_from(["0", "9", "10", "-1", "cat"])),
                 "--max-inputs", "8", "--n-resamples", "50"]
-        opts = {"--device": DEVICES, "--models": NUMS, "--level": NUMS, "--sizes": st.sampled_from(["2,3", "0", "x", "40"])}
+        opts = {"--device": DEVICES, "--models": NUMS, "--level": NUMS,
+                "--sizes": st.sampled_from(["2,3", "0", "x", "40"])}
     elif cmd == "verify":
         args = [cmd, draw(path)]
         opts = {"--workers": NUMS, "--device": DEVICES}
     else:
-        args = [cmd, draw(st.sampled_from([str(root / "tiny.yaml"), str(root / "plain.txt"), str(root / "missing.yaml")])),
+        recipes = [str(root / "tiny.yaml"), str(root / "plain.txt"), str(root / "missing.yaml")]
+        args = [cmd, draw(st.sampled_from(recipes)),
                 "--out", draw(out), "--models", "2", "--ensemble-size", "2"]
         opts = {"--device": DEVICES, "--subset-fraction": NUMS, "--workers": st.sampled_from(["1", "0", "-2"]),
                 "--save-weights": st.sampled_from(["-1", "0", "1"])}

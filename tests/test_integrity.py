@@ -85,7 +85,8 @@ def test_damaged_weights_are_detected_refused_and_retrained(store, finished):
     assert code == 0, err
     assert "2 damaged row(s) [1, 4]" in out
     _same_arrays(store, finished)
-    assert (store / "weights" / "model_000001.pt").read_bytes() == (finished / "weights" / "model_000001.pt").read_bytes()
+    name = "weights/model_000001.pt"
+    assert (store / name).read_bytes() == (finished / name).read_bytes()
 
 
 def test_bit_flip_in_a_row_is_found_and_repair_command_works(store, finished):

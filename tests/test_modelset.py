@@ -77,12 +77,18 @@ def test_folder_predicts_and_runs_counterfactuals(store, folder_set):
     assert abs(res.comparison.diff.mean) < 1e-5  # the same models on both sides
 
 
-def test_lds_of_a_folder_modelset(folder_set):
-    from datamodels.attribution.lds import lds
+def test_lds_of_a_folder_modelset(folder_set, tmp_path):
+    from datamodels.attribution.api import attribute_to_file
+    from datamodels.attribution.influence_io import read_influence
+    from modeldiff.cli.lds import lds_against_store
 
-    scores = attribute(folder_set, "trak", n_models=6, proj_dim=32, progress=False)
-    res = lds(scores, folder_set.masks[6:], folder_set.test_margins[6:], n_boot=50)
-    assert np.isfinite(res.mean)
+    attribute_to_file(folder_set, tmp_path / "s.h5", "trak", n_models=6, proj_dim=32, progress=False)
+    inf = read_influence(tmp_path / "s.h5")
+    assert inf.store_path == str(folder_set.path.resolve()) and inf.method_params["model_output"] == "margin"
+    notes = []
+    res = lds_against_store(inf, folder_set, n_boot=50, report=lambda *a, **k: notes.append(a[0]))
+    assert np.isfinite(res.mean) and res.n_models == 6  # the 6 attributed models are held out
+    assert "excluded 6 of 12" in notes[0]
 
 
 def test_folder_errors(store, folder_set, tmp_path):
@@ -107,3 +113,7 @@ def test_folder_modelset_through_the_counterfactual_transform_of_the_study(folde
     x = folder_set.load_dataset().x_test[:5]
     assert target == 0 and torch.equal(t(x)[:, 20], x[:, 20] + 2.0)
     assert isinstance(FolderModelSet, type)
+    from modeldiff.counterfactual.user_transform import is_user_spec
+
+    assert is_user_spec("my_pkg.tf:fn") and is_user_spec({"target": "a.b:c"})
+    assert not is_user_spec("patch:size=3") and not is_user_spec("sepia") and not is_user_spec("foo:size=3")

@@ -28,6 +28,10 @@ def load(n_train=120, n_test=40, d=6, seed=0):
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:], ["a", "b", "c"]
 
 
+def bump(x):
+    return x + 1.0
+
+
 def make_mlp(input_shape, num_classes, hidden=8):
     (d,) = input_shape
     return nn.Sequential(nn.Linear(d, hidden), nn.LayerNorm(hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
@@ -81,6 +85,16 @@ def test_attribute_reopens_the_store_from_another_folder(trained_store, tmp_path
 
     inf = read_influence(elsewhere / "scores.h5")
     assert inf.scores.shape == (40, 120) and np.isfinite(inf.scores).all()
+
+
+def test_counterfactual_cli_with_a_user_transform_from_another_folder(trained_store, tmp_path):
+    root, _, module = trained_store
+    r = cli("counterfactual", "--store-a", root / "store", "--store-b", root / "store", "--transform",
+            f"{module}:bump", "--target-class", "c", "--n-resamples", "200", "--out", "cf", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    effects = json.loads((tmp_path / "cf" / "effects.json").read_text())
+    assert effects["tests"][0]["transform"] == f"{module}:bump" and effects["target_name"] == "c"
+    assert abs(effects["tests"][0]["diff"]["mean"]) < 1e-9  # the same models on both sides
 
 
 def test_fingerprint_mismatch_is_one_line(trained_store, tmp_path):

@@ -134,3 +134,26 @@ def test_more_models_take_more_time():
     assert all(x < y for x, y in zip(seconds, seconds[1:]))
     assert all(x["total_seconds"] < y["total_seconds"] for x, y in zip(totals, totals[1:]))
     assert all(x["disk_bytes"] < y["disk_bytes"] for x, y in zip(totals, totals[1:]))
+
+
+def test_variance_components_predict_the_lds_of_larger_ensembles():
+    """Simulated per-model predictions with known signal and noise: the curve fitted on 8 models
+    predicts the Spearman correlation that averaging 32 models actually gives."""
+    from datamodels.attribution.lds import spearman_columns
+    from modeldiff.plan.variance_curve import fit_variance_curve
+
+    rng = np.random.default_rng(0)
+    u, t = 200, 150
+    mu = rng.normal(size=(u, t))
+    noise_sd = rng.uniform(1.0, 6.0, size=t)  # test examples differ in their signal-to-noise ratio
+    margins = 0.8 * mu + rng.normal(size=(u, t))
+    preds = mu[None] + noise_sd[None, None, :] * rng.normal(size=(64, u, t))
+    curve = fit_variance_curve(preds[:8], margins)
+    for n in (8, 32):
+        actual = np.mean(spearman_columns(preds[8:8 + n].mean(0), margins))
+        mid, lo, hi = curve.predict(n)
+        assert abs(mid - actual) < 0.03 and lo - 0.02 <= actual <= hi + 0.02, (n, mid, lo, hi, actual)
+    n, n_lo, n_hi = curve.models_for(0.9 * curve.point.lds(float("inf")))
+    assert n_lo <= n <= n_hi or n_hi == -1
+    with pytest.raises(UserError, match="above what this estimator can reach"):
+        curve.models_for(0.99)

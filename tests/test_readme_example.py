@@ -9,7 +9,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _block(marker: str, lang: str) -> str:
-    blocks = re.findall(rf"<!-- example: {re.escape(marker)} -->\s*```{lang}\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    pattern = rf"<!-- example: {re.escape(marker)} -->\s*```{lang}\n(.*?)```"
+    blocks = re.findall(pattern, README.read_text(), flags=re.DOTALL)
     assert len(blocks) == 1, f"README must hold exactly one {lang} block marked '<!-- example: {marker} -->'"
     return blocks[0]
 

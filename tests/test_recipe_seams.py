@@ -88,3 +88,33 @@ def test_auto_choices():
     assert choose_backend(recipe_from_dict({**user, "optim": {"name": "adam"}}))[0] == "vmap"
     assert choose_backend(recipe_from_dict({**user, "optim": {"name": "case_studies.optimizers.sam:SAM"}}))[0] == "loop"
     assert choose_backend(recipe_from_dict({"trainer": "tests.user_modules:train_fn"}))[0] == "train_fn"
+
+
+def test_store_of_an_earlier_release_resumes():
+    """Metadata recipes written before the seams existed (no optim.name, loss, trainer, model.target)
+    compare equal to today's recipe after normalisation; a changed setting is still refused."""
+    from datamodels.store.metadata import check_compatible
+
+    old_written = {"name": "old", "data": {"name": "digits", "data_dir": None, "per_class_train": None,
+                                           "per_class_test": None},
+                   "model": {"arch": "digits_cnn", "width": 8, "blind_region": None},
+                   "optim": {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
+                             "schedule": "triangle", "warmup_fraction": 0.2, "label_smoothing": 0.0},
+                   "augment": {"flip": False, "translate": 0, "cutout": 0},
+                   "init": {"kind": "random", "checkpoint": None, "reset_head": True},
+                   "batch_size": 64, "epochs": 15, "precision": "float32", "loader": "tensor"}
+    now = recipe_from_dict(OLD).to_dict()
+    check_compatible({"recipe": old_written}, {"recipe": now}, "STORE")
+    with pytest.raises(UserError, match=r"recipe\.optim\."):
+        check_compatible({"recipe": old_written}, {"recipe": recipe_from_dict(
+            {**OLD, "optim": {"name": "adam", "lr": 0.1}}).to_dict()}, "STORE")
+
+
+def test_optimizer_case_studies_parse():
+    from modeldiff.studies.config import load_study
+
+    adam, sgd = load_study("optimizers").recipes()
+    assert (adam.optim.name, sgd.optim.name, adam.trainer, sgd.trainer) == ("adam", "sgd", "vmap", "vmap")
+    assert adam.model == sgd.model and not adam.model.builtin
+    sam, plain = load_study("optimizers/sam_digits").recipes()
+    assert sam.optim.kwargs == {"rho": 0.05} and check_recipe(sam) == "loop" and check_recipe(plain) == "vmap"

@@ -1,7 +1,5 @@
 """Confirmatory search on simulated models: a planted reaction is confirmed, identical
 algorithms confirm nothing, Holm is right, and the CLI runs on two tiny stores."""
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -76,6 +74,33 @@ def test_generic_library_excludes_nothing_it_claims():
         assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1 and torch.equal(x, x.clone())
 
 
-@pytest.mark.slow
-def test_cli_search_on_two_stores(tmp_path):
-    from tests.helpers_train import train_store  # noqa: F401  (skips when absent)
+def test_cli_search_on_two_stores(tmp_path, capsys):
+    """``modeldiff search`` end to end on two tiny digits stores (4 models each, one epoch)."""
+    import json
+
+    from datamodels.data.dataset import load_digits
+    from datamodels.store.store import Store
+    from datamodels.training.launchers import fill_store
+    from datamodels.training.recipe import load_recipe
+    from modeldiff.cli.main import main
+    from tests.helpers_train import write_recipe
+
+    data = load_digits()
+    paths = []
+    for name, lr in (("a", 0.1), ("b", 0.02)):
+        recipe = load_recipe(write_recipe(tmp_path, name=f"{name}.yaml", epochs=1, optim__lr=lr))
+        store = Store.create_or_resume(tmp_path / name, recipe, data, 4, 0.5, seed=3)
+        fill_store(store, ensemble_size=4)
+        paths.append(store.path)
+    out = tmp_path / "search"
+    rc = main(["search", "--store-a", str(paths[0]), "--store-b", str(paths[1]), "--families", "blur,shift",
+               "--transform", "patch:pattern=solid,size=2,loc=0/0", "--n-inputs", "60", "--n-confirm", "2",
+               "--n-resamples", "100", "--out", str(out)])
+    assert rc == 0
+    doc = json.loads((out / "search.json").read_text())
+    for d in ("a_minus_b", "b_minus_a"):
+        r = doc["directions"][d]
+        assert r["candidates_tested"] == 7 * 10 and len(r["tested"]) == 2
+        assert isinstance(r["confirmed"], list) and r["unit"] == "log-odds"
+    assert "relies more than" in capsys.readouterr().out
+    assert main(["search", "--store-a", str(paths[0]), "--store-b", str(paths[1]), "--out", str(out)]) == 2

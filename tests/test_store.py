@@ -71,8 +71,9 @@ def test_corrupted_row_is_detected_excluded_and_retrained(small_store):
     store.test_margins.flush()
     reopened = Store.open(store.path)
     assert reopened.corrupted_indices().tolist() == [2]
-    with pytest.warns(UserWarning, match="corrupted"):
-        assert reopened.valid_indices().tolist() == [0, 1, 3]
+    with pytest.raises(UserError, match=r"damaged row\(s\) \[2\].*--use-valid-only"):
+        reopened.valid_indices()  # analysis refuses a damaged store unless asked to use the intact rows
+    assert Store.open(store.path, use_valid_only=True).valid_indices().tolist() == [0, 1, 3]
     assert fill_store(reopened, ensemble_size=4)["done"] == 4
     assert Store.open(store.path).valid_indices().tolist() == [0, 1, 2, 3]
 

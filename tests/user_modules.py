@@ -9,7 +9,8 @@ from torch import nn
 def mlp(input_shape, num_classes, hidden=16):
     """Flatten -> Linear -> LayerNorm -> ReLU -> Linear."""
     d = math.prod(input_shape)
-    return nn.Sequential(nn.Flatten(), nn.Linear(d, hidden), nn.LayerNorm(hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+    return nn.Sequential(nn.Flatten(), nn.Linear(d, hidden), nn.LayerNorm(hidden), nn.ReLU(),
+                         nn.Linear(hidden, num_classes))
 
 
 def small_cnn(input_shape, num_classes, width=4):
@@ -115,4 +116,5 @@ def dict_train_fn(model, x, y, *, seed, device, recipe):
 
 
 def shape_train_fn(model, x, y, *, seed, device, recipe):
-    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(x.shape[1:]), 3)).to(x.dtype if x.is_floating_point() else torch.float32)
+    dtype = x.dtype if x.is_floating_point() else torch.float32
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(x.shape[1:]), 3)).to(dtype)  # 3 classes, not 10

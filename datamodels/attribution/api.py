@@ -109,7 +109,8 @@ def attribute(store, method: str = "trak", *, n_models: int | None = None, devic
     :class:`~datamodels.modelset.ModelSet` (e.g. ``ModelSet.from_folder`` for models trained elsewhere).
 
     ``params`` go to :class:`datamodels.attribution.trak.TrakSettings` (``proj_dim``, ``projector``,
-    ``lambda_reg``, ``model_output`` ...) or :class:`datamodels.attribution.regression.RegressionSettings` (``n_lambdas``,
+    ``lambda_reg``, ``model_output`` ...) or
+    :class:`datamodels.attribution.regression.RegressionSettings` (``n_lambdas``,
     ``eps``, ``val_fraction`` ...). ``n_models``: use the first ``n_models`` usable models.
     """
     scores, _, _ = _run(_open(store), method, n_models, device, progress, params, None)

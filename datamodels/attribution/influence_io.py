@@ -178,10 +178,18 @@ class InfluenceWriter:
 
     def _discard(self) -> None:
         """Close (ignoring errors) and remove the temporary file."""
+        self._scores = None  # no dataset handle may outlive the file (h5py would free it at exit)
         if self._file is not None:
             try:
+                # The file is discarded: first give back the space it holds, so that HDF5 can flush
+                # and close cleanly even on a full disk (a failed close leaves the library in a state
+                # that crashes the interpreter at exit).
+                os.truncate(self._tmp, 0)
+            except OSError:
+                pass
+            try:
                 self._file.close()
-            except Exception:  # noqa: BLE001 - a failed close (full disk) must not hide the first error
+            except Exception:  # noqa: BLE001 - a failed close must not hide the first error
                 pass
             self._file = None
         if self._tmp is not None:
@@ -226,6 +234,7 @@ class InfluenceWriter:
                                        f"(first: {missing[0]}); the file was not created")
                 for k, v in self._attrs.items():
                     self._file.attrs[k] = v
+                self._file.flush()  # a full disk fails here, while the file can still be discarded cleanly
                 self._file.close()
                 self._file = None
                 os.replace(self._tmp, self.path)

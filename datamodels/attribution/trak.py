@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable
 
 import numpy as np
 import torch

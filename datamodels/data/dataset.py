@@ -235,9 +235,11 @@ def load_from_target(target: str, kwargs: dict | None = None, *, name: str | Non
                     f"(x_train, y_train, x_test, y_test[, class_names])")
 
 
-def load_from_config(cfg, data_dir: str | None = None) -> Dataset:
-    """The dataset a recipe's ``data`` section (:class:`datamodels.training.recipe.DataConfig`) names."""
+def load_from_config(cfg, data_dir: str | None = None, search_path: str | None = None) -> Dataset:
+    """The dataset a recipe's ``data`` section (:class:`datamodels.training.recipe.DataConfig`) names
+    (``search_path``: a folder to import a data target from when it is not importable as is)."""
     if getattr(cfg, "target", None):
-        return load_from_target(cfg.target, cfg.kwargs, name=cfg.name, data_dir=data_dir or cfg.data_dir)
+        return load_from_target(cfg.target, cfg.kwargs, name=cfg.name, data_dir=data_dir or cfg.data_dir,
+                                search_path=search_path)
     opts = {k: v for k, v in (("per_class_train", cfg.per_class_train), ("per_class_test", cfg.per_class_test)) if v}
     return load_dataset(cfg.name, data_dir or cfg.data_dir, **opts)

@@ -35,7 +35,7 @@ def build_metadata(recipe: Recipe, data: Dataset, n_models, subset_fraction, see
         "save_weights": save_weights, "train_margins": train_margins,
         "arrays": arrays,
         "versions": _versions(),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -106,9 +106,9 @@ def reload_dataset(meta: dict, data_dir: str | None = None) -> Dataset:
         data = load_from_target(target, rec.get("kwargs") or {}, name=rec.get("name"), search_path=where,
                                 data_dir=data_dir or rec.get("data_dir"))
         if data.identity != d["identity"]:
-            raise UserError(f"data target {target!r} now gives data with fingerprint {data.identity[:12]} but the store "
-                            f"was trained on {d['identity'][:12]}: restore the original data (or loader), or train "
-                            f"a new store")
+            raise UserError(f"data target {target!r} now gives data with fingerprint {data.identity[:12]} but the "
+                            f"store was trained on {d['identity'][:12]}: restore the original data (or loader), or "
+                            f"train a new store")
         return data
     if d["name"] not in BUILTIN_DATASETS:
         raise UserError(f"store was trained on data '{d['name']}' given in Python (Dataset.from_tensors), which no "

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from datamodels.training.augment import apply_augment, draw_epoch
-from datamodels.training.losses import make_loss
-from datamodels.training.optimizers import make_optimizer
 from datamodels.data.dataset import Dataset
 from datamodels.margins import margin
+from datamodels.training.augment import apply_augment, draw_epoch
+from datamodels.training.losses import make_loss
 from datamodels.training.models import EnsembleNet, init_ensemble
+from datamodels.training.optimizers import make_optimizer
 from datamodels.training.recipe import Recipe
 from datamodels.training.schedule import lr_at
 

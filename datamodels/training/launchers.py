@@ -9,8 +9,8 @@ import os
 from tqdm.auto import tqdm
 
 from datamodels.data.dataset import Dataset
-from datamodels.training.runner import plan_chunks, train_chunk
 from datamodels.store.store import Store
+from datamodels.training.runner import plan_chunks, train_chunk
 from modeldiff.errors import UserError
 
 

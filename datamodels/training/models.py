@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from datamodels.training.ensemble_layers import GroupBatchNorm2d, GroupConv2d, GroupLinear, Normalize, conv_bn
+from datamodels.training.ensemble_layers import GroupLinear, Normalize, conv_bn
 
 if TYPE_CHECKING:  # recipe.py reads the built-in names from this module's registry: no import cycle
     from datamodels.training.recipe import ModelConfig

@@ -60,7 +60,8 @@ class ModelConfig:
     passed to a user callable when its signature accepts them.
     """
 
-    arch: str | None = field(default=None, metadata={"help": "built-in: digits_cnn | resnet9 | linear (default digits_cnn)"})
+    arch: str | None = field(default=None, metadata={
+        "help": "built-in: digits_cnn | resnet9 | linear (default digits_cnn)"})
     width: int = field(default=16, metadata={"help": "channels of the first layer (later layers scale from it)"})
     blind_region: list | None = field(default=None, metadata={
         "help": "[row0, row1, col0, col1]: pixels the model never sees (zeroed in its input layer, train and test)"})
@@ -78,7 +79,8 @@ class ModelConfig:
             self.arch, self.target = self.target, None
         if self.target is not None:
             if self.arch is not None:
-                raise UserError(f"model.arch {self.arch!r} and model.target {self.target!r} both given: give one of them")
+                raise UserError(f"model.arch {self.arch!r} and model.target {self.target!r} both given: "
+                                f"give one of them")
             if not is_target(self.target):
                 raise UserError(f"model.target {self.target!r} must be one of {', '.join(builtin)} or an import "
                                 f"target 'package.module:name'")
@@ -127,7 +129,8 @@ class OptimConfig:
     momentum: float | None = None
     nesterov: bool | None = None
     weight_decay: float | None = None
-    schedule: str = field(default="triangle", metadata={"help": "constant | triangle (linear warm-up then decay to 0) | cosine | step"})
+    schedule: str = field(default="triangle", metadata={
+        "help": "constant | triangle (linear warm-up then decay to 0) | cosine | step"})
     warmup_fraction: float = field(default=0.2, metadata={"help": "share of steps spent warming up (triangle)"})
     label_smoothing: float = 0.0
     name: str = field(default="sgd", metadata={"help": "sgd | adam | adamw | import target of an optimizer class"})
@@ -175,7 +178,8 @@ class OptimConfig:
 
     def constructor_kwargs(self) -> dict:
         """Keyword arguments for the optimiser class besides ``lr`` (the keys that are set)."""
-        out = {k: getattr(self, k) for k in ("momentum", "nesterov", "weight_decay", "eps") if getattr(self, k) is not None}
+        out = {k: getattr(self, k) for k in ("momentum", "nesterov", "weight_decay", "eps")
+               if getattr(self, k) is not None}
         if self.betas is not None:
             out["betas"] = tuple(self.betas)
         if self.name == "sgd":
@@ -268,7 +272,8 @@ def _check_recipe_choices(recipe: "Recipe") -> None:
             if key not in ("target", "kwargs"):
                 raise UserError(f"unknown recipe key 'trainer.{key}': allowed keys are kwargs, target")
         if not is_target(trainer.get("target")):
-            raise UserError(f"trainer.target must be an import target 'package.module:train_fn'; got {trainer.get('target')!r}")
+            raise UserError(f"trainer.target must be an import target 'package.module:train_fn'; "
+                            f"got {trainer.get('target')!r}")
         if not isinstance(trainer.get("kwargs", {}), dict):
             raise UserError(f"recipe key 'trainer.kwargs' must be a mapping, got {trainer['kwargs']!r}")
         recipe.trainer = {"target": trainer["target"], "kwargs": dict(trainer.get("kwargs") or {})}
@@ -366,4 +371,7 @@ def load_recipe(path: str | Path) -> Recipe:
         raise UserError(f"recipe {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     if data is None:  # an empty file is a mistake, not a request for the default recipe
         raise UserError(f"recipe {path} is empty: write a recipe (see `modeldiff train default`), or pass 'default'")
+    if not isinstance(data, dict):
+        raise UserError(f"recipe {path} must be a YAML mapping (name: ..., model: ..., optim: ...), "
+                        f"got a {type(data).__name__}")
     return recipe_from_dict(data)

@@ -25,6 +25,10 @@ def add_parser(subparsers) -> None:
                    help="TRAK: random projection (auto = fast_jl on CUDA when installed, else sketch)")
     p.add_argument("--lambda-reg", type=float, default=0.0, help="TRAK: ridge added to the kernel")
     p.add_argument("--batch-size", type=int, default=64, help="TRAK: examples per gradient batch")
+    p.add_argument("--model-output", default="margin",
+                   help="TRAK: what is attributed: margin (classification margin) or an import target "
+                        "'pkg.mod:Output' (an object with output(out, y) and out_to_loss(out, y), or a function "
+                        "(out, y) -> (output, out_to_loss))")
     p.add_argument("--n-lambdas", type=int, default=25, help="datamodels: values on the lasso path")
     p.add_argument("--eps", type=float, default=1e-3, help="datamodels: lambda_min / lambda_max")
     p.add_argument("--val-fraction", type=float, default=0.1,
@@ -48,7 +52,8 @@ def settings(args) -> dict:
                 raise UserError(f"--proj-dim must be 'auto' or an integer >= 0, got {k!r}")
             k = int(k) or None
         return {"proj_dim": k, "projector": args.projector,
-                "proj_seed": args.seed, "lambda_reg": args.lambda_reg, "batch_size": args.batch_size}
+                "proj_seed": args.seed, "lambda_reg": args.lambda_reg, "batch_size": args.batch_size,
+                "model_output": args.model_output}
     return {"n_lambdas": args.n_lambdas, "eps": args.eps, "val_fraction": args.val_fraction,
             "seed": args.seed}
 
@@ -57,7 +62,6 @@ def run(args) -> int:
     from pathlib import Path
 
     from datamodels.attribution.api import attribute_to_file
-
     from datamodels.store.store import Store
     from modeldiff.cli.checks import check_device, check_free_space, check_output
 

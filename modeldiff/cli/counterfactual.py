@@ -99,10 +99,11 @@ def run(args) -> int:
         raise UserError(f"--names needs two comma-separated names, got {args.names!r}")
     if not 0 < args.level < 1:
         raise UserError(f"--level must be between 0 and 1, got {args.level}")
-    from modeldiff.counterfactual.user_transform import is_user_spec, user_transform
+    from modeldiff.counterfactual.user_transform import is_user_spec, store_code_folder, user_transform
 
+    code = store_code_folder(args.store_a)  # user transforms may live beside the store's data target
     try:  # built-in image transforms, or the user's own callables named 'pkg.mod:fn' (any data)
-        transforms = [user_transform(t)[0] if is_user_spec(t) else parse_transform(t, seed=args.seed)
+        transforms = [user_transform(t, code)[0] if is_user_spec(t) else parse_transform(t, seed=args.seed)
                       for t in args.transform]
     except UserError:
         raise

@@ -26,10 +26,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("stores", nargs="+", metavar="STORE", help="store directories made by `modeldiff train`")
     p.add_argument("--out", required=True, help="output folder (diagnostics.json, report.html)")
     p.add_argument("--models", type=int, default=8, help="first N finished models with weights per store")
-    p.add_argument("--probes", type=int, default=16,
+    p.add_argument("--probes", type=int, default=8,
                    help="Hutchinson probes for tr(H²) (on the part outside the Lanczos basis)")
-    p.add_argument("--lanczos-steps", type=int, default=20, help="Lanczos iterations (HVPs) for λ_max")
-    p.add_argument("--trace-examples", type=int, default=16,
+    p.add_argument("--lanczos-steps", type=int, default=20, help="most Lanczos iterations (HVPs) for λ_max")
+    p.add_argument("--lanczos-tol", type=float, default=1e-3,
+                   help="stop Lanczos when the top Ritz residual is below this share of λ_max")
+    p.add_argument("--trace-examples", type=int, default=8,
                    help="examples sampled for tr(ΣH) beyond the Lanczos subspace (0 = all examples: exact)")
     p.add_argument("--noise-examples", type=int, default=None,
                    help="examples in the Gram matrix for ‖Σ‖_F (default all, capped by memory)")
@@ -83,7 +85,7 @@ def run(args) -> int:
     stores = [Store.open(s) for s in args.stores]
     chosen = [pick_models(st, args.models) for st in stores]
     dtype = None if args.dtype == "store" else getattr(torch, args.dtype)
-    settings = DiagnosticSettings(lanczos_steps=args.lanczos_steps, probes=args.probes,
+    settings = DiagnosticSettings(lanczos_steps=args.lanczos_steps, lanczos_tol=args.lanczos_tol, probes=args.probes,
                                   trace_examples=args.trace_examples, noise_examples=args.noise_examples,
                                   seed=args.seed)
     bar = tqdm(total=sum(map(len, chosen)), desc="diagnose", unit="model", disable=args.quiet)

@@ -89,10 +89,10 @@ def _images(store_dir, la, n_test: int, n_train: int):
 def run(args) -> int:
     import numpy as np
 
-    from modeldiff.diff.residual_pca import ModelDiff
     from modeldiff.diff.io_scores import check_same_examples, load_scores
-    from modeldiff.report import write_report
+    from modeldiff.diff.residual_pca import ModelDiff
     from modeldiff.diff.subpopulations import subpopulations
+    from modeldiff.report import write_report
 
     names = [s.strip() for s in args.names.split(",")]
     if len(names) != 2 or not all(names):

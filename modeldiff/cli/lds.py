@@ -73,6 +73,10 @@ def lds_against_store(influence, store, *, n_boot: int = 1000, seed: int = 0, re
     valid = np.asarray(store.valid_indices())
     all_masks = np.asarray(store.masks[valid])
     used, used_meta = attributed_masks(influence)
+    ranges = influence.method_params.get("model_ranges")
+    if used is None and ranges and influence.store_path and str(Path(store.path).resolve()) == influence.store_path:
+        # a ModelSet without store metadata (e.g. ModelSet.from_folder): the used models' masks are its own
+        used = np.asarray(store.masks)[np.concatenate([np.arange(a, b) for a, b in ranges])]
     if used is None:
         if influence.store_path and str(store.path.resolve()) == influence.store_path:
             raise UserError(f"{store.path} is the store the scores came from and the file does not "

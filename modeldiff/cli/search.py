@@ -93,12 +93,12 @@ def run(args) -> int:
 
 def user_candidates(specs, seed: int) -> list[tuple]:
     from modeldiff.counterfactual.library import as_candidates
-    from modeldiff.counterfactual.user_transform import is_builtin_spec, user_transform
+    from modeldiff.counterfactual.user_transform import is_user_spec, user_transform
 
     out = []
     for spec in specs:
         try:
-            out += as_candidates([spec], seed) if is_builtin_spec(spec) else [user_transform(spec)]
+            out += [user_transform(spec)] if is_user_spec(spec) else as_candidates([spec], seed)
         except ValueError as err:
             raise UserError(f"--transform {spec!r}: {err}") from None
     return out

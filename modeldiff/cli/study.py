@@ -40,13 +40,12 @@ def run_demo(args) -> int:
 
 
 def run_study_cli(args) -> int:
-    import torch
-
-    from modeldiff.studies.run import format_summary, run_study
+    from modeldiff.cli.checks import check_device, check_output
     from modeldiff.studies.config import load_study
+    from modeldiff.studies.run import format_summary, run_study
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA device is visible: use --device cpu")
+    check_device(args.device)
+    check_output(args.out, folder=True, may_exist=True)
     cfg = load_study(args.study)
     if args.models is not None:
         if args.models < 2:

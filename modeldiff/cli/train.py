@@ -44,9 +44,8 @@ def resolve_recipe(name_or_path: str, data_dir: str | None = None):
 
 def run(args) -> int:
     from datamodels.data.dataset import load_from_config
-    from datamodels.training.launchers import fill_store
     from datamodels.store.store import Store
-
+    from datamodels.training.launchers import fill_store
     from modeldiff.cli.checks import check_device, check_output
 
     if args.ensemble_size < 1 or args.workers < 1:

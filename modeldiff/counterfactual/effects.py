@@ -13,8 +13,8 @@ images (patches, overlays...) or, for other data, the user's own functions.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch

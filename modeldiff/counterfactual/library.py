@@ -93,3 +93,22 @@ def as_candidates(items, seed: int = 0) -> list[tuple]:
             raise ValueError(f"candidate {item!r} is not a transform (a callable x -> x)")
         out.append((item, None if target is None else int(target)))
     return out
+
+
+def short_label(t) -> str:
+    """A short human name of a transform for plots and headlines (e.g. "white solid 2px patch at (0, 0)")."""
+    p = dict(getattr(t, "params", {}))
+    name = getattr(t, "name", None)
+    if name == "patch" and isinstance(p.get("pattern"), str):
+        col = tuple(float(v) for v in p.get("color", ()))
+        cname = next((k for d in (GREY_COLOURS, RGB_COLOURS) for k, v in d.items() if tuple(v) == col),
+                     "/".join(f"{v:g}" for v in col))
+        loc = p.get("loc")
+        where = f"at ({loc[0]}, {loc[1]})" if isinstance(loc, tuple) else ("at a random place" if loc == "random" else "at the centre")
+        what = "black/white texture" if p["pattern"] == "texture" else f"{cname} {p['pattern']}"
+        return f"{what} {p['size']}px patch {where}"
+    if name in ("blur", "contrast", "sharpen", "shift", "lowpass", "highpass", "tint", "grayscale"):
+        inner = ", ".join(f"{k}={'/'.join(f'{x:g}' for x in v) if isinstance(v, tuple) else v}" for k, v in p.items()
+                          if k != "kernel_size")
+        return f"{name}({inner})"
+    return repr(t)

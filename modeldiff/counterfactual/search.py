@@ -94,7 +94,7 @@ class DirectionSearch:
 def describe(rec: dict) -> str:
     lo, pr = rec["effects"]["log-odds"], rec["effects"]["probability"]
     f = lambda e: f"{e['mean']:+.3f} [{_n(e['ci_low'])}, {_n(e['ci_high'])}]"
-    return (f"{rec['transform']} -> class {rec['target_name']}: log-odds effect first {f(lo['a'])} vs second "
+    return (f"{rec.get('label', rec['transform'])} -> class {rec['target_name']}: log-odds effect first {f(lo['a'])} vs second "
             f"{f(lo['b'])} (probability {pr['a']['mean']:+.4f} vs {pr['b']['mean']:+.4f}), "
             f"Holm-adjusted p = {rec['p_adjusted']:.3g}")
 
@@ -218,7 +218,10 @@ def _confirm(transform, c: int, halves: Halves, cache: dict, flip: bool, s: Sear
     p = float(stats.ttest_ind(la, lb, equal_var=False, alternative="greater").pvalue) if len(la) > 1 and len(lb) > 1 \
         else float("nan")
     name = str(class_names[c]) if class_names is not None and c < len(class_names) else str(c)
-    return {"transform": repr(transform), "params": _params(transform), "target_class": c, "target_name": name,
+    from modeldiff.counterfactual.library import short_label
+
+    return {"transform": repr(transform), "label": short_label(transform), "params": _params(transform),
+            "target_class": c, "target_name": name,
             "n_inputs": int(keep.sum()), "control_a": ca, "control_b": cb,
             "effects": {"log-odds": compare_effects(la, lb, **kw).to_dict(),
                         "probability": compare_effects(pa, pb, **kw).to_dict()},

@@ -65,8 +65,23 @@ def is_user_spec(spec) -> bool:
     return is_target(spec) and not is_builtin_spec(spec) and "=" not in spec
 
 
-def user_transform(spec) -> tuple[UserTransform, int | None]:
-    """``(transform, target_class or None)`` from ``"pkg.mod:fn"`` or ``{target, kwargs, target_class, label}``."""
+def store_code_folder(store_path) -> str | None:
+    """The folder a store's data target was imported from (where the user's transforms usually live too)."""
+    import json
+    from pathlib import Path
+
+    try:
+        meta = json.loads((Path(store_path) / "metadata.json").read_text())
+        return (meta["dataset"].get("target") or {}).get("path")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def user_transform(spec, search_path: str | None = None) -> tuple[UserTransform, int | None]:
+    """``(transform, target_class or None)`` from ``"pkg.mod:fn"`` or ``{target, kwargs, target_class, label}``.
+
+    ``search_path``: a folder to import from when the module is not importable as is (e.g.
+    :func:`store_code_folder`)."""
     from datamodels.registry import resolve_target
 
     if isinstance(spec, str):
@@ -79,7 +94,7 @@ def user_transform(spec) -> tuple[UserTransform, int | None]:
         raise UserError(f"counterfactual transform {spec['target']!r}: unknown key(s) {', '.join(unknown)}; "
                         f"allowed are {', '.join(SPEC_KEYS)}")
     target, kwargs = spec["target"], spec.get("kwargs")
-    obj = resolve_target(target, what="counterfactual transform")
+    obj = resolve_target(target, what="counterfactual transform", search_path=search_path)
     if kwargs is not None:
         try:
             obj = obj(**kwargs)

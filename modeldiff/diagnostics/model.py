@@ -2,7 +2,7 @@
 
 Quantities (``L`` the mean training loss on the model's own subset, ``H = ∇²L``, ``Σ`` the
 per-example gradient covariance, see :mod:`modeldiff.diagnostics.noise`):
-``train_loss``, ``train_accuracy``, ``grad_norm`` (‖∇L‖), ``lambda_max`` / ``lambda_min`` (Lanczos),
+``train_loss``, ``train_accuracy``, ``grad_norm`` (‖∇L‖), ``lambda_max`` (Lanczos),
 ``hessian_fro`` (‖H‖_F from tr(H²), Lanczos-deflated Hutchinson) with ``hessian_fro_se``,
 ``trace_sigma_h`` with its se, ``sigma_fro``, ``alignment = tr(ΣH)/(‖Σ‖_F‖H‖_F)`` (cosine of Σ and H
 in Frobenius inner product) and ``alignment_mu = tr(ΣH)/(2L‖H‖_F²)`` (Wu et al.'s alignment factor).
@@ -23,9 +23,9 @@ class DiagnosticSettings:
     """Cost knobs (HVPs per model ≈ ``lanczos_steps + probes + trace_examples``)."""
 
     lanczos_steps: int = 20  # Krylov dimension (also the deflation basis of both traces)
-    lanczos_tol: float = 1e-4  # stop when the top Ritz residual < tol·|λ|
-    probes: int = 16  # Rademacher probes of Hutchinson on the deflated remainder of tr(H²)
-    trace_examples: int = 16  # examples sampled for the remainder of tr(ΣH) (0 = all: exact)
+    lanczos_tol: float = 1e-3  # stop when the top Ritz residual ‖Hy − θy‖ < tol·|θ| (bounds |λ_max − θ|)
+    probes: int = 8  # Rademacher probes of Hutchinson on the deflated remainder of tr(H²)
+    trace_examples: int = 8  # importance-sampled HVPs for tr(ΣH) outside the Lanczos basis (0 = all: exact)
     noise_examples: int | None = None  # examples in the Gram matrix for ‖Σ‖_F (None = all, memory-capped)
     hvp_block: int = 8  # HVPs pushed through the data at once (memory: block × batch_size examples)
     seed: int = 0
@@ -45,13 +45,13 @@ def diagnose_model(loss: TrainingLoss, settings: DiagnosticSettings | None = Non
     fro = frobenius_squared(lambda v: loss.hvp_blocks(v, st.hvp_block), loss.dim, probes=st.probes,
                             basis=lz["basis"], basis_h_norm2=lz["h_basis_norm2"], seed=seed + 1,
                             device=loss.device, dtype=loss.dtype)
-    noise = noise_diagnostics(loss, g, examples=st.noise_examples, trace_examples=st.trace_examples or loss.n,
-                              basis=lz["basis"], t=lz["t"], seed=seed + 2, block=st.hvp_block)
+    noise = noise_diagnostics(loss, g, examples=st.noise_examples, trace_examples=st.trace_examples or None,
+                              lanczos_result=lz, seed=seed + 2, block=st.hvp_block)
     hf, sf, tsh = fro["hessian_fro"], noise["sigma_fro"], noise["trace_sigma_h"]
     return {
         "n_examples": loss.n, "n_params": loss.dim,
         "train_loss": value, "train_accuracy": acc, "grad_norm": float(g.double().norm()),
-        "lambda_max": lz["lambda_max"], "lambda_min": lz["lambda_min"], "lambda_max_residual": lz["residual"],
+        "lambda_max": lz["lambda_max"], "lambda_min_ritz": lz["lambda_min"], "lambda_max_residual": lz["residual"],
         "lanczos_steps": lz["steps"], "lanczos_converged": lz["converged"],
         "hessian_fro": hf, "hessian_fro_se": fro["hessian_fro_se"], "trace_h2": fro["trace_h2"],
         "trace_h2_se": fro["trace_h2_se"], "probes": fro["probes"],

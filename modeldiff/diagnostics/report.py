@@ -13,6 +13,7 @@ COLUMNS = [
     ("train_accuracy", "train acc", "ci"),
     ("lambda_max", "λ_max", "ci"),
     ("eos_threshold", "2/η", "mean"),
+    ("eos_threshold_momentum", "EoS w/ momentum", "mean"),
     ("hessian_fro", "‖H‖_F ± se", "se"),
     ("alignment", "alignment", "ci"),
     ("alignment_mu", "μ", "ci"),

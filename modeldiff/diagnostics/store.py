@@ -73,7 +73,7 @@ def diagnose_store(store, n_models: int | None = None, settings: DiagnosticSetti
     beta, nesterov = sgd_momentum(recipe)
     entries = []
     for i in pick_models(store, n_models):
-        mask = torch.as_tensor(np.asarray(store.masks[i]), dtype=torch.bool)
+        mask = torch.as_tensor(np.array(store.masks[i]), dtype=torch.bool)
         x, y = data.x_train[mask], data.y_train[mask]
         model = store.load_model(i, device)
         loss = TrainingLoss(model, x, y, loss_fn, batch_size=batch_size, device=device, dtype=dtype)

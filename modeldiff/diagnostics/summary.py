@@ -9,7 +9,7 @@ from scipy import stats
 SUMMARY_KEYS = ("eta_over_b", "eta_eff_over_b", "train_loss", "train_accuracy", "lambda_max", "eos_threshold",
                 "eos_threshold_momentum", "sharpness_ratio", "hessian_fro", "hessian_fro_se", "trace_sigma_h",
                 "sigma_fro", "alignment", "alignment_mu", "stability_ratio", "stability_ratio_eff",
-                "stability_bound", "grad_norm", "lambda_min")
+                "stability_bound", "grad_norm")
 
 
 def mean_ci(values, confidence: float = 0.95) -> dict:

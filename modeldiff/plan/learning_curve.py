@@ -58,8 +58,12 @@ class LearningCurve:
         lo, hi = np.quantile(reps, [(1 - level) / 2, (1 + level) / 2])
         return n, int(np.ceil(lo)), int(np.ceil(hi)) if np.isfinite(hi) else -1
 
+    @property
+    def pilot_models(self) -> int:
+        return int(self.n_observed.max())
+
     def to_dict(self) -> dict:
-        return {"a": self.a, "b": self.b, "n_observed": self.n_observed.tolist(),
+        return {"model": "a * sqrt(n / (n + b))", "a": self.a, "b": self.b, "n_observed": self.n_observed.tolist(),
                 "lds_observed": self.lds_observed.tolist()}
 
 

@@ -1,10 +1,12 @@
-"""Learning curve from a pilot store: LDS measured at several model counts, on held-out models.
+"""Learning curve from a pilot store: how the LDS grows with the number of models.
 
-TRAK: each of the first ``pool`` models is featurised once; the scores of any subset of them
-are the average of its per-model score matrices times its average out-to-loss weights (exactly
-what :class:`datamodels.attribution.trak.TRAK` computes for that subset). Datamodels: the
-regression is refitted on random subsets of the pool's models. Either way the LDS is measured
-against the pilot's *other* models (their masks are independent draws), on a fixed random
+TRAK: each of the first ``pool`` models is featurised once; its per-model predictions on the
+pilot's *other* models' subsets give the variance components of
+:mod:`modeldiff.plan.variance_curve` (signal, between-model noise and their covariance with the
+measured margins, per test example), hence ``LDS(n)`` for any ``n``. Datamodels (not an average
+of per-model estimates): the regression is refitted on random subsets of the pool's models and a
+saturating curve (:mod:`modeldiff.plan.learning_curve`) is fitted to the LDS values. The LDS is
+measured against the held-out models (their masks are independent draws), on a fixed random
 sample of at most ``max_test`` test examples (an unbiased estimate of the mean over all of them).
 """
 from __future__ import annotations
@@ -13,9 +15,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from datamodels.attribution.lds import lds
+from datamodels.attribution.lds import average_over_seeds, lds
 from modeldiff.errors import UserError
 from modeldiff.plan.learning_curve import LearningCurve, fit_learning_curve
+from modeldiff.plan.variance_curve import VarianceCurve, fit_variance_curve
 
 
 def _counts(pool: int) -> list[int]:
@@ -28,7 +31,7 @@ def _counts(pool: int) -> list[int]:
 
 def pilot_learning_curve(store, method: str, *, pool: int | None = None, proj_dim: int = 1024,
                          batch_size: int = 256, lambdas: int = 12, repeats: int = 4, max_test: int = 300,
-                         device: str = "cpu", seed: int = 0) -> LearningCurve:
+                         device: str = "cpu", seed: int = 0) -> LearningCurve | VarianceCurve:
     """Fit LDS(n models) on ``store`` (a Store) for ``method`` (``trak`` or ``datamodels``)."""
     valid = np.asarray(store.valid_indices(warn=False))
     if method == "trak":
@@ -48,11 +51,11 @@ def pilot_learning_curve(store, method: str, *, pool: int | None = None, proj_di
     masks_ev = np.asarray(store.masks[held_out])
     margins_ev = np.asarray(store.test_margins[held_out])[:, rows]
     if method == "trak":
-        subset_scores = _trak_subsets(store, attributed, data, rows, proj_dim, batch_size, device)
-    else:
-        subset_scores = _datamodels_subsets(store, attributed, rows, lambdas, device)
+        per_model, q = trak_per_model(store, attributed, data, rows, proj_dim, batch_size, device)
+        return trak_variance_curve(per_model, q, masks_ev, margins_ev)
+    subset_scores = _datamodels_subsets(store, attributed, rows, lambdas, device)
     ns, values = [], []
-    counts = [n for n in _counts(len(attributed)) if method == "trak" or n >= 10]  # a lasso needs >= 10 models
+    counts = [n for n in _counts(len(attributed)) if n >= 10]  # a lasso needs >= 10 models
     if len(counts) < 2:
         raise UserError(f"pilot store {store.path}: datamodels need at least 20 attributed models for a learning "
                         f"curve, it has {len(attributed)}; train a larger pilot")
@@ -64,7 +67,17 @@ def pilot_learning_curve(store, method: str, *, pool: int | None = None, proj_di
     return fit_learning_curve(ns, values, seed=seed)
 
 
-def _trak_subsets(store, attributed, data, rows, proj_dim, batch_size, device):
+def trak_variance_curve(per_model: np.ndarray, q: np.ndarray, masks: np.ndarray, margins: np.ndarray) -> VarianceCurve:
+    """The curve from per-model scores ``per_model[M, T, n_train]`` (before the out-to-loss weights),
+    weights ``q[M, n_train]``, held-out ``masks[U, n_train]`` and ``margins[U, T]``."""
+    uniq, mean_margins = average_over_seeds(masks, margins)
+    weighted = per_model * q.mean(0)[None, None, :]
+    preds = np.einsum("un,mtn->mut", uniq.astype(np.float64), weighted)
+    return fit_variance_curve(preds, mean_margins)
+
+
+def trak_per_model(store, attributed, data, rows, proj_dim, batch_size, device) -> tuple[np.ndarray, np.ndarray]:
+    """Per-model TRAK scores ``[M, len(rows), n_train]`` (without Q) and out-to-loss weights ``[M, n_train]``."""
     from datamodels.attribution.trak import TRAK
 
     est = TRAK(device=device, progress=False, proj_dim=proj_dim, batch_size=batch_size)
@@ -76,8 +89,7 @@ def _trak_subsets(store, attributed, data, rows, proj_dim, batch_size, device):
                                           x_te, y_te)
         per_model.append((phi_te @ feats.T).double().cpu().numpy())
         qs.append(q.double().cpu().numpy())
-    per_model, qs = np.stack(per_model), np.stack(qs)
-    return lambda pick: per_model[pick].mean(0) * qs[pick].mean(0)[None, :]
+    return np.stack(per_model), np.stack(qs)
 
 
 def _datamodels_subsets(store, attributed, rows, lambdas, device):

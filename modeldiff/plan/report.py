@@ -25,7 +25,7 @@ def apply_pilot(req: PlanRequest) -> dict:
     store = Store.open(req.pilot)
     curve = pilot_learning_curve(store, method, proj_dim=proj_dim, batch_size=batch, lambdas=lambdas,
                                  device=req.device)
-    pool = int(curve.n_observed.max())
+    pool = curve.pilot_models
     out = {"method": method, **curve.to_dict(), "pilot_models": pool,
            "predicted": [{"models": f * pool, **dict(zip(("lds", "low", "high"), curve.predict(f * pool)))}
                          for f in LDS_FACTORS]}

@@ -205,7 +205,7 @@ def _search_section(search, pngs, name_a, name_b, colors) -> tuple[str, str]:
                        f"algorithm's models and test inputs; the top {len(tested)} tested on the other halves, "
                        "p-values Holm-adjusted; effects in log-odds (margin) units with 95 % CIs over models.")
     if tested:
-        lab = [f"{i}: {_short(r['transform'])} → class {r['target_name']}" for i, r in enumerate(tested)]
+        lab = [f"{i}: {_short(r.get('label', r['transform']))} → class {r['target_name']}" for i, r in enumerate(tested)]
         lo = [r["effects"]["log-odds"] for r in tested]
         tri = lambda e: (e["mean"], _nan(e["ci_low"]), _nan(e["ci_high"]))
         pngs["search"] = figures.effect_plot(lab, [tri(e["a"]) for e in lo], [tri(e["b"]) for e in lo], name_a, name_b,
@@ -214,7 +214,7 @@ def _search_section(search, pngs, name_a, name_b, colors) -> tuple[str, str]:
         for i, r in enumerate(tested):
             e, p = r["effects"]["log-odds"], r["effects"]["probability"]
             ci = lambda x: f"[{_nan(x['ci_low']):.3g}, {_nan(x['ci_high']):.3g}]"
-            rows.append([f"{i}: {r['transform']}", r["target_name"], e["a"]["mean"], ci(e["a"]), e["b"]["mean"],
+            rows.append([f"{i}: {r.get('label', r['transform'])}", r["target_name"], e["a"]["mean"], ci(e["a"]), e["b"]["mean"],
                          ci(e["b"]), p["a"]["mean"], p["b"]["mean"], r["p_adjusted"],
                          "yes" if r["confirmed"] else "no"])
         inner += html.img(pngs["search"], "search effects") + html.table(

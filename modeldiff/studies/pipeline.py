@@ -31,7 +31,7 @@ def load_study_data(cfg: StudyConfig, data_dir: str | None = None) -> Dataset:
     from datamodels.data.dataset import load_from_config
 
     recipe, _ = cfg.recipes(data_dir)
-    return load_from_config(recipe.data)
+    return load_from_config(recipe.data, search_path=cfg.folder or None)  # targets may sit beside the study
 
 
 def train_algorithms(cfg: StudyConfig, data: Dataset, out: Path, device: str, data_dir=None,
@@ -220,7 +220,6 @@ def run_search(cfg: StudyConfig, stores, data: Dataset, directions, device: str,
     top components of both directions; test inputs from ``rows`` (default all)."""
     from modeldiff.counterfactual.library import as_candidates, generic_candidates
     from modeldiff.counterfactual.search import SearchSettings, overlay_candidates, search, store_halves
-
     from modeldiff.counterfactual.user_transform import is_user_spec, user_transform
 
     sp = cfg.search
@@ -228,7 +227,7 @@ def run_search(cfg: StudyConfig, stores, data: Dataset, directions, device: str,
     cands = [(t, None) for t in generic_candidates(data.x_test.shape[1:], families=sp.families or None,
                                                    seed=sp.seed)] if image else []
     for item in cfg.counterfactual.transforms:
-        if is_builtin_spec(item):
+        if not is_user_spec(item):
             cands += as_candidates([item], sp.seed) if image else []
         else:
             cands.append(user_transform(item))

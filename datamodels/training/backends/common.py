@@ -11,9 +11,9 @@ loss averaged over its batch.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

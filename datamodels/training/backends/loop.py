@@ -10,8 +10,20 @@ from __future__ import annotations
 import torch
 
 from datamodels.training.backends.common import (
-    as_input, autocast, check_data, check_model, dtype_of, epoch_draw, finish, gather_batch, model_generator, params_finite,
-    predict_module, seeded, steps_per_epoch)
+    as_input,
+    autocast,
+    check_data,
+    check_model,
+    dtype_of,
+    epoch_draw,
+    finish,
+    gather_batch,
+    model_generator,
+    params_finite,
+    predict_module,
+    seeded,
+    steps_per_epoch,
+)
 from datamodels.training.losses import make_loss
 from datamodels.training.model_factory import DataSpec, init_module
 from datamodels.training.optimizers import make_optimizer, needs_closure, set_lr
@@ -65,7 +77,7 @@ def train_one(module, recipe, data, subset, seed, x_all, y_all, loss_fn, device,
             xb, yb = xb[0], yb[0]
             set_lr(opt, lr_at(step, total, recipe.optim))
 
-            def closure():
+            def closure(xb=xb, yb=yb):
                 opt.zero_grad(set_to_none=True)
                 with autocast(recipe, device):
                     logits = module(xb)

@@ -21,7 +21,14 @@ from torch import nn
 
 from datamodels.registry import accepted_kwargs, resolve_target
 from datamodels.training.backends.common import (
-    as_input, augments, dtype_of, finish, params_finite, predict_module, seeded)
+    as_input,
+    augments,
+    dtype_of,
+    finish,
+    params_finite,
+    predict_module,
+    seeded,
+)
 from datamodels.training.model_factory import DataSpec, check_output, init_module
 from modeldiff.errors import UserError
 

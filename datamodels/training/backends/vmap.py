@@ -18,8 +18,19 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from datamodels.training.backends.common import (
-    EVAL_BATCH, as_input, autocast, check_data, check_model, dtype_of, epoch_draw, equal_subsets, finish, gather_batch,
-    model_generator, steps_per_epoch)
+    EVAL_BATCH,
+    as_input,
+    autocast,
+    check_data,
+    check_model,
+    dtype_of,
+    epoch_draw,
+    equal_subsets,
+    finish,
+    gather_batch,
+    model_generator,
+    steps_per_epoch,
+)
 from datamodels.training.losses import make_loss
 from datamodels.training.model_factory import DataSpec, init_module
 from datamodels.training.optimizers import make_optimizer, needs_closure, set_lr, vmap_refusal
@@ -114,7 +125,7 @@ def train_vmap(recipe, data, masks, seeds, device="cpu", init_state=None, train_
             xb, yb = gather_batch(x_all, y_all, order, draws, start, recipe)
             set_lr(opt, lr_at(step, total, recipe.optim))
 
-            def closure():
+            def closure(xb=xb, yb=yb):
                 opt.zero_grad(set_to_none=True)
                 with autocast(recipe, device):
                     logits = net.forward(xb)
