@@ -8,6 +8,7 @@ and B, and the search's A−B headline.
 
     python benchmarks/planted_grid.py --out runs/planted_grid --draws 4 --method trak
     python benchmarks/planted_grid.py --out runs/planted_grid --draws 4 --method datamodels
+    python benchmarks/planted_grid.py --out runs/planted_amp --amplitudes 0.1,0.4,1.0   # the README table
 
 Writes ``OUT/planted_grid.json`` and prints one line per run and the pass count.
 """
@@ -48,9 +49,13 @@ def main(argv=None) -> int:
     p.add_argument("--method", choices=["trak", "datamodels"], default="trak")
     p.add_argument("--draws", type=int, default=4, help="random draws from the fixed lists")
     p.add_argument("--all", action="store_true", help="every combination instead of random draws")
+    p.add_argument("--amplitudes", default=None,
+                   help="comma-separated patch amplitudes: run the shipped plant at each instead of draws")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
-    if args.all:
+    if args.amplitudes:
+        combos = [{"amplitude": float(a)} for a in args.amplitudes.split(",")]
+    elif args.all:
         combos = [{"seed": s, "target_class": c, "region": r, "pattern": q}
                   for s in SEEDS for c in CLASSES for r in PLACES for q in PATTERNS]
     else:

@@ -2,7 +2,6 @@
 import json
 
 import pytest
-
 from helpers_train import cli, write_recipe
 
 REQUIRED = ("eta_over_b", "train_loss", "lambda_max", "hessian_fro", "hessian_fro_se", "alignment",
@@ -53,12 +52,15 @@ def test_diagnose_two_stores(stores):
     assert "data:image/png;base64," in html and "λ_max" in html
 
 
-def test_diagnose_refuses_bad_input(stores):
+def test_diagnose_refuses_bad_input(stores, capsys):
+    from modeldiff.cli.main import main
+
     root, (a, _) = stores
-    res = cli("diagnose", a, "--models", 0, "--out", root / "bad")
-    assert res.returncode == 2 and res.stderr.strip().startswith("error:") and "--models" in res.stderr
-    res = cli("diagnose", root / "missing", "--out", root / "bad2")
-    assert res.returncode == 2 and "does not exist" in res.stderr
     (root / "exists").mkdir()
-    res = cli("diagnose", a, "--out", root / "exists")
-    assert res.returncode == 2 and "--force" in res.stderr
+    for argv, needle in (([a, "--models", 0, "--out", root / "bad"], "--models"),
+                         ([root / "missing", "--out", root / "bad2"], "does not exist"),
+                         ([a, "--out", root / "exists"], "--force"),
+                         ([a, "--labels", "x,y", "--out", root / "bad3"], "--labels")):
+        assert main(["diagnose", *map(str, argv)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and needle in err and len(err.splitlines()) == 1

@@ -70,3 +70,49 @@ def test_split_halves_are_disjoint_and_distinct(n):
         assert len(np.intersect1d(a, b)) == 0 and len(a) + len(b) == n and abs(len(a) - len(b)) <= 1
     firsts = {tuple(a) for a, _ in splits}
     assert len(firsts) == 6
+
+
+def _tiny_stores(tmp_path, n_models):
+    from datamodels.data.dataset import load_digits
+    from datamodels.store.store import Store
+    from datamodels.training.launchers import fill_store
+    from datamodels.training.recipe import recipe_from_dict
+
+    data = load_digits()
+    stores = []
+    for tag, seed in (("a", 0), ("b", 1)):
+        recipe = recipe_from_dict({"name": f"lin-{tag}", "data": {"name": "digits"}, "model": {"arch": "linear"},
+                                   "epochs": 1, "batch_size": 64, "optim": {"lr": 0.05}})
+        store = Store.create_or_resume(tmp_path / tag, recipe, data, n_models, 0.5, seed=seed)
+        fill_store(store, ensemble_size=n_models)
+        stores.append(Store.open(store.path, data))
+    return stores
+
+
+def test_trak_groups_reproduce_one_trak_run_and_give_halves(tmp_path):
+    """The union of all groups is exactly TRAK on all the models (its formula is separable)."""
+    from datamodels.attribution.api import attribute
+    from modeldiff.diff.null import TrakGroups, trak_groups, trak_halves
+
+    store = _tiny_stores(tmp_path, 4)[0]
+    full = attribute(store, "trak", n_models=4, proj_dim=64, progress=False)
+    groups = trak_groups(store, [0, 1, 2, 3], n_groups=2, proj_dim=64)
+    np.testing.assert_allclose(groups.scores(), full, rtol=2e-3, atol=1e-5 * np.abs(full).max())
+    half = attribute(store, "trak", n_models=2, proj_dim=64, progress=False)  # models 0, 1 = group 0
+    np.testing.assert_allclose(groups.scores([0]), half, rtol=2e-3, atol=1e-5 * np.abs(half).max())
+    groups.save(tmp_path / "g.npz")
+    again = TrakGroups.load(tmp_path / "g.npz")
+    assert np.array_equal(again.scores(), groups.scores()) and again.rows == groups.rows
+    a1, a2, b1, b2 = next(trak_halves(groups, groups, n_splits=1))
+    assert a1.shape == full.shape and not np.allclose(a1, a2)
+
+
+def test_regression_halves_use_disjoint_models(tmp_path):
+    from modeldiff.diff.null import regression_halves
+
+    sa, sb = _tiny_stores(tmp_path, 24)
+    halves = list(regression_halves(sa, sb, list(range(24)), list(range(24)), n_splits=2, n_lambdas=3))
+    assert len(halves) == 2
+    n_test, n_train = sa.metadata["dataset"]["n_test"], sa.metadata["dataset"]["n_train"]
+    for h in halves:
+        assert all(x.shape == (n_test, n_train) and np.isfinite(x).all() for x in h)

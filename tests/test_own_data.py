@@ -251,3 +251,14 @@ def test_unknown_setting_is_named(tmp_path):
         check_settings("datamodels", {"proj_dim": 3})
     with pytest.raises(UserError, match="bad trak setting: lambda_reg"):
         check_settings("trak", {"lambda_reg": -1.0})
+
+
+def test_uint8_images_become_floats_in_unit_range():
+    from datamodels.data import Dataset
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(20, 3, 4, 4), dtype=np.uint8)
+    y = np.arange(20) % 2
+    d = Dataset.from_tensors(x, y, x[:6], y[:6])
+    assert d.x_train.dtype == torch.float32 and d.is_image
+    assert float(d.x_train.max()) <= 1.0 and torch.allclose(d.x_train * 255, torch.from_numpy(x).float())

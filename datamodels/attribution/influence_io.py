@@ -158,9 +158,9 @@ class InfluenceWriter:
         }
 
     def __enter__(self) -> "InfluenceWriter":
-        import h5py
-
         import tempfile
+
+        import h5py
 
         from modeldiff.atomic import TMP_MARK
 
@@ -169,7 +169,9 @@ class InfluenceWriter:
         os.close(fd)
         self._tmp = Path(name)
         try:
-            self._file = h5py.File(self._tmp, "w")
+            # no chunk cache: every block reaches the disk in write_rows (a full disk fails there, not
+            # later inside a close that HDF5 cannot recover from)
+            self._file = h5py.File(self._tmp, "w", rdcc_nbytes=0)
             self._create_datasets()
         except BaseException:
             self._discard()
@@ -178,7 +180,6 @@ class InfluenceWriter:
 
     def _discard(self) -> None:
         """Close (ignoring errors) and remove the temporary file."""
-        self._scores = None  # no dataset handle may outlive the file (h5py would free it at exit)
         if self._file is not None:
             try:
                 # The file is discarded: first give back the space it holds, so that HDF5 can flush
@@ -187,6 +188,7 @@ class InfluenceWriter:
                 os.truncate(self._tmp, 0)
             except OSError:
                 pass
+            self._scores = None  # no dataset handle may outlive the file (h5py would free it at exit)
             try:
                 self._file.close()
             except Exception:  # noqa: BLE001 - a failed close must not hide the first error
@@ -322,9 +324,9 @@ def read_influence(path: str | os.PathLike, *, load_scores: bool = True) -> Infl
 
 def update_attrs(path: str | os.PathLike, **attrs: Any) -> None:
     """Set attributes (e.g. ``lds``) on an existing, valid influence dataset in place."""
-    import h5py
-
     import shutil
+
+    import h5py
 
     from modeldiff.atomic import atomic_path
 

@@ -29,8 +29,8 @@ class Dataset:
 
     Attributes:
         x_train: ``[n_train, *input_shape]``: images ``[C, H, W]`` in [0, 1], tabular vectors ``[d]``,
-            token ids ``[T]``... Floating inputs are stored as float32; integer inputs (token ids)
-            keep their integer dtype.
+            token ids ``[T]``... Floating inputs are stored as float32, uint8 images as float32 in
+            [0, 1]; other integer inputs (token ids) keep their integer dtype.
         y_train: ``[n_train]`` int64 class indices.
         x_test, y_test: likewise for the test split.
         class_names: ``K`` names.
@@ -144,7 +144,10 @@ def _tensor(a, what: str) -> torch.Tensor:
 
 
 def _as_input(x: torch.Tensor) -> torch.Tensor:
-    """Floating inputs become float32; integer (and bool) inputs keep their dtype."""
+    """Floating inputs become float32; uint8 images ``[n, C, H, W]`` become float32 in [0, 1] (as
+    torchvision's ``ToTensor``); other integer (and bool) inputs, e.g. token ids, keep their dtype."""
+    if x.dtype == torch.uint8 and x.dim() == 4:
+        return (x.float() / 255.0).contiguous()
     return (x.float() if x.is_floating_point() else x).contiguous()
 
 

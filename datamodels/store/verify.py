@@ -19,7 +19,6 @@ Three levels, cheapest first:
 from __future__ import annotations
 
 import json
-import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,6 +282,7 @@ def verify(path) -> Report:
     if stale:
         report.notes.append(f"{len(stale)} leftover temporary file(s) (removed by the next train)")
     if report.files:
+        report.notes.append("rows are checked once the damaged files are rebuilt (--repair)")
         return report
     store = Store(path, _meta=meta)
     report.rows = row_problems(store)
@@ -290,7 +290,3 @@ def verify(path) -> Report:
     report.counts = {"models": store.n_models, "done": int((status == DONE).sum()),
                      "diverged": int((status == DIVERGED).sum()), "pending": int((status == PENDING).sum())}
     return report
-
-
-def exists_as_store(path) -> bool:
-    return os.path.isfile(os.path.join(path, "metadata.json"))

@@ -1,7 +1,11 @@
 """Learning algorithms as typed recipes: dataclasses loaded from YAML, strictly validated.
 
-A recipe is everything that defines *how* models are trained (architecture, SGD settings,
-augmentation, initialisation, precision). Unknown or mistyped keys are rejected with the key named.
+A recipe is everything that defines *how* models are trained (model, optimiser, loss, trainer
+backend, augmentation, initialisation, precision). Unknown or mistyped keys are rejected with the
+key named. Choices come from registries: models (:mod:`datamodels.training.model_factory`),
+optimisers (:mod:`~datamodels.training.optimizers`), losses (:mod:`~datamodels.training.losses`),
+trainers (:mod:`~datamodels.training.backends`); anything else is an import target
+``"pkg.mod:name"``, resolved when training starts (not when a recipe or a store is read).
 """
 from __future__ import annotations
 
@@ -17,7 +21,6 @@ import yaml
 from datamodels.registry import is_target
 from modeldiff.errors import UserError
 
-ARCHS = ("digits_cnn", "resnet9", "linear")
 SCHEDULES = ("constant", "triangle", "cosine", "step")
 PRECISIONS = ("float32", "float64", "bfloat16")
 LOADERS = ("tensor", "ffcv")

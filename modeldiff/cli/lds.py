@@ -88,7 +88,12 @@ def lds_against_store(influence, store, *, n_boot: int = 1000, seed: int = 0, re
         same_seed = used_meta is not None and (used_meta["seed"], used_meta["subset_fraction"]) == \
             (store.metadata["seed"], store.metadata["subset_fraction"])
         h = held_out(all_masks, used)
-        if h.n_excluded:
+        same_store = bool(influence.store_path) and str(store.path.resolve()) == influence.store_path
+        if h.n_excluded and same_store:
+            report(f"note: excluded {h.n_same} models of {store.path} the scores were estimated from and "
+                   f"{h.n_dependent} with overlapping subsets; evaluating on the other {int(h.keep.sum())}",
+                   file=sys.stderr)
+        elif h.n_excluded:
             why = ("it was trained with the same --seed and subset fraction as the attributed store, so its "
                    "subsets repeat row for row: train the evaluation store with another --seed") if same_seed \
                 else "their subsets were used (or overlap with ones used) for the scores"

@@ -36,12 +36,14 @@ class CounterfactualResult:
     control_a: float           # mean Pr(target | control) over A's models and the inputs
     control_b: float
     params: dict = field(default_factory=dict)
+    log_odds: EffectComparison | None = None  # the same test in log-odds (margin) units of the class
 
     def to_dict(self) -> dict:
         return {"transform": self.transform, "params": {k: _plain(v) for k, v in self.params.items()},
                 "target_class": self.target_class, "n_inputs": self.n_inputs,
                 "control_a": self.control_a, "control_b": self.control_b,
                 **self.comparison.to_dict(),
+                **({"log_odds": self.log_odds.to_dict()} if self.log_odds is not None else {}),
                 "effects_a": self.effects_a.tolist(), "effects_b": self.effects_b.tolist()}
 
 
@@ -90,7 +92,14 @@ def model_effects(predict: Predictor, x: torch.Tensor, transform: Callable, targ
     treated = _target_proba(predict, transform(x), target_class, who)
     if treated.shape != control.shape:
         raise ValueError(f"predictor {who} changed its number of models between calls")
+    model_effects.last_log_odds = (_log_odds(treated) - _log_odds(control)).mean(dim=1).numpy()
     return (treated - control).mean(dim=1).numpy(), control
+
+
+def _log_odds(p: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """log(p / (1 − p)) with p clipped to [eps, 1 − eps]: for softmax models the class's margin."""
+    p = p.double().clamp(eps, 1 - eps)
+    return torch.log(p) - torch.log1p(-p)
 
 
 def counterfactual_effects(predict_a: Predictor, predict_b: Predictor, x: torch.Tensor, transform: Callable,
@@ -105,10 +114,14 @@ def counterfactual_effects(predict_a: Predictor, predict_b: Predictor, x: torch.
         raise ValueError(f"x must be a non-empty batch [n, *input_shape], got {tuple(x.shape)}")
     ctrl_a, ctrl_b = _controls if _controls is not None else (None, None)
     eff_a, ctrl_a = model_effects(predict_a, x, transform, target_class, ctrl_a, "A")
+    lo_a = model_effects.last_log_odds
     eff_b, ctrl_b = model_effects(predict_b, x, transform, target_class, ctrl_b, "B")
+    lo_b = model_effects.last_log_odds
     comparison = compare_effects(eff_a, eff_b, level=level, n_resamples=n_resamples, seed=seed)
+    log_odds = compare_effects(lo_a, lo_b, level=level, n_resamples=n_resamples, seed=seed)
     return CounterfactualResult(repr(transform), int(target_class), int(x.shape[0]), comparison, eff_a, eff_b,
-                                float(ctrl_a.mean()), float(ctrl_b.mean()), dict(getattr(transform, "params", {})))
+                                float(ctrl_a.mean()), float(ctrl_b.mean()), dict(getattr(transform, "params", {})),
+                                log_odds)
 
 
 def patch_size_sweep(predict_a: Predictor, predict_b: Predictor, x: torch.Tensor, transform, target_class: int,

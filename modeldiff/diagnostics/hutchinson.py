@@ -8,13 +8,13 @@ With an orthonormal ``Q[d, s]`` drawn independently of the probes::
 The first term is exact (``s`` HVPs); the second is averaged over ``r`` probes, and its standard
 error ``std/√r`` is the estimator's error bar (exact zero when ``H`` has rank ≤ ``s``).
 ``Q = orth(H S)`` for a Gaussian ``S[d, s]`` captures the outlier eigenvalues that dominate
-``tr(H²)`` for trained networks. ``sketch = 0`` gives plain Hutchinson. The Lanczos basis (``modeldiff.diagnostics.lanczos``) is
-such a ``Q`` too, with ``‖HQ‖_F²`` already known from its products.
+``tr(H²)`` for trained networks. ``sketch = 0`` gives plain Hutchinson. The Lanczos basis
+(:mod:`modeldiff.diagnostics.lanczos`) is such a ``Q`` too, with ``‖HQ‖_F²`` known from its products.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from scipy import stats

@@ -14,7 +14,7 @@ Memory: the data are visited in chunks of ``batch_size`` examples; ``k`` vectors
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -138,7 +138,7 @@ class TrainingLoss:
         vs = vs.to(self.device, self.dtype)
         out = torch.zeros_like(vs)
         for xb, yb in self.chunks():
-            g = torch.func.grad(lambda f: self._sum_loss(f, xb, yb) / self.n)
+            g = torch.func.grad(lambda f, xb=xb, yb=yb: self._sum_loss(f, xb, yb) / self.n)
 
             def hv(u, g=g):
                 return torch.func.jvp(g, (self.theta,), (u,))[1]

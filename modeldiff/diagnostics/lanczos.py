@@ -9,7 +9,7 @@ Facts used downstream (exact for the computed basis, whatever its convergence):
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

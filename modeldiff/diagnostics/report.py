@@ -97,9 +97,11 @@ def plot(results: list[dict]) -> bytes:
                 ax.errorbar([j + 0.3], [s["mean"]], yerr=[[s["mean"] - lo], [hi - s["mean"]]], fmt="o",
                             color=c, capsize=4)
             if key == "lambda_max" and r["summary"].get("eos_threshold", {}).get("mean") is not None:
-                thr = r["summary"]["eos_threshold"]["mean"]
-                if np.all(~np.isfinite(vals)) or thr < 3 * np.nanmax(vals):
-                    ax.hlines(thr, j - 0.3, j + 0.4, color=c, ls="--", lw=1)
+                ax.hlines(r["summary"]["eos_threshold"]["mean"], j - 0.3, j + 0.4, color=c, ls="--", lw=1)
+        every = np.array([e.get(key, math.nan) for r in results for e in r["models"]], dtype=float)
+        every = every[np.isfinite(every)]
+        if key in ("lambda_max", "hessian_fro") and len(every) and every.min() > 0 and every.max() > 20 * every.min():
+            ax.set_yscale("log")  # algorithms differing by orders of magnitude
         ax.set_xticks(range(len(results)), [r["label"] for r in results], fontsize=8)
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=8)
@@ -115,8 +117,9 @@ def report_html(results: list[dict], settings: dict, command: str = "") -> str:
     sections = [("Summary", table(header, rows, left=1) + paragraph(comparison(results), "verdict")
                  + note("Means over models with 95 % Student-t intervals. ‖H‖_F ± se: mean estimate ± the mean "
                         "standard error of its (deflated Hutchinson) estimator. Dashed lines in the λ_max panel: "
-                        "2/η (edge of stability of gradient descent at the peak learning rate), drawn when on "
-                        "scale. Hessian and Σ: the eval-mode training loss (batch norm frozen at its running "
+                        "2/η (edge of stability of gradient descent at the peak learning rate); with momentum β "
+                        "the threshold is lower (column EoS w/ momentum). Hessian and Σ: the eval-mode "
+                        "training loss (batch norm frozen at its running "
                         "statistics) on each model's own training subset, no weight decay.")),
                 ("Per-model values", img(plot(results), "diagnostics per model"))]
     for r in results:

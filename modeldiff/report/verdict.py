@@ -20,12 +20,25 @@ def direction_verdict(d: dict, first: str, second: str) -> str:
                  f"at half size vs null {top['null_ratio_q95']:.2f}, p = {top['p_value']:.3g})."]
     if "confirmed" in d:
         if d["confirmed"]:
-            parts.append(f"Confirmed: {first} relies more than {second} on {d['headline']} "
-                         f"({d.get('candidates_tested', 0)} candidates searched, log-odds units).")
+            parts.append(f"Confirmed: {first} relies more than {second} on {confirmed_text(d['confirmed'][0], first, second)} "
+                         f"({d.get('candidates_tested', 0)} candidates searched).")
         else:
             parts.append(f"No distinguishing transformation confirmed for {first} over {second} "
                          f"({d.get('candidates_tested', 0)} candidates searched).")
     return " ".join(parts)
+
+
+def confirmed_text(rec: dict, first: str, second: str) -> str:
+    """One confirmed transformation with both algorithms' log-odds effects (CIs) and Holm p."""
+    lo, pr = rec["effects"]["log-odds"], rec["effects"]["probability"]
+    ci = lambda e: f"{e['mean']:+.2f} [{_f(e['ci_low'])}, {_f(e['ci_high'])}]"
+    return (f"{rec.get('label', rec['transform'])} -> class {rec['target_name']} (log-odds effect {first} "
+            f"{ci(lo['a'])} vs {second} {ci(lo['b'])}; probability {pr['a']['mean']:+.4f} vs {pr['b']['mean']:+.4f}; "
+            f"Holm-adjusted p = {rec['p_adjusted']:.2g})")
+
+
+def _f(v) -> str:
+    return "nan" if v is None else f"{v:+.2f}"
 
 
 def verdict(summary: dict) -> str:

@@ -200,7 +200,10 @@ def _search_section(search, pngs, name_a, name_b, colors) -> tuple[str, str]:
     """Headline, effect plot (log-odds) and table of the confirmation stage of the search."""
     d = search.to_dict() if hasattr(search, "to_dict") else search
     tested = d.get("tested") or []
-    inner = html.paragraph(f"{name_a} relies more than {name_b}: {d['headline']}", css="headline")
+    from modeldiff.report.verdict import confirmed_text
+
+    head = confirmed_text(d["confirmed"][0], name_a, name_b) if d.get("confirmed") else d["headline"]
+    inner = html.paragraph(f"{name_a} relies more than {name_b}: {head}", css="headline")
     inner += html.note(f"{d['candidates_tested']} (transform, class) candidates ranked on the first half of each "
                        f"algorithm's models and test inputs; the top {len(tested)} tested on the other halves, "
                        "p-values Holm-adjusted; effects in log-odds (margin) units with 95 % CIs over models.")
