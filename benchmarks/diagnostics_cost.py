@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--probes", type=int, default=8)
     ap.add_argument("--trace-examples", type=int, default=8)
     ap.add_argument("--lanczos-steps", type=int, default=20)
+    ap.add_argument("--lanczos-tol", type=float, default=1e-3)
+    ap.add_argument("--proj-dim", default="auto", help="TRAK projection dimension (auto = attribute's default)")
     args = ap.parse_args()
 
     from datamodels.attribution.trak import TRAK, auto_proj_dim
@@ -37,7 +39,7 @@ def main() -> None:
     from modeldiff.diagnostics.model import DiagnosticSettings, diagnose_model
     from modeldiff.diagnostics.store import pick_models, recipe_loss
 
-    settings = DiagnosticSettings(lanczos_steps=args.lanczos_steps, probes=args.probes,
+    settings = DiagnosticSettings(lanczos_steps=args.lanczos_steps, lanczos_tol=args.lanczos_tol, probes=args.probes,
                                   trace_examples=args.trace_examples)
     totals = {"trak": [0.0, 0.0], "diag": [0.0, 0.0]}  # [wall, cpu]
     hvps = []
@@ -45,7 +47,7 @@ def main() -> None:
         store = Store.open(path)
         data = store.load_dataset()
         trak = TRAK(device=args.device, progress=False)
-        trak.proj_dim_ = auto_proj_dim(data.n_train)
+        trak.proj_dim_ = auto_proj_dim(data.n_train) if args.proj_dim == "auto" else int(args.proj_dim)
         loss_fn = recipe_loss(store.recipe)
         for i in pick_models(store, args.models):
             model = store.load_model(i, args.device)

@@ -24,8 +24,8 @@ import torch
 
 from datamodels.data.cifar10 import load_cifar10
 from datamodels.data.dataset import Dataset
-from datamodels.training.recipe import load_recipe
 from datamodels.training.ensemble_trainer import train_ensemble
+from datamodels.training.recipe import load_recipe
 
 RECIPES = {"high": "cifar10_high_noise.yaml", "low": "cifar10_low_noise.yaml", "mid": "cifar10_mid_noise.yaml",
            "speedrun": "cifar10_speedrun.yaml"}

@@ -73,8 +73,8 @@ def run_ensemble(recipe, data, n_models, ensemble_size):
 def run_store(recipe, data, n_models, ensemble_size, workers):
     """The CLI's path, ``modeldiff train --workers W``: the local launcher fills a store (rows, checksums,
     status) with ``workers`` spawned processes of ``cpu_count / workers`` threads each."""
-    from datamodels.training.launchers import fill_store
     from datamodels.store.store import Store
+    from datamodels.training.launchers import fill_store
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.create_or_resume(os.path.join(tmp, "store"), recipe, data, n_models, FRACTION, 0,
@@ -142,7 +142,8 @@ def main():
             (f"(a2) store, {args.workers} workers", args.ensemble_models / ta2 * 60, acc_a2),
             ("(b) plain one-model loop", args.plain_models / tb * 60, acc_b),
             ("(c) one process per model", args.process_models / tc * 60, acc_c)]
-    print(f"compute limit: {flops / 1e9:.2f} GFLOP per model / {rate / 1e9:.1f} {recipe.precision} GFLOP/s = {limit:.0f} models/min")
+    print(f"compute limit: {flops / 1e9:.2f} GFLOP per model / {rate / 1e9:.1f} {recipe.precision} GFLOP/s "
+          f"= {limit:.0f} models/min")
     for name, per_min, acc in rows:
         print(f"{name:28s} {per_min:8.1f} models/min   accuracy {100 * acc.mean():.2f} ± {100 * acc.std():.2f} %")
     a, a2, b, c = (r[1] for r in rows)

@@ -15,8 +15,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from modeldiff.errors import UserError
 
@@ -44,7 +45,7 @@ def resolve_target(target: str, *, what: str = "target", search_path: str | None
                         f"from the folder that contains it (or add that folder to PYTHONPATH)") from None
     except UserError:
         raise
-    except Exception as err:  # the user's module raised while importing: say so, on one line
+    except Exception as err:  # noqa: BLE001 — the user's module raised while importing: say so, on one line
         raise UserError(f"{what} {target!r}: importing {module_name!r} failed with {type(err).__name__}: "
                         f"{str(err).splitlines()[0] if str(err) else ''} — fix the module") from None
     obj = module

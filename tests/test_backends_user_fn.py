@@ -87,3 +87,26 @@ def test_cli_trains_a_user_model_with_adam_and_vmap(tmp_path, digits):
     assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0
     assert refused.stderr.startswith("error:") and "NormScaledSGD" in refused.stderr
     assert not (tmp_path / "other").exists()
+
+
+def test_store_reimports_a_user_model_from_its_recorded_folder(tmp_path, digits, monkeypatch):
+    pkg = tmp_path / "own_nets_h1"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "nets.py").write_text("import math\nfrom torch import nn\n\ndef make(input_shape, num_classes):\n"
+                                 "    d = math.prod(input_shape)\n"
+                                 "    return nn.Sequential(nn.Flatten(), nn.Linear(d, num_classes))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recipe = recipe_from_dict({"model": {"target": "own_nets_h1.nets:make"}, "optim": {"name": "adam", "lr": 1e-2},
+                               "epochs": 1, "trainer": "loop"})
+    store = Store.create_or_resume(tmp_path / "s", recipe, digits, n_models=2, subset_fraction=0.5, seed=0)
+    fill_store(store, ensemble_size=2)
+    assert store.metadata["targets"]["model.target"]["path"] == str(tmp_path)
+    import sys
+
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(tmp_path)])
+    for name in [m for m in sys.modules if m.startswith("own_nets_h1")]:
+        monkeypatch.delitem(sys.modules, name)
+    model = Store.open(tmp_path / "s").load_model(1)  # found again through the recorded folder
+    with torch.no_grad():
+        np.testing.assert_allclose(store.test_logits[1], model(digits.x_test).numpy(), atol=1e-5)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from modeldiff.counterfactual.effects import counterfactual_effects, model_effects, patch_size_sweep, select_inputs
 from modeldiff.counterfactual.effect_stats import compare_effects, estimate_effect
+from modeldiff.counterfactual.effects import counterfactual_effects, model_effects, patch_size_sweep, select_inputs
 from modeldiff.counterfactual.transforms import PatchPaste
 
 H = W = 6
@@ -125,7 +125,7 @@ def test_predictor_output_is_checked_and_inputs_selected():
 def test_difference_ci_excludes_zero_exactly_when_p_is_below_5_percent():
     rng = np.random.default_rng(5)
     agree = []
-    for i in range(100):
+    for _ in range(100):
         d = compare_effects(rng.normal(rng.uniform(0, 0.05), 0.05, 12), rng.normal(0, 0.05, 15), n_resamples=999).diff
         agree.append((d.p_value < 0.05) == (not d.covers(0.0)))
     assert all(agree)

@@ -13,9 +13,9 @@ from modeldiff.counterfactual.transforms import PatchPaste
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
     from datamodels.data.dataset import load_digits
+    from datamodels.store.store import Store
     from datamodels.training.launchers import fill_store
     from datamodels.training.recipe import load_recipe
-    from datamodels.store.store import Store
     from tests.helpers_train import write_recipe
 
     root = tmp_path_factory.mktemp("cf")

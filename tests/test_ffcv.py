@@ -11,10 +11,10 @@ import torch
 
 import datamodels.data.ffcv_loader as fl
 from datamodels.data.dataset import Dataset, load_digits
-from datamodels.training.launchers import fill_store
-from datamodels.training.recipe import recipe_from_dict
 from datamodels.store.store import DONE, Store
 from datamodels.training.ensemble_trainer import train_ensemble
+from datamodels.training.launchers import fill_store
+from datamodels.training.recipe import recipe_from_dict
 from tests._requirements import require_module
 
 FFCV_HINT = "pip install 'modeldiff[ffcv]' (needs pkg-config, libopencv-dev, libturbojpeg0-dev)"
@@ -48,7 +48,8 @@ def _read_beton(path):
     from ffcv.loader import Loader, OrderOption
     from ffcv.transforms import ToTensor
 
-    loader = Loader(str(path), batch_size=100, num_workers=torch.get_num_threads(), order=OrderOption.SEQUENTIAL, drop_last=False,
+    loader = Loader(str(path), batch_size=100, num_workers=torch.get_num_threads(), order=OrderOption.SEQUENTIAL,
+                    drop_last=False,
                     pipelines={"image": [NDArrayDecoder(), ToTensor()], "label": [IntDecoder(), ToTensor()]})
     xs, ys = zip(*[(x.clone(), y.clone()) for x, y in loader])
     return torch.cat(xs), torch.cat(ys).view(-1)

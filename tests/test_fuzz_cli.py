@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tests.integrity_helpers import error_lines, make_store, run_cli, tree_digest
 
-FUZZ = settings(max_examples=25, derandomize=True, deadline=None, database=None,
+FUZZ = settings(max_examples=200, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -121,7 +121,7 @@ RECIPE_VALUES = {
 }
 
 
-@settings(max_examples=12, derandomize=True, deadline=None, database=None,
+@settings(max_examples=20, derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(keys=st.dictionaries(st.sampled_from(sorted(RECIPE_VALUES)), st.just(None), max_size=4), data=st.data(),
        raw=st.one_of(st.none(), st.sampled_from(["", "{", "- a\n- b", "epochs: [", "\x00\x01", "42"])))

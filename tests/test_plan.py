@@ -113,8 +113,7 @@ def test_demo_study_plan_structure_and_order(tmp_path):
 
 
 def test_more_models_take_more_time():
-    from modeldiff.plan.calibrate import (AttributionCalibration, Calibration, DiffCalibration,
-                                          TrainingCalibration)
+    from modeldiff.plan.calibrate import AttributionCalibration, Calibration, DiffCalibration, TrainingCalibration
     from modeldiff.plan.planner import Calibrated, PlanRequest, predict_plan
     from modeldiff.plan.predict import StudyShape
     from modeldiff.studies.config import load_study

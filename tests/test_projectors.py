@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from datamodels.attribution import counter_rng
-from datamodels.attribution.projectors import (IdentityProjector, RademacherProjector, SketchProjector,
-                                   make_projector)
+from datamodels.attribution.projectors import IdentityProjector, RademacherProjector, SketchProjector, make_projector
 
 P, K = 20000, 512
 

@@ -8,9 +8,9 @@ import os
 import numpy as np
 
 from datamodels.data.dataset import load_digits
+from datamodels.store.store import DONE, Store
 from datamodels.training.launchers import fill_store
 from datamodels.training.recipe import recipe_from_dict
-from datamodels.store.store import DONE, Store
 from tests._requirements import require_module
 
 TINY64 = {"model": {"arch": "digits_cnn", "width": 4}, "precision": "float64", "epochs": 2, "batch_size": 64,

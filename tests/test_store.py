@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from datamodels.data.dataset import load_digits
+from datamodels.store.store import DONE, Store
 from datamodels.training.launchers import fill_store
 from datamodels.training.recipe import load_recipe
-from datamodels.store.store import DONE, Store
 from modeldiff.errors import UserError
 from tests.helpers_train import cli, write_recipe
 

@@ -4,9 +4,9 @@ import math
 
 import numpy as np
 
-from modeldiff.studies.run import run_study
-from modeldiff.studies.config import load_study
 from datamodels.attribution.influence_io import read_influence
+from modeldiff.studies.config import load_study
+from modeldiff.studies.run import run_study
 from tests._requirements import require_cifar10_dir
 
 

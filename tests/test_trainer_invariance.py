@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from datamodels.data.dataset import load_digits
-from datamodels.training.recipe import recipe_from_dict
 from datamodels.store.store import draw_masks_and_seeds
 from datamodels.training.ensemble_trainer import train_ensemble
+from datamodels.training.recipe import recipe_from_dict
 
 
 @pytest.fixture(scope="module")

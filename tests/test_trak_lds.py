@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from datamodels.data.dataset import load_dataset
 from datamodels.attribution.lds import lds
 from datamodels.attribution.trak import TRAK
+from datamodels.data.dataset import load_dataset
 
 trak = pytest.importorskip("trak")
 
@@ -21,9 +21,9 @@ N_MODELS, N_TRAK, K = 40, 4, 256
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
+    from datamodels.store.store import Store
     from datamodels.training.launchers import fill_store
     from datamodels.training.recipe import recipe_from_dict
-    from datamodels.store.store import Store
 
     recipe = recipe_from_dict({"name": "lds-test", "model": {"arch": "linear", "width": 1},
                                "epochs": 8, "batch_size": 32, "optim": {"lr": 0.05}})

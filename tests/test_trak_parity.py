@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from datamodels.data.dataset import load_dataset
 from datamodels.attribution.gradients import featurize, per_example_grads
-from datamodels.training.models import build_model
 from datamodels.attribution.projectors import IdentityProjector
-from datamodels.training.recipe import ModelConfig
 from datamodels.attribution.trak import TRAK
+from datamodels.data.dataset import load_dataset
+from datamodels.training.models import build_model
+from datamodels.training.recipe import ModelConfig
 
 trak = pytest.importorskip("trak")  # the reference implementation (dev dependency)
 

@@ -19,10 +19,10 @@ from datamodels.attribution.trak import TRAK
 
 @pytest.fixture(scope="module")
 def default_store(tmp_path_factory):
-    from modeldiff.cli.train import resolve_recipe
     from datamodels.data.dataset import load_dataset
-    from datamodels.training.launchers import fill_store
     from datamodels.store.store import Store
+    from datamodels.training.launchers import fill_store
+    from modeldiff.cli.train import resolve_recipe
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # on a shared 2-core machine one thread is much faster

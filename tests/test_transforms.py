@@ -1,8 +1,16 @@
 import pytest
 import torch
 
-from modeldiff.counterfactual.transforms import (ColorTint, FunctionTransform, GaussianBlur, Grayscale, PatchPaste,
-                                  parse_transform, texture, window)
+from modeldiff.counterfactual.transforms import (
+    ColorTint,
+    FunctionTransform,
+    GaussianBlur,
+    Grayscale,
+    PatchPaste,
+    parse_transform,
+    texture,
+    window,
+)
 
 
 def batch(n=6, c=3, h=16, w=16, seed=0):

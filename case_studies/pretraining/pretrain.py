@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from datamodels.data.dataset import Dataset
-from datamodels.training.recipe import Recipe
 from datamodels.training.ensemble_trainer import train_ensemble
+from datamodels.training.recipe import Recipe
 
 
 def rotation_task(data: Dataset) -> Dataset:

@@ -99,7 +99,7 @@ def _package_version() -> str:
         from modeldiff import __version__
 
         return str(__version__)
-    except Exception:  # pragma: no cover - only without the package installed
+    except Exception:  # noqa: BLE001 — any failure to read the version only loses a label
         return "unknown"
 
 
@@ -153,7 +153,7 @@ class InfluenceWriter:
             "dataset_name": str(dataset_name), "dataset_identity": str(dataset_identity),
             "recipe_yaml": str(recipe_yaml), "n_models": int(n_models), "lds": float(lds),
             "package_version": _package_version(),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "store_path": str(store_path),
         }
 

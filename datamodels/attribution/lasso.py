@@ -122,7 +122,6 @@ def fista(prob: Design, w0: torch.Tensor, lam: torch.Tensor, *, tol: float = 1e-
     """
     w = w0.clone()
     lam = torch.as_tensor(lam, dtype=w.dtype, device=w.device).expand(w.shape[1])
-    n_cols = w.shape[1]
     inv_l = 1.0 / max(prob.lipschitz(), 1e-30)
     thr_all = lam * inv_l
     target = tol * prob.yy

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from abc import ABC, abstractmethod
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 

@@ -20,8 +20,8 @@ of the attribution matrix ``scores[n_test, n_train]``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import numpy as np
 import torch

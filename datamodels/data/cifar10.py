@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -140,7 +139,7 @@ def _cached_pixels(root: Path, files: list[str], split: str) -> np.ndarray:
     except OSError as err:  # a read-only cache only costs speed
         import warnings
 
-        warnings.warn(f"could not cache decoded CIFAR-10 pixels in {target.parent}: {err}")
+        warnings.warn(f"could not cache decoded CIFAR-10 pixels in {target.parent}: {err}", stacklevel=2)
     return arr
 
 

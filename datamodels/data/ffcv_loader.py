@@ -17,14 +17,13 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from datamodels.training.augment import apply_augment, draw_epoch
 from datamodels.data.dataset import Dataset
+from datamodels.training.augment import apply_augment, draw_epoch
 from datamodels.training.recipe import Recipe
 
 NOTICE = "ffcv is not installed; using the portable in-memory loader (pip install 'modeldiff[ffcv]')"

@@ -31,12 +31,19 @@ def build_metadata(recipe: Recipe, data: Dataset, n_models, subset_fraction, see
         "recipe": recipe.to_dict(),
         "noise_temperature": recipe.noise_temperature,
         "dataset": dataset_record(recipe, data),
+        "targets": _recipe_targets(recipe),
         "n_models": n_models, "subset_fraction": subset_fraction, "seed": seed,
         "save_weights": save_weights, "train_margins": train_margins,
         "arrays": arrays,
         "versions": _versions(),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+
+
+def _recipe_targets(recipe: Recipe) -> dict:
+    from datamodels.training.backends import recipe_targets
+
+    return recipe_targets(recipe)
 
 
 def dataset_record(recipe: Recipe, data: Dataset) -> dict:

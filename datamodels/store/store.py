@@ -335,10 +335,15 @@ class Store:
         return self._dataset
 
     def model_search_path(self) -> str | None:
-        """Folder to import a user model target from when it is not importable as is (the data
-        target's recorded folder, where user modules usually live)."""
+        """Folder to import a user model target from when it is not importable as is (recorded when
+        the store was made; else the data target's folder, where user modules usually live). Also
+        makes the recipe's other recorded targets (optimizer, loss, train_fn) importable."""
+        from datamodels.training.backends import add_import_paths
+
+        targets = self.metadata.get("targets") or {}
+        add_import_paths(rec.get("path") for rec in targets.values())
         d = self.metadata.get("dataset", {})
-        return (self.metadata.get("model_target") or d.get("target") or {}).get("path")
+        return (targets.get("model.target") or d.get("target") or {}).get("path")
 
     def build_net(self, n_models: int = 1):
         """An untrained net of the recorded model: a built-in ensemble of ``n_models``, or (user
@@ -369,7 +374,8 @@ class Store:
             net.load_state_dict(self._states([int(i)])[0])
         except RuntimeError as err:
             raise UserError(f"model {i} of {self.path} does not fit model.target {self.recipe.model.target!r} as it "
-                            f"is now ({str(err).splitlines()[0]}): restore the module the store was trained with") from None
+                            f"is now ({str(err).splitlines()[0]}): restore the module the store was trained "
+                            f"with") from None
         dtype = torch.float64 if self.recipe.precision == "float64" else torch.float32
         return net.to(device, dtype).eval()
 

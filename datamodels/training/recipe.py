@@ -35,7 +35,8 @@ class DataConfig:
     per_class_train: int | None = field(default=None, metadata={"help": "keep this many training images per class"})
     per_class_test: int | None = field(default=None, metadata={"help": "keep this many test images per class"})
     target: str | None = field(default=None, metadata={
-        "help": "your data loader 'my_pkg.data:load' returning a Dataset or (x_train, y_train, x_test, y_test[, class_names])"})
+        "help": "your data loader 'my_pkg.data:load' returning a Dataset or "
+                "(x_train, y_train, x_test, y_test[, class_names])"})
     kwargs: dict = field(default_factory=dict, metadata={"help": "keyword arguments of the data target"})
 
     def __post_init__(self):

@@ -45,6 +45,7 @@ def train_chunk(store_path: str, indices, device: str = "cpu", dataset: Dataset 
     if not todo:
         return []
     data = store.load_dataset()
+    search_path = store.model_search_path()  # also puts the recorded folders of user targets on sys.path
     backend = check_recipe(store.recipe, data)  # bad targets / settings: one line, before any row is written
     if backend in ("loop", "train_fn"):  # one model at a time: nothing to gain from retraining finished rows
         indices = todo
@@ -57,7 +58,7 @@ def train_chunk(store_path: str, indices, device: str = "cpu", dataset: Dataset 
         batches = ffcv_batch_factory(store, data, masks, seeds, device)
     result = train_models(store.recipe, data, masks, seeds, device, init_state=load_init_state(store),
                           train_margins="train_margins" in store.arrays, batches=batches, progress=progress,
-                          search_path=store.model_search_path())
+                          search_path=search_path)
     for j, i in enumerate(indices):
         if i not in todo:
             continue
@@ -94,7 +95,8 @@ def exclusive(store: Store):
         fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock_file.close()
-        raise UserError(f"another training run is filling {store.path} right now: wait for it or use another --out") from None
+        raise UserError(f"another training run is filling {store.path} right now: wait for it or use another "
+                        f"--out") from None
     try:
         yield
     finally:

@@ -87,10 +87,15 @@ def run(args) -> int:
     import torch
 
     from modeldiff.cli.diff import check_out, commit_out, prepare_out
-    from modeldiff.counterfactual.effects import counterfactual_effects, patch_size_sweep, select_inputs, store_predictor
+    from modeldiff.counterfactual.effects import (
+        counterfactual_effects,
+        patch_size_sweep,
+        select_inputs,
+        store_predictor,
+    )
+    from modeldiff.counterfactual.transforms import parse_transform
     from modeldiff.report import write_report
     from modeldiff.report.writer import jsonable
-    from modeldiff.counterfactual.transforms import parse_transform
 
     out = Path(args.out)
     check_out(out, args.force)

@@ -21,7 +21,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (cuda is calibrated on the GPU, so needs one)")
     p.add_argument("--ensemble-size", type=int, default=None,
                    help="models trained at once, recipes only (default 16; a study sets its own)")
-    p.add_argument("--subset-fraction", type=float, default=0.5, help="share of the training set per model, recipes only")
+    p.add_argument("--subset-fraction", type=float, default=0.5,
+                   help="share of the training set per model, recipes only")
     p.add_argument("--data-dir", default=None, help="dataset folder (e.g. CIFAR-10)")
     p.add_argument("--pilot", default=None, help="a pilot store of the same recipe: fits how LDS grows with models")
     p.add_argument("--target-lds", type=float, default=None,
@@ -36,7 +37,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from modeldiff.plan.planner import PlanRequest, plan
-    from modeldiff.plan.report import apply_prices, apply_pilot, format_plan
+    from modeldiff.plan.report import apply_pilot, apply_prices, format_plan
 
     if args.target_lds is not None and not args.pilot:
         raise UserError("--target-lds needs --pilot STORE: a small store of the same recipe to fit the learning curve")

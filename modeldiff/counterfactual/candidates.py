@@ -61,4 +61,5 @@ def overlay_from_component(weights, x_train: torch.Tensor, y_train: torch.Tensor
     threshold = contrast.flatten().topk(n_pixels).values[-1]
     mask = (contrast >= threshold).unsqueeze(0)
     sign_name = "+" if sign > 0 else "-"
-    return SubpopulationOverlay(pattern, mask, f"{name}{sign_name} overlay ({n_pixels}px of class {target})"), target, purity
+    overlay = SubpopulationOverlay(pattern, mask, f"{name}{sign_name} overlay ({n_pixels}px of class {target})")
+    return overlay, target, purity

@@ -87,13 +87,21 @@ def _target_proba(predict: Predictor, x: torch.Tensor, target_class: int, who: s
 def model_effects(predict: Predictor, x: torch.Tensor, transform: Callable, target_class: int,
                   control: torch.Tensor | None = None, who: str = "") -> tuple[np.ndarray, torch.Tensor]:
     """Per-model effects ``[n_models]`` of ``transform`` and the control probabilities ``[n_models, n]``."""
+    effects, control, _ = _effects_both_units(predict, x, transform, target_class, control, who)
+    return effects, control
+
+
+def _effects_both_units(predict: Predictor, x: torch.Tensor, transform: Callable, target_class: int,
+                        control: torch.Tensor | None = None, who: str = ""):
+    """Per-model effects in probability ``[n_models]``, the control ``[n_models, n]`` and the
+    per-model effects in log-odds units ``[n_models]``."""
     if control is None:
         control = _target_proba(predict, x, target_class, who)
     treated = _target_proba(predict, transform(x), target_class, who)
     if treated.shape != control.shape:
         raise ValueError(f"predictor {who} changed its number of models between calls")
-    model_effects.last_log_odds = (_log_odds(treated) - _log_odds(control)).mean(dim=1).numpy()
-    return (treated - control).mean(dim=1).numpy(), control
+    log_odds = (_log_odds(treated) - _log_odds(control)).mean(dim=1).numpy()
+    return (treated - control).mean(dim=1).numpy(), control, log_odds
 
 
 def _log_odds(p: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -113,10 +121,8 @@ def counterfactual_effects(predict_a: Predictor, predict_b: Predictor, x: torch.
     if x.ndim < 2 or x.shape[0] == 0:
         raise ValueError(f"x must be a non-empty batch [n, *input_shape], got {tuple(x.shape)}")
     ctrl_a, ctrl_b = _controls if _controls is not None else (None, None)
-    eff_a, ctrl_a = model_effects(predict_a, x, transform, target_class, ctrl_a, "A")
-    lo_a = model_effects.last_log_odds
-    eff_b, ctrl_b = model_effects(predict_b, x, transform, target_class, ctrl_b, "B")
-    lo_b = model_effects.last_log_odds
+    eff_a, ctrl_a, lo_a = _effects_both_units(predict_a, x, transform, target_class, ctrl_a, "A")
+    eff_b, ctrl_b, lo_b = _effects_both_units(predict_b, x, transform, target_class, ctrl_b, "B")
     comparison = compare_effects(eff_a, eff_b, level=level, n_resamples=n_resamples, seed=seed)
     log_odds = compare_effects(lo_a, lo_b, level=level, n_resamples=n_resamples, seed=seed)
     return CounterfactualResult(repr(transform), int(target_class), int(x.shape[0]), comparison, eff_a, eff_b,

@@ -60,6 +60,7 @@ class TrainingLoss:
         self.loss_fn = loss_fn or cross_entropy_loss()
         self.batch_size = int(batch_size)
         self.hvp_count = 0  # Hessian-vector products computed (one per vector)
+        self._cached = None
 
     @property
     def dim(self) -> int:
@@ -127,15 +128,32 @@ class TrainingLoss:
         return torch.cat([g1(self.theta, xb, yb) for xb, yb in self.chunks(indices)])
 
     # -- Hessian-vector products ---------------------------------------------------------------
-    def hvp(self, v: torch.Tensor) -> torch.Tensor:
-        """``H v`` for ``v[d]`` or ``H Vᵀ`` row-wise for ``V[k, d]`` (exact, forward-over-reverse).
+    def _graph(self):
+        """``(θ leaf, ∇L with its graph)`` kept while all examples fit one chunk (reused by every HVP)."""
+        if self._cached is None:
+            th = self.theta.clone().requires_grad_(True)
+            with torch.enable_grad():
+                xb, yb = self._chunk(0, self.n)
+                g, = torch.autograd.grad(self._sum_loss(th, xb, yb) / self.n, th, create_graph=True)
+            self._cached = (th, g)
+        return self._cached
 
-        ``k`` vectors are pushed through one chunk at once (``torch.func.vmap``), so memory is
-        ``k × batch_size`` examples' activations; pass fewer rows to use less.
+    def hvp(self, v: torch.Tensor) -> torch.Tensor:
+        """``H v`` for ``v[d]`` or ``H Vᵀ`` row-wise for ``V[k, d]`` (exact).
+
+        When all ``n`` examples fit one chunk (``n <= batch_size``) the gradient's graph is built
+        once and each product is one double-backward pass (about half the cost). Otherwise
+        each call runs forward-over-reverse (``torch.func.jvp`` of ``grad``) chunk by chunk, ``k``
+        vectors at once (``vmap``): memory ``k × batch_size`` examples' activations.
         """
         single = v.dim() == 1
         vs = v.reshape(1, -1) if single else v
         vs = vs.to(self.device, self.dtype)
+        if self.n <= self.batch_size:
+            th, g = self._graph()
+            out = torch.stack([torch.autograd.grad(g, th, u, retain_graph=True)[0] for u in vs]).detach()
+            self.hvp_count += vs.shape[0]
+            return out[0] if single else out
         out = torch.zeros_like(vs)
         for xb, yb in self.chunks():
             g = torch.func.grad(lambda f, xb=xb, yb=yb: self._sum_loss(f, xb, yb) / self.n)

@@ -81,13 +81,18 @@ def noise_diagnostics(loss: TrainingLoss, grad_mean: torch.Tensor, *, examples: 
     else:
         vb, k = None, 0
 
-    # streamed pass over all n examples: tr(Σ), a_i = V g̃_i, b_i = v⁺ᵀ g̃_i, ‖u_i‖²
-    proj, sq_norm = [], []
+    itemsize = torch.empty(0, dtype=dt).element_size()
+    m = min(n, examples or n, max(2, min(4096, max_bytes // max(1, d * itemsize))))
+
+    # streamed pass over all n examples: tr(Σ), a_i = V g̃_i, b_i = v⁺ᵀ g̃_i, ‖u_i‖² (rows kept when m = n)
+    proj, sq_norm, kept = [], [], []
     for s in range(0, n, loss.batch_size):
         gc = loss.per_example_grads(torch.arange(s, min(n, s + loss.batch_size))) - gbar
         sq_norm.append((gc.double() ** 2).sum(1).cpu())
         if vb is not None:
             proj.append((gc @ vb.T).double().cpu())
+        if m == n:
+            kept.append(gc)
         del gc
     sq_norm = torch.cat(sq_norm)
     tr_sigma = float(sq_norm.mean())
@@ -123,9 +128,7 @@ def noise_diagnostics(loss: TrainingLoss, grad_mean: torch.Tensor, *, examples: 
     se = 0.0 if exact else (float(terms.std(unbiased=True)) / math.sqrt(len(idx)) if len(idx) >= 2 else math.nan)
 
     # ‖Σ‖_F from the Gram matrix of (a sample of) centred gradients
-    itemsize = torch.empty(0, dtype=dt).element_size()
-    m = min(n, examples or n, max(2, min(4096, max_bytes // max(1, d * itemsize))))
-    gc = loss.per_example_grads(sample_indices(n, m, seed + 1)) - gbar
+    gc = torch.cat(kept) if m == n else loss.per_example_grads(sample_indices(n, m, seed + 1)) - gbar
     sigma_fro = sigma_frobenius(gc, n)
     return {"trace_sigma_h": base + rest, "trace_sigma_h_se": se, "trace_sigma_h_inside": base,
             "sigma_fro": sigma_fro, "trace_sigma": tr_sigma, "noise_examples": int(m),

@@ -99,11 +99,11 @@ def calibrate_training(recipe, data, ensemble_size: int, device: str, folder: st
                                        ensemble_size=ensemble_size)
         first = 0
         for e in sizes:
-            stamps = []
+            stamps: list[float] = []
             t0 = time.perf_counter()
             with PeakSampler() as sampler:
                 train_chunk(str(store.path), list(range(first, first + e)), device, data,
-                            progress=lambda n: stamps.append(time.perf_counter()))
+                            progress=lambda n, stamps=stamps: stamps.append(time.perf_counter()))
             t_end = time.perf_counter()
             peak = max(peak, sampler.peak) if e == ensemble_size else peak
             records.append((e, t0, stamps, t_end))
@@ -114,7 +114,7 @@ def calibrate_training(recipe, data, ensemble_size: int, device: str, folder: st
     finally:
         torch.set_num_threads(old_threads)
     setup, step, finish, spreads = [], [], [], []
-    for e, t0, stamps, t_end in records:
+    for _, t0, stamps, t_end in records:
         gaps = np.diff(stamps) if len(stamps) > 1 else np.array([stamps[0] - t0])
         s = float(np.median(gaps))
         setup.append(max(0.0, stamps[0] - t0 - s))

@@ -15,8 +15,9 @@ Spearman's with the Gaussian relation ``ρ = (6/π) asin(r/2)`` (the LDS is a Sp
 and ``LDS(n)`` is the mean over test examples. Unlike a curve fitted to a few noisy LDS values, this
 sees each test example's own signal-to-noise ratio, so it also predicts where the curve bends.
 Intervals: a delete-one jackknife over the pilot's models (a bootstrap with replacement would
-duplicate models, which biases the between-model variance and the curve downwards). Approximation (stated): the out-to-loss weights of
-TRAK are taken as their all-model average for every ``n``.
+duplicate models, which biases the between-model variance and the curve downwards).
+Approximation (stated): TRAK's out-to-loss weights are taken as their all-model average for every
+``n``.
 """
 from __future__ import annotations
 

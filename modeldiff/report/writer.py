@@ -130,10 +130,16 @@ def write_report(out_dir, fit, *, subpops=None, train_images=None, test_images=N
                  c.b.mean, f"[{c.b.ci_low:.3g}, {c.b.ci_high:.3g}]", c.diff.mean,
                  f"[{c.diff.ci_low:.3g}, {c.diff.ci_high:.3g}]", c.diff.p_value] for i, (r, c) in
                 enumerate(zip(counterfactuals, cmp))]
+        lo = [getattr(r, "log_odds", None) for r in counterfactuals]
+        extra = []
+        if all(x is not None for x in lo):  # the same tests in log-odds (margin) units
+            extra = [f"log-odds {name_a}", f"log-odds {name_b}", "p (log-odds)"]
+            for row, x in zip(rows, lo):
+                row += [x.a.mean, x.b.mean, x.diff.p_value]
         ci = f"{100 * cmp[0].level:g}% CI"
         sections.append(("Counterfactual tests", html.img(pngs["effects"], "treatment effects") + html.table(
             ["transform", "class", "inputs", f"effect {name_a}", ci, f"effect {name_b}", ci,
-             f"{name_a}−{name_b}", ci, "p (Welch)"], rows)))
+             f"{name_a}−{name_b}", ci, "p (Welch)", *extra], rows)))
     for i, sw in enumerate(sweeps):
         tab = sw.table()
         pngs[f"sweep_{i}"] = figures.sweep_plot(

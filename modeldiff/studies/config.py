@@ -21,10 +21,9 @@ from pathlib import Path
 
 import yaml
 
+import case_studies
 from datamodels.training.recipe import Recipe, _build, load_recipe, recipe_from_dict
 from modeldiff.errors import UserError
-
-import case_studies
 
 STUDIES_DIR = Path(case_studies.__file__).resolve().parent  # one folder per shipped study
 

@@ -109,6 +109,31 @@ def train_models(recipe, data, masks, seeds, device="cpu", init_state=None, trai
     return train_user_fn(recipe, data, masks, seeds, **kw)
 
 
+def recipe_targets(recipe) -> dict:
+    """``{"model.target": {"target", "path"}, ...}``: every import target of the recipe's model,
+    optimizer, loss and trainer, with the folder it is imported from (recorded by a store so later
+    commands find the user's modules from any working directory; path None when not importable now)."""
+    from datamodels.registry import is_target, target_record
+
+    named = {"model.target": recipe.model.target, "optim.name": recipe.optim.name, "loss": recipe.loss,
+             "trainer.target": recipe.trainer.get("target") if isinstance(recipe.trainer, dict) else None}
+    out = {}
+    for key, target in named.items():
+        if is_target(target):
+            try:
+                out[key] = target_record(target)
+            except Exception:  # noqa: BLE001 - not importable now: recorded without a folder
+                out[key] = {"target": target, "path": None}
+    return out
+
+
+def add_import_paths(folders) -> None:
+    """Append recorded folders to ``sys.path`` (after everything else, so nothing is shadowed)."""
+    for folder in folders:
+        if folder and folder not in sys.path:
+            sys.path.append(folder)
+
+
 def _log_once(recipe, backend: str, reason: str) -> None:
     key = (recipe.name, backend)
     if key not in _LOGGED:
