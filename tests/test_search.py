@@ -1,7 +1,6 @@
 """Confirmatory search on simulated models: a planted reaction is confirmed, identical
 algorithms confirm nothing, Holm is right, and the CLI runs on two tiny stores."""
 import numpy as np
-import pytest
 import torch
 
 from modeldiff.counterfactual.library import generic_candidates

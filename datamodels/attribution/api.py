@@ -59,11 +59,12 @@ def select_models(store, method: str, n_models: int | None) -> np.ndarray:
     need = 1 if method == "trak" else 10
     what = "finished models with saved weights" if method == "trak" else "finished models"
     if n_models is not None:
+        asked = "the number of models asked for (--models, or a study's attribution.models)"
         if n_models < need:
-            raise UserError(f"--models must be >= {need} for {method}, got {n_models}")
+            raise UserError(f"{asked} must be >= {need} for {method}, got {n_models}")
         if n_models > len(valid):
-            raise UserError(f"{describe(store)} has only {len(valid)} {what}, fewer than --models "
-                            f"{n_models}: train more or ask for fewer")
+            raise UserError(f"{describe(store)} has only {len(valid)} {what}, fewer than {asked}, "
+                            f"{n_models}: train more models or ask for fewer")
         valid = valid[:n_models]
     if len(valid) < need:
         raise UserError(f"{describe(store)} has {len(valid)} {what}; {method} needs at least {need}")

@@ -102,9 +102,11 @@ class TRAK:
         kind = "identity" if s.proj_dim is None else s.projector
         k = p if s.proj_dim is None else self.proj_dim_
         if k >= x_train.shape[0] and s.lambda_reg == 0:
-            raise ValueError(f"TRAK with k={k} features and only {x_train.shape[0]} training "
-                             "examples: ΦᵀΦ is singular. Use a projection dimension below "
-                             "n_train (e.g. proj_dim='auto') or lambda_reg > 0")
+            fix = ("set lambda_reg > 0 (the automatic k is already the smallest it chooses)" if s.proj_dim == "auto"
+                   else "use a projection dimension below n_train (proj_dim='auto' chooses n_train / 4) or "
+                        "lambda_reg > 0")
+            raise ValueError(f"TRAK with k={k} features and only {x_train.shape[0]} training examples: ΦᵀΦ is "
+                             f"singular: {fix}")
         proj = make_projector(kind, p, k, s.proj_seed, self.device, s.sketch_dim)
         self.projector_params_ = proj.params()
         bar = f"model {model_id}: train" if self.progress else False

@@ -56,7 +56,8 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, per_class_train: int
         if not download:
             raise UserError(f"CIFAR-10 needs its data folder: set {ENV_DIR}=/path/to/cifar10 (an ImageFolder "
                             f"tree train/<class>/*.jpg + test/<class>/*.jpg, or torchvision's cifar-10-batches-py), "
-                            f"or give data.data_dir / --data-dir, or allow a download (download=True)")
+                            f"or give data.data_dir / --data-dir (in Python, load_cifar10(download=True) can fetch "
+                            f"it where the network allows)")
         data_dir = cache_dir() / "cifar10-torchvision"
     root = Path(data_dir).expanduser()
     if (root / "train").is_dir() and (root / "test").is_dir():

@@ -39,7 +39,8 @@ class TrainingLoss:
         x, y: the examples (any device; chunks are moved to ``device``).
         loss_fn: per-example loss ``(out[B, ...], y[B]) -> [B]``; default cross-entropy.
         batch_size: examples per chunk (memory bound; results do not depend on it).
-        device, dtype: where and in which precision to compute (default: the model's).
+        device, dtype: where and in which precision to compute (default: the model's); the
+            model is moved and cast in place, and switched to eval mode.
     """
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn | None = None,
