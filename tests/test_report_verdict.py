@@ -22,7 +22,7 @@ def build_full(tmp_path):
     rng = np.random.default_rng(0)
     per_a, per_b = rng.normal(size=(8, 40, 60)), rng.normal(size=(8, 40, 60))
     md = ModelDiff(3).fit(per_a.mean(0), per_b.mean(0))
-    cal = calibrate(mean_halves(per_a, per_b, n_splits=4), 3, {"a_minus_b": md}, solver="full")
+    cal = calibrate(mean_halves(per_a, per_b, n_splits=6), 3, {"a_minus_b": md}, solver="full")
     cands = [(PatchPaste("solid", s, (0, 0)), None) for s in (1, 2, 3)] + [(PatchPaste("texture", 2, (6, 6)), None)]
     found = search(make_halves(0, 3.0, 0.0), cands, SearchSettings(n_confirm=3, n_resamples=200))
     path = write_report(tmp_path / "rep", md, names=("SGD big lr", "SGD small lr"), train_images=rng.random((60, 1, 8, 8)),

@@ -43,8 +43,9 @@ _FLOOR = 1e-30  # variances below this count as zero (log-ratios stay finite)
 
 RULE = ("beyond null: the median over {n_obs} half-size fits (A-half vs B-half) of log(var_a/var_b) at rank j, "
         "standardised by the null's mean and sd at rank j ({n_null} fits of one algorithm's half against its "
-        "other half, {n_splits} random splits), exceeds the {level:g} quantile of the null's maximum over ranks "
-        "(max-T; p-values family-wise adjusted over the {k} components of a direction)")
+        "other half, {n_splits} random splits), is exceeded by at most a share 1 - {level:g} of the null's maxima over "
+        "ranks: p = (1 + #null maxima >= it) / (1 + {n_null}) <= {alpha:g} (max-T; p-values family-wise adjusted over "
+        "the {k} components of a direction)")
 
 
 @dataclass
@@ -159,7 +160,10 @@ def _decide(null: np.ndarray, obs: dict, n_splits: int, level: float, full_fits:
     mu = null.mean(axis=0)
     sd = np.maximum(null.std(axis=0, ddof=1), 1e-6)
     null_max = ((null - mu) / sd).max(axis=1)              # [N]
-    c = float(np.quantile(null_max, level, method="higher"))
+    # beyond null <=> p = (1 + #{null max >= z}) / (1 + N) <= 1 - level <=> z > c, with c the
+    # (N - m)-th smallest null max, m = floor((1 - level)(1 + N) - 1) (c = inf when m < 0: too few fits)
+    m = int(np.floor((1 - level) * (1 + null_max.size) - 1 + 1e-9))
+    c = float(np.sort(null_max)[null_max.size - 1 - m]) if m >= 0 else float("inf")
     k = null.shape[1]
     out = {}
     for d, o in obs.items():
@@ -175,9 +179,10 @@ def _decide(null: np.ndarray, obs: dict, n_splits: int, level: float, full_fits:
                 rank=j, var_a=va, var_b=vb, ratio=va / vb if vb > 0 else float("inf"),
                 ratio_halves=float(np.exp(stat[j])), null_ratio_q95=float(np.exp(mu[j] + c * sd[j])),
                 null_ratio_median=float(np.exp(np.median(null[:, j]))),
-                p_value=float(p[j]), beyond_null=bool(z[j] > c)))
+                p_value=float(p[j]), beyond_null=bool(p[j] <= 1 - level + 1e-12)))
         out[d] = comps
-    rule = RULE.format(n_obs=len(next(iter(obs.values()))), n_null=len(null), n_splits=n_splits, level=level, k=k)
+    rule = RULE.format(n_obs=len(next(iter(obs.values()))), n_null=len(null), n_splits=n_splits, level=level, k=k,
+                       alpha=1 - level)
     return NullCalibration(out, null, obs, n_splits, level, rule)
 
 

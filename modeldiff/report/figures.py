@@ -34,7 +34,9 @@ def variance_scatter(var_a, var_b, label_a: str = "A", label_b: str = "B", null=
     top = max(float(np.nanmax(np.concatenate([var_a, var_b]))), 1e-12) * 1.1
     if null is not None:
         r, med, q95 = (np.array([v[i] for v in null], float) for i in range(3))
-        top = max(top, float(np.nanmax(var_b * np.maximum(r, q95))) * 1.1)
+        reach = var_b * np.maximum(r, q95)
+        if np.isfinite(reach).any():  # q95 is unknown (None/inf) when too few splits were run
+            top = max(top, float(reach[np.isfinite(reach)].max()) * 1.1)
         w = top / 60
         for j in range(var_b.size):
             ax.fill_between([var_b[j] - w, var_b[j] + w], var_b[j] * med[j], var_b[j] * q95[j], color="0.75",
