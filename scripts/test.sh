@@ -22,4 +22,6 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[dev,ffcv,ray]'
+# lint first (rules in pyproject.toml [tool.ruff]): a style or pyflakes error fails the run
+.venv/bin/ruff check .
 exec .venv/bin/python -m pytest -q "$@"

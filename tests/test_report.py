@@ -9,8 +9,8 @@ import torch
 
 from modeldiff import ModelDiff
 from modeldiff.counterfactual.effects import counterfactual_effects, patch_size_sweep
-from modeldiff.report import write_report
 from modeldiff.counterfactual.transforms import PatchPaste
+from modeldiff.report import write_report
 
 
 def simulated(effect):

@@ -22,7 +22,7 @@ def default_store(tmp_path_factory):
     from datamodels.data.dataset import load_dataset
     from datamodels.store.store import Store
     from datamodels.training.launchers import fill_store
-    from modeldiff.cli.train import resolve_recipe
+    from datamodels.training.recipe import resolve_recipe
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # on a shared 2-core machine one thread is much faster

@@ -78,7 +78,7 @@ def train_plain(recipe, data, mask: np.ndarray, seed: int) -> float:
 
 def load_recipe_for_benchmark(recipe_path: str, precision: str | None):
     """``recipe_path`` ("default" or a YAML file), with ``precision`` overridden when given."""
-    from modeldiff.cli.train import resolve_recipe
+    from datamodels.training.recipe import resolve_recipe
 
     recipe = resolve_recipe(recipe_path)
     return recipe.replace(precision=precision) if precision else recipe

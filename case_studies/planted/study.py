@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from modeldiff.studies.pipeline import load_study_data
 from case_studies.planted.plant import plant
-from modeldiff.studies.run import run_study
-from modeldiff.studies.config import StudyConfig
 from modeldiff.errors import UserError
+from modeldiff.studies.config import StudyConfig
+from modeldiff.studies.pipeline import load_study_data
+from modeldiff.studies.run import run_study
 
 log = logging.getLogger(__name__)
 

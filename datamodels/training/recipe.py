@@ -379,3 +379,15 @@ def load_recipe(path: str | Path) -> Recipe:
         raise UserError(f"recipe {path} must be a YAML mapping (name: ..., model: ..., optim: ...), "
                         f"got a {type(data).__name__}")
     return recipe_from_dict(data)
+
+
+def resolve_recipe(name_or_path: str, data_dir: str | None = None) -> Recipe:
+    """A recipe file, or ``"default"`` for the embedded digits recipe; ``data_dir`` overrides ``data.data_dir``."""
+    from importlib import resources
+
+    if name_or_path == "default":
+        name_or_path = str(resources.files("datamodels") / "recipes" / "digits_default.yaml")
+    recipe = load_recipe(name_or_path)
+    if data_dir:
+        recipe = recipe.replace(**{"data.data_dir": data_dir})
+    return recipe

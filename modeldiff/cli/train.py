@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from importlib import resources
 
 from modeldiff.errors import UserError
 
@@ -31,17 +30,6 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def resolve_recipe(name_or_path: str, data_dir: str | None = None):
-    from datamodels.training.recipe import load_recipe
-
-    if name_or_path == "default":
-        name_or_path = str(resources.files("datamodels") / "recipes" / "digits_default.yaml")
-    recipe = load_recipe(name_or_path)
-    if data_dir:
-        recipe = recipe.replace(**{"data.data_dir": data_dir})
-    return recipe
-
-
 def run(args) -> int:
     from datamodels.data.dataset import load_from_config
     from datamodels.store.store import Store
@@ -54,6 +42,8 @@ def run(args) -> int:
         raise UserError(f"--save-weights must be >= 0, got {args.save_weights}")
     check_device(args.device)
     check_output(args.out, folder=True, may_exist=True)
+    from datamodels.training.recipe import resolve_recipe
+
     recipe = resolve_recipe(args.recipe, args.data_dir)
     data = load_from_config(recipe.data)
     from datamodels.training.backends import check_recipe

@@ -15,8 +15,7 @@ Users add kinds from their own packages with ``extra`` (any callables ``x -> x``
 """
 from __future__ import annotations
 
-from modeldiff.counterfactual.transforms import (ColorTint, GaussianBlur, Grayscale, PatchPaste,
-                                                 parse_transform)
+from modeldiff.counterfactual.transforms import ColorTint, GaussianBlur, Grayscale, PatchPaste, parse_transform
 from modeldiff.counterfactual.transforms.contrast import Contrast
 from modeldiff.counterfactual.transforms.frequency import HighPass, LowPass
 from modeldiff.counterfactual.transforms.sharpen import Sharpen

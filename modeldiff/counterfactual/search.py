@@ -35,8 +35,8 @@ each with bootstrap CIs over models (:func:`modeldiff.counterfactual.effect_stat
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -164,7 +164,7 @@ def search(halves: Halves, candidates: Sequence[tuple], settings: SearchSettings
     pad, pbd = halves.predict_a[0], halves.predict_b[0]
     ctrl_a = ctrl_b = None
     disc = []  # per candidate: (logodds A [m, K], logodds B [m, K])
-    for i, (t, target) in enumerate(candidates):
+    for i, (t, _target) in enumerate(candidates):
         if progress and i % 20 == 0:
             progress(f"discovery: candidate {i + 1}/{len(candidates)}")
         _, la, ctrl_a = per_model_effects(pad, xd, yd, t, ctrl_a)

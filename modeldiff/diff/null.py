@@ -33,8 +33,8 @@ tested, ``null_ratio_q95``, ``p_value`` and ``beyond_null``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -233,8 +233,9 @@ class TrakGroups:
 
 def trak_groups(store, rows, n_groups: int = 8, device="cpu", **params) -> TrakGroups:
     """Run TRAK once per group of ``rows`` (contiguous groups, as equal as possible)."""
-    from datamodels.attribution.trak import TRAK
     import torch
+
+    from datamodels.attribution.trak import TRAK
 
     data = store.load_dataset()
     dtype = torch.float64 if store.recipe.precision == "float64" else torch.float32

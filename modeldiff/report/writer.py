@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 import math
-
 from pathlib import Path
 
 import numpy as np
 
-from modeldiff.report import figures, html
 from modeldiff.diff.subpopulations import subpopulations as find_subpopulations
+from modeldiff.report import figures, html
 
 
 def jsonable(x):

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modeldiff.studies.config import StudyConfig
 from datamodels.data.dataset import Dataset
 from datamodels.store.store import Store
 from modeldiff.errors import UserError
+from modeldiff.studies.config import StudyConfig
 
 
 @dataclass

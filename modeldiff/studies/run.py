@@ -6,10 +6,18 @@ from pathlib import Path
 
 import numpy as np
 
-from modeldiff.studies.pipeline import (attribute_stores, attribute_with_null, calibrate_null, compare,
-                                       load_study_data, run_counterfactuals, run_search, train_algorithms)
 from modeldiff.report.verdict import verdict
 from modeldiff.studies.config import StudyConfig
+from modeldiff.studies.pipeline import (
+    attribute_stores,
+    attribute_with_null,
+    calibrate_null,
+    compare,
+    load_study_data,
+    run_counterfactuals,
+    run_search,
+    train_algorithms,
+)
 
 
 def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None = None, method: str | None = None,

@@ -1,8 +1,8 @@
 """Any user callable as a transform."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import dataclasses
 
 from modeldiff.counterfactual.transforms.blur import GaussianBlur
-from modeldiff.counterfactual.transforms.grayscale import Grayscale
-from modeldiff.counterfactual.transforms.patch import PatchPaste
-from modeldiff.counterfactual.transforms.tint import ColorTint
 from modeldiff.counterfactual.transforms.contrast import Contrast
 from modeldiff.counterfactual.transforms.frequency import HighPass, LowPass
+from modeldiff.counterfactual.transforms.grayscale import Grayscale
+from modeldiff.counterfactual.transforms.patch import PatchPaste
 from modeldiff.counterfactual.transforms.sharpen import Sharpen
 from modeldiff.counterfactual.transforms.shift import Shift
+from modeldiff.counterfactual.transforms.tint import ColorTint
 
 KINDS = {"patch": PatchPaste, "tint": ColorTint, "grayscale": Grayscale, "blur": GaussianBlur,
          "contrast": Contrast, "sharpen": Sharpen, "shift": Shift, "lowpass": LowPass, "highpass": HighPass}
