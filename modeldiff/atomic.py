@@ -43,11 +43,8 @@ def atomic_path(target: str | os.PathLike, *, directory: bool = False, replace: 
         yield tmp
         if target.exists() and not replace:
             raise FileExistsError(f"{target} exists")
-        if directory and target.is_dir():
-            old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target) + "old-", dir=target.parent))
-            os.replace(target, old / "x")
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+        if directory:
+            replace_dir(tmp, target)
         else:
             os.replace(tmp, target)
     finally:
@@ -55,6 +52,17 @@ def atomic_path(target: str | os.PathLike, *, directory: bool = False, replace: 
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+
+
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Move the finished folder ``tmp`` to ``target``, replacing an old ``target`` (moved aside, then removed)."""
+    if target.is_dir():
+        old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target) + "old-", dir=target.parent))
+        os.replace(target, old / "x")
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
 
 
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -59,15 +58,9 @@ def prepare_out(out: Path, force: bool) -> Path:
 
 def commit_out(tmp: Path, out: Path) -> None:
     """Move the finished temporary folder into place (replacing an old ``out``)."""
-    from modeldiff.atomic import _tmp_prefix
+    from modeldiff.atomic import replace_dir
 
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(out) + "old-", dir=out.parent))
-        os.replace(out, old / "x")
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+    replace_dir(tmp, out)
 
 
 def _images(store_dir, la, n_test: int, n_train: int):

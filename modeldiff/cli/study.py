@@ -5,8 +5,6 @@ import argparse
 import os
 import time
 
-from modeldiff.errors import UserError
-
 
 def _common(p) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
@@ -48,10 +46,7 @@ def run_study_cli(args) -> int:
     check_output(args.out, folder=True, may_exist=True)
     cfg = load_study(args.study)
     if args.models is not None:
-        if args.models < 2:
-            raise UserError("--models must be at least 2")
-        cfg.models = args.models
-        cfg.attribution.models = min(cfg.attribution.models, args.models)
+        cfg.with_models(args.models)
     start = time.time()
     if cfg.plant:
         from case_studies.planted.study import format_planted, run_planted

@@ -78,10 +78,7 @@ def _load(req: PlanRequest):
 
     cfg = load_study(req.target)
     if req.models is not None:
-        if req.models < 2:
-            raise UserError("--models must be at least 2")
-        cfg.models = req.models
-        cfg.attribution.models = min(cfg.attribution.models, req.models)
+        cfg.with_models(req.models)
     if req.attribution_models is not None:
         cfg.attribution.models = req.attribution_models
         cfg.models = max(cfg.models, req.attribution_models)

@@ -129,6 +129,13 @@ class StudyConfig:
             out.append(recipe.replace(**changes) if changes else recipe)
         return out[0], out[1]
 
+    def with_models(self, models: int) -> None:
+        """Train ``models`` per algorithm (at least 2); TRAK then uses at most that many."""
+        if models < 2:
+            raise UserError("--models must be at least 2")
+        self.models = models
+        self.attribution.models = min(self.attribution.models, models)
+
     def seeds(self) -> tuple[int, int]:
         """Run seeds of A and B (each algorithm's own, else the study's)."""
         return tuple(self.seed if s.seed is None else s.seed for s in (self.algorithm_a, self.algorithm_b))
