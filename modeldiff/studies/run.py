@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,15 +40,24 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     data = data if data is not None else load_study_data(cfg, data_dir)
+    stage = _stages(4 + cfg.calibration.enabled + cfg.search.enabled)
+    stage(f"training both algorithms ({cfg.models} models each)")
     stores = train_algorithms(cfg, data, out, device, data_dir, recipes)
+    stage(f"attributing both algorithms ({method or cfg.attribution.method})")
     if cfg.calibration.enabled:
         scores_a, scores_b, halves = attribute_with_null(cfg, stores, out, device, method)
     else:
         scores_a, scores_b = attribute_stores(cfg, stores, out, device, method)
+    stage("ModelDiff in both directions")
     directions = compare(cfg, scores_a, scores_b, data)
+    if cfg.calibration.enabled:
+        stage("null calibration of the components (halves of each algorithm against each other)")
     calibration = calibrate_null(cfg, halves, directions) if cfg.calibration.enabled else None
+    if cfg.search.enabled:
+        stage("transformation search (discovery halves, then confirmation halves)")
     searched = run_search(cfg, stores, data, directions, device, counterfactual_rows, search_exclude) \
         if cfg.search.enabled else {}
+    stage("counterfactual tests and reports")
     label_a, label_b = cfg.labels()
     summary = {"study": cfg.name, "dataset": data.name, "method": method or cfg.attribution.method,
                "algorithms": {}, "directions": {}}
@@ -78,6 +88,17 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
         summary["directions"][d.name] = direction_summary(d, report, calibration, searched.get(d.name))
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary
+
+
+def _stages(total: int):
+    """``stage(text)`` prints ``[k/total] text`` on stderr, k counting up: a heading per stage."""
+    count = [0]
+
+    def stage(text: str) -> None:
+        count[0] += 1
+        print(f"[{count[0]}/{total}] {text}", file=sys.stderr, flush=True)
+
+    return stage
 
 
 def direction_summary(d, report: Path | None, calibration=None, searched=None) -> dict:
