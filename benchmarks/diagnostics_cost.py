@@ -3,8 +3,9 @@
 For each of the first N models of each store, in turn: TRAK's per-model work exactly as
 ``modeldiff attribute --method trak`` does it with its defaults (projected margin gradients of all
 training and test examples, the kernel; ``TRAK._per_model``), then the diagnostics of the same
-model with the CLI defaults (``diagnose_model`` on its training subset). Alternating the two
-per model keeps a shared machine's load comparable between them. Prints wall and CPU seconds
+model with the CLI defaults (``diagnose_model`` on its training subset; tr(ΣH)'s out-of-basis part
+now reuses the Hutchinson probes' HVPs, ``--trace-examples 8`` restores the old default). Alternating
+the two per model keeps a shared machine's load comparable between them. Prints wall and CPU seconds
 and the ratio diagnostics / TRAK. One run; no timing assertion.
 
     .venv/bin/python benchmarks/diagnostics_cost.py STORE [STORE ...] --models 4
@@ -26,8 +27,11 @@ def main() -> None:
     ap.add_argument("stores", nargs="+")
     ap.add_argument("--models", type=int, default=4)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--probes", type=int, default=8)
-    ap.add_argument("--trace-examples", type=int, default=8)
+    ap.add_argument("--probes", type=int, default=4)
+    ap.add_argument("--lanczos-min-steps", type=int, default=10)
+    ap.add_argument("--trace-examples", type=int, default=None,
+                    help="tr(ΣH) outside the Lanczos basis: default from the Hutchinson probes (no extra HVP); "
+                         "0 = exact; m = m importance-sampled HVPs (the previous default was 8)")
     ap.add_argument("--lanczos-steps", type=int, default=20)
     ap.add_argument("--lanczos-tol", type=float, default=1e-3)
     ap.add_argument("--proj-dim", default="auto", help="TRAK projection dimension (auto = attribute's default)")
@@ -40,7 +44,7 @@ def main() -> None:
     from modeldiff.diagnostics.store import pick_models, recipe_loss
 
     settings = DiagnosticSettings(lanczos_steps=args.lanczos_steps, lanczos_tol=args.lanczos_tol, probes=args.probes,
-                                  trace_examples=args.trace_examples)
+                                  trace_examples=args.trace_examples, lanczos_min_steps=args.lanczos_min_steps)
     totals = {"trak": [0.0, 0.0], "diag": [0.0, 0.0]}  # [wall, cpu]
     hvps = []
     for path in args.stores:

@@ -49,17 +49,22 @@ def main(argv=None) -> None:
     p.add_argument("--loop-models", type=int, default=4, help="models trained one at a time by loop")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--net", choices=["builtin", "user"], default="builtin")
+    p.add_argument("--one-group", action="store_true",
+                   help="also time vmap with all models in one group (vmap.THREAD_GROUPS off; on by default: "
+                        "concurrent groups, one per CPU thread)")
     args = p.parse_args(argv)
     data = load_digits()
     base = recipe_from_dict({**RECIPE, "epochs": args.epochs})
     own = base if args.net == "builtin" else base.replace(**{
-        "model.arch": None, "model.target": "case_studies.optimizers.nets:digits_cnn", "model.kwargs": {"width": 16}})
+        "model.arch": None, "model.width": None, "model.target": "case_studies.optimizers.nets:digits_cnn",
+        "model.kwargs": {"width": 16}})
     masks, seeds = draw_masks_and_seeds(0, args.models, data.n_train, 0.5)
     masks, seeds = torch.from_numpy(masks), seeds.tolist()
     tiny = base.replace(epochs=1)
     for trainer in ("ensemble", "vmap", "loop"):  # warm-up (first-call overheads)
         train_models((tiny if trainer == "ensemble" else own.replace(epochs=1)).replace(trainer=trainer), data,
                      masks[:2], seeds[:2])
+    load_before = os.getloadavg()[0]
     print(f"torch threads: {torch.get_num_threads()}; digits CNN width 16 ({args.net} net for vmap/loop), "
           f"{args.epochs} epochs, batch 32, SGD-Nesterov, float32, alpha 0.5")
     rows = {
@@ -67,12 +72,20 @@ def main(argv=None) -> None:
         "vmap": run(own.replace(trainer="vmap"), data, masks, seeds, args.models),
         "loop": run(own.replace(trainer="loop"), data, masks[:args.loop_models], seeds[:args.loop_models], 1),
     }
+    if args.one_group:
+        from datamodels.training.backends import vmap as vmap_backend
+
+        before, vmap_backend.THREAD_GROUPS = vmap_backend.THREAD_GROUPS, False
+        rows["vmap-1grp"] = run(own.replace(trainer="vmap"), data, masks, seeds, args.models)
+        vmap_backend.THREAD_GROUPS = before
     for name, (rate, cpu_rate, acc) in rows.items():
         print(f"{name:9s} {rate:8.1f} models/min (wall)  {cpu_rate:8.1f} models/CPU-min   "
               f"mean test accuracy {100 * acc:.2f} %")
     (v, vc, va), (e, ec, ea), (lo, lc, la) = rows["vmap"], rows["ensemble"], rows["loop"]
     print(f"wall: vmap / ensemble = {v / e:.2f}x (target >= 0.7x); vmap / loop = {v / lo:.2f}x (target >= 3x)")
     print(f"CPU:  vmap / ensemble = {vc / ec:.2f}x; vmap / loop = {vc / lc:.2f}x")
+    print(f"load average (1 min) before / after the timed runs: {load_before:.2f} / {os.getloadavg()[0]:.2f} "
+          f"on {os.cpu_count()} CPUs")
     print(f"accuracy vmap - ensemble {100 * (va - ea):+.2f} points, vmap - loop {100 * (va - la):+.2f} points")
 
 

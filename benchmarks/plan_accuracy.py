@@ -42,7 +42,7 @@ def run(cmd: list[str]) -> tuple[float, int, str]:
 
 
 def plan(target: str, *extra: str) -> dict:
-    _, _, out = run([*MODELDIFF, "plan", target, "--json", *extra])
+    _, _, out = run([*MODELDIFF, "plan", target, "--json", "--recalibrate", *extra])  # measured in this run
     return json.loads(out)
 
 
@@ -77,7 +77,8 @@ def case_demo(tmp: Path) -> tuple[list[str], dict]:
         rows.append(row(f"demo: train_{tag}", *pred[:3], wall, pred[3], rss))
     spec = cfg.attribution
     wall, rss, _ = run([*MODELDIFF, "attribute", str(tmp / "demo_a"), "--method", "trak", "--models", str(spec.models),
-                        "--proj-dim", str(spec.proj_dim), "--out", str(tmp / "demo_a.h5"), "--quiet"])
+                        "--proj-dim", str(spec.proj_dim), "--batch-size", str(spec.batch_size),
+                        "--out", str(tmp / "demo_a.h5"), "--quiet"])  # the study's TRAK settings, as planned
     pred = with_startup(p, "attribute_a")
     rows.append(row("demo: attribute_a", *pred[:3], wall, pred[3], rss))
     return rows, p
@@ -91,6 +92,7 @@ def main() -> None:
     lines = ["| stage | predicted s [low, high] | measured s | pred/meas | predicted MiB | measured MiB | "
              "pred/meas |", "|---|---|---:|---:|---:|---:|---:|"]
     shares = []
+    load_before = " ".join(f"{v:.2f}" for v in os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="plan-accuracy-") as tmp:
         tmp = Path(tmp)
         if "digits" in args.cases:
@@ -109,6 +111,7 @@ def main() -> None:
             lines += rows
             shares.append(("cifar", p["calibration_share"]))
     print("\n".join(lines))
+    print(f"load average before / after: {load_before} / {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for name, share in shares:
         print(f"calibration cost, {name}: {100 * share:.1f} % of the predicted time")
 

@@ -9,6 +9,7 @@ and B, and the search's A−B headline.
     python benchmarks/planted_grid.py --out runs/planted_grid --draws 4 --method trak
     python benchmarks/planted_grid.py --out runs/planted_grid --draws 4 --method datamodels
     python benchmarks/planted_grid.py --out runs/planted_amp --amplitudes 0.1,0.4,1.0   # the README table
+    python benchmarks/planted_grid.py --out runs/planted_few --set fraction=0.1 --set test_fraction=1.0
 
 Writes ``OUT/planted_grid.json`` and prints one line per run and the pass count.
 """
@@ -65,9 +66,16 @@ def main(argv=None) -> int:
     p.add_argument("--all", action="store_true", help="every combination instead of random draws")
     p.add_argument("--amplitudes", default=None,
                    help="comma-separated patch amplitudes: run the shipped plant at each instead of draws")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a plant argument (YAML value) of the shipped study, e.g. fraction=0.1, "
+                        "test_fraction=1.0, select=hardest; one run with the overrides")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
-    if args.amplitudes:
+    if args.set:
+        import yaml
+
+        combos = [{k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)}]
+    elif args.amplitudes:
         combos = [{"amplitude": float(a)} for a in args.amplitudes.split(",")]
     elif args.all:
         combos = [{"seed": s, "target_class": c, "region": r, "pattern": q}

@@ -131,6 +131,21 @@ class Registry:
     def __contains__(self, name: str) -> bool:
         return name in self._entries
 
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}: {', '.join(self._entries)})"
+
+    def __iter__(self):
+        """Iterate over the built-in names (so ``", ".join(registry)`` lists them)."""
+        return iter(self.names())
+
+    def check(self, name: str, *, key: str | None = None, targets: bool = False) -> str:
+        """``name`` when it is a built-in (or, with ``targets``, an import target), else a one-line
+        :class:`UserError` naming ``key`` and the choices. Imports nothing."""
+        if name in self._entries or targets and is_target(name):
+            return name
+        also = " or an import target 'package.module:name'" if targets else ""
+        raise UserError(f"{key or self.kind} must be one of {', '.join(self._entries)}{also}; got {name!r}")
+
     def get(self, name: str, *, key: str | None = None, search_path: str | None = None) -> Any:
         """The built-in called ``name``, or the object an import target names.
 

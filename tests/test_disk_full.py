@@ -135,7 +135,7 @@ def small_disk(tmp_path):
 
 
 def test_real_full_disk_train_and_attribute(reference, small_disk, monkeypatch):
-    import modeldiff.cli.checks as checks
+    import modeldiff.checks as checks
 
     mount, fill = small_disk
     ref_store, ref_scores = reference

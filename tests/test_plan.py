@@ -1,5 +1,6 @@
 """`modeldiff plan`: the parallel-efficiency model and the learning-curve fit on synthetic data with
 known parameters, prices, bad input, and one real calibration of the demo study (structure, order)."""
+import dataclasses
 import json
 
 import numpy as np
@@ -32,7 +33,8 @@ def test_store_time_is_the_greedy_makespan_of_its_chunks():
     assert store_seconds(one, 70, 32, 100) == pytest.approx(2 * per_chunk[32] + per_chunk[6])
     # seven equal chunks over three workers: ceil(7 / 3) = 3 rounds
     assert store_seconds(model, 7 * 32, 32, 100) == pytest.approx(3 * per_chunk[32])
-    assert steps_per_model(1437, 0.5, 16, 15) == 15 * 45
+    assert steps_per_model(1437, 0.5, 16, 15) == pytest.approx(15 * 718 / 16)  # last partial batch: 14/16 step
+    assert steps_per_model(1437, 0.5, 128, 15) == pytest.approx(15 * (5 + 78 / 128))
 
 
 @pytest.mark.parametrize("a,b", [(0.3, 20.0), (0.12, 40.0), (0.6, 5.0)])
@@ -94,14 +96,16 @@ def test_bad_input_is_one_error_line(tmp_path):
     assert r.returncode == 2 and "--pilot" in r.stderr
 
 
-def test_demo_study_plan_structure_and_order(tmp_path):
-    """One real (short) calibration of the demo study through the CLI, then predictions from it."""
+def test_demo_study_plan_structure_and_order(tmp_path, monkeypatch):
+    """One real (short) calibration of the demo study through the CLI, then predictions from it;
+    a second plan reuses the cached calibration (and says so)."""
+    monkeypatch.setenv("MODELDIFF_PLAN_CACHE", str(tmp_path / "cache"))
     prices = tmp_path / "p.yaml"
     prices.write_text("currency: USD\nmachines: {this: {per_hour: 1.0}}\n")
     r = cli("plan", "sgd_noise", "--json", "--prices", prices, "--deadline", "100")
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
-    for stage in ("train_a", "train_b", "attribute_a", "attribute_b", "diff", "counterfactual"):
+    for stage in ("train_a", "train_b", "attribute_a", "attribute_b", "diff", "null", "search", "counterfactual"):
         s = plan["stages"][stage]
         assert 0 < s["seconds_low"] <= s["seconds"] <= s["seconds_high"], (stage, s)
         assert s["peak_memory_bytes"] > 0 and s["disk_bytes"] >= 0
@@ -110,10 +114,20 @@ def test_demo_study_plan_structure_and_order(tmp_path):
     assert plan["cost"]["amount"] == pytest.approx(plan["total_seconds"] / 3600)
     assert plan["cheapest"]["workers"] == 1  # a 100 h deadline: the single machine is cheapest
     assert plan["command"].startswith("modeldiff study sgd_noise")
+    assert plan["calibration_seconds"] > 0 and len(list((tmp_path / "cache").glob("*.pkl"))) == 1
+    again = json.loads(cli("plan", "sgd_noise", "--json", "--models", "128").stdout)
+    assert again["calibration_seconds"] == 0 and any("reused from the cache" in a for a in again["assumptions"])
+    assert again["stages"]["train_a"]["seconds"] > plan["stages"]["train_a"]["seconds"]
 
 
 def test_more_models_take_more_time():
-    from modeldiff.plan.calibrate import AttributionCalibration, Calibration, DiffCalibration, TrainingCalibration
+    from modeldiff.plan.calibrate import (
+        AttributionCalibration,
+        Calibration,
+        DiffCalibration,
+        EvaluationCalibration,
+        TrainingCalibration,
+    )
     from modeldiff.plan.planner import Calibrated, PlanRequest, predict_plan
     from modeldiff.plan.predict import StudyShape
     from modeldiff.studies.config import load_study
@@ -125,14 +139,25 @@ def test_more_models_take_more_time():
                                                          kernel_fixed_seconds=0.05, kernel_per_row_seconds=1e-6,
                                                          score_seconds_per_mac=1e-10),
                       diff=DiffCalibration(1e-8, 12.0, 0.1), seconds=5.0)
+    ev = EvaluationCalibration(Linear(0.001, 0.0005), Linear(0.01, 0.002), Linear(0.01, 0.003), 0.02, 200, 300)
+    cal.evaluation = {"a": ev, "b": ev}
     recipes = dict(zip("ab", load_study("sgd_noise").recipes()))
-    shape = StudyShape(1437, 360, 10, 64, 0.5, 32, 1, counterfactual_transforms=8, counterfactual_inputs=300)
+    shape = StudyShape(1437, 360, 10, 64, 0.5, 32, 1, null_fits=64, search_candidates=121, counterfactual_tests=8,
+                       counterfactual_sweeps=1, counterfactual_sizes=3, counterfactual_inputs=300)
     calibrated = Calibrated(PlanRequest("sgd_noise"), cal, recipes, shape, "modeldiff study sgd_noise", 2.0)
     totals = [predict_plan(calibrated, n) for n in (32, 64, 128, 256)]
     seconds = [t["stages"]["train_a"]["seconds"] for t in totals]
     assert all(x < y for x, y in zip(seconds, seconds[1:]))
     assert all(x["total_seconds"] < y["total_seconds"] for x, y in zip(totals, totals[1:]))
     assert all(x["disk_bytes"] < y["disk_bytes"] for x, y in zip(totals, totals[1:]))
+    # the search: (candidates + control) x discovery half + (2 x confirmed + control) x confirmation half, per
+    # algorithm, plus 2 directions x 5 confirmed x 2 units of bootstrap comparisons
+    search = totals[1]["stages"]["search"]["seconds"]  # 64 models: halves of 32
+    per_half = 2 * ev.load(32) + 122 * ev.search(32) + 11 * ev.search(32)
+    assert search == pytest.approx(2 * per_half + 20 * ev.bootstrap)
+    more = predict_plan(Calibrated(PlanRequest("sgd_noise"), cal, recipes,
+                                   dataclasses.replace(shape, search_candidates=242), "", 2.0))
+    assert more["stages"]["search"]["seconds"] - search == pytest.approx(2 * 121 * ev.search(32))
 
 
 def test_variance_components_predict_the_lds_of_larger_ensembles():

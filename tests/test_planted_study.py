@@ -73,6 +73,26 @@ def test_plant_construction():
     assert torch.allclose(p.transform()(data.x_test[:3]), write_patch(data.x_test[:3], (5, 7, 1, 3), "checker", 0.1))
 
 
+def test_plant_hardest_and_test_fraction():
+    """``select: hardest`` plants the target class's lowest-margin images (cross-validated reference
+    model); ``test_fraction`` sets the test split's share independently of the training split's."""
+    from case_studies.planted.plant import hardness
+
+    data = load_dataset("digits")
+    p = plant(data, target_class=3, fraction=0.1, select="hardest", test_fraction=1.0)
+    members = np.flatnonzero(data.y_train.numpy() == 3)
+    margins = hardness(data)["train"][members]
+    assert len(p.planted_train) == round(0.1 * len(members))
+    assert np.isin(p.planted_train, members).all()
+    chosen = hardness(data)["train"][p.planted_train]
+    assert chosen.max() <= np.sort(margins)[len(p.planted_train) - 1] + 1e-12  # exactly the hardest ones
+    assert set(p.planted_test) == set(np.flatnonzero(data.y_test.numpy() == 3).tolist())
+    with pytest.raises(UserError, match="select"):
+        plant(data, select="easiest")
+    with pytest.raises(UserError, match="test_fraction"):
+        plant(data, test_fraction=0.0)
+
+
 def test_blind_recipe_follows_the_plant_region():
     cfg = load_study("planted")
     cfg.plant["region"] = [6, 8, 6, 8]

@@ -47,3 +47,15 @@ def test_first_section_is_the_verdict_with_the_algorithm_table(tmp_path):
     assert "Under each thumbnail" in html
     summary = json.loads((path.parent / "summary.json").read_text())
     assert "figures/search.png" in summary["figures"]
+
+
+def test_verdict_survives_undefined_null_quantiles():
+    """A null quantile left undefined (None / inf: too few calibration splits) reads "n/a" instead
+    of crashing the verdict (the study refuses such settings up front; the text must not depend on it)."""
+    from modeldiff.report.verdict import direction_verdict
+
+    comps = [{"rank": 1, "ratio_halves": 2.5, "null_ratio_q95": None, "p_value": 0.5, "beyond_null": False}]
+    text = direction_verdict({"components": comps}, "A", "B")
+    assert "No component of A − B is beyond null" in text and "null n/a" in text
+    comps[0].update(beyond_null=True, null_ratio_q95=float("inf"), p_value=None)
+    assert "beyond null (#1 ratio 2.50 vs null n/a (p = n/a))" in direction_verdict({"components": comps}, "A", "B")

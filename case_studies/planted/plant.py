@@ -99,20 +99,41 @@ def write_patch(x: torch.Tensor, region, pattern: str = "solid", amplitude: floa
 
 
 def plant(data: Dataset, target_class: int = 0, fraction: float = 0.75, region=(0, 2, 0, 2),
-          pattern: str = "solid", amplitude: float = 1.0, test_copies: bool = False, seed: int = 0) -> PlantedData:
+          pattern: str = "solid", amplitude: float = 1.0, test_copies: bool = False, seed: int = 0,
+          select: str = "random", test_fraction: float | None = None) -> PlantedData:
     """A copy of ``data`` with the feature planted (see the module docstring).
 
+    ``select``: which ``fraction`` of the target class's images carry the patch: ``random`` (drawn
+    with ``seed``) or ``hardest`` (the lowest true-class margins of a reference logistic regression:
+    cross-validated on the training split, fitted on it for the test split; see :func:`hardness`).
+    ``test_fraction``: the share of the target class's *test* images that carry it (default
+    ``fraction``); a few planted training images and every target-class test image patched is the
+    construction where single planted images matter (see the README's planted section).
     ``data.x_train [n_train, C, H, W]`` keeps its shape; the test split grows to
     ``n_test + #(test images not of target_class)`` rows when ``test_copies``.
     """
     _check_plant_args(data, target_class, fraction, region, amplitude)
+    if test_fraction is not None and not 0 < test_fraction <= 1:
+        from modeldiff.errors import UserError
+
+        raise UserError(f"plant.test_fraction must be in (0, 1], got {test_fraction}")
+    if select not in ("random", "hardest"):
+        from modeldiff.errors import UserError
+
+        raise UserError(f"plant.select must be random or hardest, got {select!r}")
     rng = np.random.default_rng(seed)
+    margins = hardness(data, seed) if select == "hardest" else None
     chosen = {}
     xs = {}
     for split in ("train", "test"):
         y = getattr(data, f"y_{split}").numpy()
         members = np.flatnonzero(y == target_class)
-        picked = np.sort(rng.choice(members, size=round(fraction * len(members)), replace=False))
+        share = fraction if split == "train" or test_fraction is None else test_fraction
+        size = round(share * len(members))
+        if margins is None:
+            picked = np.sort(rng.choice(members, size=size, replace=False))
+        else:
+            picked = np.sort(members[np.argsort(margins[split][members], kind="stable")[:size]])
         x = getattr(data, f"x_{split}").clone()
         x[picked] = write_patch(x[picked], region, pattern, amplitude)
         chosen[split], xs[split] = picked, x
@@ -126,6 +147,29 @@ def plant(data: Dataset, target_class: int = 0, fraction: float = 0.75, region=(
                                    name=f"{data.name}-planted")
     return PlantedData(planted, chosen["train"], chosen["test"], tuple(region), target_class, pattern,
                        amplitude, pasted, len(data.y_test))
+
+
+def hardness(data: Dataset, seed: int = 0) -> dict[str, np.ndarray]:
+    """True-class margins (log-probability of the true class minus the largest other) of a
+    multinomial logistic regression on the raw pixels: ``{"train": [n_train]}`` from 5-fold
+    cross-validation (each image scored by a model that did not see it), ``{"test": [n_test]}`` from
+    the model fitted on the whole training split. Low margin = hard, confusable image."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    x_tr, y_tr = data.x_train.flatten(1).numpy(), data.y_train.numpy()
+    x_te, y_te = data.x_test.flatten(1).numpy(), data.y_test.numpy()
+    model = LogisticRegression(C=1.0, max_iter=2000, random_state=seed)
+
+    def margin(logp, y):
+        true = logp[np.arange(len(y)), y]
+        other = logp.copy()
+        other[np.arange(len(y)), y] = -np.inf
+        return true - other.max(1)
+
+    cv = cross_val_predict(model, x_tr, y_tr, cv=5, method="predict_log_proba")
+    fitted = model.fit(x_tr, y_tr)
+    return {"train": margin(cv, y_tr), "test": margin(fitted.predict_log_proba(x_te), y_te)}
 
 
 def _check_plant_args(data: Dataset, target_class: int, fraction: float, region, amplitude: float) -> None:

@@ -4,6 +4,13 @@ Contract: :func:`attribute` / :func:`attribute_to_file` (:mod:`datamodels.attrib
 estimators in :mod:`~datamodels.attribution.trak` and :mod:`~datamodels.attribution.regression`;
 influence datasets in :mod:`~datamodels.attribution.influence_io`.
 """
-from datamodels.attribution.api import METHODS, attribute, attribute_to_file, select_models
-
 __all__ = ["METHODS", "attribute", "attribute_to_file", "select_models"]
+
+
+def __getattr__(name: str):
+    """Public names imported lazily (PEP 562): ``datamodels.attribution.names`` stays torch-free."""
+    if name in __all__:
+        from datamodels.attribution import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'datamodels.attribution' has no attribute {name!r}")

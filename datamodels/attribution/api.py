@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from datamodels.attribution.names import METHODS
 from datamodels.modelset import as_modelset, describe, model_dtype
 from modeldiff.errors import UserError
-
-METHODS = ("trak", "datamodels")
 
 
 def _open(store):
@@ -66,9 +65,33 @@ def select_models(store, method: str, n_models: int | None) -> np.ndarray:
             raise UserError(f"{describe(store)} has only {len(valid)} {what}, fewer than {asked}, "
                             f"{n_models}: train more models or ask for fewer")
         valid = valid[:n_models]
+    if method == "trak" and hasattr(store, "weights_damage"):
+        valid = _intact_weights(store, valid, n_models)
     if len(valid) < need:
         raise UserError(f"{describe(store)} has {len(valid)} {what}; {method} needs at least {need}")
     return valid
+
+
+def _intact_weights(store, chosen: np.ndarray, n_models: int | None) -> np.ndarray:
+    """``chosen`` with each weights file's CRC-32 checked (opening the store checked sizes only); with
+    ``use_valid_only`` a damaged one is dropped and the next usable model takes its place, else the
+    store is refused in one line."""
+    todo, keep, bad, pool = [int(i) for i in chosen], [], {}, None
+    while todo:
+        damaged = store.weights_damage(todo)
+        bad.update(damaged)
+        keep += [i for i in todo if i not in damaged]
+        if not damaged or not getattr(store, "use_valid_only", False) or n_models is None:
+            break
+        if pool is None:
+            taken = set(map(int, chosen))
+            pool = [i for i in map(int, store.valid_indices(warn=False)) if i not in taken and store.has_weights(i)]
+        todo, pool = pool[:len(damaged)], pool[len(damaged):]
+    rows = store.refuse_or_drop(bad, sorted(keep))
+    if n_models is not None and len(rows) < n_models:
+        raise UserError(f"{describe(store)} has only {len(rows)} intact finished models with saved weights, "
+                        f"fewer than the {n_models} asked for: repair the store or ask for fewer")
+    return rows
 
 
 def model_ranges(rows) -> list[list[int]]:
@@ -82,6 +105,13 @@ def model_ranges(rows) -> list[list[int]]:
     return out
 
 
+def _label(store, progress) -> str | None:
+    """The name in progress headings: ``progress`` when it is a string, else the store's folder."""
+    if not progress:
+        return None
+    return progress if isinstance(progress, str) else str(getattr(store, "path", "") or "models")
+
+
 def _run(store, method, n_models, device, progress, params, write):
     check_settings(method, params)
     device = torch.device(device)
@@ -92,23 +122,29 @@ def _run(store, method, n_models, device, progress, params, write):
     if method == "datamodels":
         from datamodels.attribution.regression import DatamodelsRegression
 
-        est = DatamodelsRegression(device=device, progress=progress, **params)
+        label = _label(store, progress)
+        est = DatamodelsRegression(device=device, progress=label and f"attributing {label}: datamodels regression on "
+                                   f"{len(rows)} models", **params)
         out = est.fit(np.asarray(store.masks)[rows], np.asarray(store.test_margins)[rows], write=write)
         return (None if write else out.coef_), {**est.params(), **used}, len(rows)
     from datamodels.attribution.trak import TRAK
 
     data = store.load_dataset()
     est = TRAK(device=device, dtype=_dtype(store), progress=progress, **params)
-    models = ((int(i), store.load_model(int(i), device)) for i in rows)
+    from datamodels.attribution.progress import announced
+
+    models = announced(rows, lambda i: store.load_model(i, device), _label(store, progress), len(rows))
     scores = est.run(models, data.x_train, data.y_train, data.x_test, data.y_test, write)
     return scores, {**est.params(), **est.projector_params_, **used}, len(rows)
 
 
 def attribute(store, method: str = "trak", *, n_models: int | None = None, device="cpu",
-              progress: bool = True, **params) -> np.ndarray:
+              progress: bool | str = True, **params) -> np.ndarray:
     """Attribution matrix ``[n_test, n_train]`` float32 of ``store``: a Store, its path, or any
     :class:`~datamodels.modelset.ModelSet` (e.g. ``ModelSet.from_folder`` for models trained elsewhere).
 
+    ``progress``: headings and bars on stderr ("attributing LABEL: model 5 of 32"); a string names
+    the models in them (e.g. ``"A (high noise)"``), ``True`` uses the store's folder.
     ``params`` go to :class:`datamodels.attribution.trak.TrakSettings` (``proj_dim``, ``projector``,
     ``lambda_reg``, ``model_output`` ...) or
     :class:`datamodels.attribution.regression.RegressionSettings` (``n_lambdas``,
@@ -119,7 +155,7 @@ def attribute(store, method: str = "trak", *, n_models: int | None = None, devic
 
 
 def attribute_to_file(store, out: str | os.PathLike, method: str = "trak", *,
-                      n_models: int | None = None, device="cpu", progress: bool = True,
+                      n_models: int | None = None, device="cpu", progress: bool | str = True,
                       compression: str | None = None, lds: float = float("nan"),
                       **params) -> Path:
     """Like :func:`attribute`, but streams the rows into the influence dataset ``out`` (HDF5)."""

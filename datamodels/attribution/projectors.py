@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 import torch
 
 from datamodels.attribution import counter_rng
+from datamodels.attribution.names import IDENTITY, PROJECTORS
 
 logger = logging.getLogger(__name__)
 _WARNED: set[str] = set()
@@ -249,7 +250,7 @@ def make_projector(kind: str, grad_dim: int, proj_dim: int | None, seed: int = 0
     """Build a projector by name: ``auto`` (fast_jl on CUDA when it imports, else ``sketch``),
     ``sketch``, ``rademacher``, ``identity`` (also chosen when ``proj_dim`` is None or 0)."""
     device = torch.device(device)
-    if kind == "identity" or not proj_dim:
+    if kind == IDENTITY or not proj_dim:
         return IdentityProjector(grad_dim, seed, device)
     if kind in ("auto", "fast_jl"):
         if device.type == "cuda":
@@ -266,4 +267,4 @@ def make_projector(kind: str, grad_dim: int, proj_dim: int | None, seed: int = 0
         return SketchProjector(grad_dim, proj_dim, seed, device, sketch_dim=sketch_dim)
     if kind == "rademacher":
         return RademacherProjector(grad_dim, proj_dim, seed, device)
-    raise ValueError(f"unknown projector {kind!r}: use auto, sketch, rademacher or identity")
+    raise ValueError(f"unknown projector {kind!r}: use {', '.join(PROJECTORS)} (or {IDENTITY})")

@@ -81,7 +81,8 @@ class DatamodelsRegression:
     (fraction of (target, λ) solves that met ``tol`` within ``max_iter``).
     """
 
-    def __init__(self, *, device="cpu", dtype=torch.float32, progress: bool = True, **settings):
+    def __init__(self, *, device="cpu", dtype=torch.float32, progress: bool | str = True, **settings):
+        """``progress``: a bar per target block; a string is shown in front of it (e.g. "attributing A")."""
         self.settings = RegressionSettings(**settings)
         self.device, self.dtype, self.progress = torch.device(device), dtype, progress
 
@@ -108,7 +109,7 @@ class DatamodelsRegression:
         if not torch.isfinite(y_all).all():
             raise ValueError("margins contain NaN or inf: drop unfinished or diverged models")
         n, p = x.shape
-        t_total = y_all.shape[1]
+        t_total = self.n_targets_ = y_all.shape[1]
         tr, va = (torch.as_tensor(a, device=self.device) for a in split_models(n, s.val_fraction, s.seed))
         x_mean, xtr_mean = x.mean(0), x[tr].mean(0)
         xc_all, xc_tr, x_va = x - x_mean, x[tr] - xtr_mean, x[va]
@@ -155,7 +156,9 @@ class DatamodelsRegression:
         n_ok = n_solves = 0
         steps = range(s.n_lambdas)
         if self.progress:
-            steps = tqdm(steps, desc=f"lasso path, targets {b0}-{b1 - 1}", leave=False)
+            what = f"{self.progress}, " if isinstance(self.progress, str) else ""
+            steps = tqdm(steps, desc=f"{what}lasso path, targets {b0}-{b1 - 1} of {self.n_targets_}",
+                         leave=False)
         for i in steps:
             sub = prob.select(active)
             wa, ok, _ = fista(sub, w[:, active], lams[i, active], tol=s.tol,

@@ -24,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from datamodels.attribution.gradients import featurize, n_params, resolve_model_output
+from datamodels.attribution.names import IDENTITY, PROJECTORS
 from datamodels.attribution.projectors import make_projector
 
 
@@ -51,6 +52,8 @@ class TrakSettings:
             raise ValueError(f"proj_dim must be a positive integer, 'auto' or None, got {self.proj_dim!r}")
         if self.lambda_reg < 0:
             raise ValueError(f"lambda_reg must be >= 0, got {self.lambda_reg}")
+        if self.projector not in PROJECTORS and self.projector != IDENTITY:
+            raise ValueError(f"projector must be one of {', '.join(PROJECTORS)} (or {IDENTITY}), got {self.projector!r}")
         for name in ("batch_size", "test_block", "train_block"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from datamodels.data.names import DATASETS
 from modeldiff.errors import UserError
 
 DIGITS_TEST_FRACTION = 0.2  # share of each class held out for testing
 DIGITS_SPLIT_SEED = 0  # fixed: the split is part of the dataset's identity
-BUILTIN_DATASETS = ("digits", "cifar10")
+BUILTIN_DATASETS = tuple(DATASETS)  # "digits", "cifar10" (datamodels/data/names.py)
 
 
 @dataclass
@@ -192,7 +193,7 @@ def load_dataset(name: str, data_dir: str | None = None, **options) -> Dataset:
 
     if is_target(name):
         return load_from_target(name, options)
-    raise UserError(f"unknown dataset {name!r}: use 'digits', 'cifar10' or a data target 'my_pkg.data:load' "
+    raise UserError(f"unknown dataset {name!r}: use {', '.join(map(repr, DATASETS))} or a data target 'my_pkg.data:load' "
                     f"(recipe data: {{target: ..., kwargs: {{...}}}})")
 
 

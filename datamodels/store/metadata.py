@@ -82,7 +82,7 @@ def _normalised(recipe: dict, path) -> dict:
     from datamodels.training.recipe import recipe_from_dict
 
     try:
-        return recipe_from_dict(recipe).to_dict()
+        return recipe_from_dict(recipe, stored=True).to_dict()
     except UserError as err:
         raise UserError(f"{path} was made by another release whose recipe no longer reads ({err}): train into a "
                         f"new --out folder (the old store's outputs still open for analysis)") from None

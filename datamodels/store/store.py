@@ -16,7 +16,9 @@ checked; only the training coordinator and its workers reopen the arrays for wri
 to commit rows. A finished row whose bytes no longer match its checksum, whose mask/seed differ
 from the ones drawn for it, or whose weights file is missing or differs from its record is
 *damaged*: analysis refuses the store (one line naming the damage and the repair command) unless
-it was opened with ``use_valid_only=True`` (then damaged rows are excluded and counted);
+it was opened with ``use_valid_only=True`` (then damaged rows are excluded and counted). Opening
+checks weights files by size only; their CRC-32 is checked when they are loaded (the bytes are
+read anyway) or selected for an attribution, and in full by ``verify`` and training;
 ``modeldiff train`` / ``modeldiff verify --repair`` retrain exactly the damaged rows. Damaged
 array *files* (missing, truncated, header or shape wrong) are rebuilt by the training coordinator:
 masks and seeds are redrawn exactly, the intact leading rows of other arrays are kept, and every
@@ -93,7 +95,7 @@ class Store:
             more = f" (and {len(broken) - 1} more file(s))" if len(broken) > 1 else ""
             raise UserError(f"store {self.path} is damaged: {name} {problem}{more}: {_verify.repair_hint(self.path)}")
         try:
-            self.recipe: Recipe = recipe_from_dict(self.metadata["recipe"])
+            self.recipe: Recipe = recipe_from_dict(self.metadata["recipe"], stored=True)
         except UserError as err:
             raise UserError(f"{self.path / 'metadata.json'}: recorded recipe is not valid ({err})") from None
         self._dataset = dataset
@@ -122,6 +124,7 @@ class Store:
             self.arrays = {name: np.load(self.path / f"{name}.npy", mmap_mode="r+", allow_pickle=False)
                            for name in self.metadata["arrays"]}
             self.writable = True
+            self._damage = None  # the coordinator checks weights CRCs too
         return self
 
     # -- creation ----------------------------------------------------------------------------
@@ -247,9 +250,35 @@ class Store:
     def damage(self) -> dict[int, list[str]]:
         """``{row: [problems]}``: rows with an invalid status, or finished rows whose bytes, mask,
         seed or weights no longer match what was committed (see :mod:`datamodels.store.verify`)."""
-        if self._damage is None:
-            self._damage = _verify.row_problems(self)
+        if self._damage is None:  # weights CRCs: read by the coordinator (it repairs); else at load time
+            self._damage = _verify.row_problems(self, weights_crc=self.writable)
         return self._damage
+
+    def weights_damage(self, rows) -> dict[int, str]:
+        """``{row: problem}`` of the weights files of ``rows`` checked completely (size and CRC-32:
+        their bytes are read, once per process). Used before attribution picks its models."""
+        out = {}
+        for i in map(int, rows):
+            if self.keeps_weights(i):
+                problem = _verify.weight_problem(self, i, crc=True)
+                if problem:
+                    out[i] = f"{self.weight_path(i).relative_to(self.path)}: {problem}"
+        return out
+
+    def refuse_or_drop(self, bad: dict[int, str], rows) -> np.ndarray:
+        """``rows`` without the damaged ones in ``bad`` ``{row: problem}``: refused in one line
+        unless the store was opened with ``use_valid_only`` (then counted in a note)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not bad:
+            return rows
+        first = sorted(bad)[0]
+        if not self.use_valid_only:
+            raise UserError(f"store {self.path} has {len(bad)} damaged row(s) {sorted(bad)[:8]} (row {first}: "
+                            f"{bad[first]}): {_verify.repair_hint(self.path)}, or pass --use-valid-only to "
+                            "use the intact models only")
+        print(f"note: {self.path}: {len(bad)} more damaged row(s) {sorted(bad)[:10]} found when reading their "
+              f"weights, excluded (--use-valid-only)", file=sys.stderr)
+        return np.array([i for i in rows if int(i) not in bad], dtype=np.int64)
 
     def corrupted_indices(self) -> np.ndarray:
         """Damaged rows (see :meth:`damage`): excluded from :meth:`valid_indices`, retrained on resume."""
@@ -363,7 +392,25 @@ class Store:
         if missing:
             raise UserError(f"{self.path} has no saved weights for model(s) {missing[:5]}: retrain with "
                             f"--save-weights covering them, or choose models below {self.metadata['save_weights']}")
-        return [torch.load(self.weight_path(i), map_location="cpu", weights_only=True) for i in indices]
+        return [self._load_state(int(i)) for i in indices]
+
+    def _load_state(self, i: int) -> dict:
+        """Model ``i``'s state dict; the bytes read are checked against the size and CRC-32 recorded
+        at commit (a mismatch is refused in one line naming the file and the repair command)."""
+        import io
+
+        file = self.weight_path(i)
+        data = file.read_bytes()
+        problem = _verify.bytes_problem(self, i, data) if self.keeps_weights(i) else None
+        if problem:
+            raise UserError(f"store {self.path} is damaged: {file.relative_to(self.path)}: {problem}: "
+                            f"{_verify.repair_hint(self.path)}")
+        try:
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, ValueError, OSError) as err:  # unreadable though its record matches
+            first = (str(err).splitlines() or [""])[0][:160]
+            raise UserError(f"store {self.path}: {file.relative_to(self.path)} cannot be read ({first}): "
+                            f"{_verify.repair_hint(self.path)}") from None
 
     def load_model(self, i: int, device="cpu") -> torch.nn.Module:
         """Model ``i`` as a plain one-model net (``x[B, *input_shape] -> [B, K]``), eval mode."""
@@ -400,6 +447,7 @@ class Store:
 
         if indices is None:
             indices = [i for i in self.valid_indices() if self.has_weights(i)]
+            indices = self.refuse_or_drop(self.weights_damage(indices), indices).tolist()
         if len(indices) == 0:
             raise UserError(f"{self.path} has no finished models with saved weights")
         outs = []

@@ -14,6 +14,12 @@ Three levels, cheapest first:
   (``weight_records`` ``[n_models, 2]`` uint64 = (bytes, crc32); stores of earlier releases lack
   it: only presence is checked there, and :func:`verify` says so).
 
+Cost: reading every weights file to check its CRC takes seconds on large stores, so a store
+opened for analysis checks weights by presence and size only, and checks a file's CRC when its
+bytes are read to load the model (:func:`bytes_problem`; a mismatch is refused with the repair
+command) or when the models an attribution will use are selected (so ``--use-valid-only`` can
+skip them). :func:`verify` and the training coordinator (which repairs) check every CRC.
+
 :func:`verify` runs all three and returns a :class:`Report`; ``modeldiff verify STORE`` prints it.
 """
 from __future__ import annotations
@@ -169,27 +175,66 @@ def file_crc(file: Path) -> tuple[int, int]:
     return size, crc
 
 
-def weight_problem(store, i: int) -> str | None:
-    """What is wrong with model ``i``'s weights file (for a done row that keeps weights), or ``None``."""
+_CRC_CACHE: dict[tuple, int] = {}  # (path, inode, size, mtime_ns) -> CRC-32: a file is read once per process
+
+
+def cached_file_crc(file: Path) -> int:
+    """CRC-32 of ``file``, computed once per process for the same (path, inode, size, mtime)."""
+    st = Path(file).stat()
+    key = (str(file), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _CRC_CACHE:
+        _CRC_CACHE[key] = file_crc(file)[1]
+    return _CRC_CACHE[key]
+
+
+def weight_problem(store, i: int, crc: bool = True) -> str | None:
+    """What is wrong with model ``i``'s weights file (for a done row that keeps weights), or ``None``.
+
+    ``crc=False``: presence and size only (cheap: no byte is read). The CRC-32 is then checked
+    when the file is loaded (:meth:`~datamodels.store.store.Store.load_model` reads its bytes
+    anyway and refuses a mismatch) and by ``modeldiff verify`` / training, which check everything.
+    """
     file = store.weight_path(i)
     if not file.is_file():
         return "missing"
     records = store.arrays.get("weight_records")
     if records is None:  # earlier release: nothing recorded, presence only
         return None if file.stat().st_size > 0 else "empty"
-    size, crc = (int(v) for v in records[i])
+    size, want = (int(v) for v in records[i])
     if size == 0:
         return "no size/checksum recorded for it"
     got = file.stat().st_size
     if got != size:
         return f"size {got} bytes, recorded {size}"
-    if file_crc(file)[1] != crc:
-        return "checksum differs from the one recorded at commit"
+    if crc and cached_file_crc(file) != want:
+        return CRC_MISMATCH
     return None
 
 
-def row_problems(store) -> dict[int, list[str]]:
-    """``{row: [problems]}`` of an opened store (status, checksum, mask/seed, weights)."""
+CRC_MISMATCH = "checksum differs from the one recorded at commit"
+
+
+def bytes_problem(store, i: int, data: bytes) -> str | None:
+    """What is wrong with the bytes ``data`` just read from model ``i``'s weights file, or ``None``
+    (checked against ``weight_records``; nothing to check for stores of earlier releases)."""
+    records = store.arrays.get("weight_records")
+    if records is None:
+        return None if data else "empty"
+    size, want = (int(v) for v in records[i])
+    if size == 0:
+        return "no size/checksum recorded for it"
+    if len(data) != size:
+        return f"size {len(data)} bytes, recorded {size}"
+    if zlib.crc32(data) != want:
+        return CRC_MISMATCH
+    return None
+
+
+def row_problems(store, weights_crc: bool = True) -> dict[int, list[str]]:
+    """``{row: [problems]}`` of an opened store (status, checksum, mask/seed, weights).
+
+    ``weights_crc=False`` checks weights files by presence and size only (no weights byte read:
+    what analysis commands do on open; each file's CRC is checked when it is loaded)."""
     from datamodels.store.store import DIVERGED, DONE, PENDING, draw_masks_and_seeds
 
     a, meta = store.arrays, store.metadata
@@ -212,7 +257,7 @@ def row_problems(store) -> dict[int, list[str]]:
                                               "checksum changed)")
     for i in np.flatnonzero(status == DONE):
         if store.keeps_weights(int(i)):
-            problem = weight_problem(store, int(i))
+            problem = weight_problem(store, int(i), crc=weights_crc)
             if problem:
                 out.setdefault(int(i), []).append(f"{store.weight_path(int(i)).relative_to(store.path)}: {problem}")
     return dict(sorted(out.items()))

@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from datamodels.data.dataset import Dataset
 from datamodels.store.store import Store
+from datamodels.training.launcher_names import LAUNCHERS
 from datamodels.training.runner import plan_chunks, train_chunk
 from modeldiff.errors import UserError
 
@@ -20,8 +21,10 @@ def run_local(store: Store, chunks, device: str, workers: int, dataset: Dataset 
         return []
     if workers <= 1:
         data = dataset if dataset is not None else store.load_dataset()  # loaded once for all chunks
-        for chunk in chunks:
-            done = train_chunk(str(store.path), chunk, device, data)
+        for k, chunk in enumerate(chunks, 1):  # a step counter inside each chunk: no silent minutes
+            with tqdm(desc=f"  chunk {k} of {len(chunks)} ({len(chunk)} models at once)", unit="step", leave=False,
+                      dynamic_ncols=True, disable=bar.disable) as steps:
+                done = train_chunk(str(store.path), chunk, device, data, progress=steps.update)
             bar.update(len(done))
         return [os.getpid()]
     ctx = mp.get_context("spawn")
@@ -136,6 +139,7 @@ def fill_store(store: Store, device: str = "cpu", ensemble_size: int = 16, launc
     """
     from datamodels.training.runner import exclusive
 
+    LAUNCHERS.check(launcher, key="launcher")  # before the store is locked or touched
     with exclusive(store):
         store.make_writable().fix_ensemble_size(ensemble_size)
         corrupted = store.corrupted_indices()
@@ -153,5 +157,5 @@ def fill_store(store: Store, device: str = "cpu", ensemble_size: int = 16, launc
             elif launcher == "ray":
                 pids = run_ray(store, chunks, device, workers, dataset, bar, address)
             else:
-                raise UserError(f"unknown launcher {launcher!r}: use local or ray")
+                raise AssertionError(f"launcher {launcher!r} is registered but not implemented")
     return {**store.summary(), "worker_pids": pids}

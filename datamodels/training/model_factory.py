@@ -57,6 +57,10 @@ def build_module(cfg, spec: DataSpec, search_path: str | None = None) -> nn.Modu
     accepted = accepted_kwargs(fn)
     if accepted is not None:
         unknown = sorted(set(kwargs) - accepted)
+        if unknown == ["width"]:  # model.width lands in kwargs (recipe.ModelConfig): say so in its words
+            raise UserError(f"model.target {cfg.target!r} takes no 'width' argument, so model.width cannot be "
+                            f"passed to it: remove model.width and size the model through model.kwargs (it accepts "
+                            f"{', '.join(sorted(accepted)) or 'no keyword arguments'})")
         if unknown:
             raise UserError(f"model.target {cfg.target!r} does not take model.kwargs {', '.join(unknown)}: it accepts "
                             f"{', '.join(sorted(accepted)) or 'no keyword arguments'}")
@@ -108,6 +112,15 @@ def check_output(module: nn.Module, x: torch.Tensor, num_classes: int, what: str
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise UserError(f"{what}: the model returned {got} for inputs of shape {list(x.shape)}; it must return "
                         f"logits [B, K] = {[len(x), num_classes]}")
+
+
+def check_user_model(cfg, data, search_path: str | None = None) -> None:
+    """Build the user model of ``cfg`` once (seed 0, the caller's RNG untouched) and check that it maps two
+    test inputs ``x[2, *input_shape]`` of ``data`` to logits ``[2, K]``: a bad target (not importable, wrong
+    type or output shape, a ``model.width`` it cannot take) is refused in one line before a store exists."""
+    module = init_module(cfg, DataSpec.of(data), seed=0, search_path=search_path)
+    x = data.x_test[:2]
+    check_output(module, x.float() if x.is_floating_point() else x, data.num_classes, f"model.target {cfg.target!r}")
 
 
 def _first_line(err: BaseException) -> str:

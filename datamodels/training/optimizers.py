@@ -20,6 +20,16 @@ OPTIMIZERS.register("sgd", torch.optim.SGD)
 OPTIMIZERS.register("adam", torch.optim.Adam)
 OPTIMIZERS.register("adamw", torch.optim.AdamW)
 
+# The recipe keys each built-in takes and their values when a recipe leaves them empty (sgd: the
+# defaults of earlier releases; adam/adamw: torch's). The recipe (datamodels/training/recipe.py)
+# validates and fills in from this table; a user optimizer (import target) takes any keys.
+BUILTIN_DEFAULTS = {
+    "sgd": {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
+    "adam": {"betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0},
+    "adamw": {"betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.01},
+}
+assert list(BUILTIN_DEFAULTS) == OPTIMIZERS.names()
+
 # torch optimisers whose update is element-wise (verified stacked == one by one in tests/test_backends_vmap.py)
 ELEMENTWISE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop, torch.optim.Adagrad,
                torch.optim.Adamax, torch.optim.NAdam, torch.optim.RAdam, torch.optim.Adadelta, torch.optim.Rprop)

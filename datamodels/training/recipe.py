@@ -21,7 +21,6 @@ import yaml
 from datamodels.registry import is_target
 from modeldiff.errors import UserError
 
-SCHEDULES = ("constant", "triangle", "cosine", "step")
 PRECISIONS = ("float32", "float64", "bfloat16")
 LOADERS = ("tensor", "ffcv")
 
@@ -66,7 +65,9 @@ class ModelConfig:
 
     arch: str | None = field(default=None, metadata={
         "help": "built-in: digits_cnn | resnet9 | linear (default digits_cnn)"})
-    width: int = field(default=16, metadata={"help": "channels of the first layer (later layers scale from it)"})
+    width: int | None = field(default=None, metadata={
+        "help": "built-in models: channels of the first layer (later layers scale from it; default 16); "
+                "a user model: passed as its 'width' argument (it must take one; else use model.kwargs)"})
     blind_region: list | None = field(default=None, metadata={
         "help": "[row0, row1, col0, col1]: pixels the model never sees (zeroed in its input layer, train and test)"})
     target: str | None = field(default=None, metadata={"help": "import target 'pkg.mod:make_net' of a user model"})
@@ -91,14 +92,22 @@ class ModelConfig:
             if self.blind_region is not None:
                 raise UserError("model.blind_region works only for built-in image models: remove it or blank the "
                                 "region inside your own model")
+            if self.width is not None:  # one place for the user callable's arguments: model.kwargs
+                if "width" in self.kwargs:
+                    raise UserError(f"model.width and model.kwargs.width are both given for model.target "
+                                    f"{self.target!r}: keep one")
+                self.kwargs = {**self.kwargs, "width": self.width}
+                self.width = None
         else:
+            self.width = 16 if self.width is None else self.width
             self.arch = self.arch or "digits_cnn"
             _choice("model.arch", self.arch, builtin)
             if self.kwargs:
                 raise UserError(f"model.kwargs {sorted(self.kwargs)} only apply to a user model (model.target); "
                                 f"built-in models take model.width")
-        if self.width < 1:
-            raise UserError(f"model.width must be >= 1, got {self.width}")
+        width = self.width if self.builtin else self.kwargs.get("width")
+        if isinstance(width, int) and not isinstance(width, bool) and width < 1:
+            raise UserError(f"model.width must be >= 1, got {width}")
         region = self.blind_region
         if region is not None and (len(region) != 4 or not all(isinstance(v, int) for v in region)):
             raise UserError(f"model.blind_region must be four integers [row0, row1, col0, col1], got {region!r}")
@@ -114,9 +123,7 @@ class ModelConfig:
         return self.arch if self.builtin else self.target
 
 
-SGD_DEFAULTS = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}  # the defaults of earlier releases
-OPTIM_KEYS_OF = {"sgd": ("momentum", "nesterov", "weight_decay"), "adam": ("betas", "eps", "weight_decay"),
-                 "adamw": ("betas", "eps", "weight_decay")}
+PER_OPTIMIZER_KEYS = ("momentum", "nesterov", "weight_decay", "betas", "eps")  # which apply: optimizers.BUILTIN_DEFAULTS
 
 
 @dataclass
@@ -144,9 +151,10 @@ class OptimConfig:
 
     def __post_init__(self):
         from datamodels.registry import is_target
-        from datamodels.training.optimizers import OPTIMIZERS
+        from datamodels.training.optimizers import BUILTIN_DEFAULTS, OPTIMIZERS
+        from datamodels.training.schedule import SCHEDULES
 
-        _choice("optim.schedule", self.schedule, SCHEDULES)
+        SCHEDULES.check(self.schedule, key="optim.schedule")
         if self.name not in OPTIMIZERS and not is_target(self.name):
             raise UserError(f"optim.name must be one of {', '.join(OPTIMIZERS.names())} or an import target "
                             f"'package.module:OptimizerClass'; got {self.name!r}")
@@ -156,17 +164,16 @@ class OptimConfig:
             raise UserError(f"optim.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.warmup_fraction <= 1:
             raise UserError(f"optim.warmup_fraction must be in [0, 1], got {self.warmup_fraction}")
-        allowed = OPTIM_KEYS_OF.get(self.name)
-        if allowed is not None:
-            for key in ("momentum", "nesterov", "weight_decay", "betas", "eps"):
+        defaults = BUILTIN_DEFAULTS.get(self.name)
+        if defaults is not None:
+            allowed = tuple(defaults)
+            for key in PER_OPTIMIZER_KEYS:
                 if key not in allowed and getattr(self, key) is not None:
                     raise UserError(f"optim.{key} does not apply to optim.name {self.name!r} (its keys: "
                                     f"{', '.join(allowed)}): remove it")
             if self.kwargs:
                 raise UserError(f"unknown recipe key 'optim.{sorted(self.kwargs)[0]}' for optim.name {self.name!r}: "
                                 f"its keys are {', '.join(allowed)}")
-            defaults = SGD_DEFAULTS if self.name == "sgd" else {
-                "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0 if self.name == "adam" else 0.01}
             for key, value in defaults.items():
                 if getattr(self, key) is None:
                     setattr(self, key, list(value) if isinstance(value, list) else value)
@@ -248,15 +255,49 @@ class Recipe:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def replace(self, **changes) -> "Recipe":
-        """A copy with dotted keys changed, e.g. ``recipe.replace(**{"optim.lr": 0.1})``."""
+        """A copy with dotted keys changed, e.g. ``recipe.replace(**{"optim.lr": 0.1})``.
+
+        Changing ``optim.name`` starts the new optimiser from its own defaults: the old optimiser's
+        keys still at their defaults are dropped; a key set to another value (a deliberate choice,
+        e.g. ``weight_decay: 1e-3``) is kept when the new optimiser takes it and refused in one line
+        when it does not (pass it as ``None`` in the same call to drop it); keys given in the same
+        call win, e.g. ``recipe.replace(**{"optim.name": "adam", "optim.lr": 1e-3, "optim.eps": 1e-6})``.
+        """
         d = self.to_dict()
+        if "optim.name" in changes and changes["optim.name"] != self.optim.name:
+            given = {key.split(".", 1)[1] for key in changes if key.startswith("optim.")}
+            d["optim"] = _optim_for_new_name(self.optim, changes["optim.name"], given)
         for key, value in changes.items():
             node = d
             *parents, leaf = key.split(".")
             for p in parents:
+                if not isinstance(node.get(p), dict):
+                    raise UserError(f"recipe.replace: {key!r} is not a recipe key ({p!r} is not a section)")
                 node = node[p]
             node[leaf] = value
         return recipe_from_dict(d)
+
+
+def _optim_for_new_name(old: OptimConfig, new_name, given: set) -> dict:
+    """``old``'s optim section for a switch to ``new_name`` (see :meth:`Recipe.replace`)."""
+    from datamodels.training.optimizers import BUILTIN_DEFAULTS
+
+    old_defaults = BUILTIN_DEFAULTS.get(old.name, {})
+    new_keys = BUILTIN_DEFAULTS.get(new_name)  # None: a user optimizer, which takes any key
+    d = asdict(old)
+    for key in PER_OPTIMIZER_KEYS:
+        value = d[key]
+        if key in given or value is None:
+            continue
+        if key in old_defaults and value == old_defaults[key]:
+            d[key] = None  # the old optimizer's default: the new one fills in its own
+        elif new_keys is not None and key not in new_keys:
+            raise UserError(f"optim.{key}={value!r} was set for optim.name {old.name!r} and does not apply to "
+                            f"{new_name!r}: pass \"optim.{key}\": None in the same replace() to drop it")
+    if d["kwargs"] and "kwargs" not in given and new_keys is not None:
+        raise UserError(f"optim.kwargs {sorted(d['kwargs'])} of optimizer {old.name!r} do not apply to "
+                        f"{new_name!r}: pass \"optim.kwargs\": {{}} in the same replace() to drop them")
+    return d
 
 
 def _check_recipe_choices(recipe: "Recipe") -> None:
@@ -343,13 +384,21 @@ def _build(cls, data: dict, prefix: str, what: str = "recipe"):
     return cls(**kwargs)
 
 
-def recipe_from_dict(data: dict) -> Recipe:
+def recipe_from_dict(data: dict, *, stored: bool = False) -> Recipe:
     """Validate a nested dict (as read from YAML) into a :class:`Recipe`.
 
     For a user optimiser (``optim.name`` an import target) keys beyond :class:`OptimConfig`'s are
     collected into ``optim.kwargs`` (its constructor's arguments).
+
+    ``stored``: the dict is a store's recorded recipe. Stores of the release that introduced
+    ``model.target`` recorded ``model.width: 16`` beside it, a width that was never passed to the
+    model; it is dropped, so such stores reopen and resume as they were trained (this release
+    records a user model's width in ``model.kwargs``, never beside ``model.target``).
     """
     data = dict(data or {})
+    model = data.get("model")
+    if stored and isinstance(model, dict) and model.get("target") and model.get("width") is not None:
+        data["model"] = {**model, "width": None}
     optim = data.get("optim")
     if isinstance(optim, dict) and is_target(optim.get("name")):
         known = {f.name for f in dataclasses.fields(OptimConfig)}

@@ -7,11 +7,13 @@ from modeldiff.errors import UserError
 
 
 def add_parser(subparsers) -> None:
+    from datamodels.attribution.names import METHODS, PROJECTORS
+
     p = subparsers.add_parser(
         "attribute", help="estimate training-data attributions [n_test, n_train] from a store",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("store", help="store directory made by `modeldiff train`")
-    p.add_argument("--method", choices=["trak", "datamodels"], default="trak",
+    p.add_argument("--method", choices=METHODS.names(), default="trak",
                    help="estimator: TRAK (needs saved weights) or datamodels regression (needs many models)")
     p.add_argument("--out", required=True, help="influence dataset to write (HDF5, e.g. scores.h5)")
     p.add_argument("--models", type=int, default=None,
@@ -21,7 +23,7 @@ def add_parser(subparsers) -> None:
                    help="TRAK: projection dimension k; auto = power of two <= n_train/4, at most "
                         "2048; 0 = no projection (exact TRAK, needs --lambda-reg when n_params "
                         ">= n_train)")
-    p.add_argument("--projector", default="auto", choices=["auto", "sketch", "rademacher", "fast_jl"],
+    p.add_argument("--projector", default="auto", choices=PROJECTORS.names(),
                    help="TRAK: random projection (auto = fast_jl on CUDA when installed, else sketch)")
     p.add_argument("--lambda-reg", type=float, default=0.0, help="TRAK: ridge added to the kernel")
     p.add_argument("--batch-size", type=int, default=64, help="TRAK: examples per gradient batch")
@@ -63,7 +65,7 @@ def run(args) -> int:
 
     from datamodels.attribution.api import attribute_to_file
     from datamodels.store.store import Store
-    from modeldiff.cli.checks import check_device, check_free_space, check_output
+    from modeldiff.checks import check_device, check_free_space, check_output
 
     out = Path(args.out)
     if out.exists() and not args.force and not out.is_dir():

@@ -117,7 +117,7 @@ def run(args) -> int:
     sizes = _ints(args.sizes, "--sizes") if args.sizes else None
     if sizes and not any("size" in t.params for t in transforms):
         raise UserError("--sizes needs a patch transform (one with a size parameter)")
-    from modeldiff.cli.checks import check_device
+    from modeldiff.checks import check_device
 
     check_device(args.device)
     store_a = _open(args.store_a, "--store-a", args.use_valid_only)
@@ -127,6 +127,9 @@ def run(args) -> int:
         raise UserError(f"the stores were trained on different datasets ({ida[:12]} vs {idb[:12]}): "
                         "counterfactual tests compare models on the same test inputs")
     data = store_a.load_dataset()
+    from modeldiff.studies.validate import check_transforms
+
+    check_transforms(transforms, data.x_test, sizes or ())  # e.g. a patch larger than the image: before any model
     class_names = list(data.class_names)
     target = _class(args.target_class, class_names, "--target-class")
     sources = [_class(c, class_names, "--source-classes entry") for c in args.source_classes.split(",")] \
@@ -142,9 +145,16 @@ def run(args) -> int:
     predict_b = store_predictor(store_b, indices=_indices(store_b, args.models), device=args.device,
                                 batch_size=args.batch_size)
     kw = dict(level=args.level, n_resamples=args.n_resamples, seed=args.seed)
-    results = [counterfactual_effects(predict_a, predict_b, x, t, target, **kw) for t in transforms]
-    sweeps = [patch_size_sweep(predict_a, predict_b, x, t, target, sizes, **kw)
-              for t in transforms if sizes and "size" in t.params]
+    from datamodels.attribution.progress import heading  # a heading per test: no silent minutes
+
+    results, sweeps = [], []
+    for k, t in enumerate(transforms, 1):
+        heading(f"transform {k} of {len(transforms)}: {t!r} on {int(idx.size)} inputs")
+        results.append(counterfactual_effects(predict_a, predict_b, x, t, target, **kw))
+        if sizes and "size" in t.params:
+            heading(f"  patch sizes {', '.join(map(str, sizes))}")
+            sweeps.append(patch_size_sweep(predict_a, predict_b, x, t, target, sizes, **kw))
+    heading("writing the report")
     tmp = prepare_out(out, args.force)
     try:
         effects = {"names": names, "target_class": target, "target_name": class_names[target],

@@ -26,13 +26,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("stores", nargs="+", metavar="STORE", help="store directories made by `modeldiff train`")
     p.add_argument("--out", required=True, help="output folder (diagnostics.json, report.html)")
     p.add_argument("--models", type=int, default=8, help="first N finished models with weights per store")
-    p.add_argument("--probes", type=int, default=8,
+    p.add_argument("--probes", type=int, default=4,
                    help="Hutchinson probes for tr(H²) (on the part outside the Lanczos basis)")
     p.add_argument("--lanczos-steps", type=int, default=20, help="most Lanczos iterations (HVPs) for λ_max")
     p.add_argument("--lanczos-tol", type=float, default=1e-3,
                    help="stop Lanczos when the top Ritz residual is below this share of λ_max")
-    p.add_argument("--trace-examples", type=int, default=8,
-                   help="examples sampled for tr(ΣH) beyond the Lanczos subspace (0 = all examples: exact)")
+    p.add_argument("--trace-examples", type=int, default=None,
+                   help="examples sampled (one HVP each) for tr(ΣH) beyond the Lanczos subspace (0 = all examples: "
+                        "exact; default: estimated from the Hutchinson probes' HVPs, no extra HVP)")
     p.add_argument("--noise-examples", type=int, default=None,
                    help="examples in the Gram matrix for ‖Σ‖_F (default all, capped by memory)")
     p.add_argument("--batch-size", type=int, default=1024, help="examples per pass chunk (memory bound)")
@@ -62,13 +63,13 @@ def run(args) -> int:
 
     from datamodels.store.store import Store
     from modeldiff.atomic import atomic_write_text
-    from modeldiff.cli.checks import check_device, check_output
+    from modeldiff.checks import check_device, check_output
     from modeldiff.diagnostics.model import DiagnosticSettings
     from modeldiff.diagnostics.report import comparison, report_html, text_table
     from modeldiff.diagnostics.store import diagnose_store, pick_models
 
     for name, value, low in (("--models", args.models, 1), ("--probes", args.probes, 2),
-                             ("--lanczos-steps", args.lanczos_steps, 1), ("--trace-examples", args.trace_examples, 0),
+                             ("--lanczos-steps", args.lanczos_steps, 1), ("--trace-examples", args.trace_examples or 0, 0),
                              ("--batch-size", args.batch_size, 1)):
         if value < low:
             raise UserError(f"{name} must be >= {low}, got {value}")
@@ -92,7 +93,8 @@ def run(args) -> int:
     results = []
     for j, st in enumerate(stores):
         r = diagnose_store(st, args.models, settings, device=args.device, dtype=dtype, batch_size=args.batch_size,
-                           progress=lambda i: bar.update(1))
+                           progress=lambda i: bar.update(1),
+                           step=lambda i, k: bar.set_postfix_str(f"model {i}: {k} Hessian-vector products"))
         names = [x["label"] for x in results]
         label = labels[j] if labels else r["name"]
         r["label"] = label if label not in names else f"{label} ({j + 1})"

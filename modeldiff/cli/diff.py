@@ -16,6 +16,8 @@ from modeldiff.errors import UserError
 
 
 def add_parser(subparsers) -> None:
+    from modeldiff.diff.names import SOLVERS
+
     p = subparsers.add_parser(
         "diff", help="compare two attribution matrices: residual PCA A−B, explained variances, report",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -23,7 +25,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("scores_b", metavar="SCORES_B", help="attributions of algorithm B, same examples")
     p.add_argument("--components", type=int, default=10, help="number of residual components k")
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
-    p.add_argument("--solver", choices=["auto", "full", "randomized"], default="auto",
+    p.add_argument("--solver", choices=SOLVERS.names(), default="auto",
                    help="PCA solver: full SVD, randomized, or auto (by size)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
     p.add_argument("--seed", type=int, default=0, help="seed of the randomized solver")
@@ -38,7 +40,7 @@ def add_parser(subparsers) -> None:
 def check_out(out: Path, force: bool) -> None:
     """Refuse an existing ``out`` unless ``force``, or one that cannot be written (a file, under a
     file, a read-only place): checked before any long computation."""
-    from modeldiff.cli.checks import check_output
+    from modeldiff.checks import check_output
 
     if out.exists() and not force:
         raise UserError(f"{out} already exists: choose a new --out folder or pass --force to replace it")
@@ -92,7 +94,7 @@ def run(args) -> int:
         raise UserError(f"--names needs two comma-separated names, got {args.names!r}")
     if args.top < 1:
         raise UserError(f"--top must be at least 1, got {args.top}")
-    from modeldiff.cli.checks import check_device
+    from modeldiff.checks import check_device
 
     if args.components < 1:
         raise UserError(f"--components must be at least 1, got {args.components}")

@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from modeldiff.errors import UserError
+
+if TYPE_CHECKING:  # numpy is imported when a command runs, not when `modeldiff --help` builds the parser
+    import numpy as np
 
 
 def add_parser(subparsers) -> None:
@@ -37,6 +39,8 @@ def attributed_masks(influence) -> tuple[np.ndarray | None, dict | None]:
     """Masks ``[U, n_train]`` of the models the scores were estimated from, redrawn from the
     attributed store's recorded seed (``None`` when the file does not say which models, or the
     store's metadata is gone), and that store's metadata."""
+    import numpy as np
+
     from datamodels.store.store import draw_masks_and_seeds
     from datamodels.store.verify import read_metadata
 
@@ -58,6 +62,8 @@ def attributed_masks(influence) -> tuple[np.ndarray | None, dict | None]:
 def lds_against_store(influence, store, *, n_boot: int = 1000, seed: int = 0, report=print):
     """LDS of an :class:`~datamodels.attribution.influence_io.InfluenceDataset` against a store's
     valid, truly held-out models (see :func:`datamodels.attribution.lds.held_out`)."""
+    import numpy as np
+
     from datamodels.attribution.lds import held_out, lds
 
     if n_boot < 1:

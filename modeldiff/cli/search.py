@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from modeldiff.errors import UserError
@@ -66,13 +67,19 @@ def run(args) -> int:
                                                                                  families=families, seed=args.seed)]
     cands += user_candidates(args.transform, args.seed)
     if args.scores_a:
+        print("fitting ModelDiff both ways for the component overlays", file=sys.stderr, flush=True)
         cands += _overlays(args, data, overlay_candidates)
     if not cands:
         raise UserError("no candidate transforms: drop --families none or give --transform")
+    from datamodels.attribution.progress import heading
+    from modeldiff.studies.validate import check_transforms
+
+    check_transforms([t for t, _ in cands], data.x_test)  # a candidate that cannot run: before any model loads
+    heading(f"loading the models of both algorithms; {len(cands)} candidate transforms")
     halves = store_halves(store_a, store_b, data, n_inputs=args.n_inputs, seed=args.seed, device=args.device)
     settings = SearchSettings(n_confirm=args.n_confirm, alpha=args.alpha, n_inputs=args.n_inputs,
                               n_resamples=args.n_resamples, seed=args.seed)
-    result = search(halves, cands, settings, class_names=list(data.class_names))
+    result = search(halves, cands, settings, class_names=list(data.class_names), progress=heading)
     tmp = prepare_out(out, args.force)
     try:
         doc = {"names": names, "store_a": args.store_a, "store_b": args.store_b,

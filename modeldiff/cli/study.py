@@ -7,18 +7,22 @@ import time
 
 
 def _common(p) -> None:
+    from datamodels.attribution.names import METHODS
+
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
     p.add_argument("--data-dir", default=None,
                    help="dataset folder for cifar10 (default: $MODELDIFF_CIFAR10_DIR)")
-    p.add_argument("--method", choices=["trak", "datamodels"], default=None,
+    p.add_argument("--method", choices=METHODS.names(), default=None,
                    help="attribution estimator (default: the study's, TRAK)")
     p.add_argument("--models", type=int, default=None, help="models per algorithm (default: the study's)")
 
 
 def add_parser(subparsers) -> None:
+    from datamodels.data.names import DATASETS
+
     demo = subparsers.add_parser("demo", help="the SGD-noise study end to end (digits by default, ~10 min on a CPU)",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    demo.add_argument("--dataset", choices=["digits", "cifar10"], default="digits",
+    demo.add_argument("--dataset", choices=DATASETS.names(), default="digits",
                       help="digits (embedded, minutes on a CPU) or cifar10 (needs the data folder)")
     demo.add_argument("--out", default="runs/demo", help="output folder (resumes when it exists)")
     _common(demo)
@@ -33,12 +37,12 @@ def add_parser(subparsers) -> None:
 
 
 def run_demo(args) -> int:
-    args.study = "sgd_noise" if args.dataset == "digits" else "sgd_noise/cifar10"
+    args.study = "sgd_noise" if args.dataset == "digits" else f"sgd_noise/{args.dataset}"
     return run_study_cli(args)
 
 
 def run_study_cli(args) -> int:
-    from modeldiff.cli.checks import check_device, check_output
+    from modeldiff.checks import check_device, check_output
     from modeldiff.studies.config import load_study
     from modeldiff.studies.run import format_summary, run_study
 

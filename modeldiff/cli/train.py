@@ -8,6 +8,8 @@ from modeldiff.errors import UserError
 
 
 def add_parser(subparsers) -> None:
+    from datamodels.training.launcher_names import LAUNCHERS
+
     p = subparsers.add_parser("train", help="train many models of one recipe on random subsets into a store",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("recipe", help="recipe YAML file, or 'default' for the embedded digits recipe")
@@ -15,7 +17,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--models", type=int, default=64, help="number of models N")
     p.add_argument("--subset-fraction", type=float, default=0.5, help="share alpha of the training set per model")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
-    p.add_argument("--launcher", choices=["local", "ray"], default="local",
+    p.add_argument("--launcher", choices=LAUNCHERS.names(), default="local",
                    help="where ensembles train: local processes or Ray tasks")
     p.add_argument("--address", default=None, help="Ray cluster address ('auto' joins a running cluster)")
     p.add_argument("--workers", type=int, default=1, help="worker processes / Ray tasks in parallel")
@@ -34,7 +36,7 @@ def run(args) -> int:
     from datamodels.data.dataset import load_from_config
     from datamodels.store.store import Store
     from datamodels.training.launchers import fill_store
-    from modeldiff.cli.checks import check_device, check_output
+    from modeldiff.checks import check_device, check_output
 
     if args.ensemble_size < 1 or args.workers < 1:
         raise UserError("--ensemble-size and --workers must be >= 1")
@@ -45,10 +47,12 @@ def run(args) -> int:
     from datamodels.training.recipe import resolve_recipe
 
     recipe = resolve_recipe(args.recipe, args.data_dir)
-    data = load_from_config(recipe.data)
     from datamodels.training.backends import check_recipe
+    from modeldiff.checks import notice_if_slow
 
-    check_recipe(recipe, data)  # bad model/optimizer/loss/trainer targets: one line, before the store exists
+    with notice_if_slow(f"loading {recipe.data.name or 'the data'} and checking recipe {recipe.name}"):
+        data = load_from_config(recipe.data)
+        check_recipe(recipe, data)  # bad model/optimizer/loss/trainer targets: one line, before the store exists
     store = Store.create_or_resume(args.out, recipe, data, args.models, args.subset_fraction, args.seed,
                                    args.save_weights, not args.no_train_margins, ensemble_size=args.ensemble_size)
     s = fill_store(store, args.device, args.ensemble_size, args.launcher, args.workers, None, args.address)

@@ -33,7 +33,7 @@ def repair(path, device: str = "cpu", workers: int = 1, data_dir: str | None = N
     from datamodels.training.recipe import recipe_from_dict
 
     meta = read_metadata(path)
-    recipe = recipe_from_dict(meta["recipe"])
+    recipe = recipe_from_dict(meta["recipe"], stored=True)
     if data_dir:
         recipe = recipe.replace(**{"data.data_dir": data_dir})
     data = reload_dataset(meta, data_dir)
@@ -45,7 +45,7 @@ def repair(path, device: str = "cpu", workers: int = 1, data_dir: str | None = N
 
 def run(args) -> int:
     from datamodels.store.verify import verify
-    from modeldiff.cli.checks import check_device
+    from modeldiff.checks import check_device
 
     if args.workers < 1:
         raise UserError("--workers must be >= 1")

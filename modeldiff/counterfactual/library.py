@@ -21,6 +21,8 @@ from modeldiff.counterfactual.transforms.frequency import HighPass, LowPass
 from modeldiff.counterfactual.transforms.sharpen import Sharpen
 from modeldiff.counterfactual.transforms.shift import Shift
 
+# the generic families, in the order candidates are listed (study search.families, `modeldiff search --families`)
+FAMILIES = ("patch", "tint", "grayscale", "blur", "contrast", "sharpen", "shift", "lowpass", "highpass")
 GREY_COLOURS = {"white": (1.0,), "black": (0.0,)}
 RGB_COLOURS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "red": (1.0, 0.0, 0.0),
                "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 1.0), "yellow": (1.0, 1.0, 0.0)}
@@ -43,12 +45,16 @@ def patch_places(height: int, width: int, size: int) -> list:
 def generic_candidates(image_shape, *, families=None, seed: int = 0) -> list:
     """The generic transforms for images ``[C, H, W]`` (see the module docstring).
 
-    ``families``: subset of ``patch, tint, grayscale, blur, contrast, sharpen, shift, lowpass,
-    highpass`` (default all).
+    ``families``: subset of :data:`FAMILIES` (default all); an unknown name is refused in one line.
     """
+    from modeldiff.errors import UserError
+
     c, h, w = (int(v) for v in image_shape)
-    fam = set(families or ("patch", "tint", "grayscale", "blur", "contrast", "sharpen", "shift", "lowpass",
-                           "highpass"))
+    fam = set(families or FAMILIES)
+    unknown = sorted(map(str, fam - set(FAMILIES)))
+    if unknown:
+        raise UserError(f"unknown search famil{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)}: "
+                        f"choose from {', '.join(FAMILIES)}")
     colours = RGB_COLOURS if c == 3 else GREY_COLOURS
     out = []
     if "patch" in fam:

@@ -35,6 +35,7 @@ each with bootstrap CIs over models (:func:`modeldiff.counterfactual.effect_stat
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -164,8 +165,10 @@ def search(halves: Halves, candidates: Sequence[tuple], settings: SearchSettings
     pad, pbd = halves.predict_a[0], halves.predict_b[0]
     ctrl_a = ctrl_b = None
     disc = []  # per candidate: (logodds A [m, K], logodds B [m, K])
+    said = -1e9
     for i, (t, _target) in enumerate(candidates):
-        if progress and i % 20 == 0:
+        if progress and time.monotonic() - said > 2:  # a line every ~2 s, whatever a candidate costs
+            said = time.monotonic()
             progress(f"discovery: candidate {i + 1}/{len(candidates)}")
         _, la, ctrl_a = per_model_effects(pad, xd, yd, t, ctrl_a)
         _, lb, ctrl_b = per_model_effects(pbd, xd, yd, t, ctrl_b)
@@ -186,7 +189,9 @@ def search(halves: Halves, candidates: Sequence[tuple], settings: SearchSettings
         scores.sort(key=lambda r: -r[0])
         picked = scores[: s.n_confirm]
         tested = []
-        for t_disc, i, c in picked:
+        for k, (t_disc, i, c) in enumerate(picked, 1):
+            if progress:
+                progress(f"confirmation ({direction}): candidate {k} of {len(picked)}")
             transform = candidates[i][0]
             rec = _confirm(transform, c, halves, conf_ctrl, flip, s, class_names)
             rec["discovery_t"] = t_disc

@@ -27,7 +27,8 @@ def rademacher(n: int, dim: int, generator: torch.Generator, dtype=torch.float32
 
 def frobenius_squared(hvp_rows: Callable[[torch.Tensor], torch.Tensor], dim: int, *, probes: int = 16,
                       sketch: int = 0, basis: torch.Tensor | None = None, basis_h_norm2: float | None = None,
-                      seed: int = 0, device="cpu", dtype=torch.float32, confidence: float = 0.95) -> dict:
+                      seed: int = 0, device="cpu", dtype=torch.float32, confidence: float = 0.95,
+                      return_probes: bool = False) -> dict:
     """Estimate ``tr(H²)`` and ``‖H‖_F`` with a standard error.
 
     Args:
@@ -38,6 +39,9 @@ def frobenius_squared(hvp_rows: Callable[[torch.Tensor], torch.Tensor], dim: int
             e.g. the Lanczos basis, drawn independently of the probes) and ``‖HQ‖_F²``: ``r`` HVPs.
         seed: seeds the sketch and the probes.
         confidence: level of the Student-t interval ``[ci_low, ci_high]`` on ``tr(H²)``.
+        return_probes: also return ``probe_vectors`` (the deflated probes ``P z [r, d]``) and
+            ``probe_products`` (``H P z [r, d]``), reused for ``tr(ΣH)`` by
+            :func:`modeldiff.diagnostics.noise.noise_diagnostics` (``probe_pairs``).
     Returns:
         dict with ``trace_h2``, ``trace_h2_se``, ``trace_h2_ci`` [low, high], ``hessian_fro``,
         ``hessian_fro_se`` (delta method: se / (2‖H‖_F)), ``probes``, ``sketch``, ``hvps``,
@@ -58,18 +62,23 @@ def frobenius_squared(hvp_rows: Callable[[torch.Tensor], torch.Tensor], dim: int
         exact = float((hq.double() ** 2).sum())
         hvps += 2 * sketch
     values = torch.zeros(0, dtype=torch.float64)
+    z = hz = torch.zeros(0, dim, device=device, dtype=dtype)
     if probes > 0:
         z = rademacher(probes, dim, gen, torch.float64).to(device, dtype)
         if q is not None:
             z = z - (z @ q) @ q.T
-        values = (hvp_rows(z).double() ** 2).sum(1).cpu()
+        hz = hvp_rows(z)
+        values = (hz.double() ** 2).sum(1).cpu()
         hvps += probes
     tail = float(values.mean()) if probes > 0 else 0.0
     se = float(values.std(unbiased=True) / math.sqrt(probes)) if probes >= 2 else math.nan
     est = exact + tail
     fro = math.sqrt(max(est, 0.0))
     half = float(stats.t.ppf(0.5 + confidence / 2, probes - 1)) * se if probes >= 2 else math.nan
-    return {"trace_h2": est, "trace_h2_se": se, "trace_h2_ci": [est - half, est + half],
+    out = {"trace_h2": est, "trace_h2_se": se, "trace_h2_ci": [est - half, est + half],
             "hessian_fro": fro, "hessian_fro_se": se / (2 * fro) if fro > 0 else math.nan,
             "probes": int(probes), "sketch": int(sketch), "hvps": hvps, "exact_part": exact,
             "probe_values": values.tolist()}
+    if return_probes:
+        out.update(probe_vectors=z, probe_products=hz)
+    return out

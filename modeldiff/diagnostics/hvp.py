@@ -61,6 +61,7 @@ class TrainingLoss:
         self.loss_fn = loss_fn or cross_entropy_loss()
         self.batch_size = int(batch_size)
         self.hvp_count = 0  # Hessian-vector products computed (one per vector)
+        self.on_hvp = None  # optional callable(hvp_count) after each batch of products (progress)
         self._cached = None
 
     @property
@@ -153,7 +154,7 @@ class TrainingLoss:
         if self.n <= self.batch_size:
             th, g = self._graph()
             out = torch.stack([torch.autograd.grad(g, th, u, retain_graph=True)[0] for u in vs]).detach()
-            self.hvp_count += vs.shape[0]
+            self._counted(vs.shape[0])
             return out[0] if single else out
         out = torch.zeros_like(vs)
         for xb, yb in self.chunks():
@@ -162,8 +163,13 @@ class TrainingLoss:
             def hv(u, g=g):
                 return torch.func.jvp(g, (self.theta,), (u,))[1]
             out += torch.func.vmap(hv)(vs) if vs.shape[0] > 1 else hv(vs[0]).unsqueeze(0)
-        self.hvp_count += vs.shape[0]
+        self._counted(vs.shape[0])
         return out[0] if single else out
+
+    def _counted(self, k: int) -> None:
+        self.hvp_count += k
+        if self.on_hvp is not None:
+            self.on_hvp(self.hvp_count)
 
     def hvp_blocks(self, vs: torch.Tensor, block: int = 8) -> torch.Tensor:
         """``H`` applied to each row of ``vs[k, d]``, ``block`` rows at a time (memory bound)."""

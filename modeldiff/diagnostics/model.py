@@ -20,12 +20,19 @@ from modeldiff.diagnostics.noise import noise_diagnostics
 
 @dataclass
 class DiagnosticSettings:
-    """Cost knobs (HVPs per model ≈ ``lanczos_steps + probes + trace_examples``)."""
+    """Cost knobs (HVPs per model ≈ Lanczos steps used + ``probes`` (+ ``trace_examples`` when set)).
 
-    lanczos_steps: int = 20  # Krylov dimension (also the deflation basis of both traces)
+    ``trace_examples``: how the part of ``tr(ΣH)`` outside the Lanczos basis is estimated. ``None``
+    (default): from Hutchinson's probes and their HVPs, no extra HVP (standard error over the
+    probes); ``0``: exactly, one HVP per training example; ``m > 0``: ``m`` importance-sampled
+    examples, one HVP each (see :mod:`modeldiff.diagnostics.noise`).
+    """
+
+    lanczos_steps: int = 20  # most Krylov steps (also the deflation basis of both traces)
+    lanczos_min_steps: int = 10  # fewest steps: the basis deflates the ~K−1 outlier eigenvalues (K classes)
     lanczos_tol: float = 1e-3  # stop when the top Ritz residual ‖Hy − θy‖ < tol·|θ| (bounds |λ_max − θ|)
-    probes: int = 8  # Rademacher probes of Hutchinson on the deflated remainder of tr(H²)
-    trace_examples: int = 8  # importance-sampled HVPs for tr(ΣH) outside the Lanczos basis (0 = all: exact)
+    probes: int = 4  # Rademacher probes of Hutchinson on the deflated remainder of tr(H²) (and of tr(ΣH))
+    trace_examples: int | None = None  # tr(ΣH) outside the basis: None = from the probes, 0 = exact, m = sampled
     noise_examples: int | None = None  # examples in the Gram matrix for ‖Σ‖_F (None = all, memory-capped)
     hvp_block: int = 8  # HVPs pushed through the data at once (memory: block × batch_size examples)
     seed: int = 0
@@ -38,15 +45,18 @@ def diagnose_model(loss: TrainingLoss, settings: DiagnosticSettings | None = Non
     """Diagnostics of the model behind ``loss`` (a flat dict of floats and counts)."""
     st = settings or DiagnosticSettings()
     seed = st.seed if seed is None else seed
+    if st.trace_examples is None and st.probes < 1:
+        raise ValueError("trace_examples=None estimates tr(ΣH) from the Hutchinson probes: probes must be >= 1")
     value, acc = loss.value()
     g = loss.grad()
     lz = lanczos(loss.hvp, loss.dim, steps=st.lanczos_steps, tol=st.lanczos_tol, seed=seed,
-                 device=loss.device, dtype=loss.dtype)
+                 min_steps=min(st.lanczos_min_steps, st.lanczos_steps), device=loss.device, dtype=loss.dtype)
     fro = frobenius_squared(lambda v: loss.hvp_blocks(v, st.hvp_block), loss.dim, probes=st.probes,
                             basis=lz["basis"], basis_h_norm2=lz["h_basis_norm2"], seed=seed + 1,
-                            device=loss.device, dtype=loss.dtype)
+                            device=loss.device, dtype=loss.dtype, return_probes=st.trace_examples is None)
+    pairs = (fro["probe_vectors"], fro["probe_products"]) if st.trace_examples is None else None
     noise = noise_diagnostics(loss, g, examples=st.noise_examples, trace_examples=st.trace_examples or None,
-                              lanczos_result=lz, seed=seed + 2, block=st.hvp_block)
+                              lanczos_result=lz, seed=seed + 2, block=st.hvp_block, probe_pairs=pairs)
     hf, sf, tsh = fro["hessian_fro"], noise["sigma_fro"], noise["trace_sigma_h"]
     return {
         "n_examples": loss.n, "n_params": loss.dim,
@@ -57,7 +67,7 @@ def diagnose_model(loss: TrainingLoss, settings: DiagnosticSettings | None = Non
         "trace_h2_se": fro["trace_h2_se"], "probes": fro["probes"],
         "trace_sigma_h": tsh, "trace_sigma_h_se": noise["trace_sigma_h_se"], "sigma_fro": sf,
         "trace_sigma": noise["trace_sigma"], "noise_examples": noise["noise_examples"],
-        "trace_examples": noise["trace_examples"],
+        "trace_examples": noise["trace_examples"], "trace_sigma_h_method": noise["trace_sigma_h_method"],
         "alignment": tsh / (sf * hf) if sf > 0 and hf > 0 else math.nan,
         "alignment_mu": tsh / (2 * value * hf ** 2) if value > 0 and hf > 0 else math.nan,
         "hvps": loss.hvp_count,

@@ -16,6 +16,14 @@ Krylov space, costs one HVP per example: exact with ``trace_examples = n`` (all)
 importance-sampled mean over ``m_h`` draws with replacement, ``p_i ∝ ½‖u_i‖²/Σ‖u‖² + ½/n``
 (unbiased; standard error ``std/√m_h``). Without a basis ``u_i = g̃_i``.
 
+Cheaper default (``probe_pairs``): the out-of-basis part is ``(1/n) Σ_i u_iᵀ H u_i = tr(PΣP·H)``
+with ``P = I − VᵀV``, and Hutchinson's deflated probes ``p_j = P z_j`` with their products ``H p_j``
+(:func:`modeldiff.diagnostics.hutchinson.frobenius_squared`, ``return_probes=True``) already give
+``E_z[(PΣP z)ᵀ (H P z)] = tr(PΣPH)``. ``PΣP z = (1/n) Σ_i u_i (u_iᵀ z)`` is formed from the same
+streamed per-example gradients, so this costs **no extra HVP**: the estimate is the mean over the
+``r`` probes of ``(1/n) Σ_i (u_iᵀ p_j)(u_iᵀ H p_j)`` with standard error ``std/√r`` (unbiased because
+the probes are drawn independently of ``V`` and of the data).
+
 ``‖Σ‖_F² = ‖G̃ G̃ᵀ‖_F² / n²`` from the Gram matrix of the centred gradients ``G̃[m, d]``: exact when
 ``m = n``; for a uniform sample of ``m < n`` examples the unbiased
 ``(1/n)·mean_i (G̃G̃ᵀ)_ii² + ((n−1)/n)·mean_{i≠j} (G̃G̃ᵀ)_ij²``. Only the sample's gradients are held,
@@ -52,7 +60,8 @@ def sigma_frobenius(gc: torch.Tensor, n: int) -> float:
 
 def noise_diagnostics(loss: TrainingLoss, grad_mean: torch.Tensor, *, examples: int | None = None,
                       trace_examples: int | None = None, lanczos_result: dict | None = None, seed: int = 0,
-                      max_bytes: int = 512 << 20, block: int = 8) -> dict:
+                      max_bytes: int = 512 << 20, block: int = 8,
+                      probe_pairs: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """``tr(ΣH)`` (with standard error), ``‖Σ‖_F`` and ``tr(Σ)`` of the per-example gradient noise.
 
     Args:
@@ -66,6 +75,9 @@ def noise_diagnostics(loss: TrainingLoss, grad_mean: torch.Tensor, *, examples: 
             (``basis``, ``t``, ``beta``, ``next``), or None.
         seed: seeds the samples.
         block: HVPs pushed through the data at once.
+        probe_pairs: ``(P z [r, d], H P z [r, d])``, Hutchinson's deflated probes (``P`` projecting
+            off ``lanczos_result``'s basis) and their HVPs: the out-of-basis part is then estimated
+            from them (no extra HVP; ``trace_examples`` is ignored; needs ``r >= 2`` for an se).
     Returns:
         dict: ``trace_sigma_h``, ``trace_sigma_h_se`` (0 when exact), ``sigma_fro``, ``trace_sigma``,
         ``noise_examples`` (m), ``trace_examples`` (m_h, or n when exact), ``exact`` (both exact).
@@ -86,11 +98,18 @@ def noise_diagnostics(loss: TrainingLoss, grad_mean: torch.Tensor, *, examples: 
 
     # streamed pass over all n examples: tr(Σ), a_i = V g̃_i, b_i = v⁺ᵀ g̃_i, ‖u_i‖² (rows kept when m = n)
     proj, sq_norm, kept = [], [], []
+    if probe_pairs is not None:
+        pz, hpz = (t.to(dev, dt) for t in probe_pairs)  # [r, d] each
+        vhp = vb[:k] @ hpz.T if vb is not None else None  # [k, r]: V H p_j
+        probe_sums = torch.zeros(pz.shape[0], dtype=torch.float64)  # Σ_i (u_iᵀ p_j)(u_iᵀ H p_j)
     for s in range(0, n, loss.batch_size):
         gc = loss.per_example_grads(torch.arange(s, min(n, s + loss.batch_size))) - gbar
         sq_norm.append((gc.double() ** 2).sum(1).cpu())
         if vb is not None:
             proj.append((gc @ vb.T).double().cpu())
+        if probe_pairs is not None:  # u_i = g̃_i − Vᵀa_i; uᵀp = g̃ᵀp since p ⟂ V
+            uh = gc @ hpz.T - (gc @ vb[:k].T) @ vhp if vb is not None else gc @ hpz.T
+            probe_sums += ((gc @ pz.T).double() * uh.double()).sum(0).cpu()
         if m == n:
             kept.append(gc)
         del gc
@@ -103,9 +122,11 @@ def noise_diagnostics(loss: TrainingLoss, grad_mean: torch.Tensor, *, examples: 
         base = float(((a @ tt) * a).sum() + 2 * beta * (a[:, k - 1] * b).sum()) / n
         u_norm2 = (sq_norm - (a ** 2).sum(1)).clamp_min(0)
 
-    # the out-of-basis part: u_iᵀ H u_i, exactly over all examples or importance-sampled
-    exact = trace_examples is None or trace_examples >= n
-    if exact:
+    # the out-of-basis part: u_iᵀ H u_i, from the probes, exactly over all examples or importance-sampled
+    exact = probe_pairs is None and (trace_examples is None or trace_examples >= n)
+    if probe_pairs is not None:
+        idx = torch.zeros(0, dtype=torch.long)
+    elif exact:
         idx, weights = torch.arange(n), torch.ones(n, dtype=torch.float64)
     else:
         total = float(u_norm2.sum())
@@ -123,13 +144,14 @@ def noise_diagnostics(loss: TrainingLoss, grad_mean: torch.Tensor, *, examples: 
         hu = loss.hvp_blocks(u, block=block)
         q[s:s + len(sel)] = (u.double() * hu.double()).sum(1).cpu()
         del u, hu
-    terms = q * weights
-    rest = float(terms.mean())
-    se = 0.0 if exact else (float(terms.std(unbiased=True)) / math.sqrt(len(idx)) if len(idx) >= 2 else math.nan)
+    terms = probe_sums / n if probe_pairs is not None else q * weights
+    rest = float(terms.mean()) if len(terms) else 0.0
+    se = 0.0 if exact else (float(terms.std(unbiased=True)) / math.sqrt(len(terms)) if len(terms) >= 2 else math.nan)
 
     # ‖Σ‖_F from the Gram matrix of (a sample of) centred gradients
     gc = torch.cat(kept) if m == n else loss.per_example_grads(sample_indices(n, m, seed + 1)) - gbar
     sigma_fro = sigma_frobenius(gc, n)
     return {"trace_sigma_h": base + rest, "trace_sigma_h_se": se, "trace_sigma_h_inside": base,
             "sigma_fro": sigma_fro, "trace_sigma": tr_sigma, "noise_examples": int(m),
-            "trace_examples": int(n if exact else len(idx)), "exact": bool(exact and m == n)}
+            "trace_examples": int(n if exact else len(idx)), "exact": bool(exact and m == n),
+            "trace_sigma_h_method": "probes" if probe_pairs is not None else ("exact" if exact else "examples")}

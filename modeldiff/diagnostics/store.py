@@ -55,7 +55,7 @@ def pick_models(store, n_models: int | None) -> list[int]:
 
 def diagnose_store(store, n_models: int | None = None, settings: DiagnosticSettings | None = None,
                    device="cpu", dtype: torch.dtype | None = None, batch_size: int = 1024,
-                   progress=None) -> dict:
+                   progress=None, step=None) -> dict:
     """Per-model diagnostics of ``store`` and their summary (mean, ci_low, ci_high over models).
 
     Args:
@@ -63,6 +63,8 @@ def diagnose_store(store, n_models: int | None = None, settings: DiagnosticSetti
         dtype: compute precision (default: the store's).
         batch_size: examples per chunk of every pass (memory bound).
         progress: optional callable ``progress(model_index)`` after each model.
+        step: optional callable ``step(model_index, hvp_count)`` after each Hessian-vector product
+            (so a long model never runs silently).
     Returns:
         ``{"store", "name", "recipe_name", "models": [entry, ...], "summary": {key: {...}}}``.
     """
@@ -77,6 +79,8 @@ def diagnose_store(store, n_models: int | None = None, settings: DiagnosticSetti
         x, y = data.x_train[mask], data.y_train[mask]
         model = store.load_model(i, device)
         loss = TrainingLoss(model, x, y, loss_fn, batch_size=batch_size, device=device, dtype=dtype)
+        if step is not None:
+            loss.on_hvp = lambda k, i=i: step(i, k)
         entry = {"model": i}
         entry.update(diagnose_model(loss, st, seed=st.seed + 1000 * i))
         entry.update(optimizer_terms(entry, recipe.optim.lr, recipe.batch_size, beta, nesterov,

@@ -3,8 +3,15 @@
 Contract: :class:`ModelDiff` (scikit-learn estimator API, :mod:`modeldiff.diff.residual_pca`),
 :func:`subpopulations`, :func:`load_scores` (``.npy`` or HDF5 influence datasets).
 """
-from modeldiff.diff.io_scores import load_scores
-from modeldiff.diff.residual_pca import ModelDiff
-from modeldiff.diff.subpopulations import Subpopulation, subpopulations
+_EXPORTS = {"ModelDiff": "residual_pca", "Subpopulation": "subpopulations", "subpopulations": "subpopulations",
+            "load_scores": "io_scores"}
+__all__ = list(_EXPORTS)
 
-__all__ = ["ModelDiff", "Subpopulation", "subpopulations", "load_scores"]
+
+def __getattr__(name: str):
+    """Public names imported lazily (PEP 562): ``modeldiff.diff.names`` stays torch-free."""
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"modeldiff.diff.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'modeldiff.diff' has no attribute {name!r}")

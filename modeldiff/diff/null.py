@@ -231,20 +231,26 @@ class TrakGroups:
         return cls(z["s"], z["q"], z["sizes"], [r.tolist() for r in np.split(z["rows"], bounds)])
 
 
-def trak_groups(store, rows, n_groups: int = 8, device="cpu", **params) -> TrakGroups:
-    """Run TRAK once per group of ``rows`` (contiguous groups, as equal as possible)."""
+def trak_groups(store, rows, n_groups: int = 8, device="cpu", progress_label: str | None = None,
+                **params) -> TrakGroups:
+    """Run TRAK once per group of ``rows`` (contiguous groups, as equal as possible).
+
+    ``progress_label``: show "attributing LABEL: model k of n" headings and bars on stderr."""
     import torch
 
+    from datamodels.attribution.progress import announced
     from datamodels.attribution.trak import TRAK
 
     data = store.load_dataset()
     dtype = torch.float64 if store.recipe.precision == "float64" else torch.float32
     groups = [g for g in np.array_split(np.asarray(rows), min(n_groups, len(rows))) if len(g)]
     s, q = [], []
+    done = 0
     for g in groups:
-        est = TRAK(device=device, dtype=dtype, progress=False, **params)
-        scores = est.run(((int(i), store.load_model(int(i), device)) for i in g),
+        est = TRAK(device=device, dtype=dtype, progress=progress_label is not None, **params)
+        scores = est.run(announced(g, lambda i: store.load_model(i, device), progress_label, len(rows), done),
                          data.x_train, data.y_train, data.x_test, data.y_test)
+        done += len(g)
         qg = est.q_mean_.double().cpu().numpy()
         s.append(np.where(qg[None, :] > 0, scores / np.where(qg > 0, qg, 1.0)[None, :], 0.0).astype(np.float32))
         q.append(qg)
@@ -260,12 +266,20 @@ def trak_halves(groups_a: TrakGroups, groups_b: TrakGroups, n_splits: int = 8, s
 
 
 def regression_halves(store_a, store_b, rows_a, rows_b, n_splits: int = 4, seed: int = 0, device="cpu",
-                      **params) -> Iterator[tuple]:
-    """Datamodels: regress masks -> margins on each half of each algorithm's models."""
+                      progress: bool = False, **params) -> Iterator[tuple]:
+    """Datamodels: regress masks -> margins on each half of each algorithm's models
+    (``progress``: a heading per regression and its bar on stderr)."""
+    from datamodels.attribution.progress import heading
     from datamodels.attribution.regression import DatamodelsRegression
 
+    count = [0]
+
     def fit(store, rows):
-        est = DatamodelsRegression(device=device, progress=False, **params)
+        count[0] += 1
+        what = f"null calibration: regression {count[0]} of {4 * n_splits} ({len(rows)} models)"
+        if progress:
+            heading(what)
+        est = DatamodelsRegression(device=device, progress=progress and what, **params)
         return est.fit(store.masks[rows], store.test_margins[rows]).coef_
 
     sa = split_halves(len(rows_a), n_splits, seed)

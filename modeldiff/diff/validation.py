@@ -11,9 +11,8 @@ import warnings
 
 import numpy as np
 
+from modeldiff.diff.names import SOLVERS
 from modeldiff.errors import UserError
-
-SOLVERS = ("auto", "full", "randomized")
 
 
 def check_pair(scores_a, scores_b) -> tuple[int, int]:

@@ -24,8 +24,9 @@ from modeldiff.plan.memory import PeakSampler, rss_bytes, timed
 from modeldiff.plan.scaling import ChunkTimeModel, Linear
 
 CAL_STEPS = 10  # optimizer steps per model in a calibration chunk (plus one warm-up step)
-CAL_TRAK_EXAMPLES = 2  # batches of per-example gradients timed for TRAK
+CAL_TRAK_EXAMPLES = 2  # TRAK: at least this many 64-example batches of per-example gradients are timed
 CAL_DIFF_ROWS = 256  # test rows of the synthetic ModelDiff problem
+CAL_LOOP_MODELS = 2  # models of the one calibration chunk of a trainer that trains them one at a time
 CAL_LASSO_TARGETS = 16  # test examples of the synthetic datamodels problem
 
 
@@ -63,24 +64,63 @@ class DiffCalibration:
 
 
 @dataclass
+class EvaluationCalibration:
+    """What evaluating one candidate transformation costs for one recipe's models (search, counterfactuals).
+
+    ``search``: one candidate on one half of the models, already loaded (the search's
+    :class:`~modeldiff.counterfactual.search.LoadedModels`): transform, forward pass and per-class
+    effects, at ``search_inputs`` inputs, linear in the number of models. ``load``: loading models
+    once. ``store_call``: one call of a store predictor (the counterfactual tests: it loads the models
+    and runs them) at ``cf_inputs`` inputs, linear in the number of models. ``bootstrap``: one
+    ``compare_effects`` (both algorithms, ``CAL_BOOT_RESAMPLES`` bootstrap draws) — seconds.
+    """
+
+    search: Linear
+    load: Linear
+    store_call: Linear
+    bootstrap: float
+    search_inputs: int
+    cf_inputs: int
+    seconds: float = 0.0
+
+
+@dataclass
 class Calibration:
     base_rss: int  # bytes of a process with torch and the data loaded
     training: dict = field(default_factory=dict)  # recipe tag -> TrainingCalibration
     attribution: AttributionCalibration | None = None
     diff: DiffCalibration | None = None
+    evaluation: dict = field(default_factory=dict)  # recipe tag -> EvaluationCalibration
     seconds: float = 0.0
+    reused: list = field(default_factory=list)  # what was reused instead of measured (stated in the plan)
 
 
 def _threads_for(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
+class _EnoughSteps(Exception):
+    """Raised from the step callback once the steps are timed (a chunk whose evaluation is known)."""
+
+
+def steps_only_backend(recipe, data) -> bool:
+    """Whether ``recipe``'s trainer trains a chunk's models together, step by step (ensemble, vmap),
+    so that a chunk can be stopped after its timed steps."""
+    from datamodels.training.backends import check_recipe
+
+    return check_recipe(recipe, data) in ("ensemble", "vmap")
+
+
 def calibrate_training(recipe, data, ensemble_size: int, device: str, folder: str, workers: int = 1,
-                       progress=None) -> TrainingCalibration:
+                       progress=None, finish_from: TrainingCalibration | None = None) -> TrainingCalibration:
     """Time two calibration chunks of ``recipe`` (and a concurrent run when ``workers > 1``).
 
     The calibration store is left in ``folder`` (its first model's weights serve the TRAK
-    calibration); ``progress(n_models_done)`` is called after each chunk.
+    calibration); ``progress(n_models_done)`` is called after each chunk. ``finish_from``: the
+    calibration of a recipe with the same model, data and trainer (:func:`modeldiff.plan.reuse.finish_key`),
+    whose evaluation-and-commit time, peak memory of evaluation and weights size are reused; the
+    chunks then stop after their timed steps (nothing is written to the store). A trainer that
+    trains one model at a time (loop, train_fn) is timed on one chunk of ``CAL_LOOP_MODELS`` models.
     """
     from datamodels.store import Store
     from datamodels.training.runner import train_chunk
@@ -94,23 +134,33 @@ def calibrate_training(recipe, data, ensemble_size: int, device: str, folder: st
     old_threads = torch.get_num_threads()
     torch.set_num_threads(_threads_for(workers))
     records, peak, weights_bytes = [], 0, 0
+    if finish_from is None and not steps_only_backend(recipe, data):  # loop / train_fn: nothing amortised
+        sizes = [min(small, CAL_LOOP_MODELS)]  # one model after another: a chunk's time is proportional
     try:
         store = Store.create_or_resume(folder, cal, data, sum(sizes), fraction, seed=0,
                                        ensemble_size=ensemble_size)
         first = 0
         for e in sizes:
             stamps: list[float] = []
+
+            def step(n, stamps=stamps):
+                stamps.append(time.perf_counter())
+                if finish_from is not None and len(stamps) >= steps:
+                    raise _EnoughSteps
+
             t0 = time.perf_counter()
             with PeakSampler() as sampler:
-                train_chunk(str(store.path), list(range(first, first + e)), device, data,
-                            progress=lambda n, stamps=stamps: stamps.append(time.perf_counter()))
+                try:
+                    train_chunk(str(store.path), list(range(first, first + e)), device, data, progress=step)
+                except _EnoughSteps:
+                    pass
             t_end = time.perf_counter()
             peak = max(peak, sampler.peak) if e == ensemble_size else peak
             records.append((e, t0, stamps, t_end))
             if progress:
                 progress(e)
             first += e
-        weights_bytes = _weights_size(store)
+        weights_bytes = _weights_size(store) if finish_from is None else finish_from.weights_bytes
     finally:
         torch.set_num_threads(old_threads)
     setup, step, finish, spreads = [], [], [], []
@@ -122,9 +172,12 @@ def calibrate_training(recipe, data, ensemble_size: int, device: str, folder: st
         finish.append(t_end - stamps[-1])
         q1, q3 = np.quantile(gaps, [0.25, 0.75])
         spreads.append((q1 / s, q3 / s))
-    chunk = ChunkTimeModel(Linear.fit(sizes, setup), Linear.fit(sizes, step), Linear.fit(sizes, finish),
+    finish_fit = Linear.fit(sizes, finish) if finish_from is None else finish_from.alone.finish
+    chunk = ChunkTimeModel(Linear.fit(sizes, setup), Linear.fit(sizes, step), finish_fit,
                            (min(x[0] for x in spreads), max(x[1] for x in spreads)), workers=1)
     forward = chunk.finish.per_model / max(1, data.n_train + data.n_test)
+    if finish_from is not None:
+        peak = max(peak, finish_from.peak_rss)
     alone, startup = chunk, 0.0
     if workers > 1:
         chunk, startup = _concurrent(recipe, data, ensemble_size, fraction, device, workers, chunk)
@@ -183,14 +236,15 @@ def calibrate_trak(store_path, data, proj_dim: int, batch_size: int, device: str
 
     start = time.perf_counter()
     store = Store.open(store_path, data)
+    first = next(int(i) for i in store.valid_indices(warn=False) if store.has_weights(int(i)))
     with timed() as t_load:
-        model = store.load_model(0, device)
+        model = store.load_model(first, device)
     k = proj_dim
     proj = make_projector("auto", n_params(model), k, 0, torch.device(device), None)
-    n = min(data.n_train, CAL_TRAK_EXAMPLES * batch_size)
+    n = min(data.n_train, max(batch_size, CAL_TRAK_EXAMPLES * 64))  # one real batch (at least 128 examples)
     base = rss_bytes()
-    featurize(model, data.x_train[:min(n, batch_size)], data.y_train[:min(n, batch_size)], proj, 0,
-              batch_size=batch_size)  # warm-up: projector caches, vmap compilation
+    featurize(model, data.x_train[:32], data.y_train[:32], proj, 0,
+              batch_size=batch_size)  # warm-up: projector caches, first-call allocations
     with PeakSampler() as sampler, timed() as t_feat:
         featurize(model, data.x_train[:n], data.y_train[:n], proj, 0, batch_size=batch_size)
     rows = min(data.n_train, 4096)
@@ -245,3 +299,55 @@ def calibrate_diff(n_test: int, n_train: int, components: int) -> DiffCalibratio
     entries = rows * n_train
     return DiffCalibration(t["seconds"] / entries, max(0, sampler.peak - base) / entries,
                            time.perf_counter() - start)
+
+
+CAL_EVAL_REPEATS = 2  # timed repetitions of one candidate's evaluation (the median is kept)
+CAL_BOOT_RESAMPLES = 2000  # bootstrap draws of the timed comparison (predict.BOOT_RESAMPLES)
+
+
+def _median_time(fn, repeats: int = CAL_EVAL_REPEATS) -> float:
+    times = []
+    for _ in range(repeats):
+        with timed() as t:
+            fn()
+        times.append(t["seconds"])
+    return float(np.median(times))
+
+
+def calibrate_evaluation(store_path, data, search_inputs: int, cf_inputs: int, device: str) -> EvaluationCalibration:
+    """Time one candidate's evaluation with all the calibration store's models.
+
+    The candidate is the middle of the generic library for image data (a patch), an element-wise
+    change otherwise; its cost is dominated by the forward passes, which the timing includes.
+    """
+    from datamodels.store import Store
+    from modeldiff.counterfactual.effect_stats import compare_effects
+    from modeldiff.counterfactual.library import generic_candidates
+    from modeldiff.counterfactual.search import LoadedModels, per_model_effects
+
+    start = time.perf_counter()
+    store = Store.open(store_path, data)
+    rows = [int(i) for i in store.valid_indices(warn=False) if store.has_weights(int(i))]
+    x_s, y_s = data.x_test[:max(1, search_inputs)], data.y_test[:max(1, search_inputs)].numpy()
+    x_c = data.x_test[:max(1, cf_inputs)]
+    if getattr(data, "is_image", True):
+        library = generic_candidates(x_s.shape[1:])
+        transform = library[len(library) // 2]
+    else:
+        def transform(x):
+            return x * 1.01
+    # One size, all the calibration store's models (E + E/4): the per-model part dominates there, so a
+    # proportional model (no fixed part) errs by at most the fixed part's share at smaller halves.
+    with timed() as t_load:
+        pred = LoadedModels(store, rows, device)
+    _, _, control = per_model_effects(pred, x_s, y_s, transform)  # warm-up; the control, as in the search
+    search = _median_time(lambda: per_model_effects(pred, x_s, y_s, transform, control), CAL_EVAL_REPEATS)
+    call = _median_time(lambda: store.predict_proba(transform(x_c), indices=rows, device=device), 1)
+    sizes, search, load, call = [len(rows)], [search], [t_load["seconds"]], [call]
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=len(rows)), rng.normal(size=len(rows))
+    with timed() as t_boot:
+        compare_effects(a, b, n_resamples=CAL_BOOT_RESAMPLES, seed=0)
+    return EvaluationCalibration(Linear.fit(sizes, search), Linear.fit(sizes, load), Linear.fit(sizes, call),
+                                 t_boot["seconds"], int(x_s.shape[0]), int(x_c.shape[0]),
+                                 time.perf_counter() - start)

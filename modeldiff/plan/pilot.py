@@ -8,8 +8,12 @@ of per-model estimates): the regression is refitted on random subsets of the poo
 saturating curve (:mod:`modeldiff.plan.learning_curve`) is fitted to the LDS values. The LDS is
 measured against the held-out models (their masks are independent draws), on a fixed random
 sample of at most ``max_test`` test examples (an unbiased estimate of the mean over all of them).
+The same featurised TRAK pilot also gives the precision curve of :mod:`modeldiff.plan.precision`
+(``--target-precision``).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,6 +22,7 @@ from tqdm.auto import tqdm
 from datamodels.attribution.lds import average_over_seeds, lds
 from modeldiff.errors import UserError
 from modeldiff.plan.learning_curve import LearningCurve, fit_learning_curve
+from modeldiff.plan.precision import PrecisionCurve, fit_precision_curve
 from modeldiff.plan.variance_curve import VarianceCurve, fit_variance_curve
 
 
@@ -29,10 +34,42 @@ def _counts(pool: int) -> list[int]:
     return counts + [pool]
 
 
+@dataclass
+class TrakPilot:
+    """A TRAK pilot featurised once: per-model scores ``per_model[M, T, n_train]`` (before the
+    out-to-loss weights), weights ``q[M, n_train]``, and the held-out models' ``masks[U, n_train]``
+    and ``margins[U, T]`` on the same ``T`` sampled test rows."""
+
+    per_model: np.ndarray
+    q: np.ndarray
+    masks: np.ndarray
+    margins: np.ndarray
+
+    def lds_curve(self) -> VarianceCurve:
+        return trak_variance_curve(self.per_model, self.q, self.masks, self.margins)
+
+    def precision_curve(self) -> PrecisionCurve:
+        """:mod:`modeldiff.plan.precision`: halves scored as TRAK scores them (mean scores x mean ``q``)."""
+        return fit_precision_curve(self.per_model, self.q)
+
+
 def pilot_learning_curve(store, method: str, *, pool: int | None = None, proj_dim: int = 1024,
                          batch_size: int = 256, lambdas: int = 12, repeats: int = 4, max_test: int = 300,
                          device: str = "cpu", seed: int = 0) -> LearningCurve | VarianceCurve:
     """Fit LDS(n models) on ``store`` (a Store) for ``method`` (``trak`` or ``datamodels``)."""
+    if method == "trak":
+        return trak_pilot(store, pool=pool, proj_dim=proj_dim, batch_size=batch_size, max_test=max_test,
+                          device=device, seed=seed).lds_curve()
+    return _split_pilot(store, method, pool, lambdas, repeats, max_test, device, seed)
+
+
+def trak_pilot(store, *, pool: int | None = None, proj_dim: int = 1024, batch_size: int = 256,
+               max_test: int = 300, device: str = "cpu", seed: int = 0) -> TrakPilot:
+    """Featurise the first ``pool`` models with weights (default a third); the rest are held out."""
+    return _split_pilot(store, "trak", pool, 0, 0, max_test, device, seed, proj_dim, batch_size)
+
+
+def _split_pilot(store, method, pool, lambdas, repeats, max_test, device, seed, proj_dim=1024, batch_size=256):
     valid = np.asarray(store.valid_indices(warn=False))
     if method == "trak":
         with_weights = np.array([i for i in valid if store.has_weights(int(i))], dtype=np.int64)
@@ -52,7 +89,7 @@ def pilot_learning_curve(store, method: str, *, pool: int | None = None, proj_di
     margins_ev = np.asarray(store.test_margins[held_out])[:, rows]
     if method == "trak":
         per_model, q = trak_per_model(store, attributed, data, rows, proj_dim, batch_size, device)
-        return trak_variance_curve(per_model, q, masks_ev, margins_ev)
+        return TrakPilot(per_model, q, masks_ev, margins_ev)
     subset_scores = _datamodels_subsets(store, attributed, rows, lambdas, device)
     ns, values = [], []
     counts = [n for n in _counts(len(attributed)) if n >= 10]  # a lasso needs >= 10 models

@@ -36,7 +36,9 @@ class PlanRequest:
     subset_fraction: float = 0.5  # recipes only
     pilot: str | None = None  # a pilot store for the learning curve
     target_lds: float | None = None
+    target_precision: float | None = None  # see modeldiff.plan.precision
     attribution_models: int | None = None  # TRAK models (set from --target-lds)
+    recalibrate: bool = False  # measure again even when a cached calibration fits
     extra_assumptions: list = field(default_factory=list)
 
 
@@ -84,14 +86,57 @@ def _load(req: PlanRequest):
         cfg.models = max(cfg.models, req.attribution_models)
     recipe_a, recipe_b = cfg.recipes(req.data_dir)
     data = load_study_data(cfg, req.data_dir)
-    spec, cf = cfg.attribution, cfg.counterfactual
-    transforms = len(cf.transforms) + 2 * cf.auto_candidates + len(cf.sizes) * sum("patch" in t for t in cf.transforms)
+    spec = cfg.attribution
     shape = StudyShape(data.n_train, data.n_test, data.num_classes, cfg.models, cfg.subset_fraction,
                        cfg.ensemble_size, req.workers, spec.method, spec.models, spec.proj_dim, spec.batch_size,
-                       spec.lambdas, cfg.components, transforms, min(cf.n_test, data.n_test))
+                       spec.lambdas, cfg.components,
+                       null_fits=8 * cfg.calibration.splits if cfg.calibration.enabled else 0,
+                       **search_shape(cfg, data), **counterfactual_shape(cfg, data))
     command = (f"modeldiff study {req.target} --out DIR" + (f" --models {req.models}" if req.models else "")
                + (f" --device {req.device}" if req.device != "cpu" else ""))
     return {"a": recipe_a, "b": recipe_b}, data, shape, command
+
+
+def search_shape(cfg, data) -> dict:
+    """The confirmatory search's size, counted from its own library
+    (:func:`modeldiff.counterfactual.library.generic_candidates`) as ``run_search`` builds it: the
+    generic candidates, the study's transforms and the component overlays of both directions."""
+    from modeldiff.counterfactual.library import generic_candidates
+    from modeldiff.counterfactual.user_transform import is_user_spec
+
+    sp = cfg.search
+    if not sp.enabled:
+        return {"search_candidates": 0}
+    image = getattr(data, "is_image", True)
+    n = len(generic_candidates(data.x_test.shape[1:], families=sp.families or None, seed=sp.seed)) if image else 0
+    n += sum(1 for t in cfg.counterfactual.transforms if image or is_user_spec(t))
+    if sp.overlays and image:
+        n += 2 * min(sp.overlays, cfg.components) * 2  # two directions, both signs
+    return {"search_candidates": n, "search_models": sp.models if sp.models else cfg.models,
+            "search_inputs": min(sp.n_inputs, data.n_test // 2), "search_confirm": sp.n_confirm,
+            "search_resamples": sp.n_resamples}
+
+
+def counterfactual_shape(cfg, data) -> dict:
+    """The counterfactual tests of ``run_counterfactuals`` per direction: component overlays and the
+    study's transforms, patch transforms swept over ``counterfactual.sizes``."""
+    from modeldiff.counterfactual.transforms.spec import parse_transform
+    from modeldiff.counterfactual.user_transform import is_user_spec
+
+    cf = cfg.counterfactual
+    image = getattr(data, "is_image", True)
+    tests = 2 * min(cf.auto_candidates, cfg.components) if image else 0
+    sweeps = 0
+    for item in cf.transforms:
+        if is_user_spec(item):
+            tests += 1
+        elif image:
+            tests += 1
+            t = parse_transform(item, seed=cf.seed)
+            sweeps += bool(cf.sizes and hasattr(t, "with_params") and "size" in getattr(t, "params", {}))
+    not_target = data.n_test * (1 - 1 / max(1, data.num_classes))  # inputs of other classes than the target
+    return {"counterfactual_tests": tests, "counterfactual_sweeps": sweeps, "counterfactual_sizes": len(cf.sizes),
+            "counterfactual_inputs": int(min(cf.n_test, not_target)), "counterfactual_resamples": cf.bootstrap}
 
 
 @dataclass
@@ -120,25 +165,74 @@ def _check(req: PlanRequest) -> None:
 
 
 def calibrate(req: PlanRequest) -> Calibrated:
-    """The calibration run for ``req`` (progress shown; seconds to a couple of minutes)."""
+    """The calibration run for ``req`` (progress shown; seconds to a couple of minutes).
+
+    Timing-identical recipes (:func:`modeldiff.plan.reuse.timing_key`) are calibrated once; a
+    calibration of the same work on this machine is reused from the cache (:mod:`modeldiff.plan.reuse`)
+    unless ``req.recalibrate``.
+    """
+    from modeldiff.plan import reuse
+
     _check(req)
     recipes, data, shape, command = _load(req)
     startup = process_age()
+    study = len(recipes) == 2
+    keys = {tag: reuse.timing_key(r) for tag, r in recipes.items()}
+    what = {"recipes": keys, "data": [data.n_train, data.n_test, data.num_classes, list(data.x_test.shape[1:])],
+            "ensemble": shape.ensemble_size, "workers": req.workers, "launcher": req.launcher,
+            "attribution": [shape.method, shape.proj_dim, shape.trak_batch, shape.lambdas, shape.models]
+            if study and shape.method == "datamodels" else [shape.method, shape.proj_dim, shape.trak_batch],
+            "diff": [shape.n_test, shape.components], "search": [shape.search_inputs, shape.counterfactual_inputs]}
+    key = reuse.fingerprint(what, req.device)
+    cached = None if req.recalibrate else reuse.load(key)
+    if cached is not None:
+        cal, path, saved_at = cached
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(saved_at))
+        cal.reused = [f"calibration reused from the cache ({path}, measured {stamp}, took {cal.seconds:.0f} s); "
+                      "--recalibrate measures again"]
+        cal.seconds = 0.0
+        cal.base_rss = max(cal.base_rss, rss_bytes())
+        return Calibrated(req, cal, recipes, shape, command, startup)
     started = time.perf_counter()
     cal = C.Calibration(base_rss=rss_bytes())
     # Workers of the ray launcher run on separate machines: no contention between them.
     contention_workers = req.workers if req.launcher == "local" else 1
-    steps = len(recipes) + (2 if len(recipes) == 2 else 0)  # training per recipe, attribution, diff
+    distinct = {}  # timing key -> the first tag calibrated with it
+    for tag in recipes:
+        distinct.setdefault(keys[tag], tag)
+    steps = len(distinct) * (2 if study else 1) + (2 if study else 0)
     with tempfile.TemporaryDirectory(prefix="modeldiff-plan-") as tmp, \
             tqdm(total=steps, desc="calibrating", unit="stage", dynamic_ncols=True) as bar:
         for tag, recipe in recipes.items():
+            first = distinct[keys[tag]]
+            if first != tag:  # timing-identical to an algorithm already calibrated
+                cal.training[tag], cal.evaluation[tag] = cal.training[first], cal.evaluation[first]
+                cal.reused.append(f"algorithm {tag.upper()}'s recipe costs the same as {first.upper()}'s (they differ "
+                                  "only in values: learning rate, schedule, seed, epochs, initial weights): "
+                                  "calibrated once")
+                continue
             bar.set_postfix_str(f"training {recipe.name}")
+            sibling = next((u for u in cal.training if reuse.finish_key(recipes[u]) == reuse.finish_key(recipe)
+                            and contention_workers == 1 and C.steps_only_backend(recipe, data)), None)
             cal.training[tag] = C.calibrate_training(recipe, data, shape.ensemble_size, req.device,
-                                                     os.path.join(tmp, f"store{tag}"), contention_workers)
+                                                     os.path.join(tmp, f"store{tag}"), contention_workers,
+                                                     finish_from=cal.training[sibling] if sibling else None)
             if req.launcher == "ray":
                 cal.training[tag].chunk = dataclasses.replace(cal.training[tag].alone, workers=req.workers)
             bar.update(1)
-        if len(recipes) == 2:
+            if study and sibling:
+                cal.evaluation[tag] = cal.evaluation[sibling]
+                cal.reused.append(f"algorithm {tag.upper()}'s model, data and trainer are {sibling.upper()}'s: its "
+                                  "calibration timed only its own training steps; evaluation, commit and candidate "
+                                  f"evaluation costs are {sibling.upper()}'s")
+                bar.update(1)
+            elif study:
+                bar.set_postfix_str(f"evaluating a candidate ({recipe.name})")
+                cal.evaluation[tag] = C.calibrate_evaluation(os.path.join(tmp, f"store{tag}"), data,
+                                                             shape.search_inputs, shape.counterfactual_inputs,
+                                                             req.device)
+                bar.update(1)
+        if study:
             bar.set_postfix_str(f"attribution ({shape.method})")
             if shape.method == "trak":
                 cal.attribution = C.calibrate_trak(os.path.join(tmp, "storea"), data, shape.proj_dim,
@@ -151,6 +245,7 @@ def calibrate(req: PlanRequest) -> Calibrated:
             cal.diff = C.calibrate_diff(shape.n_test, shape.n_train, shape.components)
             bar.update(1)
     cal.seconds = time.perf_counter() - started
+    reuse.save(key, cal)
     return Calibrated(req, cal, recipes, shape, command, startup)
 
 
@@ -170,7 +265,16 @@ def predict_plan(c: Calibrated, models: int | None = None) -> dict:
     out.update({"target": req.target, "models": shape.models, "workers": req.workers, "launcher": req.launcher,
                 "device": req.device, "ensemble_size": shape.ensemble_size, "calibration_seconds": cal.seconds,
                 "calibration_share": cal.seconds / max(out["total_seconds"], 1e-9), "command": c.command,
-                "assumptions": assumptions(req, shape) + list(req.extra_assumptions)})
+                "assumptions": assumptions(req, shape) + list(cal.reused) + list(req.extra_assumptions)})
+    if shape.search_candidates:
+        out["search_candidates"] = shape.search_candidates
+    if cal.seconds:  # where the calibration's own time went (seconds)
+        first = {t: next(u for u in cal.training if cal.training[u] is v) for t, v in cal.training.items()}
+        parts = {f"train_{t}" if t else "train": v.seconds for t, v in cal.training.items() if first[t] == t}
+        parts.update({f"evaluate_{t}": v.seconds for t, v in cal.evaluation.items()
+                      if next(u for u in cal.evaluation if cal.evaluation[u] is v) == t})
+        parts.update({k: getattr(cal, k).seconds for k in ("attribution", "diff") if getattr(cal, k) is not None})
+        out["calibration_parts"] = parts
     return out
 
 
@@ -190,7 +294,8 @@ def assumptions(req: PlanRequest, shape: StudyShape) -> list[str]:
     out = [
         "training: per-step, set-up and evaluation times measured on two calibration chunks "
         f"({shape.ensemble_size} and {max(1, shape.ensemble_size // 4)} models, {C.CAL_STEPS} steps) with the real "
-        "recipe on this machine, linear in the ensemble size; interval = quartiles of the measured step times",
+        "recipe on this machine, linear in the ensemble size (trainers that train one model at a time: one chunk of "
+        "2 models, proportional); interval = quartiles of the measured step times",
         "the machine is as busy during the study as during the calibration",
     ]
     if req.workers > 1 and req.launcher == "local":
@@ -199,8 +304,16 @@ def assumptions(req: PlanRequest, shape: StudyShape) -> list[str]:
     if req.launcher == "ray":
         out.append(f"ray: {req.workers} machines like this one, one worker each, no contention between them; "
                    "cluster start-up not included")
-    if shape.counterfactual_transforms:
-        out.append("counterfactual: transforms x models x (transformed + control) forward passes at the measured "
-                   "evaluation speed; bootstrap statistics and report writing not included (seconds)")
+    if shape.null_fits:
+        out.append(f"null calibration: {shape.null_fits} ModelDiff fits at the measured diff speed")
+    if shape.search_candidates:
+        out.append(f"search: {shape.search_candidates} candidate transforms (counted from the search's library, "
+                   f"each tried for every class) x both algorithms' discovery halves, then {shape.search_confirm} "
+                   "per direction confirmed, at the measured cost of one candidate's evaluation (linear in models "
+                   "and inputs)")
+    if shape.counterfactual_tests or shape.counterfactual_sweeps:
+        out.append(f"counterfactual tests: {shape.counterfactual_tests} per direction ({shape.counterfactual_sweeps} "
+                   f"swept over {shape.counterfactual_sizes} sizes) at the measured cost of a store predictor call "
+                   "and a bootstrap comparison; report writing not included (seconds)")
     out.append("other stages: one calibration point each, interval ±15 %")
     return out

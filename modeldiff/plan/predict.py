@@ -13,6 +13,7 @@ from modeldiff.plan.scaling import steps_per_model, store_seconds
 
 MODEL_ERROR = 0.15  # relative half-width stated for stages predicted from one calibration point
 HDF5_OVERHEAD = 1.02  # chunk index and attributes of an influence dataset
+BOOT_RESAMPLES = 2000  # bootstrap draws of the calibration's timed comparison (calibrate.CAL_BOOT_RESAMPLES)
 
 
 @dataclass
@@ -32,8 +33,19 @@ class StudyShape:
     trak_batch: int = 64
     lambdas: int = 12
     components: int = 5
-    counterfactual_transforms: int = 0  # transforms tested per direction
+    null_fits: int = 0  # ModelDiff fits of the null calibration (8 per split; 0: no calibration)
+    # the confirmatory search (0 candidates: no search); candidates counted from its library
+    search_candidates: int = 0
+    search_models: int = 32  # models per half (discovery / confirmation), at most
+    search_inputs: int = 200  # test inputs per half
+    search_confirm: int = 5  # candidates confirmed per direction
+    search_resamples: int = 2000
+    # counterfactual tests, per direction
+    counterfactual_tests: int = 0  # overlays of components + the study's transforms
+    counterfactual_sweeps: int = 0  # of those, patches swept over sizes
+    counterfactual_sizes: int = 0  # sizes per sweep
     counterfactual_inputs: int = 0  # test images each transform is applied to
+    counterfactual_resamples: int = 2000
     train_margins: bool = True
 
 
@@ -86,13 +98,47 @@ def predict_diff(cal: DiffCalibration, shape: StudyShape, base_rss: int) -> dict
     return _stage(seconds, *_spread(seconds), peak, 0)
 
 
-def predict_counterfactual(training: dict, shape: StudyShape, base_rss: int, models_with_weights: tuple) -> dict:
-    """Transforms × both algorithms' models × (transformed + control) forward passes, both directions."""
+def predict_null(cal: DiffCalibration, shape: StudyShape, base_rss: int) -> dict:
+    """The null calibration: ``null_fits`` ModelDiff fits of full-width half-model matrices."""
+    entries = shape.n_test * shape.n_train
+    seconds = shape.null_fits * entries * cal.seconds_per_entry
+    peak = base_rss + entries * (cal.bytes_per_entry + 16)  # + the four half matrices of a split
+    return _stage(seconds, *_spread(seconds), peak, 0)
+
+
+def _halves(shape: StudyShape) -> tuple[int, int]:
+    """Models of the search's discovery and confirmation halves (modeldiff.counterfactual.search.model_halves)."""
+    first = shape.models // 2
+    return min(first, shape.search_models), min(shape.models - first, shape.search_models)
+
+
+def predict_search(evaluation: dict, shape: StudyShape, base_rss: int, weights_bytes: int) -> dict:
+    """Discovery: every candidate (and one control) on each algorithm's discovery half; confirmation:
+    ``search_confirm`` candidates per direction on the confirmation halves, with their bootstrap CIs."""
+    disc, conf = _halves(shape)
     seconds = 0.0
-    for tag, n_models in zip("ab", models_with_weights):
-        forward = training[tag].forward_seconds
-        seconds += 2 * shape.counterfactual_transforms * n_models * 2 * shape.counterfactual_inputs * forward
-    return _stage(seconds, *_spread(seconds), base_rss, 0)
+    for e in evaluation.values():
+        per_input = shape.search_inputs / max(1, e.search_inputs)  # forward passes scale with the inputs
+        seconds += e.load(disc) + e.load(conf)
+        seconds += (shape.search_candidates + 1) * e.search(disc) * per_input
+        seconds += (2 * shape.search_confirm + 1) * e.search(conf) * per_input
+    boot = max(e.bootstrap for e in evaluation.values())
+    seconds += 2 * shape.search_confirm * 2 * boot * shape.search_resamples / BOOT_RESAMPLES
+    peak = base_rss + 2 * (disc + conf) * weights_bytes
+    return _stage(seconds, *_spread(seconds), peak, 0)
+
+
+def predict_counterfactual(evaluation: dict, shape: StudyShape, base_rss: int, weights_bytes: int) -> dict:
+    """Per direction: each test = control + treated store-predictor calls of both algorithms (each call
+    loads the models) and two bootstrap comparisons; each patch sweep = one control and one treated call
+    per size, two comparisons per size."""
+    calls = sum(e.store_call(shape.models) * shape.counterfactual_inputs / max(1, e.cf_inputs)
+                for e in evaluation.values())  # one call of A's and one of B's models
+    boot = 2 * max(e.bootstrap for e in evaluation.values()) * shape.counterfactual_resamples / BOOT_RESAMPLES
+    per_direction = (shape.counterfactual_tests * (2 * calls + boot)
+                     + shape.counterfactual_sweeps * (calls + shape.counterfactual_sizes * (calls + boot)))
+    seconds = 2 * per_direction
+    return _stage(seconds, *_spread(seconds), base_rss + min(shape.models, 16) * weights_bytes, 0)
 
 
 def predict(cal: Calibration, recipes: dict, shape: StudyShape) -> dict:
@@ -107,9 +153,13 @@ def predict(cal: Calibration, recipes: dict, shape: StudyShape) -> dict:
             stages[f"attribute_{tag}"] = predict_attribution(cal.attribution, shape, cal.base_rss)
     if cal.diff is not None:
         stages["diff"] = predict_diff(cal.diff, shape, cal.base_rss)
-    if cal.diff is not None and shape.counterfactual_transforms:
-        stages["counterfactual"] = predict_counterfactual(cal.training, shape, cal.base_rss,
-                                                          (shape.models, shape.models))
+    if cal.diff is not None and shape.null_fits:
+        stages["null"] = predict_null(cal.diff, shape, cal.base_rss)
+    weights = max((t.weights_bytes for t in cal.training.values()), default=0)
+    if cal.evaluation and shape.search_candidates:
+        stages["search"] = predict_search(cal.evaluation, shape, cal.base_rss, weights)
+    if cal.evaluation and (shape.counterfactual_tests or shape.counterfactual_sweeps):
+        stages["counterfactual"] = predict_counterfactual(cal.evaluation, shape, cal.base_rss, weights)
     total = {key: sum(s[key] for s in stages.values()) for key in ("seconds", "seconds_low", "seconds_high")}
     return {"stages": stages, "total_seconds": total["seconds"], "total_seconds_low": total["seconds_low"],
             "total_seconds_high": total["seconds_high"],

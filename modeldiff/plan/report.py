@@ -8,13 +8,17 @@ LDS_FACTORS = (1, 2, 4, 8)  # multiples of the pilot's attributed models shown i
 
 
 def apply_pilot(req: PlanRequest) -> dict:
-    """Fit the learning curve on ``req.pilot``; with ``req.target_lds`` set the model count to reach it.
+    """Fit the pilot's curves on ``req.pilot``; with ``req.target_lds`` / ``req.target_precision`` set
+    the model count to reach the target (the larger of the two when both are given).
 
-    Returns the curve's JSON (``a``, ``b``, observations, predictions with intervals, and
-    ``models_needed`` ``[n, low, high]`` when a target was given).
+    Returns the learning curve's JSON (model, observations, ``predicted`` LDS with intervals,
+    ``models_needed`` ``[n, low, high]`` for a target LDS) and, for TRAK, ``precision``
+    (:mod:`modeldiff.plan.precision`: ``predicted`` precision with intervals, ``models_needed`` for a
+    target precision).
     """
     from datamodels.store import Store
-    from modeldiff.plan.pilot import pilot_learning_curve
+    from modeldiff.errors import UserError
+    from modeldiff.plan.pilot import pilot_learning_curve, trak_pilot
 
     method, proj_dim, batch, lambdas = "trak", 1024, 256, 12
     if not _is_recipe(req.target):
@@ -22,17 +26,38 @@ def apply_pilot(req: PlanRequest) -> dict:
 
         spec = load_study(req.target).attribution
         method, proj_dim, batch, lambdas = spec.method, spec.proj_dim, spec.batch_size, spec.lambdas
+    if req.target_precision is not None and method != "trak":
+        raise UserError(f"--target-precision is defined for TRAK (an average of per-model scores); this study uses "
+                        f"{method}: use --target-lds instead")
     store = Store.open(req.pilot)
-    curve = pilot_learning_curve(store, method, proj_dim=proj_dim, batch_size=batch, lambdas=lambdas,
-                                 device=req.device)
+    precision = None
+    if method == "trak":
+        pilot = trak_pilot(store, proj_dim=proj_dim, batch_size=batch, device=req.device)
+        curve, precision = pilot.lds_curve(), pilot.precision_curve()
+    else:
+        curve = pilot_learning_curve(store, method, proj_dim=proj_dim, batch_size=batch, lambdas=lambdas,
+                                     device=req.device)
     pool = curve.pilot_models
     out = {"method": method, **curve.to_dict(), "pilot_models": pool,
            "predicted": [{"models": f * pool, **dict(zip(("lds", "low", "high"), curve.predict(f * pool)))}
                          for f in LDS_FACTORS]}
+    needed = []
     if req.target_lds is not None:
         n, lo, hi = curve.models_for(req.target_lds)
         out["target_lds"] = req.target_lds
         out["models_needed"] = [n, lo, hi]
+        needed.append(n)
+    if precision is not None:
+        out["precision"] = {**precision.to_dict(),
+                            "predicted": [{"models": f * pool,
+                                           **dict(zip(("precision", "low", "high"), precision.predict(f * pool)))}
+                                          for f in LDS_FACTORS]}
+        if req.target_precision is not None:
+            n, lo, hi = precision.models_for(req.target_precision)
+            out["precision"].update(target=req.target_precision, models_needed=[n, lo, hi])
+            needed.append(n)
+    if needed:
+        n = max(needed)
         if method == "trak" and not _is_recipe(req.target):
             req.attribution_models = n
         else:
@@ -91,6 +116,15 @@ def format_plan(r: dict) -> str:
             n, lo, hi = c["models_needed"]
             lines.append(f"  models needed for LDS {c['target_lds']:g}: {n} (95 % interval {lo} – "
                          f"{hi if hi >= 0 else 'unbounded'})")
+        if "precision" in c:
+            p = c["precision"]
+            lines.append("  precision (corr. with infinitely many models' scores) vs models: "
+                         + ", ".join(f"{q['models']}: {q['precision']:.3f} [{q['low']:.3f}, {q['high']:.3f}]"
+                                     for q in p["predicted"]) + f"; ceiling {p['ceiling']:.3f}")
+            if "models_needed" in p:
+                n, lo, hi = p["models_needed"]
+                lines.append(f"  models needed for precision {p['target']:g}: {n} (95 % interval {lo} – "
+                             f"{hi if hi >= 0 else 'unbounded'})")
     if "cost" in r:
         c = r["cost"]
         lines.append(f"  cost on {c['machine']}: {c['amount']:.2f} {c['currency']}".rstrip())

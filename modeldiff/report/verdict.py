@@ -11,13 +11,13 @@ def direction_verdict(d: dict, first: str, second: str) -> str:
     if not comps:
         parts = [f"{first} vs {second}: components not null-calibrated."]
     elif beyond:
-        listed = "; ".join(f"#{c['rank']} ratio {c['ratio_halves']:.2f} vs null {c['null_ratio_q95']:.2f} "
-                           f"(p = {c['p_value']:.3g})" for c in beyond)
+        listed = "; ".join(f"#{c.get('rank', '?')} ratio {_num(c.get('ratio_halves'))} vs null "
+                           f"{_num(c.get('null_ratio_q95'))} (p = {_num(c.get('p_value'), '.3g')})" for c in beyond)
         parts = [f"{len(beyond)} component(s) of {first} − {second} beyond null ({listed})."]
     else:
         top = comps[0]
-        parts = [f"No component of {first} − {second} is beyond null (top ratio {top['ratio_halves']:.2f} "
-                 f"at half size vs null {top['null_ratio_q95']:.2f}, p = {top['p_value']:.3g})."]
+        parts = [f"No component of {first} − {second} is beyond null (top ratio {_num(top.get('ratio_halves'))} "
+                 f"at half size vs null {_num(top.get('null_ratio_q95'))}, p = {_num(top.get('p_value'), '.3g')})."]
     if "confirmed" in d:
         if d["confirmed"]:
             parts.append(f"Confirmed: {first} relies more than {second} on {confirmed_text(d['confirmed'][0], first, second)} "
@@ -35,6 +35,16 @@ def confirmed_text(rec: dict, first: str, second: str) -> str:
     return (f"{rec.get('label', rec['transform'])} -> class {rec['target_name']} (log-odds effect {first} "
             f"{ci(lo['a'])} vs {second} {ci(lo['b'])}; probability {pr['a']['mean']:+.4f} vs {pr['b']['mean']:+.4f}; "
             f"Holm-adjusted p = {rec['p_adjusted']:.2g})")
+
+
+def _num(v, fmt: str = ".2f") -> str:
+    """A number for the verdict text; "n/a" for a missing or non-finite one (e.g. a null quantile
+    that too few calibration splits leave undefined)."""
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return "n/a"
+    return format(v, fmt) if v == v and abs(v) != float("inf") else "n/a"
 
 
 def _f(v) -> str:

@@ -57,7 +57,9 @@ def _component_sections(fit, subpops, pngs, train_images, test_images, train_lab
         for r, c in zip(rows, calibration):
             r += [c["ratio_halves"], c["null_ratio_q95"], c["p_value"], "yes" if c["beyond_null"] else "no"]
     sections = [("Explained variance", html.img(pngs["variance"], "explained variance A vs B") + html.table(header, rows))]
-    for sp in subpops:
+    from tqdm.auto import tqdm  # figures take seconds each on a busy CPU: show them coming
+
+    for sp in tqdm(subpops, desc="report: figures per component", unit="component", leave=False):
         j = sp.component
         groups = [("train +", train_images, sp.train_positive, sp.train_positive_weights, train_labels),
                   ("train −", train_images, sp.train_negative, sp.train_negative_weights, train_labels),
@@ -82,7 +84,7 @@ def write_report(out_dir, fit, *, subpops=None, train_images=None, test_images=N
                  test_labels=None, class_names=None, counterfactuals=(), sweeps=(), names=("A", "B"),
                  title: str = "ModelDiff report", meta: dict | None = None, n_top: int = 8,
                  verdict: str | None = None, algorithms: dict | None = None, calibration=None, search=None,
-                 direction: str = "a_minus_b", colors=None) -> Path:
+                 direction: str = "a_minus_b", colors=None, diagnostics=None) -> Path:
     """Write the report of a fitted `ModelDiff` into ``out_dir`` (created); returns the HTML path.
 
     Args:
@@ -99,6 +101,7 @@ def write_report(out_dir, fit, *, subpops=None, train_images=None, test_images=N
         calibration: per component the null calibration dicts (modeldiff.diff.null).
         search: the direction's `DirectionSearch` (modeldiff.counterfactual.search).
         direction: ``a_minus_b`` or ``b_minus_a`` (which algorithm is first: its colour is kept).
+        diagnostics: per-algorithm results of :func:`modeldiff.diagnostics.study.run_diagnostics`.
     """
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -149,6 +152,9 @@ def write_report(out_dir, fit, *, subpops=None, train_images=None, test_images=N
             ["size", f"effect {name_a}", f"effect {name_b}", "diff", "p"],
             [[r["size"], r["effect_a"], r["effect_b"], r["diff"], r["p_value"]] for r in tab])))
 
+    if diagnostics:
+        from modeldiff.report.diagnostics_section import diagnostics_section
+        sections.append(diagnostics_section(diagnostics))
     for key, png in pngs.items():
         (out / "figures" / f"{key}.png").write_bytes(png)
     meta = dict(meta or {})

@@ -53,8 +53,9 @@ class AttributionSpec:
         "help": "TRAK: examples per per-example-gradient call (memory ~ batch_size x n_params x 4 bytes)"})
 
     def __post_init__(self):
-        if self.method not in ("trak", "datamodels"):
-            raise UserError(f"attribution.method must be trak or datamodels, got {self.method!r}")
+        from datamodels.attribution.names import METHODS
+
+        METHODS.check(self.method, key="attribution.method")
 
 
 @dataclass
@@ -100,6 +101,21 @@ class SearchSpec:
 
 
 @dataclass
+class DiagnosticsSpec:
+    """Sharpness and SGD-noise diagnostics of each algorithm's models (see modeldiff.diagnostics.study)."""
+    models: int = field(default=0, metadata={"help": "models diagnosed per algorithm (the first ones); 0 = stage off"})
+    probes: int = field(default=4, metadata={"help": "Hutchinson probes for tr(H²) (they also estimate tr(ΣH))"})
+    lanczos_steps: int = field(default=20, metadata={"help": "most Lanczos iterations (HVPs) for λ_max"})
+    lanczos_tol: float = field(default=1e-3, metadata={"help": "stop Lanczos at this relative residual of λ_max"})
+    batch_size: int = field(default=1024, metadata={"help": "examples per pass chunk (memory bound)"})
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.models < 0 or self.probes < 2 or self.lanczos_steps < 1 or self.batch_size < 1:
+            raise UserError("diagnostics: models must be >= 0, probes >= 2, lanczos_steps and batch_size >= 1")
+
+
+@dataclass
 class StudyConfig:
     name: str
     algorithm_a: AlgorithmSpec
@@ -113,6 +129,7 @@ class StudyConfig:
     counterfactual: CounterfactualSpec = field(default_factory=CounterfactualSpec)
     calibration: NullSpec = field(default_factory=NullSpec)
     search: SearchSpec = field(default_factory=SearchSpec)
+    diagnostics: DiagnosticsSpec = field(default_factory=DiagnosticsSpec)
     data: dict = field(default_factory=dict, metadata={"help": "overrides of both recipes' data section"})
     plant: dict = field(default_factory=dict, metadata={"help": "planted study: arguments of planted.plant.plant"})
     pretrain: dict = field(default_factory=dict, metadata={
@@ -159,7 +176,13 @@ def load_study(path_or_name: str) -> StudyConfig:
         shipped = sorted(p.parent.name + "/" + p.stem for p in STUDIES_DIR.glob("*/*.yaml")
                          if p.stem in ("digits", "digits_linear", "cifar10"))
         raise UserError(f"no study {path_or_name!r}: give a study YAML or one of {', '.join(shipped)}")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise UserError(f"study {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"study {path} must be a YAML mapping (name: ..., algorithm_a: ..., algorithm_b: ...), "
+                        f"got {'an empty file' if data is None else 'a ' + type(data).__name__}")
     cfg = _build(StudyConfig, data, "", what="study")
     cfg.folder = str(path.parent)
     return cfg

@@ -4,6 +4,7 @@ subpopulations -> counterfactual tests -> report. Every stage resumes from what 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 
 from datamodels.data.dataset import Dataset
 from datamodels.store.store import Store
+from modeldiff.atomic import atomic_write_text
 from modeldiff.errors import UserError
 from modeldiff.studies.config import StudyConfig
 
@@ -34,15 +36,27 @@ def load_study_data(cfg: StudyConfig, data_dir: str | None = None) -> Dataset:
     return load_from_config(recipe.data, search_path=cfg.folder or None)  # targets may sit beside the study
 
 
+def _stamp(path: Path):
+    """The settings recorded beside a cached result, or None (missing or unreadable: recompute)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def train_algorithms(cfg: StudyConfig, data: Dataset, out: Path, device: str, data_dir=None,
                      recipes=None) -> tuple[Store, Store]:
     """Fill (or resume) one store per algorithm, each with its own run seed (``cfg.seeds()``:
     the algorithm's ``seed``, else the study's; equal seeds give both the same masks).
     ``recipes``: (A, B) to use instead of the study's own."""
+    from datamodels.training.backends import check_recipe
     from datamodels.training.launchers import fill_store
 
+    recipes = list(recipes or cfg.recipes(data_dir))
+    for recipe in recipes:  # both algorithms' targets and settings, before either store exists (one line)
+        check_recipe(recipe, data)
     stores = []
-    for tag, recipe, seed in zip("ab", recipes or cfg.recipes(data_dir), cfg.seeds()):
+    for tag, recipe, seed in zip("ab", recipes, cfg.seeds()):
         if recipe.init.kind == "checkpoint" and cfg.pretrain:
             recipe = recipe.replace(**{"init.checkpoint": str(pretrained_checkpoint(cfg, recipe, data, out, device))})
         store = Store.create_or_resume(out / f"store_{tag}", recipe, data, cfg.models, cfg.subset_fraction, seed)
@@ -78,11 +92,18 @@ def attribute_stores(cfg: StudyConfig, stores, out: Path, device: str, method: s
         path = out / f"scores_{tag}_{method}.h5"
         stamp = out / f"scores_{tag}_{method}.json"
         key = {"method": method, "params": params, "n_models": n_models, "valid": len(store.valid_indices())}
-        if not (path.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == key):
-            attribute_to_file(store, path, method, n_models=n_models, device=device, **params)
-            stamp.write_text(json.dumps(key))
+        if not (path.is_file() and stamp.is_file() and _stamp(stamp) == key):
+            attribute_to_file(store, path, method, n_models=n_models, device=device,
+                              progress=progress_label(cfg, tag), **params)
+            atomic_write_text(stamp, json.dumps(key))
         scores.append(read_influence(path).scores)
     return scores[0], scores[1]
+
+
+def progress_label(cfg: StudyConfig, tag: str) -> str:
+    """How progress headings name algorithm ``tag`` ("a"/"b"): ``A (high noise)``."""
+    label = (cfg.algorithm_a if tag == "a" else cfg.algorithm_b).label
+    return f"{tag.upper()} ({label})" if label and label != tag.upper() else tag.upper()
 
 
 def compare(cfg: StudyConfig, scores_a, scores_b, data: Dataset) -> tuple[Direction, Direction]:
@@ -152,10 +173,12 @@ def run_counterfactuals(cfg: StudyConfig, direction: Direction, stores, data: Da
             continue
         transform, target = user_transform(item)
         tests.append((transform, top_target if target is None else target))
-    for transform, target in tests:
+    for k, (transform, target) in enumerate(tests, 1):
+        print(f"    transform {k} of {len(tests)}: {transform!r} -> class {target}", file=sys.stderr, flush=True)
         x = counterfactual_inputs(data, target, spec.n_test, spec.seed, rows)
         direction.counterfactuals.append(counterfactual_effects(pred_a, pred_b, x, transform, target, **kw))
         if spec.sizes and hasattr(transform, "with_params") and "size" in getattr(transform, "params", {}):
+            print(f"      patch sizes {', '.join(map(str, spec.sizes))}", file=sys.stderr, flush=True)
             direction.sweeps.append(patch_size_sweep(pred_a, pred_b, x, transform, target, spec.sizes, **kw))
 
 
@@ -179,7 +202,7 @@ def attribute_with_null(cfg: StudyConfig, stores, out: Path, device: str, method
         rows = [select_models(s, method, None) for s in stores]
         params = {"n_lambdas": spec.lambdas}
         return scores_a, scores_b, lambda: null.regression_halves(*stores, *rows, n_splits=ns.splits, seed=cfg.seed,
-                                                                  device=device, **params)
+                                                                  device=device, progress=True, **params)
     from datamodels.attribution.influence_io import write_influence
 
     params = {"proj_dim": spec.proj_dim, "batch_size": spec.batch_size}
@@ -188,12 +211,12 @@ def attribute_with_null(cfg: StudyConfig, stores, out: Path, device: str, method
         rows = select_models(store, "trak", spec.models)
         path, stamp = out / f"trak_groups_{tag}.npz", out / f"trak_groups_{tag}.json"
         key = {"params": params, "rows": [int(r) for r in rows], "groups": ns.groups}
-        if path.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == key:
+        if path.is_file() and stamp.is_file() and _stamp(stamp) == key:
             g = null.TrakGroups.load(path)
         else:
-            g = null.trak_groups(store, rows, ns.groups, device=device, **params)
+            g = null.trak_groups(store, rows, ns.groups, device=device, progress_label=progress_label(cfg, tag), **params)
             g.save(path)
-            stamp.write_text(json.dumps(key))
+            atomic_write_text(stamp, json.dumps(key))
         full = g.scores()
         data = store.load_dataset()
         meta = store.metadata["dataset"]
@@ -208,10 +231,17 @@ def attribute_with_null(cfg: StudyConfig, stores, out: Path, device: str, method
 
 def calibrate_null(cfg: StudyConfig, halves, directions):
     """The null calibration of both directions' components (:func:`modeldiff.diff.null.calibrate`)."""
+    from datamodels.attribution.progress import heading
     from modeldiff.diff.null import calibrate
 
+    def counted():  # a heading per split: each costs 8 ModelDiff fits
+        n = cfg.calibration.splits
+        for k, split in enumerate(halves(), 1):
+            heading(f"  null calibration: split {k} of {n} (8 ModelDiff fits)")
+            yield split
+
     fits = {d.name: d.fit for d in directions}
-    return calibrate(halves(), cfg.components, fits, level=cfg.calibration.level, random_state=cfg.seed)
+    return calibrate(counted(), cfg.components, fits, level=cfg.calibration.level, random_state=cfg.seed)
 
 
 def run_search(cfg: StudyConfig, stores, data: Dataset, directions, device: str, rows=None, exclude=()):
@@ -241,4 +271,6 @@ def run_search(cfg: StudyConfig, stores, data: Dataset, directions, device: str,
                           max_models=sp.models)
     settings = SearchSettings(n_confirm=sp.n_confirm, alpha=sp.alpha, n_inputs=sp.n_inputs,
                               n_resamples=sp.n_resamples, seed=sp.seed)
-    return search(halves, cands, settings, class_names=list(data.class_names))
+    from datamodels.attribution.progress import heading
+
+    return search(halves, cands, settings, class_names=list(data.class_names), progress=heading)

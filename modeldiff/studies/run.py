@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from modeldiff.atomic import atomic_path, atomic_write_text
 from modeldiff.report.verdict import verdict
 from modeldiff.studies.config import StudyConfig
 from modeldiff.studies.pipeline import (
@@ -36,11 +37,16 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     ``candidates_tested`` and ``headline``; ``summary["verdict"]`` states the conclusion.
     """
     from modeldiff.report import write_report
+    from modeldiff.studies.validate import validate_study
 
     out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    print(f"checking the study {cfg.name} (data, settings, transforms) before any training", file=sys.stderr, flush=True)
     data = data if data is not None else load_study_data(cfg, data_dir)
-    stage = _stages(4 + cfg.calibration.enabled + cfg.search.enabled)
+    print(f"  {data.name}: {data.n_train} training / {data.n_test} test examples; checking settings and transforms",
+          file=sys.stderr, flush=True)
+    validate_study(cfg, data, out, method)  # seconds: everything that would fail after training
+    out.mkdir(parents=True, exist_ok=True)
+    stage = _stages(4 + cfg.calibration.enabled + cfg.search.enabled + (cfg.diagnostics.models > 0))
     stage(f"training both algorithms ({cfg.models} models each)")
     stores = train_algorithms(cfg, data, out, device, data_dir, recipes)
     stage(f"attributing both algorithms ({method or cfg.attribution.method})")
@@ -57,6 +63,11 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
         stage("transformation search (discovery halves, then confirmation halves)")
     searched = run_search(cfg, stores, data, directions, device, counterfactual_rows, search_exclude) \
         if cfg.search.enabled else {}
+    diagnostics = None
+    if cfg.diagnostics.models > 0:
+        from modeldiff.diagnostics.study import run_diagnostics
+        stage(f"sharpness and SGD-noise diagnostics ({cfg.diagnostics.models} models each)")
+        diagnostics = run_diagnostics(cfg.diagnostics, stores, cfg.labels(), out, device)
     stage("counterfactual tests and reports")
     label_a, label_b = cfg.labels()
     summary = {"study": cfg.name, "dataset": data.name, "method": method or cfg.attribution.method,
@@ -71,8 +82,13 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     if calibration is not None:
         summary["null"] = {k: v for k, v in calibration.to_dict().items() if k != "directions"}
     summary["verdict"] = verdict(summary)
+    if diagnostics is not None:
+        from modeldiff.diagnostics.study import summary_entry
+        summary["diagnostics"] = summary_entry(diagnostics)
     for d, names, extra in ((directions[0], (label_a, label_b), extra_counterfactuals), (directions[1], (label_b, label_a), ())):
+        print(f"  counterfactual tests, {names[0]} − {names[1]}", file=sys.stderr, flush=True)
         run_counterfactuals(cfg, d, stores, data, device, extra, counterfactual_rows)
+        print(f"  writing the report {out / f'report_{d.name}'}", file=sys.stderr, flush=True)
         image = getattr(data, "is_image", True)  # other data: examples shown as weight bars
         report = write_report(out / f"report_{d.name}", d.fit, subpops=d.subpops,
                               train_images=data.x_train if image else None,
@@ -83,10 +99,11 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
                               meta={"study": cfg.name, "method": summary["method"]},
                               verdict=summary["verdict"], algorithms=summary["algorithms"],
                               calibration=summary["directions"][d.name].get("components"),
-                              search=searched.get(d.name), direction=d.name)
-        np.save(out / f"components_{d.name}.npy", d.fit.components_)
+                              search=searched.get(d.name), direction=d.name, diagnostics=diagnostics)
+        with atomic_path(out / f"components_{d.name}.npy") as tmp, open(tmp, "wb") as fh:
+            np.save(fh, d.fit.components_)
         summary["directions"][d.name] = direction_summary(d, report, calibration, searched.get(d.name))
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=float))
     return summary
 
 

@@ -68,6 +68,10 @@ def check_recipe(recipe, data=None) -> str:
             check_data(recipe, data)
     if recipe.loader == "ffcv" and backend != "ensemble":
         raise UserError(f"loader ffcv feeds the ensemble backend only, not {backend}: use loader: tensor")
+    if data is not None and not recipe.model.builtin:  # import, build and run the user model once, up front
+        from datamodels.training.model_factory import check_user_model
+
+        check_user_model(recipe.model, data)
     return backend
 
 

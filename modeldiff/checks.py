@@ -1,4 +1,5 @@
-"""Checks every command runs before doing any work: device names, output locations, free space."""
+"""Checks run before any work, by every command and by the study runner: device names, output locations
+(writable, not a file), free space; and a notice printed only when a step turns out slow."""
 from __future__ import annotations
 
 import os
@@ -69,3 +70,32 @@ def check_free_space(path, need_bytes: int, what: str) -> None:
     if need_bytes > free:
         raise UserError(f"{what} needs {need_bytes / 2**20:.1f} MiB but only {free / 2**20:.1f} MiB are free "
                         f"at {existing_ancestor(Path(path))}: free some space or choose another location")
+
+
+class notice_if_slow:
+    """Context manager: print ``message`` on stderr only if the block is still running after ``after``
+    seconds, so fast steps (and bad input refused at once) stay silent — one ``error:`` line — while a
+    slow load never runs silently.
+
+    >>> with notice_if_slow("loading cifar10 and checking recipe r"):
+    ...     data = load()
+    """
+
+    def __init__(self, message: str, after: float = 5.0):
+        import threading
+
+        self._timer = threading.Timer(after, self._say, args=(message,))
+        self._timer.daemon = True
+
+    @staticmethod
+    def _say(message: str) -> None:
+        import sys
+
+        print(message, file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()

@@ -1,0 +1,9 @@
+"""Names of the launchers that run training chunks (torch-free: ``modeldiff train|plan --launcher``
+choices and :func:`datamodels.training.launchers.fill_store` read this one registry)."""
+from __future__ import annotations
+
+from datamodels.registry import Registry
+
+LAUNCHERS = Registry("launcher")
+LAUNCHERS.register("local", "processes on this machine (one per device or group of cores)")
+LAUNCHERS.register("ray", "Ray tasks (a local Ray instance, or a cluster with --address)")

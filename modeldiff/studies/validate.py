@@ -1,0 +1,200 @@
+"""Everything a study can check before it trains a single model.
+
+:func:`validate_study` runs in seconds (no model is built) and raises one-line
+:class:`~modeldiff.errors.UserError` s for: sizes and counts out of range, attribution settings
+(``check_settings`` of the estimator, TRAK models vs trained models, null-calibration groups),
+counterfactual transform specs (each transform and each swept patch size is applied to two real
+test inputs, so a patch larger than the image or a user transform that changes the shape is
+refused here, not after training), search settings and families, the pretraining task, and the
+output folder (writable, room for both stores' arrays).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from modeldiff.counterfactual.library import FAMILIES as SEARCH_FAMILIES  # one list, kept with the candidates
+from modeldiff.errors import UserError
+
+
+def validate_study(cfg, data, out=None, method: str | None = None) -> None:
+    """Refuse a study that would fail after training (see the module docstring).
+
+    Args:
+        cfg: the :class:`~modeldiff.studies.config.StudyConfig`.
+        data: the study's :class:`~datamodels.data.dataset.Dataset` (``x_test[n, *input_shape]``).
+        out: the output folder (checked for writability and free space) or ``None``.
+        method: the attribution method overriding the study's, or ``None``.
+    """
+    _check_counts(cfg)
+    _check_attribution(cfg, method or cfg.attribution.method)
+    image = getattr(data, "is_image", True)
+    probe = data.x_test[:2]
+    _check_counterfactual(cfg, probe, image, data.num_classes)
+    if cfg.search.enabled:
+        _check_search(cfg, probe, image)
+    if cfg.pretrain and cfg.pretrain.get("task", "rotation") != "rotation":
+        raise UserError(f"pretrain.task must be 'rotation', got {cfg.pretrain.get('task')!r}")
+    if out is not None:
+        _check_out(cfg, data, Path(out))
+
+
+def _positive(value, name: str, minimum: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise UserError(f"study key {name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_counts(cfg) -> None:
+    _positive(cfg.models, "models", 2)
+    _positive(cfg.components, "components")
+    _positive(cfg.ensemble_size, "ensemble_size")
+    if not 0 < cfg.subset_fraction <= 1:
+        raise UserError(f"study key subset_fraction must be in (0, 1], got {cfg.subset_fraction}")
+
+
+def _check_attribution(cfg, method: str) -> None:
+    from datamodels.attribution.api import check_settings
+
+    spec = cfg.attribution
+    from datamodels.attribution.names import METHODS
+
+    METHODS.check(method, key="attribution method")
+    if method == "trak":
+        params = {"proj_dim": spec.proj_dim, "batch_size": spec.batch_size}
+        _positive(spec.models, "attribution.models")
+        if spec.models > cfg.models:
+            raise UserError(f"attribution.models ({spec.models}) exceeds the models trained per algorithm "
+                            f"({cfg.models}): lower attribution.models or raise models")
+        units = spec.models
+    else:
+        params = {"n_lambdas": spec.lambdas}
+        if cfg.models < 10:
+            raise UserError(f"datamodels attribution needs at least 10 models per algorithm, the study trains "
+                            f"{cfg.models}: raise models (datamodels needs hundreds to be useful) or use trak")
+        units = cfg.models
+    check_settings(method, params)
+    ns = cfg.calibration
+    if ns.enabled:
+        # 4 null fits per split; a component can be beyond null only when (1 - level)(1 + 4 splits) >= 1
+        least = math.ceil((1 / (1 - ns.level) - 1) / 4 - 1e-9)
+        if ns.splits < least:
+            raise UserError(f"calibration.splits {ns.splits} gives {4 * ns.splits} null fits, too few for "
+                            f"calibration.level {ns.level} (no component could ever be beyond null): use "
+                            f"calibration.splits >= {least}")
+        need = 2 if method == "trak" else 20  # each datamodels half regresses on >= 10 models
+        if units < need:
+            raise UserError(f"the null calibration splits each algorithm's {'attribution ' if method == 'trak' else ''}"
+                            f"models into halves and needs at least {need}, got {units}: raise "
+                            f"{'attribution.models' if method == 'trak' else 'models'} or set calibration.enabled: "
+                            "false")
+
+
+def _check_counterfactual(cfg, probe: torch.Tensor, image: bool, n_classes: int) -> None:
+    from modeldiff.counterfactual.transforms.spec import parse_transform
+    from modeldiff.counterfactual.user_transform import is_user_spec, user_transform
+
+    spec = cfg.counterfactual
+    _positive(spec.auto_candidates, "counterfactual.auto_candidates", 0)
+    _positive(spec.top_k, "counterfactual.top_k")
+    _positive(spec.n_test, "counterfactual.n_test")
+    _positive(spec.bootstrap, "counterfactual.bootstrap")
+    for s in spec.sizes:
+        _positive(s, "counterfactual.sizes entry")
+    if not isinstance(spec.transforms, list):
+        raise UserError(f"counterfactual.transforms must be a list, got {spec.transforms!r}")
+    for item in spec.transforms:
+        if is_user_spec(item):
+            try:
+                transform, target = user_transform(item, cfg.folder or None)
+            except UserError:
+                raise
+            except (ValueError, TypeError) as err:  # e.g. a target_class that is not an integer
+                raise UserError(f"counterfactual transform {item!r}: {err}") from None
+            _dry_run(transform, probe, item)
+            if target is not None and not 0 <= target < n_classes:
+                raise UserError(f"counterfactual transform {item!r}: target_class {target} is not a class "
+                                f"(0..{n_classes - 1})")
+            continue
+        if not isinstance(item, str):
+            raise UserError(f"counterfactual transform {item!r}: give a spec like 'patch:size=3' or 'pkg.mod:fn'")
+        try:
+            transform = parse_transform(item, seed=spec.seed)
+        except (ValueError, TypeError) as err:
+            raise UserError(f"counterfactual transform {item!r}: {err}") from None
+        if not image:
+            continue  # image-only transforms are skipped on other data (the study says so)
+        _dry_run(transform, probe, item)
+        if spec.sizes and "size" in transform.params:
+            for size in spec.sizes:
+                _dry_run(transform.with_params(size=size), probe, f"{item} at counterfactual.sizes {size}")
+
+
+def check_transforms(transforms, x: torch.Tensor, sizes=()) -> None:
+    """Apply each transform, and each patch transform at each of ``sizes``, to two inputs of ``x``
+    (``[n, *input_shape]``): a transform that cannot run on these inputs (e.g. a patch larger than
+    the image) is refused in one line before any model is loaded."""
+    probe = x[:2]
+    for t in transforms:
+        _dry_run(t, probe, repr(t))
+        if sizes and hasattr(t, "with_params") and "size" in getattr(t, "params", {}):
+            for size in sizes:
+                _dry_run(t.with_params(size=size), probe, f"{t!r} at size {size}")
+
+
+def _dry_run(transform, probe: torch.Tensor, what) -> None:
+    """Apply ``transform`` to two real inputs; any failure is one line naming the spec."""
+    try:
+        out = transform(probe.clone())
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a transform that cannot run on this data: say which and why
+        first = (str(err).splitlines() or [""])[0][:200]
+        raise UserError(f"counterfactual transform {what!r} cannot be applied to this study's inputs "
+                        f"{tuple(probe.shape[1:])}: {first}") from None
+    if not isinstance(out, torch.Tensor) or out.shape != probe.shape:
+        raise UserError(f"counterfactual transform {what!r} must return a tensor of its input's shape "
+                        f"{tuple(probe.shape)}")
+
+
+def _check_search(cfg, probe: torch.Tensor, image: bool) -> None:
+    from modeldiff.counterfactual.library import as_candidates, generic_candidates
+
+    sp = cfg.search
+    unknown = sorted(set(map(str, sp.families)) - set(SEARCH_FAMILIES))
+    if unknown:
+        raise UserError(f"search.families: unknown famil{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)}; "
+                        f"choose from {', '.join(SEARCH_FAMILIES)}")
+    _positive(sp.n_confirm, "search.n_confirm")
+    _positive(sp.n_inputs, "search.n_inputs", 2)
+    _positive(sp.models, "search.models", 2)
+    _positive(sp.overlays, "search.overlays", 0)
+    _positive(sp.n_resamples, "search.n_resamples")
+    if not 0 < sp.alpha < 1:
+        raise UserError(f"search.alpha must be in (0, 1), got {sp.alpha}")
+    if cfg.models < 4:
+        raise UserError(f"the search splits each algorithm's models into discovery and confirmation halves and "
+                        f"needs at least 4 models per algorithm, the study trains {cfg.models}: raise models or set "
+                        "search.enabled: false")
+    if image:
+        try:
+            cands = generic_candidates(probe.shape[1:], families=sp.families or None, seed=sp.seed)
+            cands = [t for t, _ in as_candidates(cands)]
+        except (ValueError, TypeError) as err:
+            raise UserError(f"search: {err}") from None
+        for t in cands:
+            _dry_run(t, probe, f"search candidate {t!r}")
+
+
+def _check_out(cfg, data, out: Path) -> None:
+    from datamodels.store.store import array_spec
+    from modeldiff.checks import check_free_space, check_output
+
+    check_output(out, "--out", folder=True, may_exist=True)
+    spec = array_spec(cfg.models, data.n_train, data.n_test, data.num_classes, True)
+    need = 2 * sum(int(np.prod(s["shape"])) * np.dtype(s["dtype"]).itemsize for s in spec.values())
+    existing = [out / f"store_{t}" for t in "ab" if (out / f"store_{t}" / "metadata.json").is_file()]
+    if not existing:
+        check_free_space(out, need, "the study's two stores")
