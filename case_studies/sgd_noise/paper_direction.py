@@ -17,21 +17,9 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
+from modeldiff.counterfactual.search import holm
 
 PAPER_TESTS = (("patch:pattern=texture,size=6,loc=random", "dog"), ("patch:pattern=window,size=6,loc=random", "truck"))
-
-
-def holm(p_values) -> np.ndarray:
-    """Holm step-down adjusted p-values (family-wise)."""
-    p = np.asarray(p_values, dtype=float)
-    order = np.argsort(p)
-    adj = np.empty_like(p)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p) - rank) * p[i]))
-        adj[i] = running
-    return adj
 
 
 def paper_direction(out_dir, sizes=(2, 4, 6, 8, 10), n_test: int = 300, seed: int = 0, device: str = "cpu",
