@@ -48,6 +48,8 @@ def test_planted_controls_hold_and_search_finds_the_feature(tmp_path):
     saved = json.loads((tmp_path / "summary_trak.json").read_text())
     tested = " ".join(r["transform"] for r in saved["directions"]["a_minus_b"]["search_tested"])
     assert "paste" not in tested
+    sig = summary["signal"]  # the planted direction's share of the residual variance (top component's: the most)
+    assert 0 <= sig["planted_variance"] <= 1.01 * sig["top_variance"] and 0 <= sig["cosine"] <= 1, sig
 
 
 def test_plant_construction():

@@ -1,8 +1,10 @@
 """A full disk (simulated ENOSPC) during ``modeldiff study``: at training, at attribution and at the
-final writes, each run ends with one ``error:`` line and exit 2, leaves no half-written file and
+final writes and while a report folder is written, each run ends with one ``error:`` line and exit 2, leaves no half-written file and
 no damaged store, and the run after space is freed gives results equal to an uninterrupted run."""
 import errno
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,6 +96,20 @@ def test_study_disk_full_at_each_stage_then_rerun_equals(reference, tmp_path, mo
         code, _, err = run_cli("study", study, "--out", out)
     _full(code, err, out)
     assert not (out / "summary.json").exists()
+    real_write_text = Path.write_text
+
+    def report_page_full(self, *a, **k):  # the disk fills as a report's page is written (figures already are)
+        if self.name == "report.html":
+            _enospc()
+        return real_write_text(self, *a, **k)
+
+    for folder in out.glob("report_*"):  # written whole by run 3; run 4 must not leave a partial one
+        shutil.rmtree(folder)
+    with monkeypatch.context() as m:  # 4. while a report folder is written: no half-written report folder
+        m.setattr(Path, "write_text", report_page_full)
+        code, _, err = run_cli("study", study, "--out", out)
+    _full(code, err, out)
+    assert not list(out.glob("report_*")), list(out.glob("report_*"))
     code, _, err = run_cli("study", study, "--out", out)  # space freed
     assert code == 0, err
     assert _summary(out) == _summary(ref)

@@ -9,6 +9,9 @@ study outputs it reports, against the planted training set:
   and three controls on the same data — the top B−A component, and the top principal
   component of A's and of B's own row-normalised attributions (what looking at one algorithm
   alone finds);
+* how much of the A−B residual variance lies along the planted set, against the top component's
+  (:func:`planted_signal`: the top component can only be the planted direction when the share is
+  near 1);
 * the chance level (share of planted images among training images) and the best possible
   precision at each k (1, or n_planted / k when fewer are planted);
 * the counterfactual effect of pasting the plant's own feature onto clean test images of the
@@ -55,6 +58,30 @@ def own_top_component(scores) -> np.ndarray:
     _, _, vt = randomized_svd(x, 1, random_state=0)
     v = vt[0]
     return v * np.sign(v[np.argmax(np.abs(v))])
+
+
+def planted_signal(scores_a, scores_b, planted_train, component) -> dict:
+    """How much of the A−B residual variance lies along the planted set, against the top component.
+
+    ModelDiff's residuals (rows of A and B L2-normalised, A's row minus its projection on B's,
+    columns centred) projected on the unit vector that is uniform over ``planted_train``
+    (``planted_variance``) and on ``component`` (the top A−B component, ``top_variance``);
+    ``share`` = planted / top: the top component can be the planted direction only when this
+    is near 1. ``cosine``: |cos| between the two directions."""
+    a, b = (np.asarray(x, dtype=np.float64) for x in (scores_a, scores_b))
+    na, nb = np.linalg.norm(a, axis=1, keepdims=True), np.linalg.norm(b, axis=1, keepdims=True)
+    keep = (na[:, 0] > 0) & (nb[:, 0] > 0)
+    a, b = a[keep] / na[keep], b[keep] / nb[keep]
+    r = a - (a * b).sum(1, keepdims=True) * b
+    r -= r.mean(0)
+    v = np.zeros(r.shape[1])
+    v[np.asarray(planted_train)] = 1.0
+    v /= np.linalg.norm(v)
+    c = np.asarray(component, dtype=np.float64)
+    c = c / np.linalg.norm(c)
+    planted_var, top_var = float(np.mean((r @ v) ** 2)), float(np.mean((r @ c) ** 2))
+    return {"planted_variance": planted_var, "top_variance": top_var, "share": planted_var / top_var,
+            "cosine": float(abs(v @ c))}
 
 
 def headline_at_plant(direction: dict, planted) -> dict:
@@ -107,7 +134,8 @@ def run_planted(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None
 
     weights = np.load(out / "components_a_minus_b.npy")[0]
     reverse = np.load(out / "components_b_minus_a.npy")[0]
-    own = {tag: own_top_component(read_influence(out / f"scores_{tag}_{method}.h5").scores) for tag in "ab"}
+    scores = {tag: read_influence(out / f"scores_{tag}_{method}.h5").scores for tag in "ab"}
+    own = {tag: own_top_component(scores[tag]) for tag in "ab"}
     paste = summary["directions"]["a_minus_b"]["counterfactuals"][0]
     n_train, n_planted = len(planted.data.y_train), len(planted.planted_train)
     summary["planted"] = {
@@ -121,6 +149,7 @@ def run_planted(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None
         "precision_b_own": precision_at(own["b"], planted.planted_train),
         "paste_effect": {"transform": paste["transform"], "a": paste["a"], "b": paste["b"], "diff": paste["diff"]},
         "search_headline": headline_at_plant(summary["directions"]["a_minus_b"], planted),
+        "signal": planted_signal(scores["a"], scores["b"], planted.planted_train, weights),
     }
     (out / f"summary_{method}.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary
@@ -138,6 +167,9 @@ def format_planted(planted: dict) -> str:
             f"    control B−A   {prec(planted['precision_b_minus_a'])}\n"
             f"    control A own {prec(planted.get('precision_a_own', {}))}\n"
             f"    control B own {prec(planted.get('precision_b_own', {}))}\n"
-            f"  search A−B headline: {h.get('transform')} (at the plant: {h.get('at_plant')}, B small: {h.get('b_small')})\n"
+            + (f"    residual variance along the planted set {planted['signal']['planted_variance']:.3g} vs the top "
+               f"component's {planted['signal']['top_variance']:.3g} (share {planted['signal']['share']:.3g})\n"
+               if "signal" in planted else "")
+            + f"  search A−B headline: {h.get('transform')} (at the plant: {h.get('at_plant')}, B small: {h.get('b_small')})\n"
             f"  pasting the feature -> class {planted['target_class']}: A {a['mean']:+.4f} [{a['ci_low']:+.4f}, {a['ci_high']:+.4f}], "
             f"B {b['mean']:+.4f} [{b['ci_low']:+.4f}, {b['ci_high']:+.4f}]")

@@ -13,6 +13,7 @@ from datamodels.store.store import Store
 from datamodels.training.launcher_names import LAUNCHERS
 from datamodels.training.runner import plan_chunks, train_chunk
 from modeldiff.errors import UserError
+from modeldiff.progress import step_bar
 
 
 def run_local(store: Store, chunks, device: str, workers: int, dataset: Dataset | None, bar: tqdm) -> list[int]:
@@ -22,9 +23,14 @@ def run_local(store: Store, chunks, device: str, workers: int, dataset: Dataset 
     if workers <= 1:
         data = dataset if dataset is not None else store.load_dataset()  # loaded once for all chunks
         for k, chunk in enumerate(chunks, 1):  # a step counter inside each chunk: no silent minutes
-            with tqdm(desc=f"  chunk {k} of {len(chunks)} ({len(chunk)} models at once)", unit="step", leave=False,
-                      dynamic_ncols=True, disable=bar.disable) as steps:
-                done = train_chunk(str(store.path), chunk, device, data, progress=steps.update)
+            with step_bar(f"  chunk {k} of {len(chunks)} ({len(chunk)} models at once)", disable=bar.disable) as steps:
+                total, size = chunk_steps(store, data, chunk), len(chunk)
+
+                def step(n, steps=steps, total=total, size=size):
+                    steps.update(n)
+                    if total is not None and steps.n >= total:  # the evaluation and commit have no steps
+                        steps.set_postfix_str(f"evaluating and saving {size} models")
+                done = train_chunk(str(store.path), chunk, device, data, progress=step)
             bar.update(len(done))
         return [os.getpid()]
     ctx = mp.get_context("spawn")
@@ -39,6 +45,20 @@ def run_local(store: Store, chunks, device: str, workers: int, dataset: Dataset 
             pids.add(pid)
             bar.update(len(rows))
     return sorted(pids)
+
+
+def chunk_steps(store: Store, data: Dataset, chunk) -> int | None:
+    """Optimiser steps a chunk reports when its models train together (ensemble, vmap); None otherwise."""
+    from datamodels.training.backends import check_recipe
+    from datamodels.training.backends.common import steps_per_epoch
+
+    try:
+        if check_recipe(store.recipe, data) not in ("ensemble", "vmap"):
+            return None
+    except UserError:  # the chunk itself reports a bad recipe in one line
+        return None
+    m = int(store.masks[int(chunk[0])].sum())
+    return steps_per_epoch(m, store.recipe) * store.recipe.epochs
 
 
 _GIVEN_DATASET: list = []  # in a pool worker: the dataset the caller passed (set by the initializer)

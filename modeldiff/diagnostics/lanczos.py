@@ -35,13 +35,14 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, *, steps: 
     gen = torch.Generator().manual_seed(int(seed))
     v = torch.randn(dim, generator=gen, dtype=torch.float64)
     v = (v / v.norm()).to(device, dtype)
-    basis, cols, betas, hnorm2 = [], [], [], 0.0
+    cols, betas, hnorm2 = [], [], 0.0
     beta, theta, resid, s_top = 0.0, math.nan, math.inf, None
     steps = min(int(steps), dim)
+    store = torch.empty(max(steps, 1), dim, device=v.device, dtype=v.dtype)  # the basis rows, filled in turn
     converged = False
     for j in range(steps):
-        basis.append(v)
-        vm = torch.stack(basis)  # [j+1, d]
+        store[j] = v
+        vm = store[:j + 1]  # [j+1, d]
         w = matvec(v)
         hnorm2 += float((w.double() ** 2).sum())
         c = vm @ w
@@ -69,10 +70,10 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, *, steps: 
             converged = True
             break
         v = w / beta
-    vm = torch.stack(basis)
+    vm = store[:len(cols)].clone()
     nxt = w / beta if beta > 0 else torch.zeros_like(w)
     return {"lambda_max": theta, "lambda_min": float(evals[0]), "residual": resid, "converged": converged,
-            "steps": len(basis), "basis": vm, "t": t, "h_basis_norm2": hnorm2, "beta": beta, "next": nxt,
+            "steps": len(cols), "basis": vm, "t": t, "h_basis_norm2": hnorm2, "beta": beta, "next": nxt,
             "eigenvector": (s_top.to(vm.dtype).to(vm.device) @ vm)}
 
 

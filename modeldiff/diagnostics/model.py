@@ -47,8 +47,7 @@ def diagnose_model(loss: TrainingLoss, settings: DiagnosticSettings | None = Non
     seed = st.seed if seed is None else seed
     if st.trace_examples is None and st.probes < 1:
         raise ValueError("trace_examples=None estimates tr(ΣH) from the Hutchinson probes: probes must be >= 1")
-    value, acc = loss.value()
-    g = loss.grad()
+    value, acc, g = loss.first_order()  # also builds the graph the HVPs reuse (one chunk)
     lz = lanczos(loss.hvp, loss.dim, steps=st.lanczos_steps, tol=st.lanczos_tol, seed=seed,
                  min_steps=min(st.lanczos_min_steps, st.lanczos_steps), device=loss.device, dtype=loss.dtype)
     fro = frobenius_squared(lambda v: loss.hvp_blocks(v, st.hvp_block), loss.dim, probes=st.probes,

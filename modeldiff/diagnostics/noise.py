@@ -45,16 +45,33 @@ def sample_indices(n: int, m: int, seed: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))[:m]
 
 
+def gram_square_sums(gc: torch.Tensor, rows: int = 192) -> tuple[float, float]:
+    """``(Σ_ij (g_iᵀg_j)², Σ_i (g_iᵀg_i)²)`` of ``gc[m, d]``, never holding more than a
+    ``rows × rows`` block of the Gram matrix and computing each off-diagonal block once (the Gram
+    matrix is symmetric: about half the multiply-adds of ``gc @ gc.T`` for large ``m``)."""
+    m = gc.shape[0]
+    nb = max(1, math.ceil(m / rows))
+    edges = [round(i * m / nb) for i in range(nb + 1)]
+    total, diag = 0.0, 0.0
+    for a in range(nb):
+        ga = gc[edges[a]:edges[a + 1]]
+        for c in range(a, nb):
+            sq = (ga @ gc[edges[c]:edges[c + 1]].T).double() ** 2
+            total += float(sq.sum()) * (1 if a == c else 2)
+            if a == c:
+                diag += float(torch.diagonal(sq).sum())
+    return total, diag
+
+
 def sigma_frobenius(gc: torch.Tensor, n: int) -> float:
     """``‖Σ‖_F`` from centred gradients ``gc[m, d]`` of ``m`` of the ``n`` examples (exact when m = n)."""
     m = gc.shape[0]
-    sq = (gc @ gc.T).double() ** 2
-    diag = torch.diagonal(sq)
+    total, diag = gram_square_sums(gc)
     if m == n:
-        fro2 = float(sq.sum()) / n ** 2
+        fro2 = total / n ** 2
     else:
-        off = (float(sq.sum()) - float(diag.sum())) / (m * (m - 1))
-        fro2 = float(diag.mean()) / n + (n - 1) / n * off
+        off = (total - diag) / (m * (m - 1))
+        fro2 = diag / m / n + (n - 1) / n * off
     return math.sqrt(max(fro2, 0.0))
 
 
@@ -98,18 +115,25 @@ def noise_diagnostics(loss: TrainingLoss, grad_mean: torch.Tensor, *, examples: 
 
     # streamed pass over all n examples: tr(Σ), a_i = V g̃_i, b_i = v⁺ᵀ g̃_i, ‖u_i‖² (rows kept when m = n)
     proj, sq_norm, kept = [], [], []
+    rows = [vb] if vb is not None else []  # every direction the gradients are projected on, one pass
     if probe_pairs is not None:
         pz, hpz = (t.to(dev, dt) for t in probe_pairs)  # [r, d] each
+        r = pz.shape[0]
         vhp = vb[:k] @ hpz.T if vb is not None else None  # [k, r]: V H p_j
-        probe_sums = torch.zeros(pz.shape[0], dtype=torch.float64)  # Σ_i (u_iᵀ p_j)(u_iᵀ H p_j)
+        probe_sums = torch.zeros(r, dtype=torch.float64)  # Σ_i (u_iᵀ p_j)(u_iᵀ H p_j)
+        rows += [pz, hpz]
+    w = torch.cat(rows).T if rows else None  # [d, (k + 1) + 2r]
+    kb = k + 1 if vb is not None else 0
     for s in range(0, n, loss.batch_size):
-        gc = loss.per_example_grads(torch.arange(s, min(n, s + loss.batch_size))) - gbar
-        sq_norm.append((gc.double() ** 2).sum(1).cpu())
+        gc = loss.per_example_grads(torch.arange(s, min(n, s + loss.batch_size))).sub_(gbar)
+        sq_norm.append(torch.linalg.vector_norm(gc, dim=1).double().cpu() ** 2)
+        gw = gc @ w if w is not None else None
         if vb is not None:
-            proj.append((gc @ vb.T).double().cpu())
+            proj.append(gw[:, :kb].double().cpu())
         if probe_pairs is not None:  # u_i = g̃_i − Vᵀa_i; uᵀp = g̃ᵀp since p ⟂ V
-            uh = gc @ hpz.T - (gc @ vb[:k].T) @ vhp if vb is not None else gc @ hpz.T
-            probe_sums += ((gc @ pz.T).double() * uh.double()).sum(0).cpu()
+            gp, gh = gw[:, kb:kb + r], gw[:, kb + r:]
+            uh = gh - gw[:, :k] @ vhp if vb is not None else gh
+            probe_sums += (gp.double() * uh.double()).sum(0).cpu()
         if m == n:
             kept.append(gc)
         del gc
@@ -149,7 +173,10 @@ def noise_diagnostics(loss: TrainingLoss, grad_mean: torch.Tensor, *, examples: 
     se = 0.0 if exact else (float(terms.std(unbiased=True)) / math.sqrt(len(terms)) if len(terms) >= 2 else math.nan)
 
     # ‖Σ‖_F from the Gram matrix of (a sample of) centred gradients
-    gc = torch.cat(kept) if m == n else loss.per_example_grads(sample_indices(n, m, seed + 1)) - gbar
+    if m == n:
+        gc = kept[0] if len(kept) == 1 else torch.cat(kept)
+    else:
+        gc = loss.per_example_grads(sample_indices(n, m, seed + 1)).sub_(gbar)
     sigma_fro = sigma_frobenius(gc, n)
     return {"trace_sigma_h": base + rest, "trace_sigma_h_se": se, "trace_sigma_h_inside": base,
             "sigma_fro": sigma_fro, "trace_sigma": tr_sigma, "noise_examples": int(m),

@@ -1,7 +1,8 @@
 """The calibration run: measure, on this machine and with the study's real recipes, what each stage costs.
 
 Training: two chunks of a temporary store (``E`` and ``E/4`` models, ~``CAL_STEPS`` optimizer steps
-each, through the real trainer, :func:`datamodels.training.runner.train_chunk`) give setup, step and
+each, or exactly the one or two chunk sizes the store will have, through the real trainer,
+:func:`datamodels.training.runner.train_chunk`) give setup, step and
 finish times as functions of the ensemble size (:mod:`modeldiff.plan.scaling`), the peak memory of
 a training process and the size of one weights file. With ``W > 1`` workers, ``W`` processes then
 train one chunk each *at the same time* (each with ``cores / W`` threads), which measures the
@@ -15,13 +16,15 @@ import multiprocessing as mp
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from modeldiff.plan.memory import PeakSampler, rss_bytes, timed
+from modeldiff.plan.memory import PeakSampler, release_memory, rss_bytes, timed
 from modeldiff.plan.scaling import ChunkTimeModel, Linear
+from modeldiff.progress import step_bar
 
 CAL_STEPS = 10  # optimizer steps per model in a calibration chunk (plus one warm-up step)
 CAL_TRAK_EXAMPLES = 2  # TRAK: at least this many 64-example batches of per-example gradients are timed
@@ -41,6 +44,17 @@ class TrainingCalibration:
     weights_bytes: int  # one model's weights file
     forward_seconds: float  # one model, one example, evaluation forward pass
     seconds: float  # what this calibration itself took
+    # peak memory of a chunk = peak_base + peak_growth(E): the process before training plus the growth
+    # during a chunk of E models, fixed + per-model parts fitted on the calibration chunks' sizes
+    peak_base: int = 0
+    peak_growth: Linear | None = None
+    peak_points: tuple = ()  # ((E, growth bytes), ...) as measured
+
+    def peak_at(self, ensemble: int) -> int:
+        """Peak bytes of a training process whose largest chunk has ``ensemble`` models."""
+        if getattr(self, "peak_growth", None) is None:
+            return self.peak_rss
+        return int(self.peak_base + self.peak_growth(ensemble))
 
 
 @dataclass
@@ -91,8 +105,14 @@ class Calibration:
     attribution: AttributionCalibration | None = None
     diff: DiffCalibration | None = None
     evaluation: dict = field(default_factory=dict)  # recipe tag -> EvaluationCalibration
+    diagnostics: dict = field(default_factory=dict)  # recipe tag -> DiagnosticsCalibration (studies with diagnostics)
     seconds: float = 0.0
     reused: list = field(default_factory=list)  # what was reused instead of measured (stated in the plan)
+
+
+@contextmanager
+def _no_bar():
+    yield None
 
 
 def _threads_for(workers: int) -> int:
@@ -111,8 +131,19 @@ def steps_only_backend(recipe, data) -> bool:
     return check_recipe(recipe, data) in ("ensemble", "vmap")
 
 
+def fit_peak(points, base: int) -> tuple[Linear, int]:
+    """``(growth, base)``: the peak growth of a chunk as ``fixed + per_model · E`` through the measured
+    ``points`` ``[(E, growth bytes), ...]``. One size (a trainer that trains one model at a time, or
+    an ensemble size too small to split): all fixed, the growth measured at the size that is used."""
+    sizes, growth = zip(*points)
+    if len(set(sizes)) == 1:
+        return Linear(float(np.mean(growth)), 0.0), int(base)
+    return Linear.fit(sizes, growth), int(base)
+
+
 def calibrate_training(recipe, data, ensemble_size: int, device: str, folder: str, workers: int = 1,
-                       progress=None, finish_from: TrainingCalibration | None = None) -> TrainingCalibration:
+                       progress=None, finish_from: TrainingCalibration | None = None,
+                       show: bool = True, sizes: list[int] | None = None) -> TrainingCalibration:
     """Time two calibration chunks of ``recipe`` (and a concurrent run when ``workers > 1``).
 
     The calibration store is left in ``folder`` (its first model's weights serve the TRAK
@@ -127,35 +158,48 @@ def calibrate_training(recipe, data, ensemble_size: int, device: str, folder: st
 
     start = time.perf_counter()
     small = max(1, ensemble_size // 4)
-    sizes = [ensemble_size] if small == ensemble_size else [ensemble_size, small]
+    if sizes is None:  # any store: fit fixed and per-model parts on two sizes
+        sizes = [ensemble_size] if small == ensemble_size else [ensemble_size, small]
+    else:  # the chunk sizes the store will have (at most two): each measured as it will run, nothing fitted
+        sizes = sorted(set(sizes), reverse=True)
     steps = CAL_STEPS + 1
     fraction = min(1.0, steps * recipe.batch_size / data.n_train)
     cal = recipe.replace(epochs=1)
     old_threads = torch.get_num_threads()
     torch.set_num_threads(_threads_for(workers))
-    records, peak, weights_bytes = [], 0, 0
+    records, peak, weights_bytes, points, peak_base = [], 0, 0, [], None
     if finish_from is None and not steps_only_backend(recipe, data):  # loop / train_fn: nothing amortised
         sizes = [min(small, CAL_LOOP_MODELS)]  # one model after another: a chunk's time is proportional
     try:
         store = Store.create_or_resume(folder, cal, data, sum(sizes), fraction, seed=0,
                                        ensemble_size=ensemble_size)
         first = 0
-        for e in sizes:
+        for k, e in enumerate(sizes, 1):
             stamps: list[float] = []
+            release_memory()
+            rss0 = rss_bytes()
+            peak_base = rss0 if peak_base is None else min(peak_base, rss0)
+            desc = f"  calibration chunk {k} of {len(sizes)} ({e} models, {recipe.name})"
+            together = finish_from is not None or steps_only_backend(recipe, data)  # one count per step
+            with (step_bar(desc, steps if together else None) if show else _no_bar()) as bar:
+                def step(n, stamps=stamps, bar=bar, e=e):
+                    stamps.append(time.perf_counter())
+                    if bar is not None:
+                        bar.update(n)
+                        if len(stamps) >= steps and finish_from is None:
+                            bar.set_postfix_str(f"evaluating {e} models on {data.n_train + data.n_test} examples")
+                    if finish_from is not None and len(stamps) >= steps:
+                        raise _EnoughSteps
 
-            def step(n, stamps=stamps):
-                stamps.append(time.perf_counter())
-                if finish_from is not None and len(stamps) >= steps:
-                    raise _EnoughSteps
-
-            t0 = time.perf_counter()
-            with PeakSampler() as sampler:
-                try:
-                    train_chunk(str(store.path), list(range(first, first + e)), device, data, progress=step)
-                except _EnoughSteps:
-                    pass
-            t_end = time.perf_counter()
-            peak = max(peak, sampler.peak) if e == ensemble_size else peak
+                t0 = time.perf_counter()
+                with PeakSampler() as sampler:
+                    try:
+                        train_chunk(str(store.path), list(range(first, first + e)), device, data, progress=step)
+                    except _EnoughSteps:
+                        pass
+                t_end = time.perf_counter()
+            peak = max(peak, sampler.peak) if e == sizes[0] else peak
+            points.append((e, max(0, sampler.peak - rss0)))
             records.append((e, t0, stamps, t_end))
             if progress:
                 progress(e)
@@ -166,22 +210,39 @@ def calibrate_training(recipe, data, ensemble_size: int, device: str, folder: st
     setup, step, finish, spreads = [], [], [], []
     for _, t0, stamps, t_end in records:
         gaps = np.diff(stamps) if len(stamps) > 1 else np.array([stamps[0] - t0])
-        s = float(np.median(gaps))
+        s, spread = step_time(gaps)
         setup.append(max(0.0, stamps[0] - t0 - s))
         step.append(s)
         finish.append(t_end - stamps[-1])
-        q1, q3 = np.quantile(gaps, [0.25, 0.75])
-        spreads.append((q1 / s, q3 / s))
+        spreads.append(spread)
     finish_fit = Linear.fit(sizes, finish) if finish_from is None else finish_from.alone.finish
     chunk = ChunkTimeModel(Linear.fit(sizes, setup), Linear.fit(sizes, step), finish_fit,
                            (min(x[0] for x in spreads), max(x[1] for x in spreads)), workers=1)
     forward = chunk.finish.per_model / max(1, data.n_train + data.n_test)
-    if finish_from is not None:
+    if finish_from is not None:  # its evaluation (not run here) may need more than these steps
         peak = max(peak, finish_from.peak_rss)
+        theirs = dict(getattr(finish_from, "peak_points", ()) or ())
+        points = [(e, max(g, theirs.get(e, 0))) for e, g in points]
+    growth, peak_base = fit_peak(points, peak_base)
     alone, startup = chunk, 0.0
     if workers > 1:
         chunk, startup = _concurrent(recipe, data, ensemble_size, fraction, device, workers, chunk)
-    return TrainingCalibration(chunk, alone, startup, peak, weights_bytes, forward, time.perf_counter() - start)
+    return TrainingCalibration(chunk, alone, startup, peak, weights_bytes, forward, time.perf_counter() - start,
+                               peak_base=peak_base, peak_growth=growth, peak_points=tuple(points))
+
+
+def step_time(gaps) -> tuple[float, tuple[float, float]]:
+    """``(seconds per step, (low, high) multipliers))`` from the times between consecutive steps.
+
+    The **mean**: a store's training time is the sum of its steps, so the occasional slow step (a
+    new epoch's batch order and augmentation draws, an allocation, a collection) counts with its
+    weight; the median would leave them out and predict short when step times are skewed. The
+    interval: the quartiles relative to it (widened to contain it).
+    """
+    gaps = np.asarray(gaps, dtype=float)
+    s = float(gaps.mean())
+    q1, q3 = np.quantile(gaps, [0.25, 0.75])
+    return s, (min(1.0, q1 / s), max(1.0, q3 / s))
 
 
 def _weights_size(store) -> int:
@@ -241,12 +302,18 @@ def calibrate_trak(store_path, data, proj_dim: int, batch_size: int, device: str
         model = store.load_model(first, device)
     k = proj_dim
     proj = make_projector("auto", n_params(model), k, 0, torch.device(device), None)
-    n = min(data.n_train, max(batch_size, CAL_TRAK_EXAMPLES * 64))  # one real batch (at least 128 examples)
+    # One full batch and the training set's last partial one, as the study's pass over the training set ends
+    # (its peak memory: a full batch's per-example gradients, then the partial one's on a fragmented heap).
+    rest = data.n_train % batch_size if data.n_train > batch_size else 0
+    n = min(data.n_train, max(batch_size + rest, CAL_TRAK_EXAMPLES * 64))
     base = rss_bytes()
     featurize(model, data.x_train[:32], data.y_train[:32], proj, 0,
-              batch_size=batch_size)  # warm-up: projector caches, first-call allocations
+              batch_size=batch_size)  # warm-up: first-call allocations
+    # Timed as a study's next model: its own projector and seed (the projector's sign vectors and blocks are
+    # generated per model), at the study's batch size.
     with PeakSampler() as sampler, timed() as t_feat:
-        featurize(model, data.x_train[:n], data.y_train[:n], proj, 0, batch_size=batch_size)
+        proj = make_projector("auto", n_params(model), k, 0, torch.device(device), None)
+        featurize(model, data.x_train[:n], data.y_train[:n], proj, 1, batch_size=batch_size)
     rows = min(data.n_train, 4096)
     phi = torch.randn(rows, k)
     with timed() as t_inv:

@@ -16,8 +16,10 @@ from tqdm.auto import tqdm
 
 from modeldiff.errors import UserError
 from modeldiff.plan import calibrate as C
+from modeldiff.plan import calibrate_diagnostics as D
 from modeldiff.plan.memory import process_age, rss_bytes
 from modeldiff.plan.predict import StudyShape, predict
+from modeldiff.progress import heartbeat
 
 SCALE_OUT = (1, 2, 4, 8, 16, 32)  # Ray cluster sizes priced for --deadline
 
@@ -91,7 +93,10 @@ def _load(req: PlanRequest):
                        cfg.ensemble_size, req.workers, spec.method, spec.models, spec.proj_dim, spec.batch_size,
                        spec.lambdas, cfg.components,
                        null_fits=8 * cfg.calibration.splits if cfg.calibration.enabled else 0,
-                       **search_shape(cfg, data), **counterfactual_shape(cfg, data))
+                       **search_shape(cfg, data), **counterfactual_shape(cfg, data),
+                       diagnostics_models=min(cfg.diagnostics.models, cfg.models),
+                       diagnostics_batch=cfg.diagnostics.batch_size,
+                       diagnostics_spec=cfg.diagnostics if cfg.diagnostics.models > 0 else None)
     command = (f"modeldiff study {req.target} --out DIR" + (f" --models {req.models}" if req.models else "")
                + (f" --device {req.device}" if req.device != "cpu" else ""))
     return {"a": recipe_a, "b": recipe_b}, data, shape, command
@@ -179,10 +184,13 @@ def calibrate(req: PlanRequest) -> Calibrated:
     study = len(recipes) == 2
     keys = {tag: reuse.timing_key(r) for tag, r in recipes.items()}
     what = {"recipes": keys, "data": [data.n_train, data.n_test, data.num_classes, list(data.x_test.shape[1:])],
-            "ensemble": shape.ensemble_size, "workers": req.workers, "launcher": req.launcher,
+            "ensemble": shape.ensemble_size, "chunks": _chunk_sizes(shape), "workers": req.workers,
+            "launcher": req.launcher,
             "attribution": [shape.method, shape.proj_dim, shape.trak_batch, shape.lambdas, shape.models]
             if study and shape.method == "datamodels" else [shape.method, shape.proj_dim, shape.trak_batch],
-            "diff": [shape.n_test, shape.components], "search": [shape.search_inputs, shape.counterfactual_inputs]}
+            "diff": [shape.n_test, shape.components], "search": [shape.search_inputs, shape.counterfactual_inputs],
+            "diagnostics": (dataclasses.asdict(shape.diagnostics_spec) | {"models": 0}
+                            if shape.diagnostics_spec is not None else None)}
     key = reuse.fingerprint(what, req.device)
     cached = None if req.recalibrate else reuse.load(key)
     if cached is not None:
@@ -200,9 +208,9 @@ def calibrate(req: PlanRequest) -> Calibrated:
     distinct = {}  # timing key -> the first tag calibrated with it
     for tag in recipes:
         distinct.setdefault(keys[tag], tag)
-    steps = len(distinct) * (2 if study else 1) + (2 if study else 0)
+    steps = len(distinct) * (2 if study else 1) + (2 if study else 0) + bool(shape.diagnostics_models)
     with tempfile.TemporaryDirectory(prefix="modeldiff-plan-") as tmp, \
-            tqdm(total=steps, desc="calibrating", unit="stage", dynamic_ncols=True) as bar:
+            tqdm(total=steps, desc="calibrating", unit="stage", dynamic_ncols=True) as bar, heartbeat(bar):
         for tag, recipe in recipes.items():
             first = distinct[keys[tag]]
             if first != tag:  # timing-identical to an algorithm already calibrated
@@ -216,7 +224,8 @@ def calibrate(req: PlanRequest) -> Calibrated:
                             and contention_workers == 1 and C.steps_only_backend(recipe, data)), None)
             cal.training[tag] = C.calibrate_training(recipe, data, shape.ensemble_size, req.device,
                                                      os.path.join(tmp, f"store{tag}"), contention_workers,
-                                                     finish_from=cal.training[sibling] if sibling else None)
+                                                     finish_from=cal.training[sibling] if sibling else None,
+                                                     sizes=_chunk_sizes(shape))
             if req.launcher == "ray":
                 cal.training[tag].chunk = dataclasses.replace(cal.training[tag].alone, workers=req.workers)
             bar.update(1)
@@ -244,9 +253,46 @@ def calibrate(req: PlanRequest) -> Calibrated:
             bar.set_postfix_str("diff")
             cal.diff = C.calibrate_diff(shape.n_test, shape.n_train, shape.components)
             bar.update(1)
+            if shape.diagnostics_models:
+                bar.set_postfix_str("diagnostics (Hessian-vector products, per-example gradients)")
+                cal.diagnostics = _calibrate_diagnostics(
+                    recipes, data, shape, req.device, tmp,
+                    on_hvp=lambda k: bar.set_postfix_str(f"diagnostics: {k} Hessian-vector products"))
+                bar.update(1)
     cal.seconds = time.perf_counter() - started
     reuse.save(key, cal)
     return Calibrated(req, cal, recipes, shape, command, startup)
+
+
+def _chunk_sizes(shape: StudyShape) -> list[int]:
+    """The distinct chunk sizes of the study's (or recipe's) stores, largest first: what is calibrated."""
+    from modeldiff.plan.scaling import chunk_sizes
+
+    return sorted(set(chunk_sizes(shape.models, shape.ensemble_size)), reverse=True)
+
+
+def _calibrate_diagnostics(recipes: dict, data, shape: StudyShape, device: str, tmp: str, on_hvp=None) -> dict:
+    """One diagnostics calibration per model/data/trainer (:func:`modeldiff.plan.reuse.finish_key`), on the
+    first calibration store of that kind that kept weights; the other algorithm reuses it."""
+    from modeldiff.plan import reuse
+
+    n = max(1, round(shape.subset_fraction * shape.n_train))
+    out, done = {}, {}
+    for tag, recipe in recipes.items():
+        key = reuse.finish_key(recipe)
+        if key not in done:
+            folder = next((os.path.join(tmp, f"store{u}") for u in recipes
+                           if reuse.finish_key(recipes[u]) == key and _has_weights(os.path.join(tmp, f"store{u}"))),
+                          None)
+            if folder is None:  # no trained calibration model of this kind: use the first algorithm's
+                folder = os.path.join(tmp, f"store{next(iter(recipes))}")
+            done[key] = D.calibrate_diagnostics(folder, data, shape.diagnostics_spec, n, device, on_hvp=on_hvp)
+        out[tag] = done[key]
+    return out
+
+
+def _has_weights(folder: str) -> bool:
+    return any(Path(folder, "weights").glob("*.pt")) if Path(folder, "weights").is_dir() else False
 
 
 def predict_plan(c: Calibrated, models: int | None = None) -> dict:
@@ -274,6 +320,9 @@ def predict_plan(c: Calibrated, models: int | None = None) -> dict:
         parts.update({f"evaluate_{t}": v.seconds for t, v in cal.evaluation.items()
                       if next(u for u in cal.evaluation if cal.evaluation[u] is v) == t})
         parts.update({k: getattr(cal, k).seconds for k in ("attribution", "diff") if getattr(cal, k) is not None})
+        diag = getattr(cal, "diagnostics", None) or {}
+        if diag:
+            parts["diagnostics"] = sum({id(v): v.seconds for v in diag.values()}.values())
         out["calibration_parts"] = parts
     return out
 
@@ -292,10 +341,10 @@ def _on_machines(cal: C.Calibration, machines: int) -> C.Calibration:
 
 def assumptions(req: PlanRequest, shape: StudyShape) -> list[str]:
     out = [
-        "training: per-step, set-up and evaluation times measured on two calibration chunks "
-        f"({shape.ensemble_size} and {max(1, shape.ensemble_size // 4)} models, {C.CAL_STEPS} steps) with the real "
-        "recipe on this machine, linear in the ensemble size (trainers that train one model at a time: one chunk of "
-        "2 models, proportional); interval = quartiles of the measured step times",
+        "training: per-step, set-up and evaluation times and peak memory measured on calibration chunks of the "
+        f"store's own chunk sizes ({' and '.join(map(str, _chunk_sizes(shape)))} models, {C.CAL_STEPS} steps) with "
+        "the real recipe on this machine (trainers that train one model at a time: one chunk of 2 models, "
+        "proportional); interval = quartiles of the measured step times",
         "the machine is as busy during the study as during the calibration",
     ]
     if req.workers > 1 and req.launcher == "local":
@@ -315,5 +364,10 @@ def assumptions(req: PlanRequest, shape: StudyShape) -> list[str]:
         out.append(f"counterfactual tests: {shape.counterfactual_tests} per direction ({shape.counterfactual_sweeps} "
                    f"swept over {shape.counterfactual_sizes} sizes) at the measured cost of a store predictor call "
                    "and a bootstrap comparison; report writing not included (seconds)")
+    if shape.diagnostics_models:
+        out.append(f"diagnostics: {shape.diagnostics_models} models per algorithm, from diagnosing a calibration model "
+                   f"on {D.CAL_DIAG_EXAMPLES} examples with the study's settings: passes linear in the examples, "
+                   "the per-example-gradient Gram matrix quadratic; interval: the fewest to the most Lanczos steps, "
+                   "±15 %; a calibration model (a few steps) may need other Lanczos counts than a trained one")
     out.append("other stages: one calibration point each, interval ±15 %")
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modeldiff.plan.calibrate import AttributionCalibration, Calibration, DiffCalibration, TrainingCalibration
-from modeldiff.plan.scaling import steps_per_model, store_seconds
+from modeldiff.plan.scaling import chunk_sizes, steps_per_model, store_seconds
 
 MODEL_ERROR = 0.15  # relative half-width stated for stages predicted from one calibration point
 HDF5_OVERHEAD = 1.02  # chunk index and attributes of an influence dataset
@@ -47,6 +47,9 @@ class StudyShape:
     counterfactual_inputs: int = 0  # test images each transform is applied to
     counterfactual_resamples: int = 2000
     train_margins: bool = True
+    diagnostics_models: int = 0  # models diagnosed per algorithm (0: no diagnostics stage)
+    diagnostics_batch: int = 1024  # examples per pass chunk of the diagnostics
+    diagnostics_spec: object = None  # the study's DiagnosticsSpec (settings of the calibration run)
 
 
 def _stage(seconds, low, high, peak, disk) -> dict:
@@ -70,8 +73,10 @@ def store_bytes(shape: StudyShape, weights_bytes: int) -> int:
 def predict_training(cal: TrainingCalibration, recipe, shape: StudyShape, base_rss: int) -> dict:
     steps = steps_per_model(shape.n_train, shape.subset_fraction, recipe.batch_size, recipe.epochs)
     args = (cal.chunk, shape.models, shape.ensemble_size, steps, cal.startup)
+    largest = max(chunk_sizes(shape.models, shape.ensemble_size), default=shape.ensemble_size)
+    peak = cal.peak_at(largest)
     return _stage(store_seconds(*args, "mid"), store_seconds(*args, "low"), store_seconds(*args, "high"),
-                  max(cal.peak_rss, base_rss), store_bytes(shape, cal.weights_bytes))
+                  max(peak, base_rss), store_bytes(shape, cal.weights_bytes))
 
 
 def predict_attribution(cal: AttributionCalibration, shape: StudyShape, base_rss: int) -> dict:
@@ -141,6 +146,32 @@ def predict_counterfactual(evaluation: dict, shape: StudyShape, base_rss: int, w
     return _stage(seconds, *_spread(seconds), base_rss + min(shape.models, 16) * weights_bytes, 0)
 
 
+NOISE_MAX_BYTES = 512 << 20  # modeldiff.diagnostics.noise.noise_diagnostics: cap of the held gradients
+
+
+def predict_diagnostics(cals: dict, shape: StudyShape, base_rss: int) -> dict:
+    """``diagnostics_models`` models of each algorithm diagnosed on their training subsets
+    (``modeldiff.diagnostics.study.run_diagnostics``); ``cals``: tag ->
+    :class:`~modeldiff.plan.calibrate_diagnostics.DiagnosticsCalibration`."""
+    n = max(1, round(shape.subset_fraction * shape.n_train))
+    seconds, low, high, peak = 0.0, 0.0, 0.0, 0
+    for c in cals.values():
+        models = min(shape.diagnostics_models, shape.models)
+        r = n / max(1, c.examples)
+        m = min(n, max(2, min(4096, NOISE_MAX_BYTES // max(1, 4 * c.n_params))))
+        gram = m * m * c.n_params * c.gram_seconds_per_mac
+
+        def per_model(lanczos, c=c, r=r, gram=gram):
+            return (c.linear_seconds + (lanczos - c.lanczos_used) * c.hvp_seconds) * r + gram
+
+        seconds += models * per_model(c.lanczos_used)
+        low += models * per_model(c.lanczos_min) * (1 - MODEL_ERROR)
+        high += models * per_model(c.lanczos_max) * (1 + MODEL_ERROR)
+        chunk = min(shape.diagnostics_batch, n)
+        peak = max(peak, int(base_rss + c.activation_bytes * chunk + 4 * m * c.n_params + c.gram_entry_bytes * m * m))
+    return _stage(seconds, min(low, seconds), max(high, seconds), peak, 0)
+
+
 def predict(cal: Calibration, recipes: dict, shape: StudyShape) -> dict:
     """The plan: ``{"stages": {...}, "total_seconds", "total_seconds_low", "total_seconds_high",
     "peak_memory_bytes", "disk_bytes"}``. ``recipes``: ``{"a": recipe, "b": recipe}`` or ``{"": recipe}``."""
@@ -160,6 +191,9 @@ def predict(cal: Calibration, recipes: dict, shape: StudyShape) -> dict:
         stages["search"] = predict_search(cal.evaluation, shape, cal.base_rss, weights)
     if cal.evaluation and (shape.counterfactual_tests or shape.counterfactual_sweeps):
         stages["counterfactual"] = predict_counterfactual(cal.evaluation, shape, cal.base_rss, weights)
+    diagnostics = getattr(cal, "diagnostics", None)
+    if diagnostics and shape.diagnostics_models:
+        stages["diagnostics"] = predict_diagnostics(diagnostics, shape, cal.base_rss)
     total = {key: sum(s[key] for s in stages.values()) for key in ("seconds", "seconds_low", "seconds_high")}
     return {"stages": stages, "total_seconds": total["seconds"], "total_seconds_low": total["seconds_low"],
             "total_seconds_high": total["seconds_high"],

@@ -75,8 +75,8 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     for tag, store, label in (("a", stores[0], label_a), ("b", stores[1], label_b)):
         s = store.summary()
         summary["algorithms"][tag] = {"label": label, "accuracy": s["accuracy_mean"], "accuracy_std": s["accuracy_std"],
-                                      "noise_temperature": s["noise_temperature"], "models": s["done"],
-                                      "diverged": s["diverged"]}
+                              "noise_temperature": s["noise_temperature"], "models": s["done"],
+                              "diverged": s["diverged"]}
     for d in directions:
         summary["directions"][d.name] = direction_summary(d, None, calibration, searched.get(d.name))
     if calibration is not None:
@@ -90,16 +90,18 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
         run_counterfactuals(cfg, d, stores, data, device, extra, counterfactual_rows)
         print(f"  writing the report {out / f'report_{d.name}'}", file=sys.stderr, flush=True)
         image = getattr(data, "is_image", True)  # other data: examples shown as weight bars
-        report = write_report(out / f"report_{d.name}", d.fit, subpops=d.subpops,
-                              train_images=data.x_train if image else None,
-                              test_images=data.x_test if image else None, train_labels=data.y_train.numpy(),
-                              test_labels=data.y_test.numpy(), class_names=data.class_names,
-                              counterfactuals=d.counterfactuals, sweeps=d.sweeps, names=names,
-                              title=f"{cfg.name}: {names[0]} minus {names[1]}",
-                              meta={"study": cfg.name, "method": summary["method"]},
-                              verdict=summary["verdict"], algorithms=summary["algorithms"],
-                              calibration=summary["directions"][d.name].get("components"),
-                              search=searched.get(d.name), direction=d.name, diagnostics=diagnostics)
+        with atomic_path(out / f"report_{d.name}", directory=True) as tmp:  # a report folder is whole or absent
+            write_report(tmp, d.fit, subpops=d.subpops,
+                          train_images=data.x_train if image else None,
+                          test_images=data.x_test if image else None, train_labels=data.y_train.numpy(),
+                          test_labels=data.y_test.numpy(), class_names=data.class_names,
+                          counterfactuals=d.counterfactuals, sweeps=d.sweeps, names=names,
+                          title=f"{cfg.name}: {names[0]} minus {names[1]}",
+                          meta={"study": cfg.name, "method": summary["method"]},
+                          verdict=summary["verdict"], algorithms=summary["algorithms"],
+                          calibration=summary["directions"][d.name].get("components"),
+                          search=searched.get(d.name), direction=d.name, diagnostics=diagnostics)
+        report = out / f"report_{d.name}" / "report.html"
         with atomic_path(out / f"components_{d.name}.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, d.fit.components_)
         summary["directions"][d.name] = direction_summary(d, report, calibration, searched.get(d.name))
