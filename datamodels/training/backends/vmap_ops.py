@@ -60,14 +60,11 @@ def _fallback(op, in_dims, args):
     return vmap(op, in_dims=in_dims)(*args), 0
 
 
-class _Conv2d(torch.autograd.Function):
-    """``F.conv2d`` with a vmap rule: ``M`` models as one convolution with ``groups * M`` groups."""
+class _VmapOnly(torch.autograd.Function):
+    """An operation differentiated only through its ``vmap`` rule: autograd records the physical
+    operations the rule runs, so the Function itself saves nothing and has no backward."""
 
     generate_vmap_rule = False
-
-    @staticmethod
-    def forward(x, w, b, stride, padding, dilation, groups):
-        return F.conv2d(x, w, b, stride, padding, dilation, groups)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -75,7 +72,15 @@ class _Conv2d(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        raise RuntimeError("vmap_ops.conv2d is differentiable only through its vmap rule")
+        raise RuntimeError("vmap_ops functions are differentiable only through their vmap rule")
+
+
+class _Conv2d(_VmapOnly):
+    """``F.conv2d`` with a vmap rule: ``M`` models as one convolution with ``groups * M`` groups."""
+
+    @staticmethod
+    def forward(x, w, b, stride, padding, dilation, groups):
+        return F.conv2d(x, w, b, stride, padding, dilation, groups)
 
     @staticmethod
     def vmap(info, in_dims, x, w, b, stride, padding, dilation, groups):
@@ -95,23 +100,13 @@ class _Conv2d(torch.autograd.Function):
         return _split(out, m)
 
 
-class _BatchNorm(torch.autograd.Function):
+class _BatchNorm(_VmapOnly):
     """``F.batch_norm`` on ``[N, C, H, W]`` with a vmap rule: one batch norm over ``M * C`` channels,
     updating the stacked running statistics in place."""
-
-    generate_vmap_rule = False
 
     @staticmethod
     def forward(x, mean, var, w, b, training, momentum, eps):
         return F.batch_norm(x, mean, var, w, b, training, momentum, eps)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        pass
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise RuntimeError("vmap_ops.batch_norm is differentiable only through its vmap rule")
 
     @staticmethod
     def vmap(info, in_dims, x, mean, var, w, b, training, momentum, eps):
@@ -130,22 +125,12 @@ class _BatchNorm(torch.autograd.Function):
         return _split(out, m)
 
 
-class _MaxPool2d(torch.autograd.Function):
+class _MaxPool2d(_VmapOnly):
     """``F.max_pool2d`` on ``[N, C, H, W]`` with a vmap rule: one pooling over ``M * C`` channels."""
-
-    generate_vmap_rule = False
 
     @staticmethod
     def forward(x, kernel_size, stride, padding, dilation, ceil_mode):
         return F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        pass
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise RuntimeError("vmap_ops.max_pool2d is differentiable only through its vmap rule")
 
     @staticmethod
     def vmap(info, in_dims, x, kernel_size, stride, padding, dilation, ceil_mode):
