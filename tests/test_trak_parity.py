@@ -90,12 +90,15 @@ def test_batching_and_spilling_do_not_change_scores(digits, projector):
     kw = {"proj_dim": None if projector == "identity" else 32, "projector": projector,
           "lambda_reg": 1e-2, "progress": False, "dtype": torch.float64}
     ref = TRAK(batch_size=60, test_block=1000, **kw).run(iter(nets), x, y, xt, yt)
-    blocks = {}
-    TRAK(batch_size=13, test_block=5, train_block=13, memory_budget_bytes=0, **kw).run(
-        iter(nets), x, y, xt, yt, write=lambda s, b: blocks.update({s: b}))
-    assert sorted(blocks) == [0, 5, 10]
-    got = np.concatenate([blocks[k] for k in sorted(blocks)])
-    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6 * np.abs(ref).max())
+    # features grown model by model and spilled (an iterator), preallocated in memory (a list: its
+    # length is known), preallocated in memory-mapped files (known length, over budget)
+    for models, budget in ((iter(nets), 0), (nets, 2 << 30), (nets, 0)):
+        blocks = {}
+        TRAK(batch_size=13, test_block=5, train_block=13, memory_budget_bytes=budget, **kw).run(
+            models, x, y, xt, yt, write=lambda s, b, blocks=blocks: blocks.update({s: b}))
+        assert sorted(blocks) == [0, 5, 10]
+        got = np.concatenate([blocks[k] for k in sorted(blocks)])
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6 * np.abs(ref).max())
     assert np.abs(ref).max() > 0
 
 

@@ -134,7 +134,7 @@ def _run(store, method, n_models, device, progress, params, write):
     from datamodels.attribution.progress import announced
 
     models = announced(rows, lambda i: store.load_model(i, device), _label(store, progress), len(rows))
-    scores = est.run(models, data.x_train, data.y_train, data.x_test, data.y_test, write)
+    scores = est.run(models, data.x_train, data.y_train, data.x_test, data.y_test, write, n_models=len(rows))
     return scores, {**est.params(), **est.projector_params_, **used}, len(rows)
 
 

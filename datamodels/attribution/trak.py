@@ -14,7 +14,6 @@ full matrix never sits in memory twice; per-model features spill to disk when la
 from __future__ import annotations
 
 import math
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from datamodels.attribution.feature_bank import FeatureBank
 from datamodels.attribution.gradients import featurize, n_params, resolve_model_output
 from datamodels.attribution.names import IDENTITY, PROJECTORS
 from datamodels.attribution.projectors import make_projector
@@ -123,43 +123,41 @@ class TRAK:
         return feats, phi_te, q
 
     def run(self, models: Iterable[tuple[int, nn.Module]], x_train, y_train, x_test, y_test,
-            write: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray | None:
+            write: Callable[[int, np.ndarray], None] | None = None, n_models: int | None = None) -> np.ndarray | None:
         """Score every test example against every train example.
 
         Args:
             x_train: ``[n_train, *input_shape]``, y_train ``[n_train]``; x_test, y_test likewise.
             write: ``write(start, block[rows, n_train] float32)`` receives the scores in test
                 blocks (e.g. ``InfluenceWriter.write_rows``); when None the scores are returned.
+            n_models: how many models ``models`` yields (``len(models)`` when it has one): the
+                features are then held in one preallocated block (:mod:`.feature_bank`).
         Returns:
             ``scores[n_test, n_train]`` float32 when ``write`` is None, else None.
         """
-        feats, tests, q_sum = [], [], None
-        spill = None
+        if n_models is None and hasattr(models, "__len__"):
+            n_models = len(models)
+        bank = FeatureBank(n_models, self.settings.memory_budget_bytes)
+        q_sum = None
         pd = self.settings.proj_dim
         self.proj_dim_ = auto_proj_dim(x_train.shape[0]) if pd == "auto" else pd
-        for model_id, model in models:
-            f, t, q = self._per_model(model, int(model_id), x_train, y_train, x_test, y_test)
-            q_sum = q.double() if q_sum is None else q_sum + q.double()
-            nbytes = (len(feats) + 1) * (f.numel() + t.numel()) * f.element_size()
-            if spill is None and nbytes > self.settings.memory_budget_bytes:
-                spill = tempfile.TemporaryDirectory(prefix="trak-features-")
-                feats = [_to_memmap(a, spill.name) for a in feats]
-                tests = [_to_memmap(a, spill.name) for a in tests]
-            feats.append(_to_memmap(f, spill.name) if spill else f)
-            tests.append(_to_memmap(t, spill.name) if spill else t)
-        if not feats:
-            raise ValueError("TRAK needs at least one model")
-        self.n_models_ = len(feats)
-        self.q_mean_ = (q_sum / len(feats)).to(self.dtype)
         try:
-            return self._scores(feats, tests, write)
+            for model_id, model in models:
+                f, t, q = self._per_model(model, int(model_id), x_train, y_train, x_test, y_test)
+                q_sum = q.double() if q_sum is None else q_sum + q.double()
+                bank.add(f, t)
+                del f, t
+            if not bank.count:
+                raise ValueError("TRAK needs at least one model")
+            self.n_models_ = bank.count
+            self.q_mean_ = (q_sum / bank.count).to(self.dtype)
+            return self._scores(bank.pairs(), write)
         finally:
-            if spill is not None:
-                spill.cleanup()
+            bank.close()
 
-    def _scores(self, feats, tests, write):
+    def _scores(self, pairs, write):
         s, dev = self.settings, self.device
-        n_test, n_train, m = tests[0].shape[0], feats[0].shape[0], len(feats)
+        n_test, n_train, m = pairs[0][1].shape[0], pairs[0][0].shape[0], len(pairs)
         out = None if write else np.empty((n_test, n_train), np.float32)
         blocks = range(0, n_test, s.test_block)
         if self.progress:
@@ -168,7 +166,7 @@ class TRAK:
         for t0 in blocks:
             t1 = min(n_test, t0 + s.test_block)
             acc = torch.zeros(t1 - t0, n_train, dtype=self.dtype, device=dev)
-            for f, t in zip(feats, tests):
+            for f, t in pairs:
                 tb = _dev(t[t0:t1], dev)
                 for c0 in range(0, n_train, s.train_block):
                     c1 = min(n_train, c0 + s.train_block)
@@ -179,17 +177,6 @@ class TRAK:
             else:
                 out[t0:t1] = block
         return out
-
-
-def _to_memmap(a, folder: str):
-    if isinstance(a, np.memmap):
-        return a
-    arr = a.detach().cpu().numpy()
-    with tempfile.NamedTemporaryFile(dir=folder, suffix=".f32", delete=False) as fh:
-        name = fh.name
-    mm = np.memmap(name, dtype=arr.dtype, mode="w+", shape=arr.shape)
-    mm[:] = arr
-    return mm
 
 
 def _dev(a, device) -> torch.Tensor:

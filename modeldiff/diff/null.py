@@ -249,7 +249,7 @@ def trak_groups(store, rows, n_groups: int = 8, device="cpu", progress_label: st
     for g in groups:
         est = TRAK(device=device, dtype=dtype, progress=progress_label is not None, **params)
         scores = est.run(announced(g, lambda i: store.load_model(i, device), progress_label, len(rows), done),
-                         data.x_train, data.y_train, data.x_test, data.y_test)
+                         data.x_train, data.y_train, data.x_test, data.y_test, n_models=len(g))
         done += len(g)
         qg = est.q_mean_.double().cpu().numpy()
         s.append(np.where(qg[None, :] > 0, scores / np.where(qg > 0, qg, 1.0)[None, :], 0.0).astype(np.float32))

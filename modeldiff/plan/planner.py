@@ -244,7 +244,7 @@ def calibrate(req: PlanRequest) -> Calibrated:
         if study:
             bar.set_postfix_str(f"attribution ({shape.method})")
             if shape.method == "trak":
-                cal.attribution = C.calibrate_trak(os.path.join(tmp, "storea"), data, shape.proj_dim,
+                cal.attribution = C.calibrate_trak_fresh(os.path.join(tmp, "storea"), data, shape.proj_dim,
                                                    shape.trak_batch, req.device)
             else:
                 cal.attribution = C.calibrate_datamodels(shape.models, shape.n_train, shape.subset_fraction,
