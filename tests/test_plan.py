@@ -105,7 +105,8 @@ def test_demo_study_plan_structure_and_order(tmp_path, monkeypatch):
     r = cli("plan", "sgd_noise", "--json", "--prices", prices, "--deadline", "100")
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
-    for stage in ("train_a", "train_b", "attribute_a", "attribute_b", "diff", "null", "search", "counterfactual"):
+    for stage in ("train_a", "train_b", "attribute_a", "attribute_b", "diff", "null", "search", "counterfactual",
+                  "report"):
         s = plan["stages"][stage]
         assert 0 < s["seconds_low"] <= s["seconds"] <= s["seconds_high"], (stage, s)
         assert s["peak_memory_bytes"] > 0 and s["disk_bytes"] >= 0
@@ -158,6 +159,34 @@ def test_more_models_take_more_time():
     more = predict_plan(Calibrated(PlanRequest("sgd_noise"), cal, recipes,
                                    dataclasses.replace(shape, search_candidates=242), "", 2.0))
     assert more["stages"]["search"]["seconds"] - search == pytest.approx(2 * 121 * ev.search(32))
+
+
+def test_report_stage_counts_the_figures_of_both_reports():
+    """Two reports: per direction a scatter, one examples figure per component, the effect plots of the tests
+    and of the search and one plot per sweep; matplotlib's start once. Known unit costs give the known sum."""
+    from modeldiff.plan.calibrate_report import ReportCalibration
+    from modeldiff.plan.predict import StudyShape, predict_report, report_plot_rows
+
+    cal = ReportCalibration(first_seconds=0.5, grid_seconds=0.2, plot_seconds=0.1, plot_rows=8)
+    shape = StudyShape(1437, 360, 10, 64, 0.5, 32, 1, components=3, search_candidates=121, search_confirm=5,
+                       counterfactual_tests=8, counterfactual_sweeps=1)
+    s = predict_report(cal, shape, 10 ** 8)
+    assert s["seconds"] == pytest.approx(0.5 + 2 * (3 * 0.2 + 4 * 0.1))
+    assert s["seconds_low"] < s["seconds"] < s["seconds_high"] and s["peak_memory_bytes"] == 10 ** 8
+    assert report_plot_rows(shape) == 8 and report_plot_rows(dataclasses.replace(shape, counterfactual_tests=0)) == 5
+    bare = predict_report(cal, dataclasses.replace(shape, search_candidates=0, counterfactual_tests=0,
+                                                   counterfactual_sweeps=0, components=5), 10 ** 8)
+    assert bare["seconds"] == pytest.approx(0.5 + 2 * (5 * 0.2 + 0.1))
+
+
+def test_report_calibration_times_each_figure_kind():
+    from datamodels.data import load_digits
+    from modeldiff.plan.calibrate_report import calibrate_report
+
+    data = load_digits()
+    c = calibrate_report(data, 6)
+    assert c.plot_rows == 6 and min(c.first_seconds, c.grid_seconds, c.plot_seconds) > 0
+    assert c.seconds >= c.first_seconds + c.grid_seconds + c.plot_seconds
 
 
 def test_variance_components_predict_the_lds_of_larger_ensembles():

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from modeldiff.plan import calibrate as C
 from modeldiff.plan import calibrate_diagnostics as D
@@ -153,6 +154,25 @@ def test_trak_calibration_times_a_fresh_projector(calibration_store, monkeypatch
     cal = C.calibrate_trak(folder, data, 64, 256, "cpu")
     assert len(ids) >= 2 and ids[-1] not in ids[:-1]
     assert cal.per_example_seconds > 0 and cal.load_seconds > 0
+
+
+def test_trak_calibration_model_is_the_stores_model_untrained(calibration_store):
+    """The planner times TRAK on an untrained model of the recipe (before training): it must be the net
+    `modeldiff attribute` loads — same parameters, same output shape — and the calibration must time it."""
+    from datamodels.attribution.gradients import n_params
+    from datamodels.store import Store
+
+    _, data, folder, _ = calibration_store
+    store = Store.open(folder, data)
+    trained = store.load_model(0, "cpu")
+    fresh = C.untrained_model(store.recipe, data, "cpu")
+    assert n_params(fresh) == n_params(trained) and not fresh.training
+    assert {k: v.shape for k, v in fresh.state_dict().items()} == {k: v.shape for k, v in trained.state_dict().items()}
+    with torch.no_grad():
+        assert fresh(data.x_test[:3]).shape == trained(data.x_test[:3]).shape == (3, data.num_classes)
+    cal = C.calibrate_trak_recipe(store.recipe, data, 64, 256, "cpu")
+    assert cal.per_example_seconds > 0 and cal.load_seconds > 0 and cal.peak_rss_extra > 0
+    assert cal.seconds >= cal.load_seconds
 
 
 def test_step_bar_redraws_while_no_step_arrives(capsys):

@@ -11,7 +11,10 @@ import sys
 # before torch is imported; an explicit setting by the user wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from modeldiff.errors import UserError
+from datamodels.allocator import tune as _tune_allocator  # noqa: E402 - after the OpenMP setting
+from modeldiff.errors import UserError  # noqa: E402
+
+_tune_allocator()  # fixed malloc thresholds: every process in the same, faster regime (datamodels/allocator.py)
 
 # Each module exposes ``add_parser(subparsers)`` and sets ``func`` on its parser.
 SUBCOMMAND_MODULES = [

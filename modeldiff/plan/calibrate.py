@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import pickle
 import tempfile
 import time
 from contextlib import contextmanager
@@ -107,6 +106,7 @@ class Calibration:
     diff: DiffCalibration | None = None
     evaluation: dict = field(default_factory=dict)  # recipe tag -> EvaluationCalibration
     diagnostics: dict = field(default_factory=dict)  # recipe tag -> DiagnosticsCalibration (studies with diagnostics)
+    report: object = None  # ReportCalibration (studies): the two reports' figures
     seconds: float = 0.0
     reused: list = field(default_factory=list)  # what was reused instead of measured (stated in the plan)
 
@@ -289,33 +289,52 @@ def _concurrent(recipe, data, ensemble_size, fraction, device, workers, alone: C
     return scaled, startup
 
 
-def calibrate_trak_fresh(store_path, data, proj_dim: int, batch_size: int, device: str) -> AttributionCalibration:
-    """:func:`calibrate_trak` in a new process, as `modeldiff attribute` runs: the planner's own heap, shaped by
-    the calibration's training, hides ~130 MiB of TRAK's growth even after a trim (measured on the digits demo:
-    predicted 1210 vs 1409 MiB in-process; 500 vs 370 MiB of growth fresh). ``seconds`` includes the start."""
+def untrained_model(recipe, data, device: str) -> torch.nn.Module:
+    """One untrained model of ``recipe`` as `modeldiff attribute` loads a trained one (one-model net, the
+    recipe's precision, eval mode): what the TRAK calibration featurises before any training has shaped the
+    heap. Per-example gradient cost and memory depend on the architecture, not on the weights' values."""
+    from datamodels.training.model_factory import DataSpec, init_module
+
+    dtype = torch.float64 if recipe.precision == "float64" else torch.float32
+    return init_module(recipe.model, DataSpec.of(data), seed=0).to(device, dtype).eval()
+
+
+def calibrate_trak_recipe(recipe, data, proj_dim: int, batch_size: int, device: str) -> AttributionCalibration:
+    """:func:`calibrate_trak` on an untrained model of ``recipe``, in this process, run *before* the training
+    calibration: the heap then looks like a fresh `modeldiff attribute` process's (torch and the data loaded,
+    nothing freed yet), so TRAK's growth is all seen. Measured after training instead, the planner's heap hid
+    ~130 MiB of it even after a trim (digits demo: 370 vs 500 MiB of growth); a fresh process for it cost
+    ~3-4 s, most of a small study's calibration. Loading a model is timed as a state dict read from disk
+    into a new module."""
     start = time.perf_counter()
-    try:
-        pickle.dumps(data)
-    except (pickle.PicklingError, AttributeError, TypeError):  # a user's dataset that cannot travel to another process: measure here
-        return calibrate_trak(store_path, data, proj_dim, batch_size, device)
-    with mp.get_context("spawn").Pool(1) as pool:
-        cal = pool.apply(calibrate_trak, (store_path, data, proj_dim, batch_size, device))
+    model = untrained_model(recipe, data, device)
+    with tempfile.TemporaryDirectory(prefix="modeldiff-plan-") as tmp:
+        path = os.path.join(tmp, "model.pt")
+        torch.save(model.state_dict(), path)
+        with timed() as t_load:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            untrained_model(recipe, data, device).load_state_dict(state)
+    cal = calibrate_trak(model, data, proj_dim, batch_size, device)
+    cal.load_seconds = t_load["seconds"]
     cal.seconds = time.perf_counter() - start
     return cal
 
 
-def calibrate_trak(store_path, data, proj_dim: int, batch_size: int, device: str) -> AttributionCalibration:
-    """Per-example gradient, kernel and scoring costs of TRAK for a trained calibration model."""
+def calibrate_trak(model, data, proj_dim: int, batch_size: int, device: str) -> AttributionCalibration:
+    """Per-example gradient, kernel and scoring costs of TRAK for ``model`` (one-model net, eval mode), or
+    for the first model with weights of the store at ``model`` when it is a path."""
     from datamodels.attribution.gradients import featurize, n_params
     from datamodels.attribution.projectors import make_projector
     from datamodels.attribution.trak import kernel_features
     from datamodels.store import Store
 
     start = time.perf_counter()
-    store = Store.open(store_path, data)
-    first = next(int(i) for i in store.valid_indices(warn=False) if store.has_weights(int(i)))
-    with timed() as t_load:
-        model = store.load_model(first, device)
+    t_load = {"seconds": 0.0}
+    if isinstance(model, (str, os.PathLike)):
+        store = Store.open(model, data)
+        first = next(int(i) for i in store.valid_indices(warn=False) if store.has_weights(int(i)))
+        with timed() as t_load:
+            model = store.load_model(first, device)
     k = proj_dim
     proj = make_projector("auto", n_params(model), k, 0, torch.device(device), None)
     # One full batch and the training set's last partial one, as the study's pass over the training set ends

@@ -17,8 +17,9 @@ from tqdm.auto import tqdm
 from modeldiff.errors import UserError
 from modeldiff.plan import calibrate as C
 from modeldiff.plan import calibrate_diagnostics as D
+from modeldiff.plan.calibrate_report import calibrate_report
 from modeldiff.plan.memory import process_age, rss_bytes
-from modeldiff.plan.predict import StudyShape, predict
+from modeldiff.plan.predict import StudyShape, predict, report_plot_rows
 from modeldiff.progress import heartbeat
 
 SCALE_OUT = (1, 2, 4, 8, 16, 32)  # Ray cluster sizes priced for --deadline
@@ -211,6 +212,10 @@ def calibrate(req: PlanRequest) -> Calibrated:
     steps = len(distinct) * (2 if study else 1) + (2 if study else 0) + bool(shape.diagnostics_models)
     with tempfile.TemporaryDirectory(prefix="modeldiff-plan-") as tmp, \
             tqdm(total=steps, desc="calibrating", unit="stage", dynamic_ncols=True) as bar, heartbeat(bar):
+        if study and shape.method == "trak":  # first: on the heap of a fresh process (calibrate_trak_recipe)
+            bar.set_postfix_str("attribution (trak)")
+            cal.attribution = C.calibrate_trak_recipe(recipes["a"], data, shape.proj_dim, shape.trak_batch, req.device)
+            bar.update(1)
         for tag, recipe in recipes.items():
             first = distinct[keys[tag]]
             if first != tag:  # timing-identical to an algorithm already calibrated
@@ -242,17 +247,16 @@ def calibrate(req: PlanRequest) -> Calibrated:
                                                              req.device)
                 bar.update(1)
         if study:
-            bar.set_postfix_str(f"attribution ({shape.method})")
-            if shape.method == "trak":
-                cal.attribution = C.calibrate_trak_fresh(os.path.join(tmp, "storea"), data, shape.proj_dim,
-                                                   shape.trak_batch, req.device)
-            else:
+            if shape.method != "trak":
+                bar.set_postfix_str(f"attribution ({shape.method})")
                 cal.attribution = C.calibrate_datamodels(shape.models, shape.n_train, shape.subset_fraction,
                                                          shape.lambdas, req.device)
-            bar.update(1)
+                bar.update(1)
             bar.set_postfix_str("diff")
             cal.diff = C.calibrate_diff(shape.n_test, shape.n_train, shape.components)
             bar.update(1)
+            bar.set_postfix_str("report figures")
+            cal.report = calibrate_report(data, report_plot_rows(shape))
             if shape.diagnostics_models:
                 bar.set_postfix_str("diagnostics (Hessian-vector products, per-example gradients)")
                 cal.diagnostics = _calibrate_diagnostics(
@@ -311,7 +315,8 @@ def predict_plan(c: Calibrated, models: int | None = None) -> dict:
     out.update({"target": req.target, "models": shape.models, "workers": req.workers, "launcher": req.launcher,
                 "device": req.device, "ensemble_size": shape.ensemble_size, "calibration_seconds": cal.seconds,
                 "calibration_share": cal.seconds / max(out["total_seconds"], 1e-9), "command": c.command,
-                "assumptions": assumptions(req, shape) + list(cal.reused) + list(req.extra_assumptions)})
+                "assumptions": assumptions(req, shape, study=len(c.recipes) == 2) + list(cal.reused)
+                + list(req.extra_assumptions)})
     if shape.search_candidates:
         out["search_candidates"] = shape.search_candidates
     if cal.seconds:  # where the calibration's own time went (seconds)
@@ -319,7 +324,8 @@ def predict_plan(c: Calibrated, models: int | None = None) -> dict:
         parts = {f"train_{t}" if t else "train": v.seconds for t, v in cal.training.items() if first[t] == t}
         parts.update({f"evaluate_{t}": v.seconds for t, v in cal.evaluation.items()
                       if next(u for u in cal.evaluation if cal.evaluation[u] is v) == t})
-        parts.update({k: getattr(cal, k).seconds for k in ("attribution", "diff") if getattr(cal, k) is not None})
+        parts.update({k: getattr(cal, k).seconds for k in ("attribution", "diff", "report")
+                      if getattr(cal, k, None) is not None})
         diag = getattr(cal, "diagnostics", None) or {}
         if diag:
             parts["diagnostics"] = sum({id(v): v.seconds for v in diag.values()}.values())
@@ -339,7 +345,7 @@ def _on_machines(cal: C.Calibration, machines: int) -> C.Calibration:
     return dataclasses.replace(cal, training=training)
 
 
-def assumptions(req: PlanRequest, shape: StudyShape) -> list[str]:
+def assumptions(req: PlanRequest, shape: StudyShape, study: bool = False) -> list[str]:
     out = [
         "training: per-step, set-up and evaluation times and peak memory measured on calibration chunks of the "
         f"store's own chunk sizes ({' and '.join(map(str, _chunk_sizes(shape)))} models, {C.CAL_STEPS} steps) with "
@@ -363,7 +369,14 @@ def assumptions(req: PlanRequest, shape: StudyShape) -> list[str]:
     if shape.counterfactual_tests or shape.counterfactual_sweeps:
         out.append(f"counterfactual tests: {shape.counterfactual_tests} per direction ({shape.counterfactual_sweeps} "
                    f"swept over {shape.counterfactual_sizes} sizes) at the measured cost of a store predictor call "
-                   "and a bootstrap comparison; report writing not included (seconds)")
+                   "and a bootstrap comparison")
+    if study and shape.method == "trak":
+        out.append("TRAK: per-example gradients of an untrained model of algorithm A's recipe timed before the "
+                   "training calibration (as a fresh `modeldiff attribute` process's heap); cost and memory depend "
+                   "on the architecture, not the weights")
+    if study:
+        out.append("reports: the figures of two reports (a scatter, one examples figure per component, effect and "
+                   "sweep plots) at the measured cost of one of each kind, plus matplotlib's start once")
     if shape.diagnostics_models:
         out.append(f"diagnostics: {shape.diagnostics_models} models per algorithm, from diagnosing a calibration model "
                    f"on {D.CAL_DIAG_EXAMPLES} examples with the study's settings: passes linear in the examples, "

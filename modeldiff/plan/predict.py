@@ -146,6 +146,21 @@ def predict_counterfactual(evaluation: dict, shape: StudyShape, base_rss: int, w
     return _stage(seconds, *_spread(seconds), base_rss + min(shape.models, 16) * weights_bytes, 0)
 
 
+def report_plot_rows(shape: StudyShape) -> int:
+    """Rows of the largest effect plot of a direction's report: its counterfactual tests or confirmed candidates."""
+    return max(1, shape.counterfactual_tests, shape.search_confirm if shape.search_candidates else 0)
+
+
+def predict_report(cal, shape: StudyShape, base_rss: int) -> dict:
+    """Two reports (one per direction): per direction a variance scatter, one examples figure per component,
+    the effect plots of the counterfactual tests and of the search, one plot per size sweep; plus the
+    process's first figure (matplotlib's import and set-up) once. ``cal``: a
+    :class:`~modeldiff.plan.calibrate_report.ReportCalibration`."""
+    singles = 1 + bool(shape.counterfactual_tests) + bool(shape.search_candidates) + shape.counterfactual_sweeps
+    seconds = cal.first_seconds + 2 * (shape.components * cal.grid_seconds + singles * cal.plot_seconds)
+    return _stage(seconds, *_spread(seconds), base_rss, 0)
+
+
 NOISE_MAX_BYTES = 512 << 20  # modeldiff.diagnostics.noise.noise_diagnostics: cap of the held gradients
 
 
@@ -191,6 +206,8 @@ def predict(cal: Calibration, recipes: dict, shape: StudyShape) -> dict:
         stages["search"] = predict_search(cal.evaluation, shape, cal.base_rss, weights)
     if cal.evaluation and (shape.counterfactual_tests or shape.counterfactual_sweeps):
         stages["counterfactual"] = predict_counterfactual(cal.evaluation, shape, cal.base_rss, weights)
+    if getattr(cal, "report", None) is not None:
+        stages["report"] = predict_report(cal.report, shape, cal.base_rss)
     diagnostics = getattr(cal, "diagnostics", None)
     if diagnostics and shape.diagnostics_models:
         stages["diagnostics"] = predict_diagnostics(diagnostics, shape, cal.base_rss)

