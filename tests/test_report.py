@@ -70,3 +70,20 @@ def test_report_without_counterfactuals(tmp_path):
     _, path = build(tmp_path, with_images=False, with_effects=False)
     assert not (path.parent / "figures" / "effects.png").exists()
     assert "Counterfactual tests" not in path.read_text()
+
+
+def test_image_grid_keeps_each_thumbnails_aspect_ratio():
+    """Thumbnails sit in unit cells of one axes per row: wide images must come out flatter, not squashed square."""
+    import struct
+
+    from modeldiff.report import figures
+
+    def png_height(png: bytes) -> int:
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        return struct.unpack(">II", png[16:24])[1]
+
+    def grid(h, w):
+        return figures.image_grid([("row", np.full((3, 1, h, w), 0.5), [0, 1, 2], ["#0 a\n+1", "#1 b\n+2", "#2 c\n+3"])])
+
+    square, wide = png_height(grid(8, 8)), png_height(grid(8, 32))
+    assert wide < 0.8 * square

@@ -74,12 +74,15 @@ def image_grid(rows: list[tuple[str, object, list[int], list[str]]]) -> bytes:
     axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
     gap = 0.06  # of a cell, between neighbouring thumbnails
     for ax, (title, images, idx, captions) in zip(axes, rows):
+        height = 1 - 2 * gap  # of a thumbnail, in cell widths (its own aspect ratio, set by the first one)
         for c, (i, caption) in enumerate(zip(idx, captions)):
             img = _as_hwc(images[int(i)])
+            if c == 0:
+                height *= img.shape[0] / max(1, img.shape[1])
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest",
-                      extent=(c + gap, c + 1 - gap, 0, 1 - 2 * gap))
-            ax.text(c + 0.5, 1 - gap, caption, ha="center", va="bottom", fontsize=9)
-        ax.set_xlim(0, ncols), ax.set_ylim(0, 1.45)
+                      extent=(c + gap, c + 1 - gap, 0, height))
+            ax.text(c + 0.5, height + gap, caption, ha="center", va="bottom", fontsize=9)
+        ax.set_xlim(0, ncols), ax.set_ylim(0, height + gap + 0.45)
         ax.set_aspect("equal")
         ax.set_xticks([]), ax.set_yticks([])
         for side in ax.spines.values():
