@@ -4,7 +4,7 @@ glibc serves a block above its mmap threshold (128 KiB at start) with a fresh ``
 top of the heap to the system once more than the trim threshold is free there; both thresholds rise only
 after a large mmapped block is freed (at most to 32 and 64 MiB). PyTorch on a CPU allocates and frees the
 same buffers at every step, so a process's speed could depend on its history (what it had freed before):
-single runs of a 32-model digits training chunk took 18.2 s after a TRAK pass and 27.2 s without, and
+ad-hoc single runs (not a benchmark) of a 32-model digits chunk took 18.2 s after a TRAK pass, 27.2 s without; and
 ``modeldiff plan``, which times training after its TRAK calibration, then predicted the demo's training
 16-18 % short. :func:`tune` sets the thresholds glibc would reach by itself (32 MiB mmap, 64 MiB trim)
 from the start, so every process runs in the same regime: interleaved side by side

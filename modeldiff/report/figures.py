@@ -68,7 +68,8 @@ def image_grid(rows: list[tuple[str, object, list[int], list[str]]]) -> bytes:
     """Rows of images: ``(row title, images [n, C, H, W] (indexable), indices, captions)``.
 
     One axes per row, each thumbnail an image artist in its own unit cell with its caption above it (an
-    axes per thumbnail made a 3 x 8 digits grid cost 0.26-0.50 s to lay out and draw; this 0.11 s)."""
+    axes per thumbnail made a 3 x 8 digits grid cost 0.47 s to lay out and draw, this 0.19 s:
+    benchmarks/report_figures.py)."""
     ncols = max(1, max(len(idx) for _, _, idx, _ in rows))
     fig = _figure(1.5 * ncols + 1.6, 2.2 * len(rows))
     axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
