@@ -210,3 +210,17 @@ def test_variance_components_predict_the_lds_of_larger_ensembles():
     assert n_lo <= n <= n_hi or n_hi == -1
     with pytest.raises(UserError, match="above what this estimator can reach"):
         curve.models_for(0.99)
+
+
+def test_the_printed_plan_calls_out_a_calibration_above_five_percent():
+    from modeldiff.plan.report import format_plan
+
+    stage = {"seconds": 10.0, "seconds_low": 9.0, "seconds_high": 11.0, "peak_memory_bytes": 1 << 20, "disk_bytes": 0}
+    plan = {"target": "t.yaml", "models": 64, "ensemble_size": 16, "workers": 1, "launcher": "local", "device": "cpu",
+            "stages": {"train": stage}, "total_seconds": 10.0, "total_seconds_low": 9.0, "total_seconds_high": 11.0,
+            "peak_memory_bytes": 1 << 20, "disk_bytes": 0, "assumptions": [], "command": "modeldiff train t.yaml"}
+    short = format_plan(plan | {"calibration_seconds": 2.0, "calibration_share": 0.2})
+    assert "over 5 %" in short and "~5x" in short
+    long = format_plan(plan | {"calibration_seconds": 0.2, "calibration_share": 0.02})
+    cached = format_plan(plan | {"calibration_seconds": 0.0, "calibration_share": 0.0})
+    assert "over 5 %" not in long and "over 5 %" not in cached

@@ -12,9 +12,11 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from datamodels.allocator import tune as _tune_allocator  # noqa: E402 - after the OpenMP setting
+from modeldiff.cli.gc_policy import tune as _tune_gc  # noqa: E402
 from modeldiff.errors import UserError  # noqa: E402
 
 _tune_allocator()  # fixed malloc thresholds: every process in the same, faster regime (datamodels/allocator.py)
+_tune_gc()  # fewer garbage-collector passes over the ~0.5 million objects of a study (modeldiff/cli/gc_policy.py)
 
 # Each module exposes ``add_parser(subparsers)`` and sets ``func`` on its parser.
 SUBCOMMAND_MODULES = [

@@ -5,6 +5,7 @@ from modeldiff.plan.planner import PlanRequest, _is_recipe
 from modeldiff.plan.prices import Prices, cheapest, cost
 
 LDS_FACTORS = (1, 2, 4, 8)  # multiples of the pilot's attributed models shown in the table
+TARGET_CALIBRATION_SHARE = 0.05  # a calibration above this share of the study is called out (the planner's design target)
 
 
 def apply_pilot(req: PlanRequest) -> dict:
@@ -107,6 +108,9 @@ def format_plan(r: dict) -> str:
                  f"{_b(r['disk_bytes']):>12}")
     lines.append(f"  calibration took {r['calibration_seconds']:.1f} s "
                  f"({100 * r['calibration_share']:.1f} % of the predicted time)")
+    if r["calibration_share"] > TARGET_CALIBRATION_SHARE and r["calibration_seconds"] > 0:
+        lines.append(f"  (over {100 * TARGET_CALIBRATION_SHARE:g} %: the study is short — running it costs only "
+                     f"~{1 / r['calibration_share']:.0f}x what this calibration did, plus a process start)")
     if "learning_curve" in r:
         c = r["learning_curve"]
         lines.append(f"  LDS ({c['method']}) vs models, fitted on {c['pilot_models']} pilot models: "
