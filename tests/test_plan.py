@@ -189,6 +189,21 @@ def test_report_calibration_times_each_figure_kind():
     assert c.seconds >= c.first_seconds + c.grid_seconds + c.plot_seconds
 
 
+def test_report_calibration_draws_as_many_bars_as_the_report(monkeypatch):
+    """Data that are not images: the report shows every subpopulation member as a bar; so does the calibration."""
+    import types
+
+    from modeldiff.plan.calibrate_report import calibrate_report
+    from modeldiff.report import figures
+    from modeldiff.studies.pipeline import SUBPOP_TOP
+
+    drawn = []
+    monkeypatch.setattr(figures, "weight_bars", lambda rows: drawn.append([len(labels) for _, _, labels in rows]) or b"")
+    tabular = types.SimpleNamespace(is_image=False, n_train=100)
+    calibrate_report(tabular, 3)
+    assert drawn == [[SUBPOP_TOP] * 3]
+
+
 def test_variance_components_predict_the_lds_of_larger_ensembles():
     """Simulated per-model predictions with known signal and noise: the curve fitted on 8 models
     predicts the Spearman correlation that averaging 32 models actually gives."""

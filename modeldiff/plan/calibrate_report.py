@@ -3,7 +3,8 @@
 A study writes two reports (one per direction); their time is the figures' (matplotlib layout, drawing
 and PNG encoding; the HTML around them is milliseconds). Timed here on the study's own data: the first
 figure of the process (matplotlib's import, font set-up and first draw: once per study), one component's
-example figure (a thumbnail grid of ``THUMBS`` per row, or weight bars for data that are not images) and
+example figure (a thumbnail grid of ``THUMBS`` per row, or, for data that are not images, weight bars of
+all ``SUBPOP_TOP`` members of each subpopulation, as the report draws them) and
 one single-axes plot (an effect plot with as many rows as the study's largest, standing in for the
 scatter, sweep and search plots, which cost about as much).
 """
@@ -31,14 +32,17 @@ def calibrate_report(data, rows: int) -> ReportCalibration:
     of ``rows`` rows (the most tests or confirmed candidates a direction shows)."""
     from modeldiff.report import figures
     from modeldiff.report.writer import THUMBS
+    from modeldiff.studies.pipeline import SUBPOP_TOP
 
     start = time.perf_counter()
     rows = max(1, int(rows))
     with timed() as t_first:
         figures.effect_plot(["first"], [(0.0, -1.0, 1.0)], [(0.0, -1.0, 1.0)])
-    idx = list(range(min(THUMBS, data.n_train)))
+    image = getattr(data, "is_image", True)
+    # as many examples as the report draws: THUMBS thumbnails per row, or every subpopulation member as a bar
+    idx = list(range(min(THUMBS if image else SUBPOP_TOP, data.n_train)))
     with timed() as t_grid:
-        if getattr(data, "is_image", True):
+        if image:
             captions = [f"#{i} {int(data.y_train[i])}\n{0.0123:+.3g}" for i in idx]
             figures.image_grid([(name, data.x_train, idx, captions) for name in ("train +", "train −", "test top")])
         else:

@@ -17,6 +17,8 @@ from modeldiff.atomic import atomic_write_text
 from modeldiff.errors import UserError
 from modeldiff.studies.config import StudyConfig
 
+SUBPOP_TOP = 16  # training / test examples per component's subpopulation (shown in the reports)
+
 
 @dataclass
 class Direction:
@@ -114,7 +116,7 @@ def compare(cfg: StudyConfig, scores_a, scores_b, data: Dataset) -> tuple[Direct
     out = []
     for name, (x, y) in (("a_minus_b", (scores_a, scores_b)), ("b_minus_a", (scores_b, scores_a))):
         fit = ModelDiff(cfg.components, random_state=cfg.seed).fit(x, y)
-        subs = subpopulations(fit, n_train_top=16, n_test_top=16,
+        subs = subpopulations(fit, n_train_top=SUBPOP_TOP, n_test_top=SUBPOP_TOP,
                               train_labels=data.y_train.numpy(), test_labels=data.y_test.numpy(),
                               class_names=data.class_names)
         out.append(Direction(name, fit, subs))
