@@ -103,3 +103,15 @@ def test_cli_search_on_two_stores(tmp_path, capsys):
         assert isinstance(r["confirmed"], list) and r["unit"] == "log-odds"
     assert "relies more than" in capsys.readouterr().out
     assert main(["search", "--store-a", str(paths[0]), "--store-b", str(paths[1]), "--out", str(out)]) == 2
+
+
+def test_effect_ranking_finds_the_reaction_and_keeps_the_whole_ranking():
+    cands = candidates()
+    res = search(make_halves(0, 3.0, 0.0), cands, SearchSettings(n_confirm=4, n_resamples=200, ranking="effect"))
+    ab = res["a_minus_b"].to_dict()
+    assert ab["ranking_rule"] == "effect" and len(ab["ranking"]) == len(cands)
+    assert [r["rank"] for r in ab["ranking"]] == list(range(1, len(cands) + 1))
+    assert ab["confirmed"] and ab["confirmed"][0]["params"]["loc"] == [0, 0]
+    top = ab["confirmed"][0]
+    assert top["discovery_rank"] <= 4 and not top["practical"]["negligible"]
+    assert top["practical"]["flips_a"] >= top["practical"]["flips_b"]

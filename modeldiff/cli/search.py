@@ -6,7 +6,7 @@ Discovery on the first half of each store's models (and half of the test inputs)
 of the top candidates on the other halves, Holm-adjusted (see
 :mod:`modeldiff.counterfactual.search`). With ``--scores-a/--scores-b`` the data-derived
 overlays of the top ModelDiff components join the generic library. Writes ``DIR/search.json``
-(per direction: ``headline``, ``confirmed``, ``tested``, ``candidates_tested``) and prints the
+(per direction: ``headline``, ``confirmed``, ``tested``, ``candidates_tested``, the whole discovery ``ranking``) and prints the
 headline of each direction. The study pipeline runs the same code.
 """
 from __future__ import annotations
@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 
 from modeldiff.errors import UserError
+
+RANKINGS = ("effect", "t")  # modeldiff.counterfactual.ranking.RANKINGS, spelt out: building the CLI imports no numpy
 
 
 def add_parser(subparsers) -> None:
@@ -37,6 +39,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--n-inputs", type=int, default=400, help="test inputs per half (at most)")
     p.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples for CIs")
     p.add_argument("--seed", type=int, default=0, help="seed of the search's random choices")
+    p.add_argument("--ranking", choices=RANKINGS, default=None,
+                   help="discovery ranking: effect (lower bound of the class-specific log-odds effect) or t "
+                        "(default: the library's, modeldiff.counterfactual.ranking.DEFAULT_RANKING)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
     p.add_argument("--names", default="A,B", help="display names of the two algorithms")
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
@@ -78,7 +83,8 @@ def run(args) -> int:
     heading(f"loading the models of both algorithms; {len(cands)} candidate transforms")
     halves = store_halves(store_a, store_b, data, n_inputs=args.n_inputs, seed=args.seed, device=args.device)
     settings = SearchSettings(n_confirm=args.n_confirm, alpha=args.alpha, n_inputs=args.n_inputs,
-                              n_resamples=args.n_resamples, seed=args.seed)
+                              n_resamples=args.n_resamples, seed=args.seed,
+                              **({"ranking": args.ranking} if args.ranking else {}))
     result = search(halves, cands, settings, class_names=list(data.class_names), progress=heading)
     tmp = prepare_out(out, args.force)
     try:

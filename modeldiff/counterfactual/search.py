@@ -14,8 +14,9 @@ Procedure, per direction (A−B: "A relies more than B"; B−A swapped):
    ``u(T(x))_c − u(x)_c`` in two units: ``u = p`` (probability) and ``u = log(p / (1 − p))``
    (log-odds of the target class, which for softmax models is exactly its margin ``z_c −
    logsumexp_{k≠c} z_k``; probabilities are clipped to [1e-6, 1 − 1e-6]). Candidates are
-   ranked by ``min(t_Welch(A − B), t(A))`` of the per-model log-odds effects (A must move
-   towards the class, and more than B).
+   ranked (``SearchSettings.ranking``, :mod:`modeldiff.counterfactual.ranking`) by the lower
+   confidence bound of A's class-specific log-odds effect over B's (``"effect"``) or by
+   ``min(t_Welch(A − B), t(A))`` (``"t"``); the whole ranking is kept (``DirectionSearch.ranking``).
 2. **Confirmation** of the top ``n_confirm`` (one target class per transform) on the *other*
    half of the models and the *other* half of the inputs. Disjoint models make the
    confirmation p-value valid (the CI is over models, the unit the claim is about: "the
@@ -26,7 +27,9 @@ Procedure, per direction (A−B: "A relies more than B"; B−A swapped):
    Holm-adjusted p < ``alpha`` (A's effect exceeds B's) and A's own log-odds effect CI lies
    above 0 (the transform pushes A's models towards the class: a larger *drop* under B is
    not evidence that A relies on it). The headline is the confirmed transform with the largest A−B
-   log-odds difference, or "no distinguishing transformation confirmed".
+   log-odds difference, or "no distinguishing transformation confirmed". Each tested record
+   also carries its practical size (``practical``: probability change, share of predictions
+   flipped to the class, and whether the A−B difference is negligible in probability).
 
 The verdict uses log-odds (margin) units: a probability change depends on where the control
 probability sits (two algorithms with different calibration give different probability
@@ -43,6 +46,7 @@ import numpy as np
 import torch
 
 from modeldiff.counterfactual.effect_stats import compare_effects
+from modeldiff.counterfactual.ranking import DEFAULT_RANKING
 
 DIRECTIONS = ("a_minus_b", "b_minus_a")
 UNIT = "log-odds"  # the unit of ranking, testing and the verdict
@@ -58,6 +62,7 @@ class SearchSettings:
     n_inputs: int = 400           # test inputs per half (at most)
     n_resamples: int = 2000       # bootstrap resamples for the CIs
     seed: int = 0
+    ranking: str = DEFAULT_RANKING  # discovery ranking: "effect" or "t" (modeldiff.counterfactual.ranking)
 
 
 @dataclass
@@ -80,6 +85,8 @@ class DirectionSearch:
     tested: list = field(default_factory=list)      # every confirmation-stage result (dicts)
     candidates_tested: int = 0                      # (transform, class) pairs ranked in discovery
     unit: str = UNIT
+    ranking: list = field(default_factory=list)     # every candidate at its best class, best first (dicts)
+    ranking_rule: str = ""
 
     @property
     def headline(self) -> str:
@@ -89,7 +96,8 @@ class DirectionSearch:
 
     def to_dict(self) -> dict:
         return {"direction": self.direction, "unit": self.unit, "headline": self.headline,
-                "confirmed": self.confirmed, "tested": self.tested, "candidates_tested": self.candidates_tested}
+                "confirmed": self.confirmed, "tested": self.tested, "candidates_tested": self.candidates_tested,
+                "ranking_rule": self.ranking_rule, "ranking": self.ranking}
 
 
 def describe(rec: dict) -> str:
@@ -141,16 +149,6 @@ def per_model_effects(predict: Callable, x: torch.Tensor, y: np.ndarray, transfo
     return (torch.einsum("mik,ik->mk", pt - pc, w).numpy(), torch.einsum("mik,ik->mk", lt - lc, w).numpy(), control)
 
 
-def _welch_t(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """One-sided Welch t of mean(a) − mean(b) over axis 0 (models)."""
-    se = np.sqrt(a.var(0, ddof=1) / a.shape[0] + b.var(0, ddof=1) / b.shape[0])
-    return (a.mean(0) - b.mean(0)) / np.maximum(se, 1e-12)
-
-
-def _one_sample_t(a: np.ndarray) -> np.ndarray:
-    return a.mean(0) / np.maximum(a.std(0, ddof=1) / np.sqrt(a.shape[0]), 1e-12)
-
-
 def search(halves: Halves, candidates: Sequence[tuple], settings: SearchSettings | None = None,
            class_names=None, progress: Callable[[str], None] | None = None) -> dict[str, DirectionSearch]:
     """Run discovery and confirmation for both directions (see the module docstring).
@@ -178,23 +176,22 @@ def search(halves: Halves, candidates: Sequence[tuple], settings: SearchSettings
     n_pairs = int(sum(len(a) for a in allowed))
     out = {}
     conf_ctrl = {}
+    from modeldiff.counterfactual.library import short_label
+    from modeldiff.counterfactual.ranking import rank_candidates
+
     for direction in DIRECTIONS:
         flip = direction == "b_minus_a"
-        scores = []
-        for i, (la, lb) in enumerate(disc):
-            first, second = (lb, la) if flip else (la, lb)
-            t = np.minimum(_welch_t(first, second), _one_sample_t(first))
-            c = int(allowed[i][np.argmax(t[allowed[i]])])
-            scores.append((float(t[c]), i, c))
-        scores.sort(key=lambda r: -r[0])
-        picked = scores[: s.n_confirm]
+        ranked = rank_candidates(disc, allowed, flip, s.ranking, s.level)
+        for r, row in enumerate(ranked, 1):
+            row.update(rank=r, label=short_label(candidates[row["index"]][0]))
+        picked = ranked[: s.n_confirm]
         tested = []
-        for k, (t_disc, i, c) in enumerate(picked, 1):
+        for k, row in enumerate(picked, 1):
             if progress:
                 progress(f"confirmation ({direction}): candidate {k} of {len(picked)}")
-            transform = candidates[i][0]
-            rec = _confirm(transform, c, halves, conf_ctrl, flip, s, class_names)
-            rec["discovery_t"] = t_disc
+            transform = candidates[row["index"]][0]
+            rec = _confirm(transform, row["target_class"], halves, conf_ctrl, flip, s, class_names)
+            rec.update(discovery_t=row["t"], discovery_score=row["score"], discovery_rank=row["rank"])
             tested.append(rec)
         if tested:
             adj = holm([r["p_value"] for r in tested])
@@ -204,19 +201,23 @@ def search(halves: Halves, candidates: Sequence[tuple], settings: SearchSettings
                 r["confirmed"] = bool(a < s.alpha and lo_a["ci_low"] is not None and lo_a["ci_low"] > 0)
         confirmed = sorted((r for r in tested if r["confirmed"]),
                            key=lambda r: -r["effects"]["log-odds"]["diff"]["mean"])
-        out[direction] = DirectionSearch(direction, confirmed, tested, n_pairs)
+        out[direction] = DirectionSearch(direction, confirmed, tested, n_pairs, ranking=ranked, ranking_rule=s.ranking)
     return out
 
 
 def _confirm(transform, c: int, halves: Halves, cache: dict, flip: bool, s: SearchSettings, class_names) -> dict:
     from scipy import stats
 
+    from modeldiff.counterfactual.ranking import flip_share, practical_size
+
     xc, yc = halves.x[1], np.asarray(halves.y[1])
     keep = torch.from_numpy(yc != c)
-    res = {}
+    res, flips = {}, {}
+    treated = transform(xc)
     for tag, predict in (("a", halves.predict_a[1]), ("b", halves.predict_b[1])):
-        pr, lo, cache[tag] = per_model_effects(predict, xc, yc, transform, cache.get(tag))
+        pr, lo, cache[tag] = per_model_effects(predict, xc, yc, lambda _x: treated, cache.get(tag))
         res[tag] = (pr[:, c], lo[:, c], float(cache[tag][:, keep, c].double().mean()))
+        flips[tag] = flip_share(cache[tag].numpy(), torch.as_tensor(predict(treated)).numpy(), yc, c)
     first, second = ("b", "a") if flip else ("a", "b")
     (pa, la, ca), (pb, lb, cb) = res[first], res[second]
     kw = {"level": s.level, "n_resamples": s.n_resamples, "seed": s.seed}
@@ -230,6 +231,7 @@ def _confirm(transform, c: int, halves: Halves, cache: dict, flip: bool, s: Sear
             "n_inputs": int(keep.sum()), "control_a": ca, "control_b": cb,
             "effects": {"log-odds": compare_effects(la, lb, **kw).to_dict(),
                         "probability": compare_effects(pa, pb, **kw).to_dict()},
+            "practical": practical_size(pa, pb, flips[first], flips[second]),
             "p_value": p if np.isfinite(p) else 1.0, "unit": UNIT}
 
 

@@ -23,6 +23,7 @@ import yaml
 
 import case_studies
 from datamodels.training.recipe import Recipe, _build, load_recipe, recipe_from_dict
+from modeldiff.counterfactual.ranking import DEFAULT_RANKING, RANKINGS
 from modeldiff.errors import UserError
 
 STUDIES_DIR = Path(case_studies.__file__).resolve().parent  # one folder per shipped study
@@ -98,6 +99,12 @@ class SearchSpec:
     overlays: int = field(default=3, metadata={"help": "top components per direction turned into overlay candidates"})
     n_resamples: int = 2000
     seed: int = 0
+    ranking: str = field(default=DEFAULT_RANKING, metadata={
+        "help": "discovery ranking: effect (lower bound of the class-specific log-odds effect) or t"})
+
+    def __post_init__(self):
+        if self.ranking not in RANKINGS:
+            raise UserError(f"search.ranking must be one of {', '.join(RANKINGS)}, got {self.ranking!r}")
 
 
 @dataclass

@@ -271,7 +271,7 @@ def run_search(cfg: StudyConfig, stores, data: Dataset, directions, device: str,
     cands = [c for c in cands if repr(c[0]) not in set(map(repr, exclude))]
     halves = store_halves(stores[0], stores[1], data, n_inputs=sp.n_inputs, seed=sp.seed, device=device, rows=rows,
                           max_models=sp.models)
-    settings = SearchSettings(n_confirm=sp.n_confirm, alpha=sp.alpha, n_inputs=sp.n_inputs,
+    settings = SearchSettings(n_confirm=sp.n_confirm, alpha=sp.alpha, n_inputs=sp.n_inputs, ranking=sp.ranking,
                               n_resamples=sp.n_resamples, seed=sp.seed)
     from datamodels.attribution.progress import heading
 
