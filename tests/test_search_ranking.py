@@ -87,7 +87,7 @@ def test_verdict_says_when_a_confirmed_effect_is_negligible_in_probability(negli
     from modeldiff.report.verdict import confirmed_text
 
     e = {"mean": 0.9, "ci_low": 0.5, "ci_high": 1.2}
-    rec = {"label": "shift(dx=0, dy=-1)", "target_name": "1", "p_adjusted": 0.001,
+    rec = {"label": "shift(dx=0, dy=-1)", "transform": "Shift(0, -1)", "target_name": "1", "p_adjusted": 0.001,
            "effects": {"log-odds": {"a": e, "b": e}, "probability": {"a": {"mean": 0.003}, "b": {"mean": 0.0}}},
            "practical": practical_size(np.full(4, 0.003 if negligible else 0.2), np.zeros(4), np.zeros(4), np.zeros(4))}
     assert ("negligible in probability" in confirmed_text(rec, "A", "B")) == negligible
