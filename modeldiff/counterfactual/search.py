@@ -52,6 +52,7 @@ DIRECTIONS = ("a_minus_b", "b_minus_a")
 UNIT = "log-odds"  # the unit of ranking, testing and the verdict
 _EPS = 1e-6
 NOTHING = "no distinguishing transformation confirmed"
+LIBRARY_MATCHES = 3  # library transforms proposed per signed component (overlay_candidates)
 
 
 @dataclass
@@ -297,9 +298,13 @@ def store_halves(store_a, store_b, data, *, n_inputs: int = 400, seed: int = 0, 
     return Halves(preds[0], preds[1], x, (y[i1], y[i2]))
 
 
-def overlay_candidates(fits: dict, x_train, y_train, n_components: int = 3, top_k: int = 40) -> list[tuple]:
-    """Data-derived overlays of the top components of each direction (both signs), with their classes."""
-    from modeldiff.counterfactual.candidates import overlay_from_component
+def overlay_candidates(fits: dict, x_train, y_train, n_components: int = 3, top_k: int = 40,
+                       library=(), n_best: int = LIBRARY_MATCHES) -> list[tuple]:
+    """Data-derived candidates of the top components of each direction (both signs), with their classes:
+    the overlay of the top training images, and the ``n_best`` transforms of ``library`` (fixed-place
+    patches and strokes) that best draw what those images share
+    (:func:`modeldiff.counterfactual.candidates.library_match`)."""
+    from modeldiff.counterfactual.candidates import library_match, overlay_from_component
 
     out = []
     for name, fit in fits.items():
@@ -308,4 +313,7 @@ def overlay_candidates(fits: dict, x_train, y_train, n_components: int = 3, top_
                 t, target, _ = overlay_from_component(fit.components_[j], x_train, y_train, top_k=top_k, sign=sign,
                                                       name=f"{name} component {j}")
                 out.append((t, target))
+                if library:
+                    out += library_match(fit.components_[j], x_train, y_train, library, top_k=top_k, sign=sign,
+                                         n_best=n_best)
     return out

@@ -155,3 +155,23 @@ def _top_cross_eigen(centred: list, k: int, n: int, seed: int):
     theta, v = eigsh(op, k=k, which="LA", v0=v0)
     order = np.argsort(-theta)
     return theta[order], v[:, order].T.copy(), "lanczos"
+
+
+def own_components(pairs: Iterable[tuple], n_components: int = 1, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-fitted PCA of ONE algorithm's attributions (the "own ranking" control).
+
+    ``pairs``: per split ``(X1, X2)`` from disjoint halves of its models, ``[n_test, n_train]``.
+    Rows are L2-normalised and columns centred as in :class:`CrossFitModelDiff`; returns
+    ``(signal variances [k], components [k, n_train])`` of ``mean (X̃₁ᵀX̃₂ + X̃₂ᵀX̃₁) / (2n)``, signs fixed.
+    """
+    centred, valid = [], None
+    for x1, x2 in pairs:
+        (n1, v1), (n2, v2) = _normalised(x1, dtype), _normalised(x2, dtype)
+        valid = v1 & v2 if valid is None else valid & v1 & v2
+        centred.append((n1, n2))
+    if not centred:
+        raise UserError("own_components needs at least one split (X1, X2)")
+    centred = [(None,) * 4 + tuple(_centre(x[valid]) for x in s) for s in centred]
+    theta, comps, _ = _top_cross_eigen(centred, int(n_components), int(valid.sum()), 0)
+    top = np.abs(comps).argmax(axis=1)
+    return theta, comps * np.sign(comps[np.arange(len(comps)), top])[:, None]
