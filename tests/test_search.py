@@ -115,3 +115,15 @@ def test_effect_ranking_finds_the_reaction_and_keeps_the_whole_ranking():
     top = ab["confirmed"][0]
     assert top["discovery_rank"] <= 4 and not top["practical"]["negligible"]
     assert top["practical"]["flips_a"] >= top["practical"]["flips_b"]
+
+
+def test_discovery_batching_changes_nothing(monkeypatch):
+    import modeldiff.counterfactual.search as S
+
+    cands = candidates()[:40]
+    settings = SearchSettings(n_confirm=2, n_resamples=100, ranking="effect")
+    ref = search(make_halves(3, 2.0, 0.0), cands, settings)["a_minus_b"].to_dict()["ranking"]
+    monkeypatch.setattr(S, "DISCOVERY_BATCH", 1)   # one candidate per predictor call
+    one = search(make_halves(3, 2.0, 0.0), cands, settings)["a_minus_b"].to_dict()["ranking"]
+    assert [r["index"] for r in one] == [r["index"] for r in ref]
+    np.testing.assert_allclose([r["score"] for r in one], [r["score"] for r in ref], rtol=1e-9)

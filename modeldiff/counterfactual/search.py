@@ -52,6 +52,7 @@ DIRECTIONS = ("a_minus_b", "b_minus_a")
 UNIT = "log-odds"  # the unit of ranking, testing and the verdict
 _EPS = 1e-6
 NOTHING = "no distinguishing transformation confirmed"
+DISCOVERY_BATCH = 2048  # inputs per predictor call in discovery (several candidates' inputs at once)
 LIBRARY_MATCHES = 3  # library transforms proposed per signed component (overlay_candidates)
 
 
@@ -145,9 +146,33 @@ def per_model_effects(predict: Callable, x: torch.Tensor, y: np.ndarray, transfo
     if control is None:
         control = torch.as_tensor(predict(x))
     treated = torch.as_tensor(predict(transform(x)))
+    return (*_effects(control, treated, y), control)
+
+
+def _effects(control: torch.Tensor, treated: torch.Tensor, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-model ``(probability, log-odds)`` effects ``[m, K]`` from probabilities ``[m, n, K]``."""
     (pc, lc), (pt, lt) = _units(control), _units(treated)
     w = _class_weights(y, control.shape[-1])
-    return (torch.einsum("mik,ik->mk", pt - pc, w).numpy(), torch.einsum("mik,ik->mk", lt - lc, w).numpy(), control)
+    return torch.einsum("mik,ik->mk", pt - pc, w).numpy(), torch.einsum("mik,ik->mk", lt - lc, w).numpy()
+
+
+def _discover(predicts: tuple, x: torch.Tensor, y: np.ndarray, candidates: Sequence[tuple], progress) -> tuple[list, list]:
+    """Discovery log-odds effects per candidate ``(e_a [m, K], e_b [m, K])``: several candidates'
+    transformed inputs go through each predictor in one call (at most ``DISCOVERY_BATCH`` inputs); also
+    returns the control probabilities of each predictor."""
+    controls = [torch.as_tensor(p(x)) for p in predicts]
+    n, per = len(x), max(1, DISCOVERY_BATCH // max(len(x), 1))
+    out, said = [], -1e9
+    for s0 in range(0, len(candidates), per):
+        if progress and time.monotonic() - said > 2:  # a line every ~2 s, whatever a candidate costs
+            said = time.monotonic()
+            progress(f"discovery: candidate {s0 + 1}/{len(candidates)}")
+        group = candidates[s0:s0 + per]
+        xt = torch.cat([t(x) for t, _ in group])
+        treated = [torch.as_tensor(p(xt)) for p in predicts]
+        for j in range(len(group)):
+            out.append(tuple(_effects(c, t[:, j * n:(j + 1) * n], y)[1] for c, t in zip(controls, treated)))
+    return out, controls
 
 
 def search(halves: Halves, candidates: Sequence[tuple], settings: SearchSettings | None = None,
@@ -162,16 +187,7 @@ def search(halves: Halves, candidates: Sequence[tuple], settings: SearchSettings
         raise ValueError("the search needs at least one candidate transform")
     xd, yd = halves.x[0], np.asarray(halves.y[0])
     pad, pbd = halves.predict_a[0], halves.predict_b[0]
-    ctrl_a = ctrl_b = None
-    disc = []  # per candidate: (logodds A [m, K], logodds B [m, K])
-    said = -1e9
-    for i, (t, _target) in enumerate(candidates):
-        if progress and time.monotonic() - said > 2:  # a line every ~2 s, whatever a candidate costs
-            said = time.monotonic()
-            progress(f"discovery: candidate {i + 1}/{len(candidates)}")
-        _, la, ctrl_a = per_model_effects(pad, xd, yd, t, ctrl_a)
-        _, lb, ctrl_b = per_model_effects(pbd, xd, yd, t, ctrl_b)
-        disc.append((la, lb))
+    disc, (ctrl_a, _) = _discover((pad, pbd), xd, yd, candidates, progress)  # per candidate: (log-odds A, B)
     k = ctrl_a.shape[-1]
     allowed = [np.arange(k) if target is None else np.array([target]) for _, target in candidates]
     n_pairs = int(sum(len(a) for a in allowed))
