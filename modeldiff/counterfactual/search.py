@@ -182,13 +182,23 @@ def search(halves: Halves, candidates: Sequence[tuple], settings: SearchSettings
     ``candidates``: ``(transform, target_class or None)`` pairs (None: every class is tried).
     Returns ``{"a_minus_b": DirectionSearch, "b_minus_a": DirectionSearch}``.
     """
-    s = settings or SearchSettings()
     if not candidates:
         raise ValueError("the search needs at least one candidate transform")
+    return confirm(halves, candidates, discover(halves, candidates, progress), settings, class_names, progress)
+
+
+def discover(halves: Halves, candidates: Sequence[tuple], progress=None) -> list:
+    """The discovery stage: per candidate ``(e_a [m, K], e_b [m, K])`` log-odds effects on the
+    discovery halves (one pass, whatever the ranking; :func:`confirm` ranks and confirms)."""
     xd, yd = halves.x[0], np.asarray(halves.y[0])
-    pad, pbd = halves.predict_a[0], halves.predict_b[0]
-    disc, (ctrl_a, _) = _discover((pad, pbd), xd, yd, candidates, progress)  # per candidate: (log-odds A, B)
-    k = ctrl_a.shape[-1]
+    return _discover((halves.predict_a[0], halves.predict_b[0]), xd, yd, candidates, progress)[0]
+
+
+def confirm(halves: Halves, candidates: Sequence[tuple], disc: list, settings: SearchSettings | None = None,
+            class_names=None, progress=None) -> dict[str, DirectionSearch]:
+    """Rank the discovery effects ``disc`` (:func:`discover`) and confirm the top ones, both directions."""
+    s = settings or SearchSettings()
+    k = disc[0][0].shape[-1]
     allowed = [np.arange(k) if target is None else np.array([target]) for _, target in candidates]
     n_pairs = int(sum(len(a) for a in allowed))
     out = {}

@@ -115,10 +115,15 @@ def search_shape(cfg, data) -> dict:
     if not sp.enabled:
         return {"search_candidates": 0}
     image = getattr(data, "is_image", True)
+<<<<<<< HEAD
     library = generic_candidates(data.x_test.shape[1:], families=sp.families or None, seed=sp.seed) if image else []
     library += [parse_transform(t) for t in cfg.counterfactual.transforms if image and not is_user_spec(t)]
     n = len(library) + sum(1 for t in cfg.counterfactual.transforms if not image and is_user_spec(t))
     n += sum(1 for t in cfg.counterfactual.transforms if image and is_user_spec(t))
+=======
+    n = len(generic_candidates(data.x_test.shape[1:], families=sp.families or None, seed=sp.seed)) if image else 0
+    n += sum(1 for t in sp.transforms if image or is_user_spec(t))
+>>>>>>> planted
     if sp.overlays and image:
         from modeldiff.counterfactual.search import LIBRARY_MATCHES
 
