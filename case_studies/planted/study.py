@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from case_studies.planted.plant import plant
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 from modeldiff.studies.config import StudyConfig
 from modeldiff.studies.pipeline import load_study_data
 from modeldiff.studies.run import run_study

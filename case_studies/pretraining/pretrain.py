@@ -43,7 +43,7 @@ def pretrain(recipe: Recipe, data: Dataset, out: str | os.PathLike, epochs: int 
 
     print(f"pretext task (rotation) accuracy: {100 * float(result.accuracy[0]):.1f} %")
     out.parent.mkdir(parents=True, exist_ok=True)
-    from modeldiff.atomic import atomic_path
+    from datamodels.base.atomic import atomic_path
 
     with atomic_path(out) as tmp:
         torch.save(extract_single(result.net, 0), tmp)

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from datamodels.attribution.names import METHODS
+from datamodels.base.errors import UserError
 from datamodels.modelset import as_modelset, describe, model_dtype
-from modeldiff.errors import UserError
 
 
 def _open(store):

@@ -14,7 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 def add_parser(subparsers) -> None:

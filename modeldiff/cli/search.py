@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 def add_parser(subparsers) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from datamodels.base.atomic import atomic_write_text
+from datamodels.base.errors import UserError
 from datamodels.data.dataset import Dataset
 from datamodels.store.store import Store
-from modeldiff.atomic import atomic_write_text
-from modeldiff.errors import UserError
 from modeldiff.studies.config import StudyConfig
 
 SUBPOP_TOP = 16  # training / test examples per component's subpopulation (shown in the reports)
@@ -51,8 +51,8 @@ def train_algorithms(cfg: StudyConfig, data: Dataset, out: Path, device: str, da
     """Fill (or resume) one store per algorithm, each with its own run seed (``cfg.seeds()``:
     the algorithm's ``seed``, else the study's; equal seeds give both the same masks).
     ``recipes``: (A, B) to use instead of the study's own."""
+    from datamodels.runs.launchers import fill_store
     from datamodels.training.backends import check_recipe
-    from datamodels.training.launchers import fill_store
 
     recipes = list(recipes or cfg.recipes(data_dir))
     for recipe in recipes:  # both algorithms' targets and settings, before either store exists (one line)

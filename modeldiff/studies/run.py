@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modeldiff.atomic import atomic_path, atomic_write_text
+from datamodels.base.atomic import atomic_path, atomic_write_text
 from modeldiff.report.verdict import verdict
 from modeldiff.studies.config import StudyConfig
 from modeldiff.studies.pipeline import (
@@ -65,7 +65,7 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
         if cfg.search.enabled else {}
     diagnostics = None
     if cfg.diagnostics.models > 0:
-        from modeldiff.diagnostics.study import run_diagnostics
+        from modeldiff.studies.diagnostics import run_diagnostics
         stage(f"sharpness and SGD-noise diagnostics ({cfg.diagnostics.models} models each)")
         diagnostics = run_diagnostics(cfg.diagnostics, stores, cfg.labels(), out, device)
     stage("counterfactual tests and reports")
@@ -83,7 +83,7 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
         summary["null"] = {k: v for k, v in calibration.to_dict().items() if k != "directions"}
     summary["verdict"] = verdict(summary)
     if diagnostics is not None:
-        from modeldiff.diagnostics.study import summary_entry
+        from modeldiff.studies.diagnostics import summary_entry
         summary["diagnostics"] = summary_entry(diagnostics)
     for d, names, extra in ((directions[0], (label_a, label_b), extra_counterfactuals), (directions[1], (label_b, label_a), ())):
         print(f"  counterfactual tests, {names[0]} − {names[1]}", file=sys.stderr, flush=True)
