@@ -239,7 +239,7 @@ def trak_groups(store, rows, n_groups: int = 8, device="cpu", progress_label: st
     import torch
 
     from datamodels.attribution.trak import TRAK
-    from datamodels.attribution.progress import announced
+    from datamodels.base.progress import announced
 
     data = store.load_dataset()
     dtype = torch.float64 if store.recipe.precision == "float64" else torch.float32
@@ -270,7 +270,7 @@ def regression_halves(store_a, store_b, rows_a, rows_b, n_splits: int = 4, seed:
     """Datamodels: regress masks -> margins on each half of each algorithm's models
     (``progress``: a heading per regression and its bar on stderr)."""
     from datamodels.attribution.regression import DatamodelsRegression
-    from datamodels.attribution.progress import heading
+    from datamodels.base.progress import heading
 
     count = [0]
 

@@ -233,7 +233,7 @@ def attribute_with_null(cfg: StudyConfig, stores, out: Path, device: str, method
 
 def calibrate_null(cfg: StudyConfig, halves, directions):
     """The null calibration of both directions' components (:func:`modeldiff.diff.null.calibrate`)."""
-    from datamodels.attribution.progress import heading
+    from datamodels.base.progress import heading
     from modeldiff.diff.null import calibrate
 
     def counted():  # a heading per split: each costs 8 ModelDiff fits
@@ -273,6 +273,6 @@ def run_search(cfg: StudyConfig, stores, data: Dataset, directions, device: str,
                           max_models=sp.models)
     settings = SearchSettings(n_confirm=sp.n_confirm, alpha=sp.alpha, n_inputs=sp.n_inputs,
                               n_resamples=sp.n_resamples, seed=sp.seed)
-    from datamodels.attribution.progress import heading
+    from datamodels.base.progress import heading
 
     return search(halves, cands, settings, class_names=list(data.class_names), progress=heading)
