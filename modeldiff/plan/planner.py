@@ -14,13 +14,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
+from datamodels.base.progress import heartbeat
 from modeldiff.plan import calibrate as C
 from modeldiff.plan import calibrate_diagnostics as D
 from modeldiff.plan.calibrate_report import calibrate_report
 from modeldiff.plan.memory import process_age, rss_bytes
 from modeldiff.plan.predict import StudyShape, predict, report_plot_rows
-from modeldiff.progress import heartbeat
 
 SCALE_OUT = (1, 2, 4, 8, 16, 32)  # Ray cluster sizes priced for --deadline
 
@@ -115,19 +115,13 @@ def search_shape(cfg, data) -> dict:
     if not sp.enabled:
         return {"search_candidates": 0}
     image = getattr(data, "is_image", True)
-<<<<<<< HEAD
     library = generic_candidates(data.x_test.shape[1:], families=sp.families or None, seed=sp.seed) if image else []
-    library += [parse_transform(t) for t in cfg.counterfactual.transforms if image and not is_user_spec(t)]
-    n = len(library) + sum(1 for t in cfg.counterfactual.transforms if not image and is_user_spec(t))
-    n += sum(1 for t in cfg.counterfactual.transforms if image and is_user_spec(t))
-=======
-    n = len(generic_candidates(data.x_test.shape[1:], families=sp.families or None, seed=sp.seed)) if image else 0
-    n += sum(1 for t in sp.transforms if image or is_user_spec(t))
->>>>>>> planted
+    library += [parse_transform(t) for t in sp.transforms if image and not is_user_spec(t)]
+    n = len(library) + sum(1 for t in sp.transforms if is_user_spec(t))
     if sp.overlays and image:
         from modeldiff.counterfactual.search import LIBRARY_MATCHES
 
-        fixed = sum(isinstance(getattr(t, 'params', {}).get('loc'), tuple) for t in library)
+        fixed = sum(isinstance(getattr(t, "params", {}).get("loc"), tuple) for t in library)
         # two directions, both signs: an overlay and the best-matching library transforms each
         n += 2 * min(sp.overlays, cfg.components) * 2 * (1 + min(LIBRARY_MATCHES, fixed))
     return {"search_candidates": n, "search_models": sp.models if sp.models else cfg.models,
