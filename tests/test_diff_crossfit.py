@@ -7,7 +7,7 @@ import modeldiff.diff.crossfit as crossfit
 from modeldiff.diff.crossfit import CrossFitModelDiff
 from modeldiff.diff.null import mean_halves
 from modeldiff.diff.residual_pca import ModelDiff
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 def simulate(seed, n=400, m=120, units=16, signal=1.5, noise_big=8.0, noise_iso=0.5):

@@ -34,7 +34,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from modeldiff.diff import validation
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 _MAX_DENSE = 3000  # n_train up to which C [n_train, n_train] is formed and eigh'd in float64
 
