@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import modeldiff.diff.crossfit as crossfit
+from datamodels.base.errors import UserError
 from modeldiff.diff.crossfit import CrossFitModelDiff
 from modeldiff.diff.null import mean_halves
 from modeldiff.diff.residual_pca import ModelDiff
-from datamodels.base.errors import UserError
 
 
 def simulate(seed, n=400, m=120, units=16, signal=1.5, noise_big=8.0, noise_iso=0.5):

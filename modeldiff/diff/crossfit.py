@@ -33,8 +33,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from modeldiff.diff import validation
 from datamodels.base.errors import UserError
+from modeldiff.diff import validation
 
 _MAX_DENSE = 3000  # n_train up to which C [n_train, n_train] is formed and eigh'd in float64
 
