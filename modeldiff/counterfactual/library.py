@@ -6,7 +6,7 @@ Families (sizes and positions scale with the image; colours with its channels):
   ``solid`` — at sizes ≈ 1/8, 1/4, 3/8, 1/2 of the image side, at the four corners, the centre
   and a random place per image; solid and window in white and black (grey images) or in
   white, black, red, green, blue, yellow (colour images);
-* strokes drawn over the image (``stroke``): horizontal and vertical bars ≈ 1/4 and 1/2 of the
+* strokes drawn over the image (``stroke``): horizontal and vertical bars ≈ 1/4, 3/8 and 1/2 of the
   side long, rings, diagonal lines and "+"/"x" glyphs ≈ 3/8 of the side, in white and black, at
   every place on a grid of stride ≈ side/8 (every pixel on images up to 15 pixels), see
   :func:`stroke_candidates`;
@@ -62,7 +62,7 @@ def stroke_candidates(height: int, width: int, colours: dict, seed: int = 0) -> 
     side = min(height, width)
     stride = max(1, side // 8)
     glyph = max(3, round(side * 3 / 8))
-    shapes = [(p, max(2, round(side * f))) for p in ("hbar", "vbar") for f in (1 / 4, 1 / 2)]
+    shapes = [(p, n) for p in ("hbar", "vbar") for n in sorted({max(2, round(side * f)) for f in (1 / 4, 3 / 8, 1 / 2)})]
     shapes += [(p, glyph) for p in ("ring", "diagonal", "antidiagonal", "plus", "cross")]
     out = []
     for pattern, size in shapes:
