@@ -100,9 +100,10 @@ def _params(t) -> dict:
 
 
 def run_variant(base, variant: dict, out: Path, models: int, device: str, splits: int) -> dict:
+    from discovery_components import evaluate
+
     from case_studies.planted.grid import variant_config
     from case_studies.planted.plant import plant as make_plant
-    from discovery_components import evaluate
     from modeldiff.studies.pipeline import load_study_data
     from modeldiff.studies.run import run_configured
 

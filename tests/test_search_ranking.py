@@ -91,3 +91,17 @@ def test_verdict_says_when_a_confirmed_effect_is_negligible_in_probability(negli
            "effects": {"log-odds": {"a": e, "b": e}, "probability": {"a": {"mean": 0.003}, "b": {"mean": 0.0}}},
            "practical": practical_size(np.full(4, 0.003 if negligible else 0.2), np.zeros(4), np.zeros(4), np.zeros(4))}
     assert ("negligible in probability" in confirmed_text(rec, "A", "B")) == negligible
+
+
+def test_summary_keeps_the_whole_discovery_ranking():
+    from types import SimpleNamespace
+
+    from modeldiff.counterfactual.search import DirectionSearch
+    from modeldiff.studies.run import direction_summary
+
+    ranking = [{"index": i, "rank": i + 1, "score": 1.0 - i, "label": f"c{i}"} for i in range(7)]
+    searched = DirectionSearch("a_minus_b", [], [], 70, ranking=ranking, ranking_rule="effect")
+    fit = SimpleNamespace(explained_variance_a_=np.ones(2), explained_variance_b_=np.ones(2))
+    d = SimpleNamespace(name="a_minus_b", fit=fit, counterfactuals=[], subpops=[])
+    out = direction_summary(d, None, None, searched)
+    assert out["search_ranking"] == ranking and out["search_ranking_rule"] == "effect"
