@@ -6,8 +6,8 @@ Families (sizes and positions scale with the image; colours with its channels):
   ``solid`` — at sizes ≈ 1/8, 1/4, 3/8, 1/2 of the image side, at the four corners, the centre
   and a random place per image; solid and window in white and black (grey images) or in
   white, black, red, green, blue, yellow (colour images);
-* strokes drawn over the image (``stroke``): horizontal and vertical bars ≈ 1/4, 3/8 and 1/2 of the
-  side long, rings, diagonal lines and "+"/"x" glyphs ≈ 3/8 of the side, in white and black, at
+* strokes (``stroke``): horizontal and vertical bars ≈ 1/4, 3/8 and 1/2 of the
+  side long, rings, diagonal lines and "+"/"x" glyphs ≈ 3/8 of the side, white on black and black on white (the box painted), at
   every place on a grid of stride ≈ side/8 (every pixel on images up to 15 pixels), see
   :func:`stroke_candidates`;
 * tint (colour images, six colours), grayscale (colour images), Gaussian blur, contrast
@@ -58,7 +58,7 @@ def grid(extent: int, size: int, stride: int) -> list[int]:
 
 def stroke_candidates(height: int, width: int, colours: dict, seed: int = 0) -> list:
     """Bars, rings, lines and glyphs (:data:`~modeldiff.counterfactual.transforms.patterns.STROKES`) at every place
-    of a stride-``max(1, side // 8)`` grid, in the ``white`` and ``black`` of ``colours``."""
+    of a stride-``max(1, side // 8)`` grid, white on a black box and black on a white one (from ``colours``)."""
     side = min(height, width)
     stride = max(1, side // 8)
     glyph = max(3, round(side * 3 / 8))
@@ -69,8 +69,8 @@ def stroke_candidates(height: int, width: int, colours: dict, seed: int = 0) -> 
         h, w = {"hbar": (1, size), "vbar": (size, 1)}.get(pattern, (size, size))
         for r in grid(height, h, stride):
             for c in grid(width, w, stride):
-                for name in ("white", "black"):
-                    out.append(PatchPaste(pattern, size, (r, c), colours[name], colours[name], seed=seed))
+                for fg, bg in (("white", "black"), ("black", "white")):  # on a box of the other colour
+                    out.append(PatchPaste(pattern, size, (r, c), colours[fg], colours[bg], seed=seed))
     return out
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from modeldiff.counterfactual.transforms.base import Transform, generator_for
-from modeldiff.counterfactual.transforms.patterns import PATTERNS, STROKES
+from modeldiff.counterfactual.transforms.patterns import PATTERNS
 
 
 @dataclass(frozen=True, repr=False)
@@ -14,9 +14,8 @@ class PatchPaste(Transform):
     """Paste ``pattern`` (a name in `PATTERNS` or a ``[h, w]`` / ``[C, h, w]`` tensor in [0, 1]).
 
     Args:
-        pattern: "texture" (black/white checkerboard), "window" (bright frame), "solid", a stroke drawn
-            over the image ("hbar", "vbar", "ring", "diagonal", "antidiagonal", "plus", "cross": its 0s keep
-            the image, see patterns.py), or a tensor.
+        pattern: "texture" (black/white checkerboard), "window" (bright frame), "solid", a stroke
+            ("hbar", "vbar", "ring", "diagonal", "antidiagonal", "plus", "cross", see patterns.py), or a tensor.
         size: side of a named pattern in pixels (ignored for a tensor pattern).
         loc: "random" (uniform over positions that fit, per image), "center", or ``(row, col)``
             of the top-left corner.
@@ -69,16 +68,11 @@ class PatchPaste(Transform):
                 raise ValueError(f"a {h}x{w} patch at {self.loc} leaves the {height}x{width} image")
             rows, cols = [r] * n, [col] * n
         out = x.clone()
-        keep = None
-        if isinstance(self.pattern, str) and self.pattern in STROKES:  # strokes: the 0s keep the image
-            keep = PATTERNS[self.pattern](int(self.size)).to(device=x.device) == 0
         if self.loc != "random":
-            region = out[:, :, rows[0]:rows[0] + h, cols[0]:cols[0] + w]
-            region.copy_(p if keep is None else torch.where(keep, region, p))
+            out[:, :, rows[0]:rows[0] + h, cols[0]:cols[0] + w] = p
         else:
             for i, (r, col) in enumerate(zip(rows, cols)):
-                region = out[i, :, r:r + h, col:col + w]
-                region.copy_(p if keep is None else torch.where(keep, region, p))
+                out[i, :, r:r + h, col:col + w] = p
         return out
 
 

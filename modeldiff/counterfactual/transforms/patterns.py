@@ -1,8 +1,7 @@
 """Binary patterns for patch transforms: ``[h, w]`` float tensors with values in {0, 1}.
 
-1 marks the foreground colour, 0 the background (both chosen by `PatchPaste`). The square
-patches (texture, window, solid) paint their background; the strokes in :data:`STROKES`
-(bars, lines, rings, small glyphs) are drawn over the image: their 0s keep the image's pixels.
+1 marks the foreground colour, 0 the background (both chosen by `PatchPaste`, which paints the
+whole box: a stroke in :data:`STROKES` — bar, line, ring, small glyph — is drawn on its background).
 """
 from __future__ import annotations
 
@@ -78,4 +77,4 @@ def cross(size: int) -> torch.Tensor:
 
 PATTERNS = {"texture": texture, "window": window, "solid": solid, "hbar": hbar, "vbar": vbar, "ring": ring,
             "diagonal": diagonal, "antidiagonal": antidiagonal, "plus": plus, "cross": cross}
-STROKES = frozenset({"hbar", "vbar", "ring", "diagonal", "antidiagonal", "plus", "cross"})  # drawn over the image
+STROKES = frozenset({"hbar", "vbar", "ring", "diagonal", "antidiagonal", "plus", "cross"})  # thin shapes
