@@ -11,8 +11,7 @@ curve against the attribution models used (the first g groups of each algorithm)
         [--splits 8] [--groups 2,4,8] [--json OUT.json]
 
 ``--set`` must repeat the plant overrides the run was made with (the planted set is re-derived from
-the study's YAML and them); a run folder holding ``plant.json`` (``{"study": ..., "plant": {...}}``)
-needs neither.
+the study's YAML and them); ``--variant K [--grid-seed S]`` takes the plant of a planted-grid variant.
 """
 from __future__ import annotations
 
@@ -35,21 +34,21 @@ from modeldiff.diff.null import TrakGroups, split_halves  # noqa: E402
 TOP = 100
 
 
-def planted_set(run: Path, study: str, sets: list[str]) -> np.ndarray:
-    """Indices of the planted training images of a run (re-derived from its study and plant overrides)."""
+def planted_set(run: Path, study: str, sets: list[str], variant: int | None = None, grid_seed: int = 0) -> np.ndarray:
+    """Indices of the planted training images of a run, re-derived from its study's plant (the runner's
+    ``plant`` keyword) with the overrides ``sets``, or from grid variant ``variant`` of ``grid_seed``."""
     from case_studies.planted.plant import plant
     from modeldiff.studies.config import load_study
     from modeldiff.studies.pipeline import load_study_data
 
-    spec = run / "plant.json"
-    if spec.is_file():
-        saved = json.loads(spec.read_text())
-        study, overrides = saved.get("study", study), saved.get("plant", {})
-    else:
-        overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in sets)}
     cfg = load_study(study)
-    cfg.plant.update(overrides)
-    return np.asarray(plant(load_study_data(cfg), **cfg.plant).planted_train)
+    if variant is not None:
+        from case_studies.planted.grid import draw_variants, variant_config
+
+        cfg = variant_config(cfg, draw_variants(variant + 1, grid_seed)[variant])
+    args = dict(cfg.runner["kwargs"]["plant"])
+    args.update({k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in sets)})
+    return np.asarray(plant(load_study_data(cfg), **args).planted_train)
 
 
 def precision(weights: np.ndarray, planted: np.ndarray, k: int = TOP) -> float:
@@ -81,7 +80,21 @@ def crossfit_top(ga: TrakGroups, gb: TrakGroups, groups_a, groups_b, splits: int
     ab = CrossFitModelDiff(3).fit([(a1, a2, b1, b2) for (a1, a2), (b1, b2) in zip(sa, sb)])
     ba = CrossFitModelDiff(3).fit([(b1, b2, a1, a2) for (a1, a2), (b1, b2) in zip(sa, sb)])
     return {"a_minus_b": ab.components_[0], "b_minus_a": ba.components_[0], "b_own": own_components(sb, 1)[1][0],
-            "signal_a_minus_b": float(ab.explained_variance_[0]), "noise_a_minus_b": float(ab.noise_variance_[0])}
+            "signal_a_minus_b": float(ab.explained_variance_[0]), "noise_a_minus_b": float(ab.noise_variance_[0]),
+            "halves": [(a1, a2, b1, b2) for (a1, a2), (b1, b2) in zip(sa, sb)]}
+
+
+def planted_signal(halves: list, planted: np.ndarray, n_train: int) -> float:
+    """Cross-fitted A−B residual signal variance along the unit vector uniform over the planted images."""
+    from modeldiff.diff.crossfit import residual
+
+    u = np.zeros(n_train)
+    u[planted] = 1 / np.sqrt(len(planted))
+    vals = []
+    for a1, a2, b1, b2 in halves:
+        r1, r2 = residual(a1, b1)[2] @ u, residual(a2, b2)[2] @ u
+        vals.append(float(((r1 - r1.mean()) * (r2 - r2.mean())).mean()))
+    return float(np.mean(vals))
 
 
 def evaluate(run: Path, planted: np.ndarray, splits: int, groups: list[int] | None) -> dict:
@@ -99,6 +112,8 @@ def evaluate(run: Path, planted: np.ndarray, splits: int, groups: list[int] | No
             row[name] = {d: precision(comps[d], planted) for d in ("a_minus_b", "b_minus_a", "b_own")}
         row["crossfit"]["signal_a_minus_b"], row["crossfit"]["noise_a_minus_b"] = (
             cross["signal_a_minus_b"], cross["noise_a_minus_b"])
+        row["crossfit"]["planted_signal"] = planted_signal(cross["halves"], planted, n_train)
+        row["crossfit"]["planted_signal_share"] = row["crossfit"]["planted_signal"] / cross["signal_a_minus_b"]
         out["curve"].append(row)
     return out
 
@@ -108,6 +123,8 @@ def main(argv=None) -> int:
     p.add_argument("runs", nargs="+", help="planted run folders")
     p.add_argument("--study", default="planted")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="plant override of the runs")
+    p.add_argument("--variant", type=int, default=None, help="the runs are this variant of the planted grid")
+    p.add_argument("--grid-seed", type=int, default=0, help="the planted grid's seed (with --variant)")
     p.add_argument("--splits", type=int, default=8, help="random half splits averaged by the cross-fitted estimator")
     p.add_argument("--groups", default=None, help="comma-separated TRAK group counts for the curve (default: all)")
     p.add_argument("--json", default=None, help="write the results here")
@@ -115,13 +132,14 @@ def main(argv=None) -> int:
     groups = [int(g) for g in args.groups.split(",")] if args.groups else None
     results = []
     for run in map(Path, args.runs):
-        res = evaluate(run, planted_set(run, args.study, args.set), args.splits, groups)
+        res = evaluate(run, planted_set(run, args.study, args.set, args.variant, args.grid_seed), args.splits, groups)
         results.append(res)
         for row in res["curve"]:
             c, x = row["classic"], row["crossfit"]
             print(f"{run.name} models {row['models_a']}/{row['models_b']}: chance {res['chance']:.3f}; precision@{TOP} "
                   f"classic A−B {c['a_minus_b']:.2f} B−A {c['b_minus_a']:.2f} B own {c['b_own']:.2f} | cross-fitted "
-                  f"A−B {x['a_minus_b']:.2f} B−A {x['b_minus_a']:.2f} B own {x['b_own']:.2f} ({row['seconds']} s)")
+                  f"A−B {x['a_minus_b']:.2f} B−A {x['b_minus_a']:.2f} B own {x['b_own']:.2f}; planted-direction signal "
+                  f"{x['planted_signal']:.2g} = {x['planted_signal_share']:.3f} of the top component's ({row['seconds']} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
