@@ -112,7 +112,7 @@ def test_folder_modelset_through_the_counterfactual_transform_of_the_study(folde
                                 "kwargs": {"features": ["worst radius"], "by": 2.0}})
     x = folder_set.load_dataset().x_test[:5]
     assert target == 0 and torch.equal(t(x)[:, 20], x[:, 20] + 2.0)
-    assert isinstance(FolderModelSet, type)
+    assert isinstance(folder_set, FolderModelSet) and isinstance(folder_set, ModelSet)
     from modeldiff.counterfactual.user_transform import is_user_spec
 
     assert is_user_spec("my_pkg.tf:fn") and is_user_spec({"target": "a.b:c"})
