@@ -10,8 +10,11 @@ Example (``case_studies/sgd_noise/digits.yaml``)::
     attribution: {method: trak, models: 16, proj_dim: 1024}
     components: 5
     counterfactual: {transforms: ["patch:pattern=texture,size=3"], auto_candidates: 3}
+    search: {transforms: ["patch:pattern=texture,size=3"]}   # search candidates are listed here
 
 Recipe paths are relative to the study file. Unknown keys are rejected with the key named.
+A study that needs a set-up step or its own runner names it as an import target (``setup`` /
+``runner``, see :mod:`modeldiff.studies.hooks`); the library knows nothing about any one study.
 """
 from __future__ import annotations
 
@@ -62,6 +65,8 @@ class CounterfactualSpec:
     top_k: int = field(default=40, metadata={"help": "training examples that define a component's feature"})
     n_test: int = field(default=400, metadata={"help": "test images the transforms are applied to"})
     sizes: list = field(default_factory=list, metadata={"help": "patch sizes to sweep for patch transforms"})
+    rows: str | list = field(default="all", metadata={
+        "help": "test rows the transforms are applied to: all, [start, stop), or a row set the study's setup names"})
     bootstrap: int = 2000
     seed: int = 0
 
@@ -93,6 +98,12 @@ class SearchSpec:
     n_inputs: int = field(default=200, metadata={"help": "test inputs per half (discovery / confirmation)"})
     models: int = field(default=32, metadata={"help": "models per half (discovery / confirmation), at most"})
     overlays: int = field(default=3, metadata={"help": "top components per direction turned into overlay candidates"})
+    transforms: list = field(default_factory=list, metadata={
+        "help": "extra candidates (specs or import targets); counterfactual.transforms do not join the search"})
+    exclude: list = field(default_factory=list, metadata={
+        "help": "candidates kept out of the search: transform specs, or reprs of library candidates"})
+    rows: str | list = field(default="all", metadata={
+        "help": "test rows the search draws its inputs from: all, [start, stop), or a row set the study's setup names"})
     n_resamples: int = 2000
     seed: int = 0
 
@@ -128,10 +139,19 @@ class StudyConfig:
     search: SearchSpec = field(default_factory=SearchSpec)
     diagnostics: DiagnosticsSpec = field(default_factory=DiagnosticsSpec)
     data: dict = field(default_factory=dict, metadata={"help": "overrides of both recipes' data section"})
-    plant: dict = field(default_factory=dict, metadata={"help": "planted study: arguments of planted.plant.plant"})
-    pretrain: dict = field(default_factory=dict, metadata={
-        "help": "pretraining study: {task: rotation, epochs, seed}; fills init.checkpoint of a recipe that asks for one"})
+    setup: dict = field(default_factory=dict, metadata={
+        "help": "{target: 'pkg.mod:fn', kwargs: {...}}: a step run before training that may change the data, the "
+                "recipes and the named test-row sets (see modeldiff.studies.hooks)"})
+    runner: dict = field(default_factory=dict, metadata={
+        "help": "{target: 'pkg.mod:fn', kwargs: {...}}: runs the study instead of the standard pipeline "
+                "(see modeldiff.studies.hooks)"})
     folder: str = ""  # where recipe paths are resolved (set by load_study)
+
+    def __post_init__(self):
+        from modeldiff.studies.hooks import check_hook
+
+        for key in ("setup", "runner"):
+            setattr(self, key, check_hook(getattr(self, key), key))
 
     def recipes(self, data_dir: str | None = None) -> tuple[Recipe, Recipe]:
         out = []
