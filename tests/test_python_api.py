@@ -46,6 +46,7 @@ def test_algorithm_refuses_lambdas_and_conflicts_in_one_line():
 def test_package_exports():
     assert modeldiff.Algorithm is Algorithm and modeldiff.compare is compare
     assert modeldiff.ModelSet.__module__ == "datamodels.modelset"
+    assert modeldiff.UserError is UserError
 
 
 def test_compare_end_to_end(tmp_path, capsys):
