@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modeldiff.errors import UserError
+from modeldiff.errors import UserError, first_line
 
 
 def is_target(text: Any) -> bool:
@@ -45,9 +45,10 @@ def resolve_target(target: str, *, what: str = "target", search_path: str | None
                         f"from the folder that contains it (or add that folder to PYTHONPATH)") from None
     except UserError:
         raise
-    except Exception as err:  # noqa: BLE001 — the user's module raised while importing: say so, on one line
+    except Exception as err:  # noqa: BLE001 — the user's module raised while importing: one line, traceback kept
+        err.add_note(f"modeldiff: raised while importing {module_name!r} for {what} {target!r} (user code)")
         raise UserError(f"{what} {target!r}: importing {module_name!r} failed with {type(err).__name__}: "
-                        f"{str(err).splitlines()[0] if str(err) else ''} — fix the module") from None
+                        f"{first_line(err)} — fix the module") from err
     obj = module
     for part in attr_path.split("."):
         if not hasattr(obj, part):

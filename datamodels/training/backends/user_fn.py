@@ -30,7 +30,7 @@ from datamodels.training.backends.common import (
     seeded,
 )
 from datamodels.training.model_factory import DataSpec, check_output, init_module
-from modeldiff.errors import UserError
+from modeldiff.errors import UserError, call_user
 
 
 def resolve_train_fn(recipe):
@@ -79,13 +79,8 @@ def train_user_fn(recipe, data, masks, seeds, device="cpu", init_state=None, tra
 
 
 def call_train_fn(fn, target, model, x, y, seed, device, recipe):
-    try:
-        return fn(model, x, y, seed=seed, device=device, recipe=recipe, **recipe.trainer["kwargs"])
-    except UserError:
-        raise
-    except Exception as err:  # noqa: BLE001 - the user's function failed: one line naming it
-        first = str(err).splitlines()[0] if str(err) else ""
-        raise UserError(f"trainer.target {target!r} raised {type(err).__name__}: {first} — fix train_fn") from None
+    return call_user(fn, model, x, y, what=f"trainer.target {target!r}", hint="fix train_fn", seed=seed,
+                     device=device, recipe=recipe, **recipe.trainer["kwargs"])
 
 
 def check_trained(trained, target, data, device, dtype, spec) -> None:
