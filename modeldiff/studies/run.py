@@ -10,6 +10,7 @@ import numpy as np
 from modeldiff.atomic import atomic_path, atomic_write_text
 from modeldiff.report.verdict import verdict
 from modeldiff.studies.config import StudyConfig
+from modeldiff.studies.guards import study_warnings
 from modeldiff.studies.pipeline import (
     attribute_stores,
     attribute_with_null,
@@ -82,6 +83,8 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     if calibration is not None:
         summary["null"] = {k: v for k, v in calibration.to_dict().items() if k != "directions"}
     summary["verdict"] = verdict(summary)
+    summary["warnings"] = study_warnings(summary, data.y_test.numpy(), _attribution_models(cfg, stores, method),
+                                         found_warnings(stores, data, (label_a, label_b)))
     if diagnostics is not None:
         from modeldiff.diagnostics.study import summary_entry
         summary["diagnostics"] = summary_entry(diagnostics)
@@ -100,13 +103,36 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
                           meta={"study": cfg.name, "method": summary["method"]},
                           verdict=summary["verdict"], algorithms=summary["algorithms"],
                           calibration=summary["directions"][d.name].get("components"),
-                          search=searched.get(d.name), direction=d.name, diagnostics=diagnostics)
+                          search=searched.get(d.name), direction=d.name, diagnostics=diagnostics,
+                          warnings=summary["warnings"])
         report = out / f"report_{d.name}" / "report.html"
         with atomic_path(out / f"components_{d.name}.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, d.fit.components_)
         summary["directions"][d.name] = direction_summary(d, report, calibration, searched.get(d.name))
+    summary["warnings"] = study_warnings(summary, data.y_test.numpy(), _attribution_models(cfg, stores, method),
+                                         found_warnings(stores, data, (label_a, label_b)))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=float))
     return summary
+
+
+def _attribution_models(cfg, stores, method) -> int:
+    """Attribution models per algorithm: the study's ``attribution.models`` or, when unset, the finished models."""
+    if (method or cfg.attribution.method) == "trak":
+        return int(cfg.attribution.models)
+    return int(min(len(s.valid_indices(warn=False)) for s in stores))
+
+
+def found_warnings(stores, data, labels) -> list[dict]:
+    """Warnings known from the stores themselves: changed user code, diverged models and their cause."""
+    from modeldiff.studies.guards import code_changed, diverged
+
+    out = []
+    for store, label in zip(stores, labels):
+        changes = getattr(store, "code_changes", lambda: [])()
+        out.append(code_changed(str(getattr(store, "path", label)), changes))
+        s = store.summary()
+        out.append(diverged(label, s["diverged"], s["models"], None))
+    return [w for w in out if w]
 
 
 def _stages(total: int):
@@ -164,4 +190,6 @@ def format_summary(summary: dict) -> str:
         lines.append(f"    report: {d['report']}")
     if "verdict" in summary:
         lines.append("  verdict: " + summary["verdict"])
+    for w in summary.get("warnings") or []:
+        lines.append(f"  warning [{w['code']}]: {w['message']}")
     return "\n".join(lines)
