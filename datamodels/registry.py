@@ -70,7 +70,10 @@ def _import(module_name: str, search_path: str | None):
 
 
 def target_record(target: str) -> dict:
-    """``{"target": ..., "path": folder}``: what a store records so the target can be re-imported."""
+    """``{"target", "path": folder, "file": module source, "sha256": its hash}``: what a store records so the
+    target can be re-imported and a later change of its code noticed (:mod:`datamodels.store.fingerprints`)."""
+    from datamodels.store.fingerprints import source_hash
+
     module_name = target.split(":", 1)[0]
     module = sys.modules.get(module_name) or importlib.import_module(module_name)
     file = getattr(module, "__file__", None)
@@ -79,7 +82,10 @@ def target_record(target: str) -> dict:
         root = Path(file).resolve().parent
         for _ in module_name.split(".")[1:]:
             root = root.parent
-    return {"target": target, "path": str(root) if root else None}
+    rec = {"target": target, "path": str(root) if root else None}
+    if file and source_hash(file):
+        rec.update(file=str(Path(file).resolve()), sha256=source_hash(file))
+    return rec
 
 
 def target_of(obj: Callable) -> str:

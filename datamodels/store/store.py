@@ -44,6 +44,7 @@ import torch
 
 from datamodels.data.dataset import Dataset
 from datamodels.store import verify as _verify
+from datamodels.store.fingerprints import check_code, code_changes
 from datamodels.store.metadata import build_metadata, check_compatible
 from datamodels.store.models import StoreModels
 from datamodels.training.recipe import Recipe, recipe_from_dict
@@ -132,14 +133,15 @@ class Store(StoreModels):
     @classmethod
     def create_or_resume(cls, path, recipe: Recipe, dataset: Dataset, n_models: int, subset_fraction: float,
                          seed: int, save_weights: int | None = None, train_margins: bool = True,
-                         ensemble_size: int | None = None) -> Store:
+                         ensemble_size: int | None = None, allow_changed_code: bool = False) -> Store:
         """Create the store, or reopen it for training after checking it was made with the same settings.
 
         ``save_weights``: keep weights of the first ``save_weights`` models (``None`` = all).
         ``ensemble_size``: models trained at once; fixed at creation (``None``: recorded by the
         first :func:`~datamodels.training.launchers.fill_store`). On resume, damaged array files
         are rebuilt (:meth:`repair_files`) and stale temporaries of killed runs removed. The
-        returned store is writable (the caller is the training coordinator).
+        returned store is writable (the caller is the training coordinator). A resume whose user
+        code changed since the store was made is refused unless ``allow_changed_code``.
         """
         if not 0 < subset_fraction <= 1:
             raise UserError(f"--subset-fraction must be in (0, 1], got {subset_fraction}")
@@ -153,6 +155,7 @@ class Store(StoreModels):
         if (path / "metadata.json").is_file():
             old = _verify.read_metadata(path)
             check_compatible(old, meta, path)
+            check_code(old, path, allow=allow_changed_code, doing="resuming its training")
             if ensemble_size is not None and old.get("ensemble_size") not in (None, ensemble_size):
                 raise UserError(f"{path} was trained with --ensemble-size {old['ensemble_size']} and results depend "
                                 f"on it (float32 grouped kernels differ by group count): resume with --ensemble-size "
@@ -318,6 +321,10 @@ class Store(StoreModels):
             a["status"][i] = PENDING
             self.weight_path(i).unlink(missing_ok=True)
         a["status"].flush()
+
+    def code_changes(self) -> list[dict]:
+        """User modules whose source changed since the store was made (:mod:`datamodels.store.fingerprints`)."""
+        return code_changes(self.metadata)
 
     def summary(self) -> dict:
         """Counts and accuracy of the finished models."""

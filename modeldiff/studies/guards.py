@@ -6,10 +6,14 @@ them at the top of each report. Codes and thresholds (stated in docs/warnings.md
 
 - ``near_chance``: an algorithm's mean test accuracy is below ``chance + NEAR_CHANCE_SHARE ×
   (1 − chance)``, where chance is the share of the most frequent test class.
-- ``null_uninformative``: the null threshold of the top component, ``null_ratio_q95``, exceeds
-  ``NULL_UNINFORMATIVE_RATIO``: no ratio of explained variances reachable in practice could pass
-  it. ``detail["models_needed"]`` estimates the attribution models per algorithm that would bring
-  it under the bound, taking the null's log-width to shrink as ``1 / sqrt(models)``.
+- ``null_uninformative``: the null cannot flag anything. Either (a) it has too few distinct fits:
+  the smallest p-value it can give, ``1 / (1 + distinct null fits)``, is above ``1 − level`` (few
+  attribution models have few distinct splits into halves: 4 models have 3), or (b) the null
+  threshold of the top component, ``null_ratio_q95``, exceeds ``NULL_UNINFORMATIVE_RATIO``, a
+  ratio of explained variances no real difference reaches. ``detail["models_needed"]`` is the
+  number of attribution models per algorithm that would fix it: for (a) the fewest whose distinct
+  splits give a smallest p-value of at most half of ``1 − level``; for (b) an estimate taking the
+  null's log-width to shrink as ``1 / sqrt(models)``.
 - ``unit_disagreement``: a counterfactual effect difference A − B whose confidence intervals in
   log-odds and in probability both exclude zero with opposite signs, or a confirmed transform
   whose probability-unit interval does not exclude zero.
@@ -50,9 +54,22 @@ def chance_accuracy(y_test) -> float:
     return float(np.bincount(y).max() / max(1, len(y)))
 
 
-def null_uninformative(components: dict, n_models: int) -> dict | None:
-    """``null_uninformative`` from ``{direction: [component dicts with null_ratio_q95]}`` and the number of
-    attribution models per algorithm ``n_models``."""
+def _distinct_splits(n: int) -> int:
+    return math.comb(n, n // 2) // (2 if n % 2 == 0 else 1)
+
+
+def null_uninformative(components: dict, n_models: int, distinct_fits: int | None = None,
+                       level: float = 0.95) -> dict | None:
+    """``null_uninformative`` from ``{direction: [component dicts with null_ratio_q95]}``, the number of
+    attribution models per algorithm ``n_models`` and the null's number of distinct fits (None: unknown)."""
+    if distinct_fits is not None and 1 / (1 + distinct_fits) > 1 - level:
+        needed = next(u for u in range(2, 64) if 1 / (1 + 4 * _distinct_splits(u)) <= (1 - level) / 2)
+        needed = max(needed, n_models + 1)
+        return warning("null_uninformative", f"the null has only {distinct_fits} distinct fits with {n_models} "
+                       f"attribution models per algorithm, so its smallest p-value is {1 / (1 + distinct_fits):.3f}, "
+                       f"above {1 - level:g}: no component could ever be beyond it and 'within null' says nothing; "
+                       f"use at least {needed} attribution models per algorithm", distinct_fits=distinct_fits,
+                       n_models=n_models, models_needed=needed, level=level)
     q95 = [c["null_ratio_q95"] for cs in components.values() for c in cs[:1] if c.get("null_ratio_q95")]
     if not q95:
         return None
@@ -123,9 +140,10 @@ def code_changed(where: str, changes: list[dict]) -> dict | None:
                    f"results mix the old models with the new code", store=where, modules=changes)
 
 
-def study_warnings(summary: dict, y_test, n_attribution_models: int | None, extra=()) -> list[dict]:
+def study_warnings(summary: dict, y_test, n_attribution_models: int | None, extra=(), calibration=None) -> list[dict]:
     """Every guard that applies to a finished study's ``summary`` (see :func:`modeldiff.studies.run.run_study`);
-    ``extra``: warnings found earlier (code changes, diverged causes)."""
+    ``extra``: warnings found earlier (code changes, diverged causes); ``calibration``: the
+    :class:`~modeldiff.diff.null.NullCalibration` (its null fits are counted)."""
     found = list(extra)
     chance = chance_accuracy(y_test)
     for alg in summary["algorithms"].values():
@@ -134,7 +152,11 @@ def study_warnings(summary: dict, y_test, n_attribution_models: int | None, extr
             found.append(diverged(alg["label"], alg.get("diverged", 0), alg["models"] + alg.get("diverged", 0)))
     comps = {name: d["components"] for name, d in summary["directions"].items() if d.get("components")}
     if comps and n_attribution_models:
-        found.append(null_uninformative(comps, n_attribution_models))
+        distinct, level = None, 0.95
+        if calibration is not None:
+            distinct = len(np.unique(np.round(np.asarray(calibration.null_log_ratios), 9), axis=0))
+            level = calibration.level
+        found.append(null_uninformative(comps, n_attribution_models, distinct, level))
     for name, d in summary["directions"].items():
         found += unit_disagreement(name, d.get("counterfactuals") or [], d.get("confirmed") or [])
     return [w for w in found if w]

@@ -24,14 +24,16 @@ from modeldiff.studies.pipeline import (
 
 
 def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None = None, method: str | None = None,
-              data=None, extra_counterfactuals=(), counterfactual_rows=None, recipes=None, search_exclude=()) -> dict:
+              data=None, extra_counterfactuals=(), counterfactual_rows=None, recipes=None, search_exclude=(),
+              allow_changed_code: bool = False) -> dict:
     """Train, attribute, compare both ways, test counterfactuals and write the reports.
 
     Returns the summary (also written to ``OUT/summary.json``); the HTML reports are in
     ``OUT/report_a_minus_b/report.html`` and ``OUT/report_b_minus_a/report.html``.
     ``counterfactual_rows``: the test rows counterfactual transforms are applied to (default all);
     ``recipes``: (A, B) recipes replacing the study's; ``search_exclude``: transforms kept out
-    of the search's candidates.
+    of the search's candidates; ``allow_changed_code``: go on when user code changed since the stores
+    were made (else refused; when allowed, recorded as a ``code_changed`` warning).
 
     Per direction the summary holds the null-calibrated ``components`` (var_a, var_b, ratio,
     ratio_halves, null_ratio_q95, p_value, beyond_null), the search's ``confirmed`` list,
@@ -49,7 +51,7 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     out.mkdir(parents=True, exist_ok=True)
     stage = _stages(4 + cfg.calibration.enabled + cfg.search.enabled + (cfg.diagnostics.models > 0))
     stage(f"training both algorithms ({cfg.models} models each)")
-    stores = train_algorithms(cfg, data, out, device, data_dir, recipes)
+    stores = train_algorithms(cfg, data, out, device, data_dir, recipes, allow_changed_code)
     stage(f"attributing both algorithms ({method or cfg.attribution.method})")
     if cfg.calibration.enabled:
         scores_a, scores_b, halves = attribute_with_null(cfg, stores, out, device, method)
@@ -84,7 +86,7 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
         summary["null"] = {k: v for k, v in calibration.to_dict().items() if k != "directions"}
     summary["verdict"] = verdict(summary)
     summary["warnings"] = study_warnings(summary, data.y_test.numpy(), _attribution_models(cfg, stores, method),
-                                         found_warnings(stores, data, (label_a, label_b)))
+                                         found_warnings(stores, data, (label_a, label_b)), calibration)
     if diagnostics is not None:
         from modeldiff.diagnostics.study import summary_entry
         summary["diagnostics"] = summary_entry(diagnostics)
@@ -110,7 +112,7 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
             np.save(fh, d.fit.components_)
         summary["directions"][d.name] = direction_summary(d, report, calibration, searched.get(d.name))
     summary["warnings"] = study_warnings(summary, data.y_test.numpy(), _attribution_models(cfg, stores, method),
-                                         found_warnings(stores, data, (label_a, label_b)))
+                                         found_warnings(stores, data, (label_a, label_b)), calibration)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=float))
     return summary
 

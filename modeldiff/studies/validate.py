@@ -167,13 +167,12 @@ def _check_search(cfg, probe: torch.Tensor, image: bool) -> None:
     if unknown:
         raise UserError(f"search.families: unknown famil{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)}; "
                         f"choose from {', '.join(SEARCH_FAMILIES)}")
-    _positive(sp.n_confirm, "search.n_confirm")
-    _positive(sp.n_inputs, "search.n_inputs", 2)
+    from modeldiff.counterfactual.search import check_search_values
+
+    check_search_values(alpha=sp.alpha, n_inputs=sp.n_inputs, n_confirm=sp.n_confirm, n_resamples=sp.n_resamples,
+                        name=lambda key: f"search.{key}")
     _positive(sp.models, "search.models", 2)
     _positive(sp.overlays, "search.overlays", 0)
-    _positive(sp.n_resamples, "search.n_resamples")
-    if not 0 < sp.alpha < 1:
-        raise UserError(f"search.alpha must be in (0, 1), got {sp.alpha}")
     if cfg.models < 4:
         raise UserError(f"the search splits each algorithm's models into discovery and confirmation halves and "
                         f"needs at least 4 models per algorithm, the study trains {cfg.models}: raise models or set "
