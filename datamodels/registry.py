@@ -72,8 +72,6 @@ def _import(module_name: str, search_path: str | None):
 def target_record(target: str) -> dict:
     """``{"target", "path": folder, "file": module source, "sha256": its hash}``: what a store records so the
     target can be re-imported and a later change of its code noticed (:mod:`datamodels.store.fingerprints`)."""
-    from datamodels.store.fingerprints import source_hash
-
     module_name = target.split(":", 1)[0]
     module = sys.modules.get(module_name) or importlib.import_module(module_name)
     file = getattr(module, "__file__", None)
@@ -86,6 +84,16 @@ def target_record(target: str) -> dict:
     if file and source_hash(file):
         rec.update(file=str(Path(file).resolve()), sha256=source_hash(file))
     return rec
+
+
+def source_hash(file) -> str | None:
+    """sha256 hex digest of a source file's bytes, None when it cannot be read."""
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(file).read_bytes()).hexdigest()
+    except (OSError, TypeError):
+        return None
 
 
 def target_of(obj: Callable) -> str:

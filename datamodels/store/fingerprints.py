@@ -7,18 +7,10 @@ shapes (ReLU -> Tanh) would otherwise be used silently with weights trained by t
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
+from datamodels.registry import source_hash
 from modeldiff.errors import UserError
-
-
-def source_hash(file) -> str | None:
-    """sha256 hex digest of the file's bytes, None when it cannot be read."""
-    try:
-        return hashlib.sha256(Path(file).read_bytes()).hexdigest()
-    except (OSError, TypeError):
-        return None
 
 
 def _records(meta: dict) -> list[dict]:

@@ -192,17 +192,19 @@ class Store(StoreModels):
     def repair_files(path: Path, meta: dict) -> list[str]:
         """Rebuild damaged array files of the store at ``path`` (coordinator only); returns what was done.
 
-        Masks and seeds are redrawn exactly; other arrays keep their intact leading rows and fill
-        the rest as a fresh store would (NaN / 0), so the rows that lost bytes fail their checksum
-        (or are pending) and are retrained.
+        Masks and seeds are redrawn exactly (also when the file is whole but some of its values
+        differ from the ones drawn from the store's seed: a flipped bit), so a row whose only damage
+        was its mask or seed matches its checksum again and keeps its model; other arrays keep their
+        intact leading rows and fill the rest as a fresh store would (NaN / 0), so the rows that lost
+        bytes fail their checksum (or are pending) and are retrained.
         """
         broken = _verify.check_files(path, meta)
-        if not broken:
-            (path / "weights").mkdir(exist_ok=True)
-            return []
         masks, seeds = draw_masks_and_seeds(meta["seed"], meta["n_models"], meta["dataset"]["n_train"],
                                             meta["subset_fraction"])
-        done = []
+        done = Store._restore_drawn(path, meta, {"masks": masks, "seeds": seeds}, broken)
+        if not broken:
+            (path / "weights").mkdir(exist_ok=True)
+            return done
         for file, problem in broken.items():
             name = file[:-len(".npy")]
             spec = meta["arrays"][name]
@@ -214,6 +216,27 @@ class Store(StoreModels):
             done.append(f"{file} ({problem}) rebuilt{lost}")
             print(f"repaired {path / file}: {problem}; rebuilt{lost}", file=sys.stderr)
         (path / "weights").mkdir(exist_ok=True)
+        return done
+
+    @staticmethod
+    def _restore_drawn(path: Path, meta: dict, drawn: dict, broken: dict) -> list[str]:
+        """Rewrite ``masks.npy`` / ``seeds.npy`` (whole files, not in ``broken``) whose values differ from
+        ``drawn`` (compared byte for byte: a flipped bit in a bool byte still reads as True)."""
+        done = []
+        for name, exact in drawn.items():
+            file = f"{name}.npy"
+            if file in broken:
+                continue
+            now = np.load(path / file, mmap_mode="r")
+            bad = (np.asarray(now).view(np.uint8).reshape(len(exact), -1)
+                   != exact.view(np.uint8).reshape(len(exact), -1)).any(1)
+            if bad.any():
+                with atomic_path(path / file) as tmp:
+                    _new_array(tmp, meta["arrays"][name], exact)
+                line = (f"{file}: {int(bad.sum())} row(s) differed from the values drawn from the store's seed "
+                        f"(rows {', '.join(map(str, np.flatnonzero(bad)[:5]))}); restored")
+                done.append(line)
+                print(f"repaired {path / file}: {line}", file=sys.stderr)
         return done
 
     def fix_ensemble_size(self, ensemble_size: int) -> None:
