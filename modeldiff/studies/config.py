@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 import case_studies
+from datamodels import strict_yaml
 from datamodels.training.recipe import Recipe, _build, load_recipe, recipe_from_dict
 from modeldiff.errors import UserError
 
@@ -177,7 +178,7 @@ def load_study(path_or_name: str) -> StudyConfig:
                          if p.stem in ("digits", "digits_linear", "cifar10"))
         raise UserError(f"no study {path_or_name!r}: give a study YAML or one of {', '.join(shipped)}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = strict_yaml.load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise UserError(f"study {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):

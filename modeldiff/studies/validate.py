@@ -31,6 +31,10 @@ def validate_study(cfg, data, out=None, method: str | None = None) -> None:
     """
     _check_counts(cfg)
     _check_attribution(cfg, method or cfg.attribution.method)
+    if (method or cfg.attribution.method) == "trak" and isinstance(cfg.attribution.proj_dim, int):
+        from datamodels.attribution.trak import check_proj_dim
+
+        check_proj_dim(cfg.attribution.proj_dim, 0.0, data.n_train)  # before training, not after
     image = getattr(data, "is_image", True)
     probe = data.x_test[:2]
     _check_counterfactual(cfg, probe, image, data.num_classes)
