@@ -3,7 +3,6 @@ changed user code noticed and refused unless allowed; a train_fn returning anoth
 refused at train time; a user optimizer that fails leaves no store behind."""
 import shutil
 
-import numpy as np
 import pytest
 
 from datamodels.store.store import Store

@@ -35,17 +35,16 @@ def test_null_uninformative_counts_distinct_fits_and_width():
     assert guards.null_uninformative({"a_minus_b": [{"null_ratio_q95": 5.6}]}, 16, distinct_fits=32) is None
 
 
-def test_unit_disagreement_on_reversed_signs_and_on_confirmed_transforms():
-    reversed_rec = {"transform": "patch", "target_class": 3, "diff": _ci(-0.005, 0.003),
-                    "log_odds": {"diff": _ci(0.3, 0.2)}}
-    agreeing = {"transform": "blur", "target_class": 1, "diff": _ci(0.05, 0.01), "log_odds": {"diff": _ci(0.4, 0.1)}}
-    one_unit = {"transform": "tint", "target_class": 1, "diff": _ci(0.002, 0.02), "log_odds": {"diff": _ci(-0.25, 0.2)}}
-    found = guards.unit_disagreement("a_minus_b", [reversed_rec, agreeing, one_unit], [])
-    assert [w["detail"]["transform"] for w in found] == ["patch"]
-    confirmed = {"label": "tint", "effects": {"log-odds": {"diff": _ci(0.5, 0.2)}, "probability": {"diff": _ci(0.0, 0.1)}}}
-    fine = {"label": "blur", "effects": {"log-odds": {"diff": _ci(0.5, 0.2)}, "probability": {"diff": _ci(0.1, 0.05)}}}
-    found = guards.unit_disagreement("b_minus_a", [], [confirmed, fine])
+def test_unit_disagreement_only_when_a_confirmed_conclusion_reverses_with_the_unit():
+    def rec(label, lo, pr):
+        return {"label": label, "target_class": 3, "effects": {"log-odds": {"diff": lo}, "probability": {"diff": pr}}}
+
+    reversed_rec = rec("tint", _ci(0.3, 0.2), _ci(-0.005, 0.003))
+    saturated = rec("blur", _ci(0.5, 0.2), _ci(0.01, 0.05))  # significant in log-odds only: not flagged
+    agreeing = rec("patch", _ci(0.5, 0.2), _ci(0.1, 0.05))
+    found = guards.unit_disagreement("b_minus_a", [reversed_rec, saturated, agreeing, reversed_rec])
     assert [w["detail"]["transform"] for w in found] == ["tint"]
+    assert found[0]["detail"]["log_odds"]["mean"] > 0 > found[0]["detail"]["probability"]["mean"]
 
 
 def test_diverged_and_code_changed_name_their_cause():
@@ -60,7 +59,7 @@ def test_diverged_and_code_changed_name_their_cause():
 def _summary(acc_a=0.95, acc_b=0.94, diverged=0):
     alg = lambda label, acc: {"label": label, "accuracy": acc, "accuracy_std": 0.01, "noise_temperature": 0.1,
                               "models": 8, "diverged": diverged}
-    direction = {"components": [{"null_ratio_q95": 4.0}], "counterfactuals": [], "confirmed": []}
+    direction = {"components": [{"null_ratio_q95": 4.0}], "confirmed": []}
     return {"algorithms": {"a": alg("A", acc_a), "b": alg("B", acc_b)},
             "directions": {"a_minus_b": direction, "b_minus_a": direction}}
 

@@ -14,9 +14,11 @@ them at the top of each report. Codes and thresholds (stated in docs/warnings.md
   number of attribution models per algorithm that would fix it: for (a) the fewest whose distinct
   splits give a smallest p-value of at most half of ``1 − level``; for (b) an estimate taking the
   null's log-width to shrink as ``1 / sqrt(models)``.
-- ``unit_disagreement``: a counterfactual effect difference A − B whose confidence intervals in
-  log-odds and in probability both exclude zero with opposite signs, or a confirmed transform
-  whose probability-unit interval does not exclude zero.
+- ``unit_disagreement``: a confirmed transform (what the verdict reports) whose A − B effect
+  difference has confidence intervals in log-odds and in probability that both exclude zero, with
+  opposite signs: the conclusion reverses with the unit. (A difference significant in log-odds
+  only is the usual case for confident models, whose probabilities saturate, and is not flagged;
+  the exploratory counterfactual tests show both units in the report's table.)
 - ``code_changed``: a user module a store imported has changed since the store was made.
 - ``diverged``: models whose loss or weights became NaN/inf (left out of the analysis), with the
   cause when it is known (non-finite inputs).
@@ -95,29 +97,22 @@ def _excludes_zero(stat: dict) -> int:
     return 1 if lo > 0 else -1 if hi < 0 else 0
 
 
-def unit_disagreement(direction: str, counterfactuals: list[dict], confirmed: list[dict]) -> list[dict]:
-    """``unit_disagreement`` for one direction's counterfactual records and confirmed search records."""
-    out = []
-    for rec in counterfactuals:
-        lo = rec.get("log_odds") or {}
-        pr_sign, lo_sign = _excludes_zero(rec.get("diff") or {}), _excludes_zero(lo.get("diff") or {})
-        if pr_sign and lo_sign and pr_sign != lo_sign:
-            out.append(warning("unit_disagreement", f"{direction}: the effect of {rec.get('transform')} on class "
-                               f"{rec.get('target_class')} differs between the algorithms in opposite directions in "
-                               f"log-odds and in probability (both intervals exclude 0): the models are calibrated "
-                               f"differently, so state the unit with the result", direction=direction,
-                               transform=rec.get("transform"), log_odds=lo["diff"], probability=rec["diff"]))
+def unit_disagreement(direction: str, confirmed: list[dict]) -> list[dict]:
+    """``unit_disagreement`` for one direction's confirmed search records (``effects`` in both units)."""
+    out, seen = [], set()
     for rec in confirmed:
         eff = rec.get("effects") or {}
-        lo_sign = _excludes_zero((eff.get("log-odds") or {}).get("diff") or {})
-        pr_sign = _excludes_zero((eff.get("probability") or {}).get("diff") or {})
-        if lo_sign != pr_sign:
-            out.append(warning("unit_disagreement", f"{direction}: the confirmed transform {rec.get('label')} is "
-                               f"{'significant' if lo_sign else 'not significant'} in log-odds but "
-                               f"{'reversed' if pr_sign and pr_sign != lo_sign else 'not significant'} in probability: "
-                               f"report it in log-odds (margin) units only, with this caveat", direction=direction,
-                               transform=rec.get("label"), log_odds=eff["log-odds"]["diff"],
-                               probability=eff["probability"]["diff"]))
+        lo, pr = (eff.get("log-odds") or {}).get("diff") or {}, (eff.get("probability") or {}).get("diff") or {}
+        lo_sign, pr_sign = _excludes_zero(lo), _excludes_zero(pr)
+        key = (rec.get("label"), rec.get("target_class"))
+        if lo_sign and pr_sign and lo_sign != pr_sign and key not in seen:
+            seen.add(key)
+            out.append(warning("unit_disagreement", f"{direction}: the confirmed transform {rec.get('label')} moves "
+                               f"class {rec.get('target_name', rec.get('target_class'))} more for the first algorithm "
+                               f"in log-odds ({lo['mean']:+.3g}) but less in probability ({pr['mean']:+.3g}), both "
+                               f"intervals excluding 0: the models are calibrated differently, so the conclusion "
+                               f"holds in log-odds (margin) units only", direction=direction,
+                               transform=rec.get("label"), log_odds=lo, probability=pr))
     return out
 
 
@@ -158,7 +153,7 @@ def study_warnings(summary: dict, y_test, n_attribution_models: int | None, extr
             level = calibration.level
         found.append(null_uninformative(comps, n_attribution_models, distinct, level))
     for name, d in summary["directions"].items():
-        found += unit_disagreement(name, d.get("counterfactuals") or [], d.get("confirmed") or [])
+        found += unit_disagreement(name, d.get("confirmed") or [])
     return [w for w in found if w]
 
 
