@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modeldiff.errors import UserError, first_line
+from datamodels.base.errors import UserError, first_line
 
 
 def is_target(text: Any) -> bool:

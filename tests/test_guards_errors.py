@@ -2,7 +2,7 @@
 the user's traceback; ``--debug`` prints it; torch's generic RuntimeError is not called an I/O failure."""
 import pytest
 
-from modeldiff.errors import UserError, call_user
+from datamodels.base.errors import UserError, call_user
 from tests.integrity_helpers import error_lines, run_cli
 
 

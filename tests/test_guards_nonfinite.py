@@ -10,8 +10,8 @@ from torch import nn
 
 from datamodels.attribution.influence_io import read_influence, write_influence
 from datamodels.attribution.lds import lds
+from datamodels.base.errors import UserError
 from datamodels.data.dataset import Dataset
-from modeldiff.errors import UserError
 from tests.integrity_helpers import error_lines, run_cli
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 from tests.integrity_helpers import error_lines, make_store, run_cli
 
 
@@ -39,7 +39,7 @@ def test_search_settings_follow_the_same_rule_in_python_and_yaml():
     cfg = load_study("sgd_noise")
     cfg.search.alpha = 1.5
     with pytest.raises(UserError, match="search.alpha"):
-        _check_search(cfg, None, image=False)
+        _check_search(cfg, None, image=False, n_classes=10)
 
 
 @pytest.mark.parametrize("args,key", [(["--target-lds", "-0.2", "--pilot", "p"], "--target-lds"),

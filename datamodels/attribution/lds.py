@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 @dataclass

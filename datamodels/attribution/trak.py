@@ -26,7 +26,7 @@ from datamodels.attribution.feature_bank import FeatureBank
 from datamodels.attribution.gradients import featurize, n_params, resolve_model_output
 from datamodels.attribution.names import IDENTITY, PROJECTORS
 from datamodels.attribution.projectors import make_projector
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 @dataclass

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from datamodels.base.errors import UserError
 from datamodels.registry import source_hash
-from modeldiff.errors import UserError
 
 
 def _records(meta: dict) -> list[dict]:

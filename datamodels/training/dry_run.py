@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import torch
 
+from datamodels.base.errors import call_user
 from datamodels.registry import is_target
-from modeldiff.errors import call_user
 
 
 def dry_run(recipe, data) -> None:
     """Run the recipe's user loss, optimizer and model once on ``data`` (a :class:`Dataset`); any
-    failure is one :class:`~modeldiff.errors.UserError` line naming the target. Built-ins are skipped."""
+    failure is one :class:`~datamodels.base.errors.UserError` line naming the target. Built-ins are skipped."""
     from datamodels.training.backends.common import EVAL_BATCH, dtype_of
     from datamodels.training.losses import make_loss
     from datamodels.training.model_factory import DataSpec, check_output, init_module

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from datamodels.base.errors import UserError
 from modeldiff.cli.study import add_allow_changed_code, say_code_changes
-from modeldiff.errors import UserError
 
 
 def add_parser(subparsers) -> None:

@@ -14,8 +14,8 @@ import json
 import shutil
 from pathlib import Path
 
+from datamodels.base.errors import UserError
 from modeldiff.cli.study import add_allow_changed_code, say_code_changes
-from modeldiff.errors import UserError
 
 
 def add_parser(subparsers) -> None:
@@ -149,7 +149,7 @@ def run(args) -> int:
     predict_b = store_predictor(store_b, indices=_indices(store_b, args.models), device=args.device,
                                 batch_size=args.batch_size)
     kw = dict(level=args.level, n_resamples=args.n_resamples, seed=args.seed)
-    from datamodels.attribution.progress import heading  # a heading per test: no silent minutes
+    from datamodels.base.progress import heading  # a heading per test: no silent minutes
 
     results, sweeps = [], []
     for k, t in enumerate(transforms, 1):

@@ -16,8 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from datamodels.base.errors import UserError
 from modeldiff.cli.study import add_allow_changed_code, say_code_changes
-from modeldiff.errors import UserError
 
 
 def add_parser(subparsers) -> None:
@@ -81,7 +81,7 @@ def run(args) -> int:
         cands += _overlays(args, data, overlay_candidates)
     if not cands:
         raise UserError("no candidate transforms: drop --families none or give --transform")
-    from datamodels.attribution.progress import heading
+    from datamodels.base.progress import heading
     from modeldiff.studies.validate import check_transforms
 
     check_transforms([t for t, _ in cands], data.x_test)  # a candidate that cannot run: before any model loads

@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from datamodels.base.errors import UserError
 from modeldiff.counterfactual.effect_stats import compare_effects
-from modeldiff.errors import UserError
 
 DIRECTIONS = ("a_minus_b", "b_minus_a")
 UNIT = "log-odds"  # the unit of ranking, testing and the verdict
@@ -266,7 +266,7 @@ def model_halves(rows: Sequence[int]) -> tuple[list[int], list[int]]:
     """Discovery = first half of the rows, confirmation = the second half."""
     rows = [int(r) for r in rows]
     if len(rows) < 4:
-        from modeldiff.errors import UserError
+        from datamodels.base.errors import UserError
         raise UserError(f"the search needs at least 4 models with saved weights per algorithm, got {len(rows)}")
     return rows[: len(rows) // 2], rows[len(rows) // 2:]
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from datamodels import strict_yaml
-from modeldiff.errors import UserError
+from datamodels.base import strict_yaml
+from datamodels.base.errors import UserError
 
 
 @dataclass
