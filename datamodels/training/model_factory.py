@@ -92,7 +92,8 @@ def init_module(cfg, spec: DataSpec, seed: int, init_state: dict | None = None, 
 
 
 def check_output(module: nn.Module, x: torch.Tensor, num_classes: int, what: str) -> None:
-    """Refuse (one line naming ``what``) a module whose output on ``x[b, *input_shape]`` is not ``[b, K]``."""
+    """Refuse (one line naming ``what``) a module whose output on ``x[b, *input_shape]`` is not finite
+    logits ``[b, K]``."""
     with torch.no_grad():
         was = module.training
         module.eval()
@@ -103,6 +104,10 @@ def check_output(module: nn.Module, x: torch.Tensor, num_classes: int, what: str
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise UserError(f"{what}: the model returned {got} for inputs of shape {list(x.shape)}; it must return "
                         f"logits [B, K] = {[len(x), num_classes]}")
+    if out.is_floating_point() and not bool(torch.isfinite(out).all()) and (
+            not x.is_floating_point() or bool(torch.isfinite(x).all())):
+        raise UserError(f"{what}: the untrained model returned NaN or infinite logits for finite inputs of shape "
+                        f"{list(x.shape)}: every model would diverge; check its initialisation and forward")
 
 
 def check_user_model(cfg, data, search_path: str | None = None) -> None:
