@@ -22,6 +22,7 @@ their masks). Anything else implementing the abstract methods works too.
 from __future__ import annotations
 
 import abc
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -213,6 +214,8 @@ class FolderModelSet(ModelSet):
             self._outputs = o
         self._device = device
         self._dtype = None
+        self._finite: dict | None = None  # model -> weights all finite (read once)
+        self._said = False
 
     @property
     def masks(self) -> np.ndarray:
@@ -231,10 +234,21 @@ class FolderModelSet(ModelSet):
         return self._outputs
 
     def valid_indices(self, warn: bool = True) -> np.ndarray:
+        """Models with a weights file, finite weights and (when given) finite outputs; the others are left
+        out, with one logged line counting them (once, whatever ``warn``)."""
         ok = [i for i in range(len(self.files)) if self.files[i].is_file()]
         if self._outputs is not None:
             ok = [i for i in ok if np.isfinite(self._outputs[i]).all()]
-        return np.asarray(ok, dtype=np.int64)
+        if self._finite is None:
+            self._finite = {i: all(bool(torch.isfinite(v).all()) for v in self._state(i).values()
+                                   if torch.is_tensor(v) and v.is_floating_point()) for i in ok}
+        bad = [i for i in ok if not self._finite.get(i, True)]
+        if bad and not self._said:  # said even when warn=False: leaving models out is never silent
+            self._said = True
+            logging.getLogger("modeldiff").warning(
+                "%s: %d of %d models have NaN or infinite weights and are left out (models %s)",
+                self.path, len(bad), len(self.files), ", ".join(map(str, bad[:10])))
+        return np.asarray([i for i in ok if i not in bad], dtype=np.int64)
 
     def has_weights(self, i: int) -> bool:
         return 0 <= int(i) < len(self.files) and self.files[int(i)].is_file()

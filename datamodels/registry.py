@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from datamodels.base.errors import UserError
+from datamodels.base.errors import UserError, first_line
 
 
 def is_target(text: Any) -> bool:
@@ -45,9 +45,10 @@ def resolve_target(target: str, *, what: str = "target", search_path: str | None
                         f"from the folder that contains it (or add that folder to PYTHONPATH)") from None
     except UserError:
         raise
-    except Exception as err:  # noqa: BLE001 — the user's module raised while importing: say so, on one line
+    except Exception as err:  # noqa: BLE001 — the user's module raised while importing: one line, traceback kept
+        err.add_note(f"modeldiff: raised while importing {module_name!r} for {what} {target!r} (user code)")
         raise UserError(f"{what} {target!r}: importing {module_name!r} failed with {type(err).__name__}: "
-                        f"{str(err).splitlines()[0] if str(err) else ''} — fix the module") from None
+                        f"{first_line(err)} — fix the module") from err
     obj = module
     for part in attr_path.split("."):
         if not hasattr(obj, part):
@@ -69,7 +70,8 @@ def _import(module_name: str, search_path: str | None):
 
 
 def target_record(target: str) -> dict:
-    """``{"target": ..., "path": folder}``: what a store records so the target can be re-imported."""
+    """``{"target", "path": folder, "file": module source, "sha256": its hash}``: what a store records so the
+    target can be re-imported and a later change of its code noticed (:mod:`datamodels.store.fingerprints`)."""
     module_name = target.split(":", 1)[0]
     module = sys.modules.get(module_name) or importlib.import_module(module_name)
     file = getattr(module, "__file__", None)
@@ -78,7 +80,20 @@ def target_record(target: str) -> dict:
         root = Path(file).resolve().parent
         for _ in module_name.split(".")[1:]:
             root = root.parent
-    return {"target": target, "path": str(root) if root else None}
+    rec = {"target": target, "path": str(root) if root else None}
+    if file and source_hash(file):
+        rec.update(file=str(Path(file).resolve()), sha256=source_hash(file))
+    return rec
+
+
+def source_hash(file) -> str | None:
+    """sha256 hex digest of a source file's bytes, None when it cannot be read."""
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(file).read_bytes()).hexdigest()
+    except (OSError, TypeError):
+        return None
 
 
 def target_of(obj: Callable) -> str:

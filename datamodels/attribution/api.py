@@ -150,7 +150,10 @@ def attribute(store, method: str = "trak", *, n_models: int | None = None, devic
     :class:`datamodels.attribution.regression.RegressionSettings` (``n_lambdas``,
     ``eps``, ``val_fraction`` ...). ``n_models``: use the first ``n_models`` usable models.
     """
+    from datamodels.attribution.influence_io import check_finite_scores
+
     scores, _, _ = _run(_open(store), method, n_models, device, progress, params, None)
+    check_finite_scores(np.asarray(scores))
     return scores
 
 

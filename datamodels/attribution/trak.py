@@ -26,6 +26,7 @@ from datamodels.attribution.feature_bank import FeatureBank
 from datamodels.attribution.gradients import featurize, n_params, resolve_model_output
 from datamodels.attribution.names import IDENTITY, PROJECTORS
 from datamodels.attribution.projectors import make_projector
+from datamodels.base.errors import UserError
 
 
 @dataclass
@@ -57,6 +58,16 @@ class TrakSettings:
         for name in ("batch_size", "test_block", "train_block"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+
+
+def check_proj_dim(k: int, lambda_reg: float, n_train: int, auto: bool = False) -> None:
+    """Refuse ``k`` projected features with ``n_train`` training examples and no ridge: ΦᵀΦ is then
+    singular (checked by a study and ``attribute`` before any work, and by TRAK itself)."""
+    if k >= n_train and lambda_reg == 0:
+        fix = ("set lambda_reg > 0 (the automatic k is already the smallest it chooses)" if auto
+               else "use a projection dimension below n_train (proj_dim='auto' chooses n_train / 4) or "
+                    "lambda_reg > 0")
+        raise UserError(f"TRAK with k={k} features and only {n_train} training examples: ΦᵀΦ is singular: {fix}")
 
 
 def auto_proj_dim(n_train: int) -> int:
@@ -104,12 +115,7 @@ class TRAK:
         p = n_params(model)
         kind = "identity" if s.proj_dim is None else s.projector
         k = p if s.proj_dim is None else self.proj_dim_
-        if k >= x_train.shape[0] and s.lambda_reg == 0:
-            fix = ("set lambda_reg > 0 (the automatic k is already the smallest it chooses)" if s.proj_dim == "auto"
-                   else "use a projection dimension below n_train (proj_dim='auto' chooses n_train / 4) or "
-                        "lambda_reg > 0")
-            raise ValueError(f"TRAK with k={k} features and only {x_train.shape[0]} training examples: ΦᵀΦ is "
-                             f"singular: {fix}")
+        check_proj_dim(k, s.lambda_reg, x_train.shape[0], auto=s.proj_dim == "auto")
         proj = make_projector(kind, p, k, s.proj_seed, self.device, s.sketch_dim)
         self.projector_params_ = proj.params()
         bar = f"model {model_id}: train" if self.progress else False

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from datamodels.base.errors import UserError
+from datamodels.base.errors import UserError, call_user
 from datamodels.data.names import DATASETS
 
 DIGITS_TEST_FRACTION = 0.2  # share of each class held out for testing
@@ -72,6 +72,8 @@ class Dataset:
             raise UserError("x_train and x_test must both be floating point or both integer")
         self.x_train = _as_input(self.x_train)
         self.x_test = _as_input(self.x_test)
+        for split in ("train", "test"):
+            check_finite_rows(getattr(self, f"x_{split}"), f"x_{split}")
         self.y_train = self.y_train.long().contiguous()
         self.y_test = self.y_test.long().contiguous()
         if len(self.y_train) == 0 or len(self.y_test) == 0:
@@ -142,6 +144,20 @@ def _tensor(a, what: str) -> torch.Tensor:
     if arr.dtype == object or arr.dtype.kind not in "biuf":
         raise UserError(f"{what} must be a numeric array; got dtype {arr.dtype}")
     return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def check_finite_rows(x: torch.Tensor, what: str) -> None:
+    """Refuse ``x[n, ...]`` (floating) holding NaN or ±inf, in one line naming ``what`` and the first row."""
+    if not x.is_floating_point() or len(x) == 0:
+        return
+    bad = ~torch.isfinite(x.reshape(len(x), -1)).all(1)
+    if bool(bad.any()):
+        rows = torch.nonzero(bad).flatten().tolist()
+        kind = "NaN" if bool(torch.isnan(x[rows[0]]).any()) else "infinite"
+        more = f" ({len(rows)} rows in all: {', '.join(map(str, rows[:5]))}{' ...' if len(rows) > 5 else ''})" \
+            if len(rows) > 1 else ""
+        raise UserError(f"{what} row {rows[0]} has {kind} values{more}: every model trained on it would diverge "
+                        f"and every attribution would be NaN; fix or drop those rows in the data loader")
 
 
 def _as_input(x: torch.Tensor) -> torch.Tensor:
@@ -220,13 +236,7 @@ def load_from_target(target: str, kwargs: dict | None = None, *, name: str | Non
                         f"{', '.join(sorted(accepted)) or 'no keyword arguments'}")
     if data_dir is not None and (accepted is None or "data_dir" in accepted):
         kwargs.setdefault("data_dir", data_dir)
-    try:
-        out = loader(**kwargs)
-    except UserError:
-        raise
-    except Exception as err:  # noqa: BLE001 - the user's loader failed: one line naming it
-        first = str(err).splitlines()[0] if str(err) else ""
-        raise UserError(f"data target {target!r} raised {type(err).__name__}: {first} — fix the loader") from None
+    out = call_user(loader, what=f"data target {target!r}", hint="fix the loader", **kwargs)
     if isinstance(out, Dataset):
         return out
     if isinstance(out, (tuple, list)) and len(out) in (4, 5):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from datamodels.base import strict_yaml
 from datamodels.base.errors import UserError
 from datamodels.registry import is_target
 
@@ -446,7 +447,7 @@ def load_recipe(path: str | Path) -> Recipe:
     if not path.is_file():
         raise UserError(f"recipe file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = strict_yaml.load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise UserError(f"recipe {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     if data is None:  # an empty file is a mistake, not a request for the default recipe

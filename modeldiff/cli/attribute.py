@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from datamodels.base.errors import UserError
+from modeldiff.cli.study import add_allow_changed_code, say_code_changes
 
 
 def add_parser(subparsers) -> None:
@@ -39,6 +40,7 @@ def add_parser(subparsers) -> None:
                    help="projection seed (TRAK) / validation split of the models (datamodels)")
     p.add_argument("--compress", action="store_true", help="gzip the scores in the HDF5 file")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    add_allow_changed_code(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--use-valid-only", action="store_true",
                    help="accept a store with damaged rows and use only its intact models (else it is refused)")
@@ -79,6 +81,7 @@ def run(args) -> int:
     store = args.store
     if (Path(args.store) / "metadata.json").is_file():  # a store: integrity-checked, read-only
         store = Store.open(args.store, use_valid_only=args.use_valid_only)
+        say_code_changes(store, args.store, args.allow_changed_code, "attributing its models")
         d = store.metadata["dataset"]
         check_free_space(out.parent, 4 * d["n_test"] * d["n_train"] + (1 << 20), f"the scores file {out}")
     try:

@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="modeldiff",
         description="Compare two learning algorithms by what their models learn.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, print the full chain of tracebacks (the user code's own included) after "
+                             "the error: line; the same as MODELDIFF_DEBUG=1")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).add_parser(subparsers)
@@ -50,6 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
+
+
+def is_write_failure(err: BaseException) -> bool:
+    """True for a failure to write a file: an OSError, or the RuntimeError torch/h5py raise when a write
+    stops short (full disk). Any other RuntimeError (torch's generic error: shapes, dtypes, devices) is not."""
+    if isinstance(err, OSError):
+        return True
+    text = _one_line(str(err))
+    return isinstance(err, RuntimeError) and any(key in text for key in _WRITE_FAILURES)
+
+
+_WRITE_FAILURES = ("file write failed", "No space left", "unexpected pos", "failed writing file")
 
 
 def io_error_message(err: BaseException) -> str:
@@ -64,9 +79,16 @@ def io_error_message(err: BaseException) -> str:
         reason = err.strerror or str(err) or type(err).__name__
         return f"{_one_line(reason)}{where}: fix the path or permissions and run the command again"
     text = _one_line(str(err)) or type(err).__name__
-    if "file write failed" in text or "No space left" in text or "unexpected pos" in text:
+    if is_write_failure(err):
         return f"writing failed ({text[:200]}), most likely a full disk: free some space and run the command again"
     return f"{type(err).__name__}: {text[:300]}"
+
+
+def _print_chain(err: BaseException) -> None:
+    """The whole traceback chain (causes first, notes included) on stderr."""
+    import traceback
+
+    traceback.print_exception(err, file=sys.stderr)
 
 
 def _clean_stale(args) -> None:
@@ -112,25 +134,34 @@ def tune_process() -> dict[str, bool]:
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; user mistakes and I/O failures become one ``error:`` line and exit 2.
 
-    ``MODELDIFF_DEBUG=1`` lets exceptions propagate (tracebacks for debugging). The command's
-    process settings are applied first (:func:`tune_process`); importing this module changes nothing.
+    ``--debug`` or ``MODELDIFF_DEBUG=1`` prints the full traceback chain after that line (for a
+    failure in user code, the user's own frames too). Any other error (a bug, or torch's generic
+    ``RuntimeError``) is one ``error:`` line naming its type, exit 1.
+    The command's process settings are applied first (:func:`tune_process`); importing this module
+    changes nothing.
     """
     tune_process()
     parser = build_parser()
     args = parser.parse_args(argv)
-    debug = os.environ.get("MODELDIFF_DEBUG") == "1"
+    debug = args.debug or os.environ.get("MODELDIFF_DEBUG") == "1"
     try:
         _clean_stale(args)
         result = args.func(args)
     except UserError as err:
         print(f"error: {_one_line(err)}", file=sys.stderr)
+        if debug:
+            _print_chain(err)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except (OSError, RuntimeError, MemoryError) as err:
         if debug:
-            raise
-        print(f"error: {io_error_message(err)}", file=sys.stderr)
-        return 2
+            _print_chain(err)
+        if isinstance(err, MemoryError) or is_write_failure(err):
+            print(f"error: {io_error_message(err)}", file=sys.stderr)
+            return 2
+        print(f"error: {type(err).__name__}: {_one_line(err)[:300]} (not an input or disk problem; "
+              f"run with --debug for the traceback)", file=sys.stderr)
+        return 1
     return int(result or 0)

@@ -92,6 +92,7 @@ class ModelDiff:
     def _fit(self, scores_a, scores_b, threads: int) -> "ModelDiff":
         validation.check_params(self.n_components, self.solver)
         (n, m), k = validation.check_pair(scores_a, scores_b), int(self.n_components)
+        validation.check_distinct(scores_a, scores_b)
         validation.check_n_components(k, n, m)
         dev = torch.device(self.device if self.device is not None else
                            (scores_a.device if isinstance(scores_a, torch.Tensor) else "cpu"))

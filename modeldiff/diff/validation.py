@@ -15,6 +15,22 @@ from datamodels.base.errors import UserError
 from modeldiff.diff.names import SOLVERS
 
 
+def check_distinct(scores_a, scores_b) -> None:
+    """Refuse identical matrices: A − B is then zero and its "components" are rounding noise."""
+    import torch
+
+    if scores_a is scores_b:
+        same = True
+    elif isinstance(scores_a, torch.Tensor) or isinstance(scores_b, torch.Tensor):
+        same = bool(torch.equal(torch.as_tensor(scores_a).cpu(), torch.as_tensor(scores_b).cpu()))
+    else:
+        same = bool(np.array_equal(np.asarray(scores_a), np.asarray(scores_b)))
+    if same:
+        raise UserError("scores_a and scores_b are identical: the residual A − B is zero and its components would be "
+                        "rounding noise; compare the attributions of two different algorithms (for a null, two "
+                        "halves of one algorithm's models)")
+
+
 def check_pair(scores_a, scores_b) -> tuple[int, int]:
     """Check two attribution matrices and return their common shape ``(n_test, n_train)``.
 

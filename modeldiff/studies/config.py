@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from datamodels.base import strict_yaml
 from datamodels.base.errors import UserError
 from datamodels.training.recipe import Recipe, _build, load_recipe, recipe_from_dict
 
@@ -193,7 +194,7 @@ def load_study(path_or_name: str) -> StudyConfig:
     if not path.is_file():
         raise UserError(f"no study {path_or_name!r}: give a study YAML or one of {', '.join(shipped_names())}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = strict_yaml.load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise UserError(f"study {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):

@@ -46,7 +46,7 @@ def _stamp(path: Path):
 
 
 def train_algorithms(cfg: StudyConfig, data: Dataset, out: Path, device: str, data_dir=None,
-                     recipes=None) -> tuple[Store, Store]:
+                     recipes=None, allow_changed_code: bool = False) -> tuple[Store, Store]:
     """Fill (or resume) one store per algorithm, each with its own run seed (``cfg.seeds()``:
     the algorithm's ``seed``, else the study's; equal seeds give both the same masks).
     ``recipes``: (A, B) to use instead of the study's own."""
@@ -58,7 +58,8 @@ def train_algorithms(cfg: StudyConfig, data: Dataset, out: Path, device: str, da
         check_recipe(recipe, data)
     stores = []
     for tag, recipe, seed in zip("ab", recipes, cfg.seeds()):
-        store = Store.create_or_resume(out / f"store_{tag}", recipe, data, cfg.models, cfg.subset_fraction, seed)
+        store = Store.create_or_resume(out / f"store_{tag}", recipe, data, cfg.models, cfg.subset_fraction, seed,
+                                       allow_changed_code=allow_changed_code)
         fill_store(store, device, cfg.ensemble_size, dataset=data)
         stores.append(Store.open(store.path, data))
     return stores[0], stores[1]

@@ -31,6 +31,10 @@ def validate_study(cfg, data, out=None, method: str | None = None) -> None:
     """
     _check_counts(cfg)
     _check_attribution(cfg, method or cfg.attribution.method)
+    if (method or cfg.attribution.method) == "trak" and isinstance(cfg.attribution.proj_dim, int):
+        from datamodels.attribution.trak import check_proj_dim
+
+        check_proj_dim(cfg.attribution.proj_dim, 0.0, data.n_train)  # before training, not after
     image = getattr(data, "is_image", True)
     probe = data.x_test[:2]
     _check_counterfactual(cfg, probe, image, data.num_classes)
@@ -177,13 +181,12 @@ def _check_search(cfg, probe: torch.Tensor, image: bool, n_classes: int) -> None
     if unknown:
         raise UserError(f"search.families: unknown famil{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)}; "
                         f"choose from {', '.join(SEARCH_FAMILIES)}")
-    _positive(sp.n_confirm, "search.n_confirm")
-    _positive(sp.n_inputs, "search.n_inputs", 2)
+    from modeldiff.counterfactual.search import check_search_values
+
+    check_search_values(alpha=sp.alpha, n_inputs=sp.n_inputs, n_confirm=sp.n_confirm, n_resamples=sp.n_resamples,
+                        name=lambda key: f"search.{key}")
     _positive(sp.models, "search.models", 2)
     _positive(sp.overlays, "search.overlays", 0)
-    _positive(sp.n_resamples, "search.n_resamples")
-    if not 0 < sp.alpha < 1:
-        raise UserError(f"search.alpha must be in (0, 1), got {sp.alpha}")
     _check_rows(sp.rows, "search.rows")
     check_transform_list(cfg, sp.transforms, "search.transforms", probe, image, n_classes)
     if not isinstance(sp.exclude, list):

@@ -72,6 +72,10 @@ def check_recipe(recipe, data=None) -> str:
         from datamodels.training.model_factory import check_user_model
 
         check_user_model(recipe.model, data)
+    if data is not None and backend != "train_fn":  # user loss, optimizer and model run once: no empty store
+        from datamodels.training.dry_run import dry_run
+
+        dry_run(recipe, data)
     return backend
 
 
