@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 from datamodels.attribution.feature_bank import FeatureBank
 from datamodels.attribution.gradients import featurize, n_params, resolve_model_output
 from datamodels.attribution.names import IDENTITY, PROJECTORS
-from datamodels.attribution.projectors import make_projector
+from datamodels.attribution.projectors import is_projector, make_projector, projector_params
+from datamodels.registry import is_target, record
 
 
 @dataclass
@@ -34,7 +35,8 @@ class TrakSettings:
 
     proj_dim: int | str | None = "auto"  # JL dimension k; "auto" = auto_proj_dim(n_train);
     # None = no projection (exact TRAK)
-    projector: str = "auto"  # auto | sketch | rademacher | identity | fast_jl
+    projector: object = "auto"  # auto | sketch | rademacher | identity | fast_jl | an import target
+    # "pkg.mod:MyProjector" | a Projector class, factory or object (its proj_dim then sets k)
     proj_seed: int = 0  # seed of the projection matrices (one per model id)
     sketch_dim: int | None = None  # SketchProjector's fold size; None = 8 k
     lambda_reg: float = 0.0  # ridge added to ΦᵀΦ before inversion (traker's lambda_reg)
@@ -52,8 +54,13 @@ class TrakSettings:
             raise ValueError(f"proj_dim must be a positive integer, 'auto' or None, got {self.proj_dim!r}")
         if self.lambda_reg < 0:
             raise ValueError(f"lambda_reg must be >= 0, got {self.lambda_reg}")
-        if self.projector not in PROJECTORS and self.projector != IDENTITY:
-            raise ValueError(f"projector must be one of {', '.join(PROJECTORS)} (or {IDENTITY}), got {self.projector!r}")
+        p = self.projector
+        if isinstance(p, str) and p not in PROJECTORS and p != IDENTITY and not is_target(p):
+            raise ValueError(f"projector must be one of {', '.join(PROJECTORS)} (or {IDENTITY}) or an import target "
+                             f"'pkg.mod:Projector', got {p!r}")
+        if not isinstance(p, str) and not callable(p) and not callable(getattr(p, "project", None)):
+            raise ValueError(f"projector must be a name, a Projector class or factory, or a projector object; "
+                             f"got {type(p).__name__}")
         for name in ("batch_size", "test_block", "train_block"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
@@ -93,7 +100,11 @@ class TRAK:
         self.model_output, self.model_output_name_ = resolve_model_output(self.settings.model_output)
 
     def params(self) -> dict:
-        out = {"method": "trak", **asdict(self.settings), "model_output": self.model_output_name_}
+        settings = {f.name: getattr(self.settings, f.name) for f in fields(self.settings)}
+        proj = settings["projector"]
+        if not isinstance(proj, str):
+            settings["projector"] = record(type(proj) if is_projector(proj) else proj)
+        out = {"method": "trak", **settings, "model_output": self.model_output_name_}
         if hasattr(self, "proj_dim_"):
             out["proj_dim"] = self.proj_dim_
         return out
@@ -111,7 +122,7 @@ class TRAK:
             raise ValueError(f"TRAK with k={k} features and only {x_train.shape[0]} training examples: ΦᵀΦ is "
                              f"singular: {fix}")
         proj = make_projector(kind, p, k, s.proj_seed, self.device, s.sketch_dim)
-        self.projector_params_ = proj.params()
+        self.projector_params_ = projector_params(proj)
         bar = f"model {model_id}: train" if self.progress else False
         phi_tr, q = featurize(model, x_train, y_train, proj, model_id, batch_size=s.batch_size,
                               progress=bar, model_output=self.model_output)
@@ -141,6 +152,8 @@ class TRAK:
         q_sum = None
         pd = self.settings.proj_dim
         self.proj_dim_ = auto_proj_dim(x_train.shape[0]) if pd == "auto" else pd
+        if is_projector(self.settings.projector) and pd is not None:  # an object brings its own k
+            self.proj_dim_ = int(self.settings.projector.proj_dim)
         try:
             for model_id, model in models:
                 f, t, q = self._per_model(model, int(model_id), x_train, y_train, x_test, y_test)
