@@ -46,7 +46,8 @@ class TrakSettings:
     train_block: int = 65536  # train columns per score matmul
     memory_budget_bytes: int = 2 << 30  # per-model features above this total spill to disk
     model_output: object = "margin"  # "margin" (classification margin, traker's default), an import
-    # target "pkg.mod:Output", or a ModelOutput object / function (out, y) -> (f, Q): see gradients.py
+    # target "pkg.mod:Output", or a ModelOutput / function (model, batch) -> (f, Q), or the older
+    # (out, y) forms: see gradients.py
 
     def __post_init__(self):
         if self.proj_dim != "auto" and self.proj_dim is not None and (

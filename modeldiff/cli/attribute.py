@@ -33,8 +33,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="TRAK: examples per gradient batch")
     p.add_argument("--model-output", default="margin",
                    help="TRAK: what is attributed: margin (classification margin) or an import target "
-                        "'pkg.mod:Output' (an object with output(out, y) and out_to_loss(out, y), or a function "
-                        "(out, y) -> (output, out_to_loss))")
+                        "'pkg.mod:Output' (a ModelOutput with output(model, batch) and out_to_loss(model, batch), or a "
+                        "function (model, batch) -> (output, out_to_loss); the older (out, y) forms are adapted)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a setting of a method given by import target (repeatable; values parsed as YAML)")
     p.add_argument("--n-lambdas", type=int, default=25, help="datamodels: values on the lasso path")
