@@ -47,18 +47,24 @@ def _stamp(path: Path):
 
 
 def train_algorithms(cfg: StudyConfig, data: Dataset, out: Path, device: str, data_dir=None,
-                     recipes=None) -> tuple[Store, Store]:
+                     recipes=None, given=(None, None)) -> tuple[Store, Store]:
     """Fill (or resume) one store per algorithm, each with its own run seed (``cfg.seeds()``:
     the algorithm's ``seed``, else the study's; equal seeds give both the same masks).
-    ``recipes``: (A, B) to use instead of the study's own."""
+    ``recipes``: (A, B) to use instead of the study's own; ``given``: (A, B) ModelSets used as
+    they are instead of training (None: train that algorithm)."""
+    from datamodels.modelset import as_modelset
     from datamodels.training.backends import check_recipe
     from datamodels.training.launchers import fill_store
 
     recipes = list(recipes or cfg.recipes(data_dir))
-    for recipe in recipes:  # both algorithms' targets and settings, before either store exists (one line)
-        check_recipe(recipe, data)
+    for recipe, ms in zip(recipes, given):  # both algorithms' targets and settings, before either store exists
+        if ms is None:
+            check_recipe(recipe, data)
     stores = []
-    for tag, recipe, seed in zip("ab", recipes, cfg.seeds()):
+    for tag, recipe, seed, ms in zip("ab", recipes, cfg.seeds(), given):
+        if ms is not None:
+            stores.append(as_modelset(ms))
+            continue
         if recipe.init.kind == "checkpoint" and cfg.pretrain:
             recipe = recipe.replace(**{"init.checkpoint": str(pretrained_checkpoint(cfg, recipe, data, out, device))})
         store = Store.create_or_resume(out / f"store_{tag}", recipe, data, cfg.models, cfg.subset_fraction, seed)

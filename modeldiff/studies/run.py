@@ -23,14 +23,15 @@ from modeldiff.studies.pipeline import (
 
 
 def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None = None, method: str | None = None,
-              data=None, extra_counterfactuals=(), counterfactual_rows=None, recipes=None, search_exclude=()) -> dict:
+              data=None, extra_counterfactuals=(), counterfactual_rows=None, recipes=None, search_exclude=(),
+              given=(None, None)) -> dict:
     """Train, attribute, compare both ways, test counterfactuals and write the reports.
 
     Returns the summary (also written to ``OUT/summary.json``); the HTML reports are in
     ``OUT/report_a_minus_b/report.html`` and ``OUT/report_b_minus_a/report.html``.
     ``counterfactual_rows``: the test rows counterfactual transforms are applied to (default all);
     ``recipes``: (A, B) recipes replacing the study's; ``search_exclude``: transforms kept out
-    of the search's candidates.
+    of the search's candidates; ``given``: (A, B) ModelSets used instead of training (None: train).
 
     Per direction the summary holds the null-calibrated ``components`` (var_a, var_b, ratio,
     ratio_halves, null_ratio_q95, p_value, beyond_null), the search's ``confirmed`` list,
@@ -47,8 +48,9 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     validate_study(cfg, data, out, method)  # seconds: everything that would fail after training
     out.mkdir(parents=True, exist_ok=True)
     stage = _stages(4 + cfg.calibration.enabled + cfg.search.enabled + (cfg.diagnostics.models > 0))
-    stage(f"training both algorithms ({cfg.models} models each)")
-    stores = train_algorithms(cfg, data, out, device, data_dir, recipes)
+    stage(f"training both algorithms ({cfg.models} models each)" if given == (None, None) else
+          "training the algorithms given as recipes; models given as ModelSets are used as they are")
+    stores = train_algorithms(cfg, data, out, device, data_dir, recipes, given)
     stage(f"attributing both algorithms ({method or cfg.attribution.method})")
     if cfg.calibration.enabled:
         scores_a, scores_b, halves = attribute_with_null(cfg, stores, out, device, method)

@@ -49,8 +49,10 @@ def check_recipe(recipe, data=None) -> str:
     from datamodels.training.backends.common import check_data
     from datamodels.training.losses import make_loss
     from datamodels.training.optimizers import check_optimizer, vmap_refusal
+    from datamodels.training.schedule import check_schedule
 
     backend, _ = choose_backend(recipe)
+    check_schedule(recipe.optim)
     if backend == "train_fn":
         from datamodels.training.backends.user_fn import resolve_train_fn
 
