@@ -94,10 +94,16 @@ class ModelSet(abc.ABC):
         return np.array([i for i in rows if int(i) not in bad], dtype=np.int64)
 
     def summary(self) -> dict:
-        """Counts and test accuracy (share of positive margins) of the usable models."""
-        valid = self.valid_indices(warn=False)
-        margins = np.asarray(self.test_margins)[valid] if len(valid) else np.full((1, 1), np.nan)
-        acc = (margins > 0).mean(axis=1) if len(valid) else np.array([np.nan])
+        """Counts and test accuracy (argmax of the logits; without weights, the share of positive
+        margins) of the usable models."""
+        valid = [int(i) for i in self.valid_indices(warn=False)]
+        acc = np.array([np.nan])
+        if valid and all(self.has_weights(i) for i in valid):
+            data = self.load_dataset()
+            pred = self.predict_proba(data.x_test, indices=valid).argmax(-1)
+            acc = (pred == data.y_test[None, :]).double().mean(dim=1).numpy()
+        elif valid:
+            acc = (np.asarray(self.test_margins)[valid] > 0).mean(axis=1)
         recipe = self.recipe
         return {"models": self.n_models, "done": int(len(valid)), "diverged": 0,
                 "accuracy_mean": float(np.mean(acc)), "accuracy_std": float(np.std(acc)),

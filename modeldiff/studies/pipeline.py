@@ -98,7 +98,7 @@ def attribute_stores(cfg: StudyConfig, stores, out: Path, device: str, method: s
         stamp = out / f"scores_{tag}_{file_tag(name)}.json"
         key = {"method": name, "params": _recorded(params), "n_models": n_models, "valid": len(store.valid_indices())}
         if not (path.is_file() and stamp.is_file() and _stamp(stamp) == key):
-            attribute_to_file(store, path, m, n_models=n_models, device=device,
+            attribute_to_file(store, path, method or cfg.attribution.method, n_models=n_models, device=device,
                               progress=progress_label(cfg, tag), **params)
             atomic_write_text(stamp, json.dumps(key))
         scores.append(read_influence(path).scores)
