@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 PYTHON_ONLY = "python:"  # prefix of the keys of objects that live in this process only
 _LIVE: dict[str, Any] = {}  # Python-only key -> the object

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from datamodels.attribution.methods import method_name, resolve_method
+from datamodels.base.errors import UserError
 from datamodels.modelset import as_modelset, describe, model_dtype
-from modeldiff.errors import UserError
 
 
 def _open(store):

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from datamodels.base.errors import UserError
 from datamodels.registry import record
-from modeldiff.errors import UserError
 
 Write = Callable[[int, np.ndarray], None]  # write(start_row, block[rows, n_train] float32)
 
@@ -103,8 +103,8 @@ class TrakMethod(AttributionMethod):
         return {**params, **spec.params}, spec.models
 
     def attribute(self, models, rows, *, device, dtype, progress, params, write):
-        from datamodels.attribution.progress import announced
         from datamodels.attribution.trak import TRAK
+        from datamodels.base.progress import announced
 
         data = models.load_dataset()
         est = TRAK(device=device, dtype=dtype, progress=progress is not None, **params)

@@ -15,7 +15,7 @@ import torch
 
 from datamodels.attribution import counter_rng
 from datamodels.attribution.names import IDENTITY, PROJECTORS
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 logger = logging.getLogger(__name__)
 _WARNED: set[str] = set()

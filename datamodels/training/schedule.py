@@ -18,8 +18,8 @@ import inspect
 import json
 import math
 
+from datamodels.base.errors import UserError
 from datamodels.registry import Registry
-from modeldiff.errors import UserError
 
 DEFAULT_SCHEDULE = "triangle"
 DEFAULT_TEXT = ("triangle: linear warm-up over the first 20 % of steps (optim.warmup_fraction) to optim.lr, then "

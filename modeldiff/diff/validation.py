@@ -11,9 +11,9 @@ import warnings
 
 import numpy as np
 
+from datamodels.base.errors import UserError
 from datamodels.registry import is_target
 from modeldiff.diff.names import SOLVERS
-from modeldiff.errors import UserError
 
 
 def check_pair(scores_a, scores_b) -> tuple[int, int]:
