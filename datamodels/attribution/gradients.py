@@ -124,8 +124,6 @@ def resolve_model_output(spec: Any) -> tuple[ModelOutput, str]:
             name = _name_of(obj)
         obj = obj()
     name = name or _name_of(type(obj) if hasattr(obj, "output") else obj)
-    if isinstance(obj, ModelOutput):
-        return obj, name
     if callable(getattr(obj, "output", None)) and callable(getattr(obj, "out_to_loss", None)):
         return (obj if _takes_model(obj.output) else LogitsOutput(obj)), name
     if callable(obj):
