@@ -184,6 +184,21 @@ class _Adapted(ModelSet):
     def load_dataset(self):
         return self._obj.load_dataset()
 
+    # the optional parts of the contract: the object's own when it has them, else the defaults
+    use_valid_only = property(lambda self: getattr(self._obj, "use_valid_only", False))
+
+    def weights_damage(self, rows) -> dict[int, str]:
+        own = getattr(self._obj, "weights_damage", None)
+        return own(rows) if own is not None else super().weights_damage(rows)
+
+    def refuse_or_drop(self, bad: dict[int, str], rows) -> np.ndarray:
+        own = getattr(self._obj, "refuse_or_drop", None)
+        return own(bad, rows) if own is not None else super().refuse_or_drop(bad, rows)
+
+    def summary(self) -> dict:
+        own = getattr(self._obj, "summary", None)
+        return own() if own is not None else super().summary()
+
 
 def describe(ms) -> str:
     """How error messages name a model set."""
