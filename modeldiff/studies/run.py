@@ -54,7 +54,8 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
 
     Per direction the summary holds the null-calibrated ``components`` (var_a, var_b, ratio,
     ratio_halves, null_ratio_q95, p_value, beyond_null), the search's ``confirmed`` list,
-    ``candidates_tested`` and ``headline``; ``summary["verdict"]`` states the conclusion.
+    ``candidates_tested``, ``headline`` and the whole discovery ranking (``search_ranking``, best first, by
+    ``search_ranking_rule``); ``summary["verdict"]`` states the conclusion.
     """
     from modeldiff.report import write_report
     from modeldiff.studies.validate import validate_study
