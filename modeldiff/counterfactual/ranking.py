@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 RANKINGS = ("effect", "t")
-DEFAULT_RANKING = "t"  # the ranking a search uses unless told otherwise
+DEFAULT_RANKING = "effect"  # the ranking a search uses unless told otherwise (the planted grid: benchmarks/discovery_grid.py)
 PRACTICAL_MIN = 0.01  # probability units: below one percentage point an effect is "negligible in probability"
 
 
