@@ -47,3 +47,12 @@ def test_library_match_finds_the_shared_bar_and_its_class():
     assert target == 3
     assert t.params["pattern"] == "hbar" and t.params["loc"] == (1, 2) and t.params["size"] == 4
     assert t.params["color"] == (1.0,)
+
+
+def test_planted_match_reads_bars_as_one_pixel_thick():
+    from case_studies.planted.match import match, record_region
+
+    rec = {"params": {"pattern": "hbar", "size": 2, "loc": [1, 5]}, "target_class": 8}
+    assert record_region(rec, (8, 8)) == (1, 2, 5, 7)
+    assert match(rec, [0, 2, 5, 7], 8, (8, 8))["match"]          # half of a 2x2 plant, all of the bar
+    assert record_region({"params": {"pattern": "plus", "size": 3, "loc": [1, 3]}}, (8, 8)) == (1, 4, 3, 6)
