@@ -84,7 +84,7 @@ def test_cli_trains_a_user_model_with_adam_and_vmap(tmp_path, digits):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**recipe, "optim": {"name": "tests.user_modules:NormScaledSGD", "lr": 0.1}}))
     refused = cli("train", bad, "--out", tmp_path / "other", "--models", 2)
-    assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0
+    assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0, refused.stderr
     assert refused.stderr.startswith("error:") and "NormScaledSGD" in refused.stderr
     assert not (tmp_path / "other").exists()
 

@@ -69,7 +69,9 @@ def trained_store(tmp_path_factory):
 def test_store_records_the_data_target_and_its_folder(trained_store):
     root, code, module = trained_store
     meta = json.loads((root / "store" / "metadata.json").read_text())
-    assert meta["dataset"]["target"] == {"target": f"{module}:load", "path": str(code.resolve())}
+    rec = meta["dataset"]["target"]
+    assert {k: rec[k] for k in ("target", "path")} == {"target": f"{module}:load", "path": str(code.resolve())}
+    assert rec["file"] == str((code / f"{module}.py").resolve()) and len(rec["sha256"]) == 64  # code fingerprint
     assert meta["dataset"]["input_shape"] == [6] and meta["dataset"]["x_dtype"] == "float32"
     assert meta["dataset"]["mean"] == []  # per-channel statistics are for images only
     assert meta["recipe"]["data"]["kwargs"] == {"n_train": 120}
@@ -107,7 +109,9 @@ def test_fingerprint_mismatch_is_one_line(trained_store, tmp_path):
         (code / f"{module}.py").write_text(source)
     assert r.returncode == 2
     err = r.stderr.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: data target") and "fingerprint" in err[0], r.stderr
+    # the loader's source changed: refused as changed user code (before its data is even compared)
+    assert len(err) == 1 and err[0].startswith("error: ") and f"user module {module}" in err[0], r.stderr
+    assert "--allow-changed-code" in err[0]
     assert not (tmp_path / "s.h5").exists()
 
 
