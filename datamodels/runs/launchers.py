@@ -22,8 +22,10 @@ def run_local(store: Store, chunks, device: str, workers: int, dataset: Dataset 
         return []
     if workers <= 1:
         data = dataset if dataset is not None else store.load_dataset()  # loaded once for all chunks
+        together = _backend(store) in ("ensemble", "vmap")
         for k, chunk in enumerate(chunks, 1):  # a step counter inside each chunk: no silent minutes
-            with step_bar(f"  chunk {k} of {len(chunks)} ({len(chunk)} models at once)", disable=bar.disable) as steps:
+            how = f"{len(chunk)} models at once" if together else f"{len(chunk)} models, one at a time"
+            with step_bar(f"  chunk {k} of {len(chunks)} ({how})", disable=bar.disable) as steps:
                 total, size = chunk_steps(store, data, chunk), len(chunk)
 
                 def step(n, steps=steps, total=total, size=size):
@@ -49,16 +51,22 @@ def run_local(store: Store, chunks, device: str, workers: int, dataset: Dataset 
 
 def chunk_steps(store: Store, data: Dataset, chunk) -> int | None:
     """Optimiser steps a chunk reports when its models train together (ensemble, vmap); None otherwise."""
-    from datamodels.training.backends import check_recipe
     from datamodels.training.backends.common import steps_per_epoch
 
-    try:
-        if check_recipe(store.recipe, data) not in ("ensemble", "vmap"):
-            return None
-    except UserError:  # the chunk itself reports a bad recipe in one line
+    if _backend(store) not in ("ensemble", "vmap"):
         return None
     m = int(store.masks[int(chunk[0])].sum())
     return steps_per_epoch(m, store.recipe) * store.recipe.epochs
+
+
+def _backend(store: Store) -> str | None:
+    """The backend the store's recipe trains with (None when the recipe is refused: the chunk says why)."""
+    from datamodels.training.backends import choose_backend
+
+    try:
+        return choose_backend(store.recipe)[0]
+    except UserError:
+        return None
 
 
 _GIVEN_DATASET: list = []  # in a pool worker: the dataset the caller passed (set by the initializer)
