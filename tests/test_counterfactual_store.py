@@ -93,7 +93,8 @@ def test_diff_cli_takes_images_and_class_names_from_a_store(stores, tmp_path, ca
     assert len(summary["components"]) == 2
     assert (out / "figures" / "component_0.png").stat().st_size > 0
     np.save(tmp_path / "c.npy", rng.normal(size=(5, data.n_train)).astype(np.float32))
-    assert main(["diff", str(tmp_path / "c.npy"), str(tmp_path / "c.npy"), "--components", "2",
+    np.save(tmp_path / "d.npy", rng.normal(size=(5, data.n_train)).astype(np.float32))
+    assert main(["diff", str(tmp_path / "c.npy"), str(tmp_path / "d.npy"), "--components", "2",
                  "--out", str(tmp_path / "bad"), "--store", str(stores[0])]) == 2
     assert "does not match the scores (5 x" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
