@@ -107,3 +107,13 @@ def test_plan_pilot_prints_its_table(tmp_path):
             "learning_curve": curve}
     text = format_plan(plan)
     assert "precision (corr. with infinitely many models' scores)" in text and "-1" not in text
+
+
+def test_a_projection_dimension_above_the_training_set_is_refused_before_training(tmp_path):
+    (tmp_path / "r.yaml").write_text("name: r\nmodel: {arch: digits_cnn, width: 4}\nepochs: 1\n")
+    study = tmp_path / "s.yaml"
+    study.write_text("name: s\nalgorithm_a: {recipe: r.yaml}\nalgorithm_b: {recipe: r.yaml, label: b}\nmodels: 4\n"
+                     "attribution: {method: trak, models: 4, proj_dim: 4096}\nsearch: {enabled: false}\n")
+    line = _one_error(*run_cli("study", study, "--out", tmp_path / "o")[::2])
+    assert "k=4096" in line and "1437 training examples" in line
+    assert not (tmp_path / "o").exists()
