@@ -192,19 +192,21 @@ def load_digits() -> Dataset:
                    torch.from_numpy(y[te]), [str(d) for d in range(10)])
 
 
-def load_dataset(name: str, data_dir: str | None = None, **options) -> Dataset:
-    """Load a dataset by name: ``digits`` or ``cifar10`` (see :mod:`datamodels.data.cifar10`), or
-    an import target ``"my_pkg.data:load"`` (``options`` are its keyword arguments)."""
-    if name == "digits":
-        given = sorted(k for k, v in options.items() if v is not None)
-        if given:  # digits is one fixed split (its identity); silently ignoring a cap would mislead
-            raise UserError(f"data.{given[0]} is not supported for digits (its 1,437/360 split is fixed): remove it, "
-                            f"or use cifar10 or your own data target")
-        return load_digits()
-    if name == "cifar10":
-        from datamodels.data.cifar10 import load_cifar10
+def load_digits_builtin(data_dir: str | None = None, **options) -> Dataset:
+    """The registered ``digits`` loader: :func:`load_digits`, refusing options (its split is fixed)."""
+    given = sorted(k for k, v in options.items() if v is not None)
+    if given:  # digits is one fixed split (its identity); silently ignoring a cap would mislead
+        raise UserError(f"data.{given[0]} is not supported for digits (its 1,437/360 split is fixed): remove it, "
+                        f"or use cifar10 or your own data target")
+    return load_digits()
 
-        return load_cifar10(data_dir, **options)
+
+def load_dataset(name: str, data_dir: str | None = None, **options) -> Dataset:
+    """Load a dataset by name (registry ``DATASETS``: ``digits``, ``cifar10`` — each entry a loader
+    ``load(data_dir, **options) -> Dataset``), or
+    an import target ``"my_pkg.data:load"`` (``options`` are its keyword arguments)."""
+    if name in DATASETS:
+        return DATASETS.get(name)(data_dir, **options)
     from datamodels.registry import is_target
 
     if is_target(name):

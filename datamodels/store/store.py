@@ -96,6 +96,11 @@ class Store(StoreModels):
             name, problem = next(iter(broken.items()))
             more = f" (and {len(broken) - 1} more file(s))" if len(broken) > 1 else ""
             raise UserError(f"store {self.path} is damaged: {name} {problem}{more}: {_verify.repair_hint(self.path)}")
+        from datamodels.registry import missing_python_objects, python_only_message
+
+        missing = missing_python_objects(self.metadata["recipe"])
+        if missing:  # made in a notebook or a script's __main__: only such a process can rebuild its models
+            raise UserError(python_only_message(f"store {self.path}", missing))
         try:
             self.recipe: Recipe = recipe_from_dict(self.metadata["recipe"], stored=True)
         except UserError as err:
@@ -150,6 +155,10 @@ class Store(StoreModels):
         path = Path(path)
         meta = build_metadata(recipe, dataset, n_models, subset_fraction, seed, save_weights, train_margins,
                               array_spec(n_models, dataset.n_train, dataset.n_test, dataset.num_classes, train_margins))
+        from datamodels.registry import python_only_keys
+
+        if python_only_keys(meta["recipe"]):  # recorded: reopened from Python only (see Store.__init__)
+            meta["python_only"] = sorted(set(python_only_keys(meta["recipe"])))
         if path.exists() and not path.is_dir():
             raise UserError(f"--out {path} is a file: choose a folder for the store")
         if (path / "metadata.json").is_file():

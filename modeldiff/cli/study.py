@@ -8,12 +8,13 @@ import time
 
 def _common(p) -> None:
     from datamodels.attribution.names import METHODS
+    from modeldiff.cli.choices import name_or_target
 
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
     p.add_argument("--data-dir", default=None,
                    help="dataset folder for cifar10 (default: $MODELDIFF_CIFAR10_DIR)")
-    p.add_argument("--method", choices=METHODS.names(), default=None,
-                   help="attribution estimator (default: the study's, TRAK)")
+    p.add_argument("--method", type=name_or_target(METHODS), default=None, metavar="{" + ",".join(METHODS) + "}",
+                   help="attribution estimator, or an import target 'pkg.mod:MyMethod' (default: the study's, TRAK)")
     p.add_argument("--models", type=int, default=None, help="models per algorithm (default: the study's)")
     add_allow_changed_code(p)
 

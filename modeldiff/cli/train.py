@@ -10,9 +10,11 @@ from modeldiff.cli.study import add_allow_changed_code
 
 def add_parser(subparsers) -> None:
     from datamodels.runs.names import LAUNCHERS
+    from datamodels.training.schedule import DEFAULT_TEXT
 
     p = subparsers.add_parser("train", help="train many models of one recipe on random subsets into a store",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                              epilog=f"learning-rate schedule (recipe key optim.schedule), by default {DEFAULT_TEXT}")
     p.add_argument("recipe", help="recipe YAML file, or 'default' for the embedded digits recipe")
     p.add_argument("--out", required=True, help="store directory (created, or resumed when it exists)")
     p.add_argument("--models", type=int, default=64, help="number of models N")

@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 
 from datamodels.base.errors import UserError
+from datamodels.registry import is_target
 from modeldiff.diff.names import SOLVERS
 
 
@@ -72,7 +73,8 @@ def check_params(n_components, solver: str) -> None:
             or n_components < 1:
         raise UserError(
             f"n_components must be a positive integer, got {n_components!r}")
-    if solver not in SOLVERS:
+    if isinstance(solver, str) and solver not in SOLVERS and not is_target(solver) or not (
+            isinstance(solver, str) or callable(solver)):
         raise UserError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
 
 

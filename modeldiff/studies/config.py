@@ -46,17 +46,27 @@ class AlgorithmSpec:
 
 @dataclass
 class AttributionSpec:
-    method: str = field(default="trak", metadata={"help": "trak | datamodels"})
-    models: int = field(default=16, metadata={"help": "TRAK: models averaged (the first ones of the store)"})
+    method: object = field(default="trak", metadata={
+        "help": "trak | datamodels | an import target 'pkg.mod:MyMethod' (an AttributionMethod)"})
+    models: int = field(default=16, metadata={
+        "help": "TRAK and methods by import target: models used (the first ones of the store)"})
     proj_dim: int = field(default=1024, metadata={"help": "TRAK: random projection dimension k"})
     lambdas: int = field(default=12, metadata={"help": "datamodels: lasso path length"})
     batch_size: int = field(default=1024, metadata={
         "help": "TRAK: examples per per-example-gradient call (memory ~ batch_size x n_params x 4 bytes)"})
+    projector: object = field(default="auto", metadata={
+        "help": "TRAK: auto | sketch | rademacher | fast_jl | an import target 'pkg.mod:MyProjector'"})
+    params: dict = field(default_factory=dict, metadata={"help": "further settings of the method"})
 
     def __post_init__(self):
-        from datamodels.attribution.names import METHODS
+        from datamodels.attribution.names import METHODS, PROJECTORS
 
-        METHODS.check(self.method, key="attribution.method")
+        if isinstance(self.method, str):
+            METHODS.check(self.method, key="attribution.method", targets=True)
+        if isinstance(self.projector, str):
+            PROJECTORS.check(self.projector, key="attribution.projector", targets=True)
+        if not isinstance(self.params, dict):
+            raise UserError(f"attribution.params must be a mapping, got {self.params!r}")
 
 
 @dataclass

@@ -38,7 +38,7 @@ def run_configured(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | N
 
 
 def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None = None, method: str | None = None,
-              data=None, inputs=None, allow_changed_code: bool = False) -> dict:
+              data=None, inputs=None, given=(None, None), allow_changed_code: bool = False) -> dict:
     """Train, attribute, compare both ways, test counterfactuals and write the reports.
 
     Returns the summary (also written to ``OUT/summary.json``); the HTML reports are in
@@ -50,6 +50,7 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     the test rows of the counterfactual tests and of the search.
     ``allow_changed_code``: go on when user code changed since the stores were made (else
     refused; when allowed, recorded as a ``code_changed`` warning).
+    ``given``: (A, B) ModelSets used instead of training (None: train that algorithm).
 
     Per direction the summary holds the null-calibrated ``components`` (var_a, var_b, ratio,
     ratio_halves, null_ratio_q95, p_value, beyond_null), the search's ``confirmed`` list,
@@ -70,8 +71,9 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
             for key in ("search", "counterfactual")}
     recipes = inputs.recipes
     stage = _stages(4 + cfg.calibration.enabled + cfg.search.enabled + (cfg.diagnostics.models > 0))
-    stage(f"training both algorithms ({cfg.models} models each)")
-    stores = train_algorithms(cfg, data, out, device, data_dir, recipes, allow_changed_code)
+    stage(f"training both algorithms ({cfg.models} models each)" if given == (None, None) else
+          "training the algorithms given as recipes; models given as ModelSets are used as they are")
+    stores = train_algorithms(cfg, data, out, device, data_dir, recipes, given, allow_changed_code)
     stage(f"attributing both algorithms ({method or cfg.attribution.method})")
     if cfg.calibration.enabled:
         scores_a, scores_b, halves = attribute_with_null(cfg, stores, out, device, method)
