@@ -63,6 +63,7 @@ def test_bad_train_fn_one_line_and_nothing_written(tmp_path, digits, target, mes
     assert (Store.open(tmp_path / "s").status == 0).all()
 
 
+@pytest.mark.slow
 def test_cli_trains_a_user_model_with_adam_and_vmap(tmp_path, digits):
     recipe = {"name": "own-vmap", "model": {"target": "tests.user_modules:small_cnn", "kwargs": {"width": 4}},
               "optim": {"name": "adam", "lr": 3e-3, "betas": [0.9, 0.99]}, "trainer": "vmap", "epochs": 2,

@@ -21,6 +21,7 @@ def stores(tmp_path_factory):
     return root, out
 
 
+@pytest.mark.slow
 def test_diagnose_two_stores(stores):
     root, (a, b) = stores
     res = cli("diagnose", a, b, "--models", 2, "--probes", 3, "--trace-examples", 3, "--lanczos-steps", 6,

@@ -96,6 +96,7 @@ def test_bad_input_is_one_error_line(tmp_path):
     assert r.returncode == 2 and "--pilot" in r.stderr
 
 
+@pytest.mark.slow
 def test_demo_study_plan_structure_and_order(tmp_path, monkeypatch):
     """One real (short) calibration of the demo study through the CLI, then predictions from it;
     a second plan reuses the cached calibration (and says so)."""

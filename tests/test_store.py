@@ -20,6 +20,7 @@ def _train_args(recipe, out, models=10):
     return ["train", recipe, "--out", out, "--models", models, "--ensemble-size", 2, "--seed", 5]
 
 
+@pytest.mark.slow
 def test_resume_after_kill_minus_9(tmp_path):
     recipe = write_recipe(tmp_path, epochs=3)
     out = tmp_path / "store"
