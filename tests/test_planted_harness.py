@@ -10,10 +10,10 @@ import torch
 from case_studies.planted import match as M
 from case_studies.planted.grid import draw_variants, rates, variant_record
 from case_studies.planted.metrics import reliance
+from datamodels.base.errors import UserError
 from datamodels.data.patterns import PATTERNS, write_pattern
 from datamodels.training.augment import apply_augment, draw_epoch
 from datamodels.training.recipe import recipe_from_dict
-from modeldiff.errors import UserError
 
 HW = (8, 8)
 PLANT = (5, 8, 5, 8)  # a 3x3 plant in the bottom-right corner

@@ -17,9 +17,9 @@ import torch
 from case_studies.planted.metrics import precision_at
 from case_studies.planted.plant import plant, write_patch
 from case_studies.planted.study import planted_recipes, run_planted
+from datamodels.base.errors import UserError
 from datamodels.data.dataset import load_dataset
 from datamodels.data.patterns import PATTERNS, pattern_values
-from modeldiff.errors import UserError
 from modeldiff.studies.config import load_study
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import yaml
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 from modeldiff.studies.config import StudyConfig, load_study
 from modeldiff.studies.hooks import StudyInputs, resolve_rows
 from modeldiff.studies.run import _setup, run_configured

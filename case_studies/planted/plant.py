@@ -109,11 +109,11 @@ def plant(data: Dataset, target_class: int = 0, fraction: float = 0.75, region=(
     """
     _check_plant_args(data, target_class, fraction, region, amplitude, pattern)
     if test_fraction is not None and not 0 < test_fraction <= 1:
-        from modeldiff.errors import UserError
+        from datamodels.base.errors import UserError
 
         raise UserError(f"plant.test_fraction must be in (0, 1], got {test_fraction}")
     if select not in ("random", "hardest"):
-        from modeldiff.errors import UserError
+        from datamodels.base.errors import UserError
 
         raise UserError(f"plant.select must be random or hardest, got {select!r}")
     rng = np.random.default_rng(seed)
@@ -169,7 +169,7 @@ def hardness(data: Dataset, seed: int = 0) -> dict[str, np.ndarray]:
 
 def _check_plant_args(data: Dataset, target_class: int, fraction: float, region, amplitude: float,
                       pattern: str = "solid") -> None:
-    from modeldiff.errors import UserError
+    from datamodels.base.errors import UserError
 
     check_region(region, data.x_train.shape[-2:], what="plant.region")
     check_pattern(pattern, amplitude, what="plant.pattern")

@@ -31,8 +31,8 @@ import numpy as np
 from case_studies.planted import match as matching
 from case_studies.planted.metrics import PRECISION_AT, own_top_component, planted_signal, precision_at, reliance
 from case_studies.planted.plant import plant as make_plant
-from modeldiff.atomic import atomic_write_text
-from modeldiff.errors import UserError
+from datamodels.base.atomic import atomic_write_text
+from datamodels.base.errors import UserError
 from modeldiff.studies.config import StudyConfig
 from modeldiff.studies.hooks import StudyInputs
 from modeldiff.studies.pipeline import load_study_data

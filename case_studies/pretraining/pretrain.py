@@ -47,7 +47,7 @@ def pretrain(recipe: Recipe, data: Dataset, out: str | os.PathLike, epochs: int 
 
     print(f"pretext task (rotation) accuracy: {100 * float(result.accuracy[0]):.1f} %")
     out.parent.mkdir(parents=True, exist_ok=True)
-    from modeldiff.atomic import atomic_path
+    from datamodels.base.atomic import atomic_path
 
     with atomic_path(out) as tmp:
         torch.save(extract_single(result.net, 0), tmp)
@@ -58,7 +58,7 @@ def setup(cfg, data: Dataset, recipes, out, device: str = "cpu", task: str = "ro
           seed: int = 0):
     """The study's set-up step (see the module docstring): the recipes with ``init.kind: checkpoint``
     start from the rotation-pretrained model, made once per output folder."""
-    from modeldiff.errors import UserError
+    from datamodels.base.errors import UserError
     from modeldiff.studies.hooks import StudyInputs
 
     if task != "rotation":

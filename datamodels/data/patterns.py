@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 def _solid(h: int, w: int) -> torch.Tensor:

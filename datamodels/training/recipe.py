@@ -18,8 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from datamodels.base.errors import UserError
 from datamodels.registry import is_target
-from modeldiff.errors import UserError
 
 PRECISIONS = ("float32", "float64", "bfloat16")
 LOADERS = ("tensor", "ffcv")

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
+from datamodels.base.progress import heartbeat
 from modeldiff.plan import calibrate as C
 from modeldiff.plan import calibrate_diagnostics as D
 from modeldiff.plan.calibrate_report import calibrate_report
 from modeldiff.plan.memory import process_age, rss_bytes
 from modeldiff.plan.predict import StudyShape, predict, report_plot_rows
-from modeldiff.progress import heartbeat
 
 SCALE_OUT = (1, 2, 4, 8, 16, 32)  # Ray cluster sizes priced for --deadline
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-from modeldiff.atomic import atomic_write_text
+from datamodels.base.atomic import atomic_write_text
 
 
 def append_section(report_html, title: str, text: str) -> Path:

@@ -24,11 +24,8 @@ from pathlib import Path
 
 import yaml
 
-import case_studies
+from datamodels.base.errors import UserError
 from datamodels.training.recipe import Recipe, _build, load_recipe, recipe_from_dict
-from modeldiff.errors import UserError
-
-STUDIES_DIR = Path(case_studies.__file__).resolve().parent  # one folder per shipped study
 
 
 @dataclass
@@ -113,7 +110,7 @@ class SearchSpec:
 
 @dataclass
 class DiagnosticsSpec:
-    """Sharpness and SGD-noise diagnostics of each algorithm's models (see modeldiff.diagnostics.study)."""
+    """Sharpness and SGD-noise diagnostics of each algorithm's models (see modeldiff.studies.diagnostics)."""
     models: int = field(default=0, metadata={"help": "models diagnosed per algorithm (the first ones); 0 = stage off"})
     probes: int = field(default=4, metadata={"help": "Hutchinson probes for tr(H²) (they also estimate tr(ΣH))"})
     lanczos_steps: int = field(default=20, metadata={"help": "most Lanczos iterations (HVPs) for λ_max"})
@@ -188,14 +185,13 @@ class StudyConfig:
 def load_study(path_or_name: str) -> StudyConfig:
     """A study YAML by path, or ``STUDY`` / ``STUDY/DATASET`` for the shipped ones
     (e.g. ``sgd_noise`` = ``case_studies/sgd_noise/digits.yaml``)."""
+    from modeldiff.studies.shipped import find_study, shipped_names
+
     path = Path(path_or_name)
     if not path.is_file():
-        parts = path_or_name.split("/")
-        path = STUDIES_DIR / parts[0] / f"{parts[1] if len(parts) > 1 else 'digits'}.yaml"
+        path = find_study(path_or_name) or path
     if not path.is_file():
-        shipped = sorted(p.parent.name + "/" + p.stem for p in STUDIES_DIR.glob("*/*.yaml")
-                         if p.stem in ("digits", "digits_linear", "cifar10"))
-        raise UserError(f"no study {path_or_name!r}: give a study YAML or one of {', '.join(shipped)}")
+        raise UserError(f"no study {path_or_name!r}: give a study YAML or one of {', '.join(shipped_names())}")
     try:
         data = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as err:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 @dataclass

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from datamodels.base.atomic import atomic_write_text
 from datamodels.data.dataset import Dataset
 from datamodels.store.store import Store
-from modeldiff.atomic import atomic_write_text
 from modeldiff.studies.config import StudyConfig
 
 SUBPOP_TOP = 16  # training / test examples per component's subpopulation (shown in the reports)
@@ -50,8 +50,8 @@ def train_algorithms(cfg: StudyConfig, data: Dataset, out: Path, device: str, da
     """Fill (or resume) one store per algorithm, each with its own run seed (``cfg.seeds()``:
     the algorithm's ``seed``, else the study's; equal seeds give both the same masks).
     ``recipes``: (A, B) to use instead of the study's own."""
+    from datamodels.runs.launchers import fill_store
     from datamodels.training.backends import check_recipe
-    from datamodels.training.launchers import fill_store
 
     recipes = list(recipes or cfg.recipes(data_dir))
     for recipe in recipes:  # both algorithms' targets and settings, before either store exists (one line)
@@ -217,7 +217,7 @@ def attribute_with_null(cfg: StudyConfig, stores, out: Path, device: str, method
 
 def calibrate_null(cfg: StudyConfig, halves, directions):
     """The null calibration of both directions' components (:func:`modeldiff.diff.null.calibrate`)."""
-    from datamodels.attribution.progress import heading
+    from datamodels.base.progress import heading
     from modeldiff.diff.null import calibrate
 
     def counted():  # a heading per split: each costs 8 ModelDiff fits
@@ -274,6 +274,6 @@ def run_search(cfg: StudyConfig, stores, data: Dataset, directions, device: str,
                           max_models=sp.models)
     settings = SearchSettings(n_confirm=sp.n_confirm, alpha=sp.alpha, n_inputs=sp.n_inputs,
                               n_resamples=sp.n_resamples, seed=sp.seed)
-    from datamodels.attribution.progress import heading
+    from datamodels.base.progress import heading
 
     return search(halves, cands, settings, class_names=list(data.class_names), progress=heading)

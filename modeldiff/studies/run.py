@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from modeldiff.atomic import atomic_path, atomic_write_text
-from modeldiff.errors import UserError
+from datamodels.base.atomic import atomic_path, atomic_write_text
+from datamodels.base.errors import UserError
 from modeldiff.report.verdict import verdict
 from modeldiff.studies.config import StudyConfig
 from modeldiff.studies.hooks import resolve_rows
@@ -84,7 +84,7 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
         if cfg.search.enabled else {}
     diagnostics = None
     if cfg.diagnostics.models > 0:
-        from modeldiff.diagnostics.study import run_diagnostics
+        from modeldiff.studies.diagnostics import run_diagnostics
         stage(f"sharpness and SGD-noise diagnostics ({cfg.diagnostics.models} models each)")
         diagnostics = run_diagnostics(cfg.diagnostics, stores, cfg.labels(), out, device)
     stage("counterfactual tests and reports")
@@ -102,7 +102,7 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
         summary["null"] = {k: v for k, v in calibration.to_dict().items() if k != "directions"}
     summary["verdict"] = verdict(summary)
     if diagnostics is not None:
-        from modeldiff.diagnostics.study import summary_entry
+        from modeldiff.studies.diagnostics import summary_entry
         summary["diagnostics"] = summary_entry(diagnostics)
     extra_a = inputs.extra_counterfactuals
     for d, names, extra in ((directions[0], (label_a, label_b), extra_a), (directions[1], (label_b, label_a), ())):

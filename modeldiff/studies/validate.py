@@ -1,7 +1,7 @@
 """Everything a study can check before it trains a single model.
 
 :func:`validate_study` runs in seconds (no model is built) and raises one-line
-:class:`~modeldiff.errors.UserError` s for: sizes and counts out of range, attribution settings
+:class:`~datamodels.base.errors.UserError` s for: sizes and counts out of range, attribution settings
 (``check_settings`` of the estimator, TRAK models vs trained models, null-calibration groups),
 counterfactual transform specs (each transform and each swept patch size is applied to two real
 test inputs, so a patch larger than the image or a user transform that changes the shape is
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from datamodels.base.errors import UserError
 from modeldiff.counterfactual.library import FAMILIES as SEARCH_FAMILIES  # one list, kept with the candidates
-from modeldiff.errors import UserError
 
 
 def validate_study(cfg, data, out=None, method: str | None = None) -> None:

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
+from datamodels.base.errors import UserError
 from datamodels.margins import margin
 from datamodels.training.augment import apply_augment, draw_epoch, stack_paste
-from modeldiff.errors import UserError
 
 EVAL_BATCH = 1024  # examples per forward pass during evaluation
 

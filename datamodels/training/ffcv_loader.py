@@ -86,7 +86,7 @@ def write_beton(dataset: Dataset, path: str | os.PathLike, split: str = "train",
     x = _pixels_for_beton(getattr(dataset, f"x_{split}"))
     y = getattr(dataset, f"y_{split}").numpy()
     fields = {"image": NDArrayField(dtype=x.dtype, shape=tuple(x.shape[1:])), "label": IntField()}
-    from modeldiff.atomic import atomic_path, remove_stale_temporaries
+    from datamodels.base.atomic import atomic_path, remove_stale_temporaries
 
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent)
