@@ -73,3 +73,22 @@ def test_shipped_studies_name_their_hooks():
     assert load_study("planted").runner["target"] == "case_studies.planted.study:run_planted"
     assert load_study("pretraining").setup["target"] == "case_studies.pretraining.pretrain:setup"
     assert not load_study("sgd_noise").setup and not load_study("sgd_noise").runner
+
+
+def test_pretraining_setup_points_checkpoint_recipes_at_one_pretrained_model(tmp_path):
+    from case_studies.pretraining.pretrain import setup
+    from datamodels.data.dataset import load_dataset
+
+    cfg = load_study("pretraining")
+    a, b = cfg.recipes()
+    a, b = a.replace(epochs=1, **{"model.width": 4}), b.replace(epochs=1, **{"model.width": 4})
+    data = load_dataset("digits")
+    got = setup(cfg, data, (a, b), tmp_path, "cpu", epochs=1)
+    ckpt = tmp_path / "pretrained.pt"
+    assert ckpt.is_file() and got.recipes[0] == a                      # random init: unchanged
+    assert got.recipes[1].init.checkpoint == str(ckpt.resolve())
+    stamp = ckpt.stat().st_mtime_ns
+    setup(cfg, data, (a, b), tmp_path, "cpu", epochs=1)
+    assert ckpt.stat().st_mtime_ns == stamp                            # made once per output folder
+    with pytest.raises(UserError, match="setup.kwargs.task"):
+        setup(cfg, data, (a, b), tmp_path, "cpu", task="jigsaw")
