@@ -74,6 +74,7 @@ def variant_record(variant: dict, summary: dict) -> dict:
     return {
         **{k: variant[k] for k in ("variant", "target_class", "region", "pattern", "amplitude", "fraction")},
         "a_reliance": r["a"], "b_reliance": r["b"], "b_over_a": r["b_over_a"],
+        "twin_a_reliance": (t.get("reliance") or {}).get("a"), "twin_b_reliance": (t.get("reliance") or {}).get("b"),
         "a_relies": bool(r["a_relies"]), "b_third": bool(r["b_third"]),
         "headline_match": bool(s.get("headline")), "top3_match": bool(s.get("top")), "match_rank": s.get("rank"),
         "twin_match": bool(t.get("confirms_at_plant")), "twin_top3_match": bool(ts.get("top")),
@@ -112,17 +113,22 @@ def _ci(e: dict) -> str:
     return f"{e['mean']:+.2f} [{f(e['ci_low'])},{f(e['ci_high'])}]"
 
 
+def _mean(e) -> str:
+    return "-" if not e else f"{e['mean']:+.2f}"
+
+
 def format_table(records: list[dict]) -> str:
-    """One line per variant and the rates."""
+    """One line per variant and the rates (``twin A``: A's paste effect in the no-plant twin, what
+    pasting the pattern does to A without any plant)."""
     yn = lambda v: "yes" if v else "no"
     head = (f"{'v':>2} {'class':>5} {'region':<14} {'pattern':<8} {'amp':>4} {'frac':>4}  {'A reliance':<21} "
-            f"{'B reliance':<21} {'B<=A/3':<6} {'head':<4} {'top3':<4} {'twin':<4} {'count':<5}  "
+            f"{'B reliance':<21} {'twin A':>6} {'B<=A/3':<6} {'head':<4} {'top3':<4} {'twin':<4} {'count':<5}  "
             f"{'P@100 A-B':>9} {'B-A':>5} {'B own':>5} {'chance':>6}")
     lines = [head]
     for r in records:
         lines.append(f"{r['variant']:>2} {r['target_class']:>5} {str(r['region']):<14} {r['pattern']:<8} "
                      f"{r['amplitude']:>4.2f} {r['fraction']:>4.2f}  {_ci(r['a_reliance']):<21} {_ci(r['b_reliance']):<21} "
-                     f"{yn(r['b_third']):<6} {yn(r['headline_match']):<4} {yn(r['top3_match']):<4} "
+                     f"{_mean(r.get('twin_a_reliance')):>6} {yn(r['b_third']):<6} {yn(r['headline_match']):<4} {yn(r['top3_match']):<4} "
                      f"{yn(r['twin_match']):<4} {yn(r['counted_top3']):<5}  {r['precision_a_minus_b']:>9.2f} "
                      f"{r['precision_b_minus_a']:>5.2f} {r['precision_b_own']:>5.2f} {r['chance']:>6.3f}")
     rt = rates(records)
