@@ -90,6 +90,12 @@ def test_grid_records_and_rates_apply_the_twin_rule_and_count_only_variants_wher
     assert rt["counted_top3"] == pytest.approx(1 / 3) and rt["planted_top3_any"] == pytest.approx(2 / 3)
     assert rt["twin_at_place"] == pytest.approx(1 / 3) and rt["b_third"] == pytest.approx(2 / 3)
     assert rt["precision_top_3x"] == 1.0 and rt["precision_b_own_2x"] == 0.0  # 0.2 > 2 x 0.05
+    # a variant whose twin shows the same paste effect on A (pasting alone moves A) is left out too
+    echo = _summary(strong, weak, hit, False)
+    echo["twin"]["reliance"] = {"a": _effect(3.1, 2.6, 3.6), "b": weak}
+    r = variant_record(v, echo)
+    assert r["a_relies"] and not r["a_relies_beyond_twin"]
+    assert rates(records + [r])["a_relies"] == 3 and rates(records + [r])["a_relies_in_planted_run"] == 4
 
 
 def test_grid_draws_are_seeded_and_fit_the_image():
