@@ -6,7 +6,7 @@ import yaml
 
 from datamodels.base.errors import UserError
 from modeldiff.studies.config import StudyConfig, load_study
-from modeldiff.studies.hooks import StudyInputs, resolve_rows
+from modeldiff.studies.hooks import StudyInputs, resolve_hook, resolve_rows
 from modeldiff.studies.run import _setup, run_configured
 from tests import study_hooks_user as user
 
@@ -38,7 +38,7 @@ def test_setup_changes_recipes_and_names_row_sets(tmp_path):
     cfg = _study(tmp_path, setup={"target": "tests.study_hooks_user:setup", "kwargs": {"rows": 7, "lr": 0.01}})
     data = load_dataset("digits")
     given = StudyInputs(row_sets={"mine": np.arange(2)}, search_exclude=["from runner"])
-    inputs, same = _setup(cfg, data, given, tmp_path, "cpu", None, None)
+    inputs, same = _setup(cfg, resolve_hook(cfg, "setup"), data, given, tmp_path, "cpu", None, None)
     assert same is data and user.CALLS[-1] == ("setup", 7, 0.01)
     assert [r.optim.lr for r in inputs.recipes] == [0.01, 0.01]
     assert inputs.search_exclude == ["from runner", "from setup"]
@@ -57,7 +57,7 @@ def test_a_setup_that_returns_something_else_is_one_line(tmp_path):
 
     cfg = _study(tmp_path, setup="tests.study_hooks_user:not_inputs")
     with pytest.raises(UserError, match="must return a StudyInputs, got dict"):
-        _setup(cfg, load_dataset("digits"), None, tmp_path, "cpu", None, None)
+        _setup(cfg, resolve_hook(cfg, "setup"), load_dataset("digits"), None, tmp_path, "cpu", None, None)
 
 
 @pytest.mark.parametrize("spec, word", [({"target": "tests.study_hooks_user:nothing"}, "nothing"),
@@ -66,6 +66,14 @@ def test_a_setup_that_returns_something_else_is_one_line(tmp_path):
 def test_bad_runner_targets_are_named(tmp_path, spec, word):
     with pytest.raises(UserError, match=word):
         run_configured(_study(tmp_path, runner=spec), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_setup_that_cannot_be_imported_is_refused_before_anything_is_written(tmp_path):
+    from modeldiff.studies.run import run_study
+
+    with pytest.raises(UserError, match="no_such_pkg"):
+        run_study(_study(tmp_path, setup="no_such_pkg.mod:fn"), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
