@@ -214,7 +214,8 @@ def direction_summary(d, report: Path | None, calibration=None, searched=None) -
     if searched is not None:
         s = searched.to_dict()
         out.update({"headline": s["headline"], "confirmed": s["confirmed"], "candidates_tested": s["candidates_tested"],
-                    "search_unit": s["unit"], "search_tested": s["tested"]})
+                    "search_unit": s["unit"], "search_tested": s["tested"], "search_ranking_rule": s["ranking_rule"],
+                    "search_ranking": s["ranking"]})
     return out
 
 
