@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 DIRECTION_NAMES = {"a_minus_b": ("a", "b"), "b_minus_a": ("b", "a")}
+_NEGLIGIBLE = ", negligible in probability (under 1 point and under 1 % of predictions flipped)"
 
 
 def direction_verdict(d: dict, first: str, second: str) -> str:
@@ -34,7 +35,7 @@ def confirmed_text(rec: dict, first: str, second: str) -> str:
     ci = lambda e: f"{e['mean']:+.2f} [{_f(e['ci_low'])}, {_f(e['ci_high'])}]"
     return (f"{rec.get('label', rec['transform'])} -> class {rec['target_name']} (log-odds effect {first} "
             f"{ci(lo['a'])} vs {second} {ci(lo['b'])}; probability {pr['a']['mean']:+.4f} vs {pr['b']['mean']:+.4f}; "
-            f"Holm-adjusted p = {rec['p_adjusted']:.2g})")
+            f"Holm-adjusted p = {rec['p_adjusted']:.2g}){_NEGLIGIBLE if rec.get('practical', {}).get('negligible') else ''}")
 
 
 def _num(v, fmt: str = ".2f") -> str:
