@@ -106,7 +106,7 @@ def test_plan_pilot_prints_its_table(tmp_path):
             "command": "modeldiff train", "calibration_seconds": 0.0, "calibration_share": 0.0,
             "learning_curve": curve}
     text = format_plan(plan)
-    assert "precision (corr. with infinitely many models' scores)" in text and "-1" not in text
+    assert "models needed for precision 0.95:" in text and "– -1)" not in text  # the pilot's lines, no -1
 
 
 def test_a_projection_dimension_above_the_training_set_is_refused_before_training(tmp_path):
