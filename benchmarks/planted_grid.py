@@ -1,4 +1,4 @@
-"""Planted robustness grid (issue 10): the planted acceptance over seeds, classes, places and patterns.
+"""Planted robustness grid: the planted acceptance over seeds, classes, places and patterns.
 
 For each (seed, class, place, pattern) drawn from the fixed lists below
 (or all of them with --all), runs the planted study with TRAK (CNN) and/or datamodels (linear)
