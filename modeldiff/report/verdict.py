@@ -62,3 +62,43 @@ def verdict(summary: dict) -> str:
     out.append("Effects are compared in log-odds (margin) units of the target class, which do not depend on "
                "how confident (calibrated) each algorithm's models are; probabilities are shown beside them.")
     return " ".join(out)
+
+
+def direction_sentences(d: dict, first: str, second: str) -> list[str]:
+    """The verdict of one direction (``first`` − ``second``) in short sentences, for the top of its report.
+
+    Numbers are rounded to what their CIs support (:mod:`modeldiff.report.numbers`); effects are
+    in log-odds of the target class, the unit the verdict uses.
+    """
+    from modeldiff.report.numbers import estimate, pvalue, value
+
+    comps = d.get("components") or []
+    beyond = [c for c in comps if c.get("beyond_null")]
+    out = []
+    if not comps:
+        out.append(f"Components of {first} − {second} were not calibrated against a null.")
+    elif beyond:
+        best = min((c.get("p_value") for c in beyond if c.get("p_value") is not None), default=None)
+        out.append(f"{len(beyond)} of {len(comps)} components of {first} − {second} are beyond the null "
+                   f"(smallest adjusted p = {pvalue(best)}).")
+    else:
+        top = comps[0]
+        out.append(f"No component of {first} − {second} is beyond the null (top half-size ratio "
+                   f"{value(top.get('ratio_halves'))} vs null {value(top.get('null_ratio_q95'))}, "
+                   f"adjusted p = {pvalue(top.get('p_value'))}).")
+    if "confirmed" in d:
+        tested = d.get("candidates_tested", 0)
+        if d["confirmed"]:
+            rec = d["confirmed"][0]
+            lo, pr = rec["effects"]["log-odds"], rec["effects"]["probability"]
+            out.append(f"Confirmed: {first} relies more than {second} on {rec.get('label', rec['transform'])} "
+                       f"→ class {rec['target_name']}.")
+            out.append(f"Log-odds effect: {first} {estimate(lo['a']['mean'], lo['a']['ci_low'], lo['a']['ci_high'])}, "
+                       f"{second} {estimate(lo['b']['mean'], lo['b']['ci_low'], lo['b']['ci_high'])} "
+                       f"(Holm-adjusted p = {pvalue(rec['p_adjusted'])}).")
+            out.append(f"Probability effect: {pr['a']['mean']:+.2f} vs {pr['b']['mean']:+.2f}.")
+            out.append(f"{len(d['confirmed'])} of the candidates tested were confirmed ({tested} searched).")
+        else:
+            out.append(f"No distinguishing transformation confirmed for {first} over {second} "
+                       f"({tested} candidates searched).")
+    return out

@@ -134,6 +134,8 @@ class StudyConfig:
     plant: dict = field(default_factory=dict, metadata={"help": "planted study: arguments of planted.plant.plant"})
     pretrain: dict = field(default_factory=dict, metadata={
         "help": "pretraining study: {task: rotation, epochs, seed}; fills init.checkpoint of a recipe that asks for one"})
+    report: dict = field(default_factory=dict, metadata={
+        "help": "report display of non-image examples: {show_example: 'pkg.mod:fn', feature_names: [...] or 'pkg.mod:fn'}"})
     folder: str = ""  # where recipe paths are resolved (set by load_study)
 
     def recipes(self, data_dir: str | None = None) -> tuple[Recipe, Recipe]:
