@@ -8,7 +8,8 @@ _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.2em auto;max-width:1100px;padding:0 1em;color:#222;line-height:1.4}
 h1{font-size:1.5em;margin:.3em 0} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.86em;max-width:100%}
-td,th{border:1px solid #ccc;padding:.2em .45em;text-align:right;overflow-wrap:anywhere}
+td,th{border:1px solid #ccc;padding:.2em .45em;text-align:right} td{white-space:nowrap}
+td.l{white-space:normal;overflow-wrap:anywhere}
 th{background:#f3f3f3;font-weight:600} td.l,th.l{text-align:left} img{max-width:100%;height:auto;display:block;margin:.5em 0}
 .meta{color:#555;font-size:.85em} .a{color:#b22} .b{color:#22b}
 div.verdict{font-size:1.05em;background:#f6f6ee;border-left:4px solid #886;padding:.4em .9em;margin:.6em 0}
