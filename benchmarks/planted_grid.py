@@ -8,7 +8,7 @@ and B, and the search's A−B headline.
 
     python benchmarks/planted_grid.py --out runs/planted_grid --draws 4 --method trak
     python benchmarks/planted_grid.py --out runs/planted_grid --draws 4 --method datamodels
-    python benchmarks/planted_grid.py --out runs/planted_amp --amplitudes 0.1,0.4,1.0   # the README table
+    python benchmarks/planted_grid.py --out runs/planted_amp --amplitudes 0.1,0.4,1.0   # the table in docs/studies.md
     python benchmarks/planted_grid.py --out runs/planted_few --set fraction=0.1 --set test_fraction=1.0
 
 Writes ``OUT/planted_grid.json`` and prints one line per run and the pass count.

@@ -29,7 +29,7 @@ from modeldiff.studies.config import load_study
 # and is therefore not asserted (the control is not loosened, the claim is dropped): precision@100 of
 # the top A−B component >= 0.8 of the best possible. With correctly labelled planted images no
 # ranking recovers the planted set (A−B, B−A, A's own and B's own all at or below chance at
-# amplitudes 0.1, 0.4, 1.0; docs/studies.md, "Planted ground truth with controls"); the full
+# amplitudes 0.1, 0.4, 1.0; docs/studies.md, "Planted ground truth, with controls"); the full
 # acceptance, precision included, is benchmarks/planted_grid.py.
 def test_planted_controls_hold_and_search_finds_the_feature(tmp_path):
     cfg = load_study("planted")

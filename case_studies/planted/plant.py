@@ -1,6 +1,6 @@
 """Ground truth for ModelDiff: plant a feature in a fraction of one class's images.
 
-Construction (documented in the README):
+Construction (documented in docs/studies.md):
   * the feature is a small fixed patch (``pattern`` "solid" = all ones, "checker" = alternating
     0/1) blended at a fixed place (``region = [row0, row1, col0, col1]``, default the top-left
     corner, which is background in digits) with weight ``w``: the pixels there become
@@ -108,7 +108,7 @@ def plant(data: Dataset, target_class: int = 0, fraction: float = 0.75, region=(
     cross-validated on the training split, fitted on it for the test split; see :func:`hardness`).
     ``test_fraction``: the share of the target class's *test* images that carry it (default
     ``fraction``); a few planted training images and every target-class test image patched is the
-    construction where single planted images matter (see the README's planted section).
+    construction where single planted images matter (see the planted section of docs/studies.md).
     ``data.x_train [n_train, C, H, W]`` keeps its shape; the test split grows to
     ``n_test + #(test images not of target_class)`` rows when ``test_copies``.
     """

@@ -97,7 +97,9 @@ def direction_sentences(d: dict, first: str, second: str) -> list[str]:
                        f"{second} {estimate(lo['b']['mean'], lo['b']['ci_low'], lo['b']['ci_high'])} "
                        f"(Holm-adjusted p = {pvalue(rec['p_adjusted'])}).")
             out.append(f"Probability effect: {pr['a']['mean']:+.2f} vs {pr['b']['mean']:+.2f}.")
-            out.append(f"{len(d['confirmed'])} of the candidates tested were confirmed ({tested} searched).")
+            n_tested = len(d.get("search_tested") or d.get("tested") or []) or len(d["confirmed"])
+            out.append(f"{len(d['confirmed'])} of {n_tested} candidates tested on held-out models were confirmed "
+                       f"({tested} searched).")
         else:
             out.append(f"No distinguishing transformation confirmed for {first} over {second} "
                        f"({tested} candidates searched).")

@@ -39,6 +39,9 @@ THUMBS = 8  # thumbnails per row: legible at the page width
 EXAMPLES_LEGEND = ("The top three inputs of each group, drawn by the report's <code>show_example</code> hook (default: "
                    "feature values labelled with the feature names, or token ids as text).")
 
+BAR_LEGEND = ("One bar per example: its <b>weight</b> in the component (training rows) or its <b>projection</b> on the "
+              "component (test row), labelled with its <b>#index</b> in its split and its <b>true class</b>.")
+
 THUMB_LEGEND = ("Under each thumbnail: <b>#index</b> in its split and its <b>true class</b>, then the number that "
                 "ranks it: the example's <b>weight</b> in the component (training rows) or its <b>projection</b> on "
                 "the component (test row).")
@@ -92,7 +95,8 @@ def _component_sections(fit, subpops, pngs, train_images, test_images, train_lab
                  for t, _, idx, vals, lab in groups], show_example, feature_names)
             extra = html.img(pngs[f"examples_{j}"], f"component {j} example inputs") + html.note(EXAMPLES_LEGEND)
         comp = lambda cc: ", ".join(f"{c.name} {c.count}" for c in cc) or "(no labels)"
-        inner = html.img(pngs[f"component_{j}"], f"component {j} examples") + html.note(THUMB_LEGEND) + extra + html.table(
+        legend = THUMB_LEGEND if train_images is not None else BAR_LEGEND
+        inner = html.img(pngs[f"component_{j}"], f"component {j} examples") + html.note(legend) + extra + html.table(
             ["group", "class composition"],
             [["train +", comp(sp.train_positive_classes)], ["train −", comp(sp.train_negative_classes)],
              ["test top", comp(sp.test_top_classes)]], left=2)
