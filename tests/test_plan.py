@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 from modeldiff.plan.learning_curve import curve, fit_learning_curve
 from modeldiff.plan.prices import cheapest, cost, load_prices
 from modeldiff.plan.scaling import ChunkTimeModel, Linear, chunk_sizes, steps_per_model, store_seconds

@@ -4,7 +4,7 @@ sqrt(v / (v + s2 / n))), and with heavy-tailed noise, where the answer is measur
 import numpy as np
 import pytest
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 from modeldiff.plan.precision import fit_precision_curve, split_half
 
 

@@ -178,7 +178,7 @@ def test_trak_calibration_model_is_the_stores_model_untrained(calibration_store)
 def test_step_bar_redraws_while_no_step_arrives(capsys):
     import time
 
-    from modeldiff.progress import step_bar
+    from datamodels.base.progress import step_bar
 
     seen = ""
     with step_bar("calibration chunk", 3, every=0.01) as bar:

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import json
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 PRICES_HELP = ("YAML of $/hour per machine kind: {currency: USD, machines: {KIND: {per_hour: PRICE}}}; "
                "prices are yours, none are built in")
 
 
 def add_parser(subparsers) -> None:
-    from datamodels.training.launcher_names import LAUNCHERS
+    from datamodels.runs.names import LAUNCHERS
 
     p = subparsers.add_parser(
         "plan", help="predict a study's or a recipe's time, memory, disk and cost from a short calibration run")

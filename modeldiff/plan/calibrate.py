@@ -2,7 +2,7 @@
 
 Training: two chunks of a temporary store (``E`` and ``E/4`` models, ~``CAL_STEPS`` optimizer steps
 each, or exactly the one or two chunk sizes the store will have, through the real trainer,
-:func:`datamodels.training.runner.train_chunk`) give setup, step and
+:func:`datamodels.runs.runner.train_chunk`) give setup, step and
 finish times as functions of the ensemble size (:mod:`modeldiff.plan.scaling`), the peak memory of
 a training process and the size of one weights file. With ``W > 1`` workers, ``W`` processes then
 train one chunk each *at the same time* (each with ``cores / W`` threads), which measures the
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from datamodels.base.progress import step_bar
 from modeldiff.plan.memory import PeakSampler, release_memory, rss_bytes, timed
 from modeldiff.plan.scaling import ChunkTimeModel, Linear
-from modeldiff.progress import step_bar
 
 CAL_STEPS = 10  # optimizer steps per model in a calibration chunk (plus one warm-up step)
 CAL_TRAK_EXAMPLES = 2  # TRAK: at least this many 64-example batches of per-example gradients are timed
@@ -154,8 +154,8 @@ def calibrate_training(recipe, data, ensemble_size: int, device: str, folder: st
     chunks then stop after their timed steps (nothing is written to the store). A trainer that
     trains one model at a time (loop, train_fn) is timed on one chunk of ``CAL_LOOP_MODELS`` models.
     """
+    from datamodels.runs.runner import train_chunk
     from datamodels.store import Store
-    from datamodels.training.runner import train_chunk
 
     start = time.perf_counter()
     small = max(1, ensemble_size // 4)
@@ -254,9 +254,9 @@ def _weights_size(store) -> int:
 def _concurrent_worker(recipe_dict, data, ensemble_size, fraction, device, threads, folder):
     """One worker of the contention run: start-up is measured by the caller, the chunk here."""
     torch.set_num_threads(threads)
+    from datamodels.runs.runner import train_chunk
     from datamodels.store import Store
     from datamodels.training.recipe import recipe_from_dict
-    from datamodels.training.runner import train_chunk
 
     store = Store.create_or_resume(folder, recipe_from_dict(recipe_dict), data, ensemble_size, fraction, seed=0,
                                    ensemble_size=ensemble_size)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import curve_fit
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 def curve(n, a, b):

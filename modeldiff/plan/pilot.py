@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from datamodels.attribution.lds import average_over_seeds, lds
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 from modeldiff.plan.learning_curve import LearningCurve, fit_learning_curve
 from modeldiff.plan.precision import PrecisionCurve, fit_precision_curve
 from modeldiff.plan.variance_curve import VarianceCurve, fit_variance_curve

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
+from datamodels.base.progress import heartbeat
 from modeldiff.plan import calibrate as C
 from modeldiff.plan import calibrate_diagnostics as D
 from modeldiff.plan.calibrate_report import calibrate_report
 from modeldiff.plan.memory import process_age, rss_bytes
 from modeldiff.plan.predict import StudyShape, predict, report_plot_rows
-from modeldiff.progress import heartbeat
 
 SCALE_OUT = (1, 2, 4, 8, 16, 32)  # Ray cluster sizes priced for --deadline
 
@@ -115,7 +115,7 @@ def search_shape(cfg, data) -> dict:
         return {"search_candidates": 0}
     image = getattr(data, "is_image", True)
     n = len(generic_candidates(data.x_test.shape[1:], families=sp.families or None, seed=sp.seed)) if image else 0
-    n += sum(1 for t in cfg.counterfactual.transforms if image or is_user_spec(t))
+    n += sum(1 for t in sp.transforms if image or is_user_spec(t))
     if sp.overlays and image:
         n += 2 * min(sp.overlays, cfg.components) * 2  # two directions, both signs
     return {"search_candidates": n, "search_models": sp.models if sp.models else cfg.models,

@@ -166,7 +166,7 @@ NOISE_MAX_BYTES = 512 << 20  # modeldiff.diagnostics.noise.noise_diagnostics: ca
 
 def predict_diagnostics(cals: dict, shape: StudyShape, base_rss: int) -> dict:
     """``diagnostics_models`` models of each algorithm diagnosed on their training subsets
-    (``modeldiff.diagnostics.study.run_diagnostics``); ``cals``: tag ->
+    (``modeldiff.studies.diagnostics.run_diagnostics``); ``cals``: tag ->
     :class:`~modeldiff.plan.calibrate_diagnostics.DiagnosticsCalibration`."""
     n = max(1, round(shape.subset_fraction * shape.n_train))
     seconds, low, high, peak = 0.0, 0.0, 0.0, 0

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 @dataclass

@@ -17,8 +17,8 @@ def apply_pilot(req: PlanRequest) -> dict:
     (:mod:`modeldiff.plan.precision`: ``predicted`` precision with intervals, ``models_needed`` for a
     target precision).
     """
+    from datamodels.base.errors import UserError
     from datamodels.store import Store
-    from modeldiff.errors import UserError
     from modeldiff.plan.pilot import pilot_learning_curve, trak_pilot
 
     method, proj_dim, batch, lambdas = "trak", 1024, 256, 12

@@ -112,7 +112,7 @@ def load(key: str):
 
 def save(key: str, calibration) -> Path | None:
     """Save ``calibration`` atomically under ``key`` (nothing when the cache is off or not writable)."""
-    from modeldiff.atomic import atomic_write_bytes
+    from datamodels.base.atomic import atomic_write_bytes
 
     folder = cache_dir()
     if folder is None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 @dataclass

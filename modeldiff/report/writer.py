@@ -132,7 +132,7 @@ def write_report(out_dir, fit, *, subpops=None, train_images=None, test_images=N
         calibration: per component the null calibration dicts (modeldiff.diff.null).
         search: the direction's `DirectionSearch` (modeldiff.counterfactual.search).
         direction: ``a_minus_b`` or ``b_minus_a`` (which algorithm is first: its colour is kept).
-        diagnostics: per-algorithm results of :func:`modeldiff.diagnostics.study.run_diagnostics`.
+        diagnostics: per-algorithm results of :func:`modeldiff.studies.diagnostics.run_diagnostics`.
     """
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -191,7 +191,7 @@ def write_report(out_dir, fit, *, subpops=None, train_images=None, test_images=N
             "sizes.")))
 
     if diagnostics:
-        from modeldiff.report.diagnostics_section import diagnostics_section
+        from modeldiff.report.diagnostics import diagnostics_section
         sections.append(diagnostics_section(diagnostics))
     vectors = []
     for key, png in pngs.items():
