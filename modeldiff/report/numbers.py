@@ -13,12 +13,17 @@ def _finite(v) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def decimals_for(low, high) -> int:
-    """Decimals that keep one significant digit of the CI's half-width (0.9 -> 1, 0.05 -> 2, 3 -> 0)."""
+def decimals_for(low, high, mean=None) -> int:
+    """Decimals that keep one significant digit of the CI's half-width (0.9 -> 1, 0.05 -> 2, 3 -> 0); for
+    an asymmetric CI (bootstrap) the shorter side of it around ``mean`` decides."""
     lo, hi = _finite(low), _finite(high)
     if lo is None or hi is None or hi <= lo:
         return 2
-    return max(0, min(6, -math.floor(math.log10((hi - lo) / 2))))
+    half = (hi - lo) / 2
+    m = _finite(mean)
+    if m is not None and lo < m < hi:
+        half = min(m - lo, hi - m)
+    return max(0, min(6, -math.floor(math.log10(half))))
 
 
 def estimate(mean, low=None, high=None, signed: bool = True) -> str:
@@ -26,7 +31,7 @@ def estimate(mean, low=None, high=None, signed: bool = True) -> str:
     m = _finite(mean)
     if m is None:
         return "n/a"
-    d = decimals_for(low, high)
+    d = decimals_for(low, high, m)
     sign = "+" if signed else ""
     text = f"{m:{sign}.{d}f}"
     lo, hi = _finite(low), _finite(high)

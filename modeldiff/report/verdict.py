@@ -29,12 +29,15 @@ def direction_verdict(d: dict, first: str, second: str) -> str:
 
 
 def confirmed_text(rec: dict, first: str, second: str) -> str:
-    """One confirmed transformation with both algorithms' log-odds effects (CIs) and Holm p."""
+    """One confirmed transformation with both algorithms' log-odds effects (CIs) and Holm p, rounded to
+    what the CIs support (:mod:`modeldiff.report.numbers`)."""
+    from modeldiff.report.numbers import estimate, pvalue
+
     lo, pr = rec["effects"]["log-odds"], rec["effects"]["probability"]
-    ci = lambda e: f"{e['mean']:+.2f} [{_f(e['ci_low'])}, {_f(e['ci_high'])}]"
+    ci = lambda e: estimate(e["mean"], e.get("ci_low"), e.get("ci_high"))
     return (f"{rec.get('label', rec['transform'])} -> class {rec['target_name']} (log-odds effect {first} "
-            f"{ci(lo['a'])} vs {second} {ci(lo['b'])}; probability {pr['a']['mean']:+.4f} vs {pr['b']['mean']:+.4f}; "
-            f"Holm-adjusted p = {rec['p_adjusted']:.2g})")
+            f"{ci(lo['a'])} vs {second} {ci(lo['b'])}; probability {ci(pr['a'])} vs {ci(pr['b'])}; "
+            f"Holm-adjusted p = {pvalue(rec['p_adjusted'])})")
 
 
 def _num(v, fmt: str = ".2f") -> str:
@@ -45,10 +48,6 @@ def _num(v, fmt: str = ".2f") -> str:
     except (TypeError, ValueError):
         return "n/a"
     return format(v, fmt) if v == v and abs(v) != float("inf") else "n/a"
-
-
-def _f(v) -> str:
-    return "nan" if v is None else f"{v:+.2f}"
 
 
 def verdict(summary: dict) -> str:
@@ -96,7 +95,8 @@ def direction_sentences(d: dict, first: str, second: str) -> list[str]:
             out.append(f"Log-odds effect: {first} {estimate(lo['a']['mean'], lo['a']['ci_low'], lo['a']['ci_high'])}, "
                        f"{second} {estimate(lo['b']['mean'], lo['b']['ci_low'], lo['b']['ci_high'])} "
                        f"(Holm-adjusted p = {pvalue(rec['p_adjusted'])}).")
-            out.append(f"Probability effect: {pr['a']['mean']:+.2f} vs {pr['b']['mean']:+.2f}.")
+            out.append(f"Probability effect: {first} {estimate(pr['a']['mean'], pr['a'].get('ci_low'), pr['a'].get('ci_high'))}, "
+                       f"{second} {estimate(pr['b']['mean'], pr['b'].get('ci_low'), pr['b'].get('ci_high'))}.")
             n_tested = len(d.get("search_tested") or d.get("tested") or []) or len(d["confirmed"])
             out.append(f"{len(d['confirmed'])} of {n_tested} candidates tested on held-out models were confirmed "
                        f"({tested} searched).")
