@@ -2,6 +2,7 @@
 import base64
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,3 +158,21 @@ def test_numbers_are_rounded_to_their_ci():
     assert estimate(150.0, 100.0, 200.0) == "+150 [100, 200]"
     assert pvalue(1.199e-13) == "1e-13" and pvalue(0.0342) == "0.034" and pvalue(None) == "n/a"
     np.testing.assert_allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+
+
+@pytest.mark.parametrize("report,message", [({"colour": "red"}, "unknown key(s) colour"),
+                                            ({"show_example": "no_such_pkg.viz:show"}, "cannot import module"),
+                                            ({"feature_names": "case_studies.tabular.data:no_such_names"}, "no attribute")])
+def test_study_report_settings_are_refused_before_training(tmp_path, report, message):
+    import yaml
+
+    from datamodels.base.errors import UserError
+    from modeldiff.studies.config import load_study
+    from modeldiff.studies.run import _check_report_settings
+
+    root = Path(__file__).resolve().parents[1]
+    study = yaml.safe_load((root / "case_studies/tabular/breast_cancer.yaml").read_text())
+    study["report"] = report
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(study))
+    with pytest.raises(UserError, match=re.escape(message)):
+        _check_report_settings(load_study(str(tmp_path / "s.yaml")))

@@ -51,7 +51,7 @@ def default_show_example(x, *, title: str = "", feature_names=None, ax=None):
         fig = _figure(4.0, 0.16 * keep.size + 0.9)
         ax = fig.add_subplot()
     y = np.arange(keep.size)[::-1]
-    ax.barh(y, v[keep], color=np.where(v[keep] >= 0, "tab:red", "tab:blue"))
+    ax.barh(y, v[keep], color="0.45")  # input values: one neutral colour (red/blue mark weights elsewhere)
     ax.set_yticks(y, [names[i] for i in keep], fontsize=6)
     ax.axvline(0, color="0.3", lw=0.8)
     ax.tick_params(axis="x", labelsize=6)
