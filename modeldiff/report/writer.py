@@ -219,8 +219,16 @@ def write_report(out_dir, fit, *, subpops=None, train_images=None, test_images=N
 
 
 
-def _short(text: str, n: int = 48) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
+def _short(text: str, n: int = 64) -> str:
+    """A plot label: an import target loses its module path (``pkg.mod:fn(...)`` -> ``fn(...)``), and a long
+    label its middle, so labels that differ only in their arguments stay apart."""
+    head, paren, rest = text.partition("(")
+    if ":" in head:
+        text = head.rsplit(":", 1)[1] + paren + rest
+    if len(text) <= n:
+        return text
+    keep = (n - 1) // 2
+    return text[:keep] + "…" + text[len(text) - (n - 1 - keep):]
 
 
 def _class_name(c, class_names) -> str:
