@@ -302,7 +302,7 @@ def _search_section(search, pngs, name_a, name_b, colors) -> tuple[str, str]:
             e, p = r["effects"]["log-odds"], r["effects"]["probability"]
             est = lambda x: estimate(x["mean"], x["ci_low"], x["ci_high"])
             rows.append([f"{i}: " + " = ".join(names), r["target_name"], est(e["a"]), est(e["b"]),
-                         f"{p['a']['mean']:+.2f}", f"{p['b']['mean']:+.2f}", pvalue(r["p_adjusted"]),
+                         f"{p['a']['mean']:+.2g}", f"{p['b']['mean']:+.2g}", pvalue(r["p_adjusted"]),
                          "yes" if r["confirmed"] else "no"])
         inner += html.img(pngs["search"], "search effects") + html.table(
             ["transform", "class", f"{name_a} log-odds [95% CI]", f"{name_b} log-odds [95% CI]", f"{name_a} Pr",
