@@ -16,6 +16,7 @@ div.verdict{font-size:1.05em;background:#f6f6ee;border-left:4px solid #886;paddi
 div.verdict ul{margin:.2em 0;padding-left:1.2em} div.verdict li{margin:.15em 0}
 p.verdict{background:#f6f6ee;border-left:4px solid #886;padding:.5em .8em}
 p.headline{font-weight:600} p.note{color:#444;font-size:.85em} p.other{font-size:.9em;margin:.3em 0}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.85em}
 """
 
 def img(png: bytes, alt: str) -> str:
