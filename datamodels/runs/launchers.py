@@ -16,8 +16,11 @@ from datamodels.base.errors import UserError
 from datamodels.base.progress import step_bar
 
 
-def run_local(store: Store, chunks, device: str, workers: int, dataset: Dataset | None, bar: tqdm) -> list[int]:
-    """Train ``chunks`` here (``workers <= 1``) or in ``workers`` spawned processes; returns worker pids."""
+def run_local(store: Store, chunks, device: str, workers: int, dataset: Dataset | None, bar: tqdm,
+              address: str | None = None) -> list[int]:
+    """Train ``chunks`` here (``workers <= 1``) or in ``workers`` spawned processes; returns worker pids.
+
+    Every launcher (registry ``LAUNCHERS``) takes these arguments; ``address`` is Ray's only."""
     if not chunks:
         return []
     if workers <= 1:
@@ -172,10 +175,6 @@ def fill_store(store: Store, device: str = "cpu", ensemble_size: int = 16, launc
         chunks = plan_chunks(pending, ensemble_size, store.n_models)
         with tqdm(total=store.n_models, initial=store.n_models - len(pending), unit="model",
                   desc=f"training {store.recipe.name}", dynamic_ncols=True) as bar:
-            if launcher == "local":
-                pids = run_local(store, chunks, device, workers, dataset, bar)
-            elif launcher == "ray":
-                pids = run_ray(store, chunks, device, workers, dataset, bar, address)
-            else:
-                raise AssertionError(f"launcher {launcher!r} is registered but not implemented")
+            run = LAUNCHERS.get(launcher, key="launcher")
+            pids = run(store, chunks, device, workers, dataset, bar, address=address)
     return {**store.summary(), "worker_pids": pids}

@@ -44,6 +44,22 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def check_plan_numbers(args) -> None:
+    """The ranges of plan's numbers, before any work (the same rules ``train`` applies to a run)."""
+    import math
+
+    if args.target_lds is not None and not (math.isfinite(args.target_lds) and 0 < args.target_lds < 1):
+        raise UserError(f"--target-lds must be in (0, 1) (an LDS is a rank correlation; a target <= 0 needs no "
+                        f"models), got {args.target_lds:g}")
+    if not (math.isfinite(args.subset_fraction) and 0 < args.subset_fraction <= 1):
+        raise UserError(f"--subset-fraction must be in (0, 1] (the share of the training set per model, as "
+                        f"`modeldiff train` takes it), got {args.subset_fraction:g}")
+    if args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    if args.ensemble_size is not None and args.ensemble_size < 1:
+        raise UserError(f"--ensemble-size must be >= 1, got {args.ensemble_size}")
+
+
 def run(args) -> int:
     from modeldiff.plan.planner import PlanRequest, plan
     from modeldiff.plan.report import apply_pilot, apply_prices, format_plan
@@ -62,6 +78,7 @@ def run(args) -> int:
         raise UserError(f"--deadline must be a positive number of hours, got {args.deadline}")
     if args.models is not None and args.models < 1:
         raise UserError(f"--models must be >= 1, got {args.models}")
+    check_plan_numbers(args)
     prices = None
     if args.prices:
         from modeldiff.plan.prices import load_prices

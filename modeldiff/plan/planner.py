@@ -48,11 +48,13 @@ class PlanRequest:
 def _is_recipe(path: str) -> bool:
     import yaml
 
+    from datamodels.base import strict_yaml
+
     p = Path(path)
     if not (p.is_file() and p.suffix in (".yaml", ".yml")):
         return False
     try:
-        data = yaml.safe_load(p.read_text())
+        data = strict_yaml.load(p.read_text())
     except yaml.YAMLError:
         return False
     return isinstance(data, dict) and "algorithm_a" not in data

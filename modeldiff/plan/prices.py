@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from datamodels.base import strict_yaml
 from datamodels.base.errors import UserError
 
 
@@ -39,7 +40,7 @@ def load_prices(path: str | Path) -> Prices:
     if not path.is_file():
         raise UserError(f"price file {path} does not exist: write one (see `modeldiff plan --help`)")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = strict_yaml.load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise UserError(f"price file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     machines = data.get("machines") if isinstance(data, dict) else None

@@ -46,7 +46,7 @@ def apply_pilot(req: PlanRequest) -> dict:
     if req.target_lds is not None:
         n, lo, hi = curve.models_for(req.target_lds)
         out["target_lds"] = req.target_lds
-        out["models_needed"] = [n, lo, hi]
+        out["models_needed"] = [n, lo, None if hi < 0 else hi]  # None: no finite upper end
         needed.append(n)
     if precision is not None:
         out["precision"] = {**precision.to_dict(),
@@ -55,7 +55,7 @@ def apply_pilot(req: PlanRequest) -> dict:
                                           for f in LDS_FACTORS]}
         if req.target_precision is not None:
             n, lo, hi = precision.models_for(req.target_precision)
-            out["precision"].update(target=req.target_precision, models_needed=[n, lo, hi])
+            out["precision"].update(target=req.target_precision, models_needed=[n, lo, None if hi < 0 else hi])
             needed.append(n)
     if needed:
         n = max(needed)
@@ -119,16 +119,17 @@ def format_plan(r: dict) -> str:
         if "models_needed" in c:
             n, lo, hi = c["models_needed"]
             lines.append(f"  models needed for LDS {c['target_lds']:g}: {n} (95 % interval {lo} – "
-                         f"{hi if hi >= 0 else 'unbounded'})")
+                         f"{'unbounded' if hi is None or hi < 0 else hi})")
         if "precision" in c:
             p = c["precision"]
             lines.append("  precision (corr. with infinitely many models' scores) vs models: "
                          + ", ".join(f"{q['models']}: {q['precision']:.3f} [{q['low']:.3f}, {q['high']:.3f}]"
-                                     for q in p["predicted"]) + f"; ceiling {p['ceiling']:.3f}")
+                                     for q in p["predicted"]) + (f"; ceiling {p['ceiling']:.3f}" if "ceiling" in p
+                                                                 else ""))
             if "models_needed" in p:
                 n, lo, hi = p["models_needed"]
                 lines.append(f"  models needed for precision {p['target']:g}: {n} (95 % interval {lo} – "
-                             f"{hi if hi >= 0 else 'unbounded'})")
+                             f"{'unbounded' if hi is None or hi < 0 else hi})")
     if "cost" in r:
         c = r["cost"]
         lines.append(f"  cost on {c['machine']}: {c['amount']:.2f} {c['currency']}".rstrip())

@@ -109,7 +109,7 @@ def write_report(out_dir, fit, *, subpops=None, train_images=None, test_images=N
                  title: str = "ModelDiff report", meta: dict | None = None, n_top: int = 8,
                  verdict: str | None = None, algorithms: dict | None = None, calibration=None, search=None,
                  direction: str = "a_minus_b", colors=None, diagnostics=None, other_report: str | None = None,
-                 train_inputs=None, test_inputs=None, show_example=None, feature_names=None) -> Path:
+                 train_inputs=None, test_inputs=None, show_example=None, feature_names=None, warnings=()) -> Path:
     """Write the report of a fitted `ModelDiff` into ``out_dir`` (created); returns the HTML path.
 
     Args:
@@ -133,6 +133,7 @@ def write_report(out_dir, fit, *, subpops=None, train_images=None, test_images=N
         search: the direction's `DirectionSearch` (modeldiff.counterfactual.search).
         direction: ``a_minus_b`` or ``b_minus_a`` (which algorithm is first: its colour is kept).
         diagnostics: per-algorithm results of :func:`modeldiff.studies.diagnostics.run_diagnostics`.
+        warnings: the study's sanity warnings (``summary["warnings"]``), shown right under the verdict.
     """
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -141,8 +142,12 @@ def write_report(out_dir, fit, *, subpops=None, train_images=None, test_images=N
     if colors is None:
         colors = ("tab:red", "tab:blue") if direction == "a_minus_b" else ("tab:blue", "tab:red")
     sections: list[tuple[str, str]] = []
-    if verdict or algorithms:
+    from modeldiff.report.warnings_block import warnings_section
+
+    if verdict or algorithms:  # the verdict first; what weakens it right under it
         sections.append(("Verdict", _verdict_section(verdict, algorithms, direction, other_report, names)))
+    if warnings:
+        sections.append(warnings_section(list(warnings)))
     if search is not None:
         sections.append(_search_section(search, pngs, name_a, name_b, colors))
     if fit is not None:
