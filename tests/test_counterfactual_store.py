@@ -8,6 +8,7 @@ import torch
 from modeldiff.cli.main import main
 from modeldiff.counterfactual.effects import counterfactual_effects, store_predictor
 from modeldiff.counterfactual.transforms import PatchPaste
+from tests.helpers_train import the_error_line
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def test_counterfactual_cli_user_errors(stores, tmp_path, capsys, args, message)
     argv = ["counterfactual"] + [v for kv in base.items() for v in kv]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert message in the_error_line(err), err
     assert not (tmp_path / "o").exists()
 
 

@@ -16,6 +16,8 @@ import torch
 from datamodels.attribution.lds import lds
 from datamodels.attribution.trak import TRAK
 
+pytestmark = pytest.mark.slow  # science floors: trains the default digits recipe (~280 CPU-seconds)
+
 
 @pytest.fixture(scope="module")
 def default_store(tmp_path_factory):

@@ -110,16 +110,22 @@ def search_shape(cfg, data) -> dict:
     (:func:`modeldiff.counterfactual.library.generic_candidates`) as ``run_search`` builds it: the
     generic candidates, the study's transforms and the component overlays of both directions."""
     from modeldiff.counterfactual.library import generic_candidates
+    from modeldiff.counterfactual.transforms import parse_transform
     from modeldiff.counterfactual.user_transform import is_user_spec
 
     sp = cfg.search
     if not sp.enabled:
         return {"search_candidates": 0}
     image = getattr(data, "is_image", True)
-    n = len(generic_candidates(data.x_test.shape[1:], families=sp.families or None, seed=sp.seed)) if image else 0
-    n += sum(1 for t in sp.transforms if image or is_user_spec(t))
+    library = generic_candidates(data.x_test.shape[1:], families=sp.families or None, seed=sp.seed) if image else []
+    library += [parse_transform(t) for t in sp.transforms if image and not is_user_spec(t)]
+    n = len(library) + sum(1 for t in sp.transforms if is_user_spec(t))
     if sp.overlays and image:
-        n += 2 * min(sp.overlays, cfg.components) * 2  # two directions, both signs
+        from modeldiff.counterfactual.search import LIBRARY_MATCHES
+
+        fixed = sum(isinstance(getattr(t, "params", {}).get("loc"), tuple) for t in library)
+        # two directions, both signs: an overlay and the best-matching library transforms each
+        n += 2 * min(sp.overlays, cfg.components) * 2 * (1 + min(LIBRARY_MATCHES, fixed))
     return {"search_candidates": n, "search_models": sp.models if sp.models else cfg.models,
             "search_inputs": min(sp.n_inputs, data.n_test // 2), "search_confirm": sp.n_confirm,
             "search_resamples": sp.n_resamples}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 DIRECTION_NAMES = {"a_minus_b": ("a", "b"), "b_minus_a": ("b", "a")}
+_NEGLIGIBLE = ", negligible in probability (under 1 point and under 1 % of predictions flipped)"
 
 
 def direction_verdict(d: dict, first: str, second: str) -> str:
@@ -37,7 +38,8 @@ def confirmed_text(rec: dict, first: str, second: str) -> str:
     ci = lambda e: estimate(e["mean"], e.get("ci_low"), e.get("ci_high"))
     return (f"{rec.get('label', rec['transform'])} -> class {rec['target_name']} (log-odds effect {first} "
             f"{ci(lo['a'])} vs {second} {ci(lo['b'])}; probability {ci(pr['a'])} vs {ci(pr['b'])}; "
-            f"Holm-adjusted p = {pvalue(rec['p_adjusted'])})")
+            f"Holm-adjusted p = {pvalue(rec['p_adjusted'])})"
+            f"{_NEGLIGIBLE if rec.get('practical', {}).get('negligible') else ''}")
 
 
 def _num(v, fmt: str = ".2f") -> str:

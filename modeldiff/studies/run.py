@@ -64,10 +64,13 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     data = data if data is not None else load_study_data(cfg, data_dir)
     print(f"  {data.name}: {data.n_train} training / {data.n_test} test examples; checking settings and transforms",
           file=sys.stderr, flush=True)
+    from modeldiff.studies.hooks import resolve_hook
+
+    setup = resolve_hook(cfg, "setup")  # a bad target is refused before anything is written
     validate_study(cfg, data, out, method)  # seconds: everything that would fail after training
     _check_report_settings(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    inputs, data = _setup(cfg, data, inputs, out, device, data_dir, method)
+    inputs, data = _setup(cfg, setup, data, inputs, out, device, data_dir, method)
     rows = {key: resolve_rows(getattr(cfg, key).rows, inputs.row_sets, data.n_test, f"{key}.rows")
             for key in ("search", "counterfactual")}
     recipes = inputs.recipes
@@ -189,13 +192,13 @@ def found_warnings(stores, data, labels) -> list[dict]:
     return [w for w in out if w]
 
 
-def _setup(cfg, data, inputs, out, device, data_dir, method):
-    """``(inputs, data)`` after the study's ``setup`` hook (if any) added to the runner's ``inputs``."""
-    from modeldiff.studies.hooks import StudyInputs, resolve_hook
+def _setup(cfg, setup, data, inputs, out, device, data_dir, method):
+    """``(inputs, data)`` after the study's ``setup`` hook (the resolved callable, or None) added to
+    the runner's ``inputs``."""
+    from modeldiff.studies.hooks import StudyInputs
     from modeldiff.studies.validate import validate_study
 
     inputs = inputs or StudyInputs()
-    setup = resolve_hook(cfg, "setup")
     if setup is None:
         return inputs, data
     recipes = inputs.recipes or cfg.recipes(data_dir)
@@ -240,7 +243,8 @@ def direction_summary(d, report: Path | None, calibration=None, searched=None) -
     if searched is not None:
         s = searched.to_dict()
         out.update({"headline": s["headline"], "confirmed": s["confirmed"], "candidates_tested": s["candidates_tested"],
-                    "search_unit": s["unit"], "search_tested": s["tested"]})
+                    "search_unit": s["unit"], "search_tested": s["tested"], "search_ranking_rule": s["ranking_rule"],
+                    "search_ranking": s["ranking"]})
     return out
 
 
