@@ -1,4 +1,4 @@
-"""A study validates everything it can before training (issue 12): bad transform specs, patch sizes
+"""A study validates everything it can before training: bad transform specs, patch sizes
 larger than the image, bad search/attribution settings, bad YAML and unwritable outputs fail with
 one ``error:`` line, exit 2, before any model is trained and without creating a store."""
 import pytest

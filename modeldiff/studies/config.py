@@ -163,6 +163,8 @@ class StudyConfig:
     runner: dict | str = field(default_factory=dict, metadata={
         "help": "{target: 'pkg.mod:fn', kwargs: {...}} (or just the target): runs the study instead of the standard pipeline "
                 "(see modeldiff.studies.hooks)"})
+    report: dict = field(default_factory=dict, metadata={
+        "help": "report display of non-image examples: {show_example: 'pkg.mod:fn', feature_names: [...] or 'pkg.mod:fn'}"})
     folder: str = ""  # where recipe paths are resolved (set by load_study)
 
     def __post_init__(self):
