@@ -1,4 +1,4 @@
-"""Does the pilot's learning curve predict the LDS of a 4x larger study? (issue 14, digits, one run)
+"""Does the pilot's learning curve predict the LDS of a 4x larger study? (digits, one run)
 
 One store of ``2 * 4P`` models of the SGD-noise demo's high-noise recipe: models ``[0, 4P)`` are
 attributed with TRAK, models ``[4P, 8P)`` are the held-out evaluation set. The pilot is the first

@@ -99,9 +99,9 @@ def test_unreachable_or_invalid_target_is_one_line_error():
 
 
 def test_cli_target_precision_errors_are_one_line():
-    from tests.helpers_train import cli
+    from tests.helpers_train import cli, the_error_line
 
     for args, words in ((["sgd_noise", "--target-precision", "0.9"], "needs --pilot"),
                         (["sgd_noise", "--pilot", "nowhere", "--target-precision", "1.2"], "must be in (0, 1)")):
         r = cli("plan", *args)
-        assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert r.returncode == 2 and words in the_error_line(r.stderr), r.stderr

@@ -1,4 +1,4 @@
-"""`modeldiff plan` accuracy pieces (issue 14): the training peak as fixed + per-model parts, the
+"""`modeldiff plan` accuracy pieces: the training peak as fixed + per-model parts, the
 diagnostics stage (present iff the study asks for it; time and memory from a real calibration run),
 TRAK's per-model projector cost, and the calibration's step progress. Synthetic numbers with known
 parameters where possible; one tiny real calibration on digits."""

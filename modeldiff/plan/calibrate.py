@@ -129,7 +129,7 @@ def steps_only_backend(recipe, data) -> bool:
     so that a chunk can be stopped after its timed steps."""
     from datamodels.training.backends import check_recipe
 
-    return check_recipe(recipe, data) in ("ensemble", "vmap")
+    return check_recipe(recipe, data, dry=False) in ("ensemble", "vmap")
 
 
 def fit_peak(points, base: int) -> tuple[Linear, int]:

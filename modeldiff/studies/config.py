@@ -157,12 +157,14 @@ class StudyConfig:
     search: SearchSpec = field(default_factory=SearchSpec)
     diagnostics: DiagnosticsSpec = field(default_factory=DiagnosticsSpec)
     data: dict = field(default_factory=dict, metadata={"help": "overrides of both recipes' data section"})
-    setup: dict = field(default_factory=dict, metadata={
-        "help": "{target: 'pkg.mod:fn', kwargs: {...}}: a step run before training that may change the data, the "
+    setup: dict | str = field(default_factory=dict, metadata={
+        "help": "{target: 'pkg.mod:fn', kwargs: {...}} (or just the target): a step run before training that may change the data, the "
                 "recipes and the named test-row sets (see modeldiff.studies.hooks)"})
-    runner: dict = field(default_factory=dict, metadata={
-        "help": "{target: 'pkg.mod:fn', kwargs: {...}}: runs the study instead of the standard pipeline "
+    runner: dict | str = field(default_factory=dict, metadata={
+        "help": "{target: 'pkg.mod:fn', kwargs: {...}} (or just the target): runs the study instead of the standard pipeline "
                 "(see modeldiff.studies.hooks)"})
+    report: dict = field(default_factory=dict, metadata={
+        "help": "report display of non-image examples: {show_example: 'pkg.mod:fn', feature_names: [...] or 'pkg.mod:fn'}"})
     folder: str = ""  # where recipe paths are resolved (set by load_study)
 
     def __post_init__(self):
