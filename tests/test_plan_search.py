@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from modeldiff.plan.planner import counterfactual_shape, search_shape
+from modeldiff.plan.analysis import counterfactual_shape, search_shape
 from modeldiff.studies.config import load_study
 from modeldiff.studies.pipeline import load_study_data, run_counterfactuals, run_search
 

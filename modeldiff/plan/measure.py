@@ -1,0 +1,75 @@
+"""Measuring on this machine: resident memory now and at its peak during a block, wall time, process age;
+and the stage record every prediction returns."""
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import threading
+import time
+from contextlib import contextmanager
+
+MODEL_ERROR = 0.15  # relative half-width of a stage predicted from one calibration point
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process now (bytes)."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakSampler:
+    """``with PeakSampler() as s: ...`` then ``s.peak``: the largest RSS seen (sampled every ``interval`` s)."""
+
+    def __init__(self, interval: float = 0.002):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, rss_bytes())
+
+    def __enter__(self) -> "PeakSampler":
+        self.peak = rss_bytes()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+
+
+@contextmanager
+def timed():
+    """``with timed() as t: ...`` then ``t["seconds"]``."""
+    out, start = {}, time.perf_counter()
+    try:
+        yield out
+    finally:
+        out["seconds"] = time.perf_counter() - start
+
+
+def process_age() -> float:
+    """Seconds since this process started (interpreter start-up and imports included)."""
+    with open("/proc/self/stat") as fh:
+        start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/uptime") as fh:
+        return max(0.0, float(fh.read().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def release_memory() -> None:
+    """Give freed heap back to the system, so that the next block's peak growth is its own."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def stage(seconds: float, peak: float, disk: float = 0, low: float | None = None, high: float | None = None) -> dict:
+    """A predicted stage; without ``low``/``high`` the interval is ``± MODEL_ERROR``."""
+    low = seconds * (1 - MODEL_ERROR) if low is None else low
+    high = seconds * (1 + MODEL_ERROR) if high is None else high
+    return {"seconds": float(seconds), "seconds_low": float(low), "seconds_high": float(high),
+            "peak_memory_bytes": int(peak), "disk_bytes": int(disk)}
