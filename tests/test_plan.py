@@ -68,21 +68,30 @@ def test_demo_study_plan_structure_and_order(tmp_path):
     assert plan["command"].startswith("modeldiff study sgd_noise") and plan["calibration_seconds"] > 0
 
 
+def _demo_shape(**counts):
+    from modeldiff.plan.planner import StudyShape
+    from modeldiff.studies.config import load_study
+
+    cfg = load_study("sgd_noise")
+    n = {"search_candidates": 121, "search_inputs": 180, "counterfactual_tests": 8, "counterfactual_sweeps": 1,
+         "counterfactual_inputs": 300, **counts}
+    return cfg, StudyShape(1437, 360, 10, 64, 0.5, 32, cfg, n)
+
+
 def test_more_models_take_more_time():
     from modeldiff.plan.analysis import DiffCost, EvaluationCost
     from modeldiff.plan.attribution import AttributionCost
-    from modeldiff.plan.planner import Calibrated, PlanRequest, StudyShape, predict_plan
-    from modeldiff.studies.config import load_study
+    from modeldiff.plan.figures import ReportCost
+    from modeldiff.plan.planner import Calibrated, PlanRequest, predict_plan
 
     training = TrainingCost({32: ChunkCost(32, 2.0, 1.1, 11, (0.9, 1.1), 10 ** 8)}, 5 * 10 ** 8, 10 ** 5, 3.0)
-    ev = EvaluationCost(load=0.002, search=0.0005, store_call=0.003, bootstrap=0.02, search_inputs=200, cf_inputs=300)
+    ev = EvaluationCost(load=0.002, search=0.0005, store_call=0.003, bootstrap=0.02, search_inputs=180, cf_inputs=300)
     costs = {"training": {"a": training, "b": training}, "evaluation": {"a": ev, "b": ev},
              "attribution": AttributionCost("trak", per_example=1e-4, load=0.01, kernel_fixed=0.05,
                                             kernel_per_row=1e-6, score_per_mac=1e-10),
-             "diff": DiffCost(1e-8, 12.0, 0.1)}
-    recipes = dict(zip("ab", load_study("sgd_noise").recipes()))
-    shape = StudyShape(1437, 360, 10, 64, 0.5, 32, null_fits=64, search_candidates=121, counterfactual_tests=8,
-                       counterfactual_sweeps=1, counterfactual_sizes=3, counterfactual_inputs=300)
+             "diff": DiffCost(1e-8, 12.0, 0.1), "report": ReportCost(0.5, 0.2, 0.1)}
+    cfg, shape = _demo_shape()
+    recipes = dict(zip("ab", cfg.recipes()))
     calibrated = Calibrated(PlanRequest("sgd_noise"), costs, recipes, shape, "modeldiff study sgd_noise", 2.0,
                             5 * 10 ** 8, 5.0)
     totals = [predict_plan(calibrated, n) for n in (32, 64, 128, 256)]
@@ -91,30 +100,32 @@ def test_more_models_take_more_time():
     assert all(x["total_seconds"] < y["total_seconds"] for x, y in zip(totals, totals[1:]))
     assert all(x["disk_bytes"] < y["disk_bytes"] for x, y in zip(totals, totals[1:]))
     # the search: (candidates + control) x discovery half + (2 x confirmed + control) x confirmation half, per
-    # algorithm, plus 2 directions x 5 confirmed x 2 units of bootstrap comparisons
+    # algorithm, plus 2 directions x confirmed x 2 units of bootstrap comparisons
     search = totals[1]["stages"]["search"]["seconds"]  # 64 models: halves of 32
-    per_algorithm = ev.load * 64 + ev.search * 32 * (122 + 11)
-    assert search == pytest.approx(2 * per_algorithm + 20 * ev.bootstrap)
-    more = predict_plan(dataclasses.replace(calibrated, shape=dataclasses.replace(shape, search_candidates=242)))
+    k = cfg.search.n_confirm
+    per_algorithm = ev.load * 64 + ev.search * 32 * (122 + 2 * k + 1)
+    assert search == pytest.approx(2 * per_algorithm + 4 * k * ev.bootstrap * cfg.search.n_resamples / 2000)
+    more = predict_plan(dataclasses.replace(calibrated, shape=_demo_shape(search_candidates=242)[1]))
     assert more["stages"]["search"]["seconds"] - search == pytest.approx(2 * 121 * ev.search * 32)
+    null = totals[1]["stages"]["null"]["seconds"]
+    assert null == pytest.approx(8 * cfg.calibration.splits * 1437 * 360 * 1e-8)
 
 
 def test_report_stage_counts_the_figures_of_both_reports():
     """Two reports: per direction a scatter, one examples figure per component, the effect plots of the tests
     and of the search and one plot per sweep; matplotlib's start once. Known unit costs give the known sum."""
     from modeldiff.plan.figures import ReportCost, plot_rows, predict_report
-    from modeldiff.plan.planner import StudyShape
 
     cost = ReportCost(first=0.5, grid=0.2, plot=0.1)
-    shape = StudyShape(1437, 360, 10, 64, 0.5, 32, components=3, search_candidates=121, search_confirm=5,
-                       counterfactual_tests=8, counterfactual_sweeps=1)
+    cfg, shape = _demo_shape()
+    c = cfg.components
     s = predict_report(cost, shape, 10 ** 8)
-    assert s["seconds"] == pytest.approx(0.5 + 2 * (3 * 0.2 + 4 * 0.1))
+    assert s["seconds"] == pytest.approx(0.5 + 2 * (c * 0.2 + 4 * 0.1))
     assert s["seconds_low"] < s["seconds"] < s["seconds_high"] and s["peak_memory_bytes"] == 10 ** 8
-    assert plot_rows(shape) == 8 and plot_rows(dataclasses.replace(shape, counterfactual_tests=0)) == 5
-    bare = predict_report(cost, dataclasses.replace(shape, search_candidates=0, counterfactual_tests=0,
-                                                    counterfactual_sweeps=0, components=5), 10 ** 8)
-    assert bare["seconds"] == pytest.approx(0.5 + 2 * (5 * 0.2 + 0.1))
+    assert plot_rows(shape) == 8 and plot_rows(_demo_shape(counterfactual_tests=0)[1]) == cfg.search.n_confirm
+    bare = predict_report(cost, _demo_shape(search_candidates=0, counterfactual_tests=0, counterfactual_sweeps=0)[1],
+                          10 ** 8)
+    assert bare["seconds"] == pytest.approx(0.5 + 2 * (c * 0.2 + 0.1))
 
 
 def test_report_calibration_times_each_figure_kind():

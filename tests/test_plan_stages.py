@@ -4,6 +4,7 @@ store's net), and one tiny real training calibration on digits."""
 import dataclasses
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -16,18 +17,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_diagnostics_prediction_from_known_costs():
     from modeldiff.diagnostics.noise import gram_examples
+    from modeldiff.studies.config import DiagnosticsSpec
 
     c = DiagnosticsCost(examples=256, n_params=1_000_000, itemsize=4, linear_seconds=2.0, gram_per_mac=1e-11,
                         activation_bytes=50_000.0)
+    cfg = SimpleNamespace(diagnostics=DiagnosticsSpec(models=2, batch_size=4096))
     shape = StudyShape(n_train=2048, n_test=100, n_classes=10, models=24, subset_fraction=0.5, ensemble_size=16,
-                       diagnostics_models=2, diagnostics_batch=4096)
+                       cfg=cfg)
     s = predict_diagnostics({"a": c, "b": c}, shape, base_rss=1 << 28)
     n, m = 1024, gram_examples(1024, c.n_params, 4)  # examples per model; the Gram sample of the noise diagnostics
     assert m < n  # the memory cap binds at this size
     per_model = c.linear_seconds * n / c.examples + m * m * c.n_params * c.gram_per_mac
     assert s["seconds"] == pytest.approx(2 * 2 * per_model)
     assert s["peak_memory_bytes"] == pytest.approx((1 << 28) + c.activation_bytes * n + 4 * m * c.n_params, rel=1e-9)
-    more = predict_diagnostics({"a": c, "b": c}, dataclasses.replace(shape, diagnostics_models=4), 1 << 28)
+    cfg.diagnostics.models = 4
+    more = predict_diagnostics({"a": c, "b": c}, shape, 1 << 28)
     assert more["seconds"] == pytest.approx(2 * s["seconds"])
     capped = predict_diagnostics({"a": c}, dataclasses.replace(shape, models=1), 0)  # at most the study's models
     assert capped["seconds"] == pytest.approx(per_model)
@@ -45,18 +49,22 @@ def _study_yaml(tmp_path, diagnostics: str | None) -> str:
 
 
 def test_diagnostics_stage_exists_iff_the_study_asks(tmp_path):
-    from modeldiff.plan.analysis import DiffCost
+    from modeldiff.plan.analysis import DiffCost, EvaluationCost
+    from modeldiff.plan.attribution import AttributionCost
+    from modeldiff.plan.figures import ReportCost
     from modeldiff.plan.planner import Calibrated, PlanRequest, _load, predict_plan
     from modeldiff.plan.training import ChunkCost, TrainingCost
 
     recipes, _, with_diag, _ = _load(PlanRequest(_study_yaml(tmp_path / "w", "{models: 2, batch_size: 512}")))
     _, _, without, _ = _load(PlanRequest(_study_yaml(tmp_path / "wo", None)))
-    assert with_diag.diagnostics_models == 2 and with_diag.diagnostics_batch == 512
-    assert without.diagnostics_models == 0 and without.diagnostics_spec is None
+    assert with_diag.cfg.diagnostics.models == 2 and with_diag.cfg.diagnostics.batch_size == 512
+    assert without.cfg.diagnostics.models == 0
     training = TrainingCost({32: ChunkCost(32, 2.0, 1.1, 11, (1, 1), 1)}, 1 << 28, 1000, 1.0)
     diag = DiagnosticsCost(256, 10_000, 4, 1.0, 1e-11, 1000.0)
-    costs = {"training": {"a": training, "b": training}, "evaluation": {}, "diff": DiffCost(1e-8, 12.0, 0.1),
-             "diagnostics": {"a": diag, "b": diag}}
+    ev = EvaluationCost(0.002, 0.0005, 0.003, 0.02, 180, 300)
+    costs = {"training": {"a": training, "b": training}, "evaluation": {"a": ev, "b": ev},
+             "attribution": AttributionCost("trak", 1e-4, 0.01, 0.05, 1e-6, 1e-10), "diff": DiffCost(1e-8, 12.0, 0.1),
+             "report": ReportCost(0.5, 0.2, 0.1), "diagnostics": {"a": diag, "b": diag}}
     stages = [predict_plan(Calibrated(PlanRequest("x"), costs, recipes, shape, "", 0.0, 1 << 28, 1.0))["stages"]
               for shape in (with_diag, without)]
     assert "diagnostics" in stages[0] and "diagnostics" not in stages[1]
@@ -90,8 +98,7 @@ def test_real_diagnostics_calibration(calibration_store):
     spec = DiagnosticsSpec(models=2, probes=2, lanczos_steps=6, batch_size=4096)
     c = calibrate_diagnostics(folder, data, spec, subset_examples=718, device="cpu")
     assert c.examples == 256 and c.linear_seconds > 0 and c.gram_per_mac > 0 and c.seconds > 0
-    shape = StudyShape(data.n_train, data.n_test, data.num_classes, 8, 0.5, 4, diagnostics_models=2,
-                       diagnostics_batch=4096)
+    shape = StudyShape(data.n_train, data.n_test, data.num_classes, 8, 0.5, 4, SimpleNamespace(diagnostics=spec))
     s = predict_diagnostics({"a": c, "b": c}, shape, 1 << 28)
     assert 0 < s["seconds_low"] <= s["seconds"] <= s["seconds_high"] and s["peak_memory_bytes"] > 1 << 28
 

@@ -1,10 +1,7 @@
-"""The comparison's cost: ModelDiff (both directions and the null calibration's fits), the confirmatory search
-and the counterfactual tests, counted as the pipeline runs them and timed from one instance of each.
-
-ModelDiff is timed on a synthetic pair of ``[min(n_test, CAL_DIFF_ROWS), n_train]`` matrices and scaled per
-entry. A candidate transformation's evaluation (search) and a store predictor call (counterfactual tests)
-are timed with all the calibration store's models and scaled in proportion to models and inputs.
-"""
+"""The comparison's cost: ModelDiff (both directions, the null calibration's fits) timed on a synthetic pair of
+``[min(n_test, CAL_DIFF_ROWS), n_train]`` matrices and scaled per entry; the search and the counterfactual tests
+counted as the pipeline runs them, one candidate's evaluation and one store predictor call timed with the
+calibration store's models and scaled in proportion to models and inputs."""
 from __future__ import annotations
 
 import time
@@ -27,9 +24,8 @@ class DiffCost:
 
 @dataclass
 class EvaluationCost:
-    """One recipe's models: seconds per model to load, to evaluate one search candidate at ``search_inputs``
-    inputs (transform, forward pass, per-class effects) and to call the store predictor at ``cf_inputs``;
-    one bootstrap comparison of ``CAL_BOOT_RESAMPLES`` draws."""
+    """Seconds per model of one recipe to load it, to evaluate a candidate on ``search_inputs`` inputs and to
+    call the store predictor on ``cf_inputs``; one bootstrap comparison of ``CAL_BOOT_RESAMPLES`` draws."""
 
     load: float
     search: float
@@ -55,8 +51,7 @@ def calibrate_diff(n_test: int, n_train: int, components: int) -> DiffCost:
 
 
 def calibrate_evaluation(store_path, data, search_inputs: int, cf_inputs: int, device: str) -> EvaluationCost:
-    """Time one candidate (the middle of the generic library for images, an element-wise change otherwise)
-    with all the calibration store's models; the median of two evaluations after a warm-up one."""
+    """Time one candidate (mid-library for images, element-wise otherwise): median of two after a warm-up."""
     from datamodels.store import Store
     from modeldiff.counterfactual.effect_stats import compare_effects
     from modeldiff.counterfactual.library import generic_candidates
@@ -65,14 +60,10 @@ def calibrate_evaluation(store_path, data, search_inputs: int, cf_inputs: int, d
     start = time.perf_counter()
     store = Store.open(store_path, data)
     rows = [int(i) for i in store.valid_indices(warn=False) if store.has_weights(int(i))]
-    x_s, y_s = data.x_test[:max(1, search_inputs)], data.y_test[:max(1, search_inputs)].numpy()
-    x_c = data.x_test[:max(1, cf_inputs)]
-    if getattr(data, "is_image", True):
-        library = generic_candidates(x_s.shape[1:])
-        transform = library[len(library) // 2]
-    else:
-        def transform(x):
-            return x * 1.01
+    x_s, y_s, x_c = data.x_test[:max(1, search_inputs)], data.y_test[:max(1, search_inputs)].numpy(), \
+        data.x_test[:max(1, cf_inputs)]
+    library = generic_candidates(x_s.shape[1:]) if getattr(data, "is_image", True) else [lambda x: x * 1.01]
+    transform = library[len(library) // 2]
     with timed() as t_load:
         pred = LoadedModels(store, rows, device)
     _, _, control = per_model_effects(pred, x_s, y_s, transform)  # warm-up; the control, as in the search
@@ -91,44 +82,29 @@ def calibrate_evaluation(store_path, data, search_inputs: int, cf_inputs: int, d
                           t_boot["seconds"], int(x_s.shape[0]), int(x_c.shape[0]), time.perf_counter() - start)
 
 
-def search_shape(cfg, data) -> dict:
-    """The confirmatory search's size as ``run_search`` builds it: the generic candidates of its own library,
-    the study's transforms and the component overlays of both directions."""
+def counts(cfg, data) -> dict:
+    """What the pipeline runs: the search's candidates as ``run_search`` builds them (its library's, the study's
+    transforms, overlays of both directions) and inputs per half; ``run_counterfactuals``' tests per direction
+    (overlays, the study's transforms), patch sweeps over ``counterfactual.sizes`` and inputs."""
     from modeldiff.counterfactual.library import generic_candidates
-    from modeldiff.counterfactual.user_transform import is_user_spec
-
-    sp = cfg.search
-    if not sp.enabled:
-        return {"search_candidates": 0}
-    image = getattr(data, "is_image", True)
-    n = len(generic_candidates(data.x_test.shape[1:], families=sp.families or None, seed=sp.seed)) if image else 0
-    n += sum(1 for t in cfg.counterfactual.transforms if image or is_user_spec(t))
-    if sp.overlays and image:
-        n += 2 * min(sp.overlays, cfg.components) * 2  # two directions, both signs
-    return {"search_candidates": n, "search_models": sp.models if sp.models else cfg.models,
-            "search_inputs": min(sp.n_inputs, data.n_test // 2), "search_confirm": sp.n_confirm,
-            "search_resamples": sp.n_resamples}
-
-
-def counterfactual_shape(cfg, data) -> dict:
-    """The counterfactual tests ``run_counterfactuals`` runs per direction: component overlays and the study's
-    transforms, patch transforms swept over ``counterfactual.sizes``."""
     from modeldiff.counterfactual.transforms.spec import parse_transform
     from modeldiff.counterfactual.user_transform import is_user_spec
 
-    cf = cfg.counterfactual
-    image = getattr(data, "is_image", True)
-    tests = 2 * min(cf.auto_candidates, cfg.components) if image else 0
-    sweeps = 0
+    sp, cf, image = cfg.search, cfg.counterfactual, getattr(data, "is_image", True)
+    candidates = len(generic_candidates(data.x_test.shape[1:], families=sp.families or None, seed=sp.seed)) \
+        if image else 0
+    candidates += sum(1 for t in cf.transforms if image or is_user_spec(t))
+    candidates += 2 * min(sp.overlays, cfg.components) * 2 if image else 0  # two directions, both signs
+    tests, sweeps = 2 * min(cf.auto_candidates, cfg.components) if image else 0, 0
     for item in cf.transforms:
-        if is_user_spec(item) or image:
-            tests += 1
+        tests += bool(image or is_user_spec(item))
         if image and not is_user_spec(item):
             t = parse_transform(item, seed=cf.seed)
             sweeps += bool(cf.sizes and hasattr(t, "with_params") and "size" in getattr(t, "params", {}))
     not_target = data.n_test * (1 - 1 / max(1, data.num_classes))  # inputs of other classes than the target
-    return {"counterfactual_tests": tests, "counterfactual_sweeps": sweeps, "counterfactual_sizes": len(cf.sizes),
-            "counterfactual_inputs": int(min(cf.n_test, not_target)), "counterfactual_resamples": cf.bootstrap}
+    return {"search_candidates": candidates if sp.enabled else 0, "search_inputs": min(sp.n_inputs, data.n_test // 2),
+            "counterfactual_tests": tests, "counterfactual_sweeps": sweeps,
+            "counterfactual_inputs": int(min(cf.n_test, not_target))}
 
 
 def predict_diff(cost: DiffCost, shape, base_rss: int) -> dict:
@@ -138,33 +114,32 @@ def predict_diff(cost: DiffCost, shape, base_rss: int) -> dict:
 
 
 def predict_null(cost: DiffCost, shape, base_rss: int) -> dict:
-    """``null_fits`` ModelDiff fits of full-width half-model matrices (four half matrices held)."""
+    """Per split 4 null and 4 observed ModelDiff fits (:mod:`modeldiff.diff.null`) of half-model matrices."""
     entries = shape.n_test * shape.n_train
-    return stage(shape.null_fits * entries * cost.per_entry, base_rss + entries * (cost.bytes_per_entry + 16))
+    fits = 8 * shape.cfg.calibration.splits
+    return stage(fits * entries * cost.per_entry, base_rss + entries * (cost.bytes_per_entry + 16))
 
 
 def predict_search(costs: dict, shape, base_rss: int, weights_bytes: int) -> dict:
-    """Per algorithm: every candidate (and a control) on the discovery half, ``search_confirm`` per direction
-    (and a control) on the confirmation half; then the confirmed candidates' bootstrap comparisons."""
+    """Per algorithm every candidate (and a control) on the discovery half, ``n_confirm`` per direction (and a
+    control) on the confirmation half; the confirmed candidates' bootstrap comparisons."""
+    sp, n = shape.cfg.search, shape.counts
     first = shape.models // 2  # modeldiff.counterfactual.search.model_halves: the first half discovers
-    disc, conf = min(first, shape.search_models), min(shape.models - first, shape.search_models)
+    disc, conf = min(first, sp.models or shape.models), min(shape.models - first, sp.models or shape.models)
     seconds = 0.0
     for c in costs.values():
-        per_input = shape.search_inputs / max(1, c.search_inputs)
-        seconds += c.load * (disc + conf) + c.search * per_input * (
-            (shape.search_candidates + 1) * disc + (2 * shape.search_confirm + 1) * conf)
-    boot = max(c.bootstrap for c in costs.values()) * shape.search_resamples / CAL_BOOT_RESAMPLES
-    seconds += 2 * shape.search_confirm * 2 * boot
-    return stage(seconds, base_rss + 2 * (disc + conf) * weights_bytes)
+        seconds += c.load * (disc + conf) + c.search * n["search_inputs"] / max(1, c.search_inputs) * (
+            (n["search_candidates"] + 1) * disc + (2 * sp.n_confirm + 1) * conf)
+    boot = max(c.bootstrap for c in costs.values()) * sp.n_resamples / CAL_BOOT_RESAMPLES
+    return stage(seconds + 2 * sp.n_confirm * 2 * boot, base_rss + 2 * (disc + conf) * weights_bytes)
 
 
 def predict_counterfactual(costs: dict, shape, base_rss: int, weights_bytes: int) -> dict:
-    """Per direction: each test = control and treated store-predictor calls of both algorithms and two
-    bootstrap comparisons; each patch sweep = one control and one treated call per size, two comparisons
-    per size."""
-    calls = sum(c.store_call * shape.models * shape.counterfactual_inputs / max(1, c.cf_inputs)
-                for c in costs.values())
-    boot = 2 * max(c.bootstrap for c in costs.values()) * shape.counterfactual_resamples / CAL_BOOT_RESAMPLES
-    per_direction = (shape.counterfactual_tests * (2 * calls + boot)
-                     + shape.counterfactual_sweeps * (calls + shape.counterfactual_sizes * (calls + boot)))
+    """Per direction, each test: control and treated calls of both algorithms, two comparisons; each sweep: a
+    control call, and per size a treated call and two comparisons."""
+    n, cf = shape.counts, shape.cfg.counterfactual
+    calls = sum(c.store_call * shape.models * n["counterfactual_inputs"] / max(1, c.cf_inputs) for c in costs.values())
+    boot = 2 * max(c.bootstrap for c in costs.values()) * cf.bootstrap / CAL_BOOT_RESAMPLES
+    per_direction = (n["counterfactual_tests"] * (2 * calls + boot)
+                     + n["counterfactual_sweeps"] * (calls + len(cf.sizes) * (calls + boot)))
     return stage(2 * per_direction, base_rss + min(shape.models, 16) * weights_bytes)

@@ -1,10 +1,7 @@
 """Attribution's cost: TRAK's per-example gradients, kernel and scoring, or a datamodels lasso, timed at the
-study's settings and scaled to its models and examples.
-
-TRAK is timed on an *untrained* model of the recipe, before the training calibration: the heap then looks
-like a fresh ``modeldiff attribute`` process's (torch and the data loaded, nothing freed yet), so TRAK's
-memory growth is all seen (measured after training, the planner's heap hid ~130 MiB of it on the digits
-CNN). Per-example gradient cost and memory depend on the architecture, not on the weights' values.
+study's settings and scaled. TRAK is timed on an *untrained* model of the recipe (its cost depends on the
+architecture, not the weights) before the training calibration, on a heap like a fresh ``modeldiff attribute``
+process's (after training, the planner's heap hid ~130 MiB of TRAK's growth on the digits CNN).
 """
 from __future__ import annotations
 
@@ -44,8 +41,8 @@ def untrained_model(recipe, data, device: str) -> torch.nn.Module:
 
 
 def calibrate_trak(recipe, data, proj_dim: int, batch_size: int, device: str) -> AttributionCost:
-    """Time loading, featurising (a fresh projector per model, the study's batch size, a full batch and the
-    training set's last partial one), the kernel inverse and scoring for an untrained model of ``recipe``."""
+    """Time loading, featurising (a fresh projector per model; a full batch and the last partial one), the kernel
+    inverse and scoring for an untrained model of ``recipe``."""
     from datamodels.attribution.gradients import featurize, n_params
     from datamodels.attribution.projectors import make_projector
     from datamodels.attribution.trak import kernel_features
@@ -107,7 +104,8 @@ def predict_attribution(cost: AttributionCost, shape, base_rss: int) -> dict:
     if cost.method == "datamodels":
         seconds = cost.lasso_per_target * shape.n_test
         return stage(seconds, base_rss + cost.growth + 4 * shape.models * shape.n_train, disk)
-    m, k, s = shape.attribution_models, shape.proj_dim, TrakSettings()
+    spec, s = shape.cfg.attribution, TrakSettings()
+    m, k = min(spec.models, shape.models), spec.proj_dim
     per_model = (cost.load + (shape.n_train + shape.n_test) * cost.per_example + cost.kernel_fixed
                  + shape.n_train * cost.kernel_per_row)
     seconds = m * per_model + m * shape.n_test * shape.n_train * k * cost.score_per_mac

@@ -1,20 +1,13 @@
-"""The one statistical model: an estimator that averages ``n`` per-model estimates (TRAK) is a fixed signal
-plus between-model noise whose variance shrinks as ``1/n``.
+"""The one statistical model: an average of ``n`` per-model estimates (TRAK) is a fixed signal plus between-model
+noise whose variance shrinks as ``1/n``.
 
-Per test example ``t``, from a pilot's ``M`` per-model values ``p[m, u, t]`` over ``U`` units ``u``,
-``var_μ`` is the variance of the signal over the units and ``σ²`` the between-model variance (each model's
-values centred over the units first, so a per-model shift changes nothing). Two uses of the same components:
-
-* **LDS** (units = held-out subsets, ``y[u, t]`` their measured margins): the averaged prediction's
-  correlation with ``y`` is ``r_t(n) = cov(μ, y) / sqrt((var_μ + σ²/n) · var y)``, turned into Spearman's
-  with ``ρ = (6/π) asin(r/2)`` (the LDS is a Spearman correlation); ``LDS(n)`` is the mean over ``t``.
-* **Precision** (units = training examples, the scores themselves): the correlation of ``n`` models' scores
-  with infinitely many models' scores, ``sqrt(var_μ / (var_μ + σ²/n))``, mean over ``t``.
-
-``var_μ`` is estimated unbiasedly as ``var(p̄_M) − σ̂²/M``, floored (LDS: at ``cov²/var y``, so ``|r| ≤ 1``;
-precision: at 0). Intervals: a delete-one jackknife over the pilot's models (a bootstrap with replacement
-would duplicate models, which biases ``σ²`` and the curve downwards). Approximation (stated): TRAK's
-out-to-loss weights are taken as their all-model average for every ``n``.
+Per test example, from a pilot's per-model values ``p[m, u, t]`` over units ``u`` (each model's values centred
+over the units): ``var_μ`` (signal over the units, ``var(p̄_M) − σ̂²/M``, floored) and ``σ²`` (between models).
+**LDS** — units are held-out subsets with measured margins ``y``: ``r_t(n) = cov(μ, y) / sqrt((var_μ + σ²/n)
+var y)``, as Spearman's ``(6/π) asin(r/2)``, mean over ``t``. **Precision** — units are training examples:
+the correlation of ``n`` models' scores with infinitely many models', ``sqrt(var_μ / (var_μ + σ²/n))``, mean
+over ``t``. Intervals: delete-one jackknife over the pilot's models (resampling with replacement would duplicate
+models and bias ``σ²``). Approximation (stated): TRAK's out-to-loss weights as their all-model average.
 """
 from __future__ import annotations
 
@@ -63,7 +56,7 @@ def components(p: np.ndarray, y: np.ndarray | None = None) -> Components:
 
 @dataclass
 class Curve:
-    """``value(n)`` from a pilot (``kind``: ``lds`` or ``precision``) with its jackknife replicates."""
+    """``value(n)`` from a pilot (``kind`` lds or precision) with its jackknife replicates."""
 
     kind: str
     point: Components

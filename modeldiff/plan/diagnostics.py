@@ -1,7 +1,7 @@
-"""The diagnostics stage's cost: one real :func:`~modeldiff.diagnostics.model.diagnose_model` run on a
-calibration model, split into passes over the examples (HVPs, gradients, per-example gradients: linear in
-the examples) and the per-example-gradient Gram matrix (``m² d`` multiply-adds, ``m`` as the noise
-diagnostics choose it)."""
+"""The diagnostics stage's cost: one real :func:`~modeldiff.diagnostics.model.diagnose_model` run on a calibration
+model over ``CAL_DIAG_EXAMPLES`` training examples with the study's settings and mode (one chunk when the study's
+subset fits one, several otherwise), split into passes linear in the examples and the per-example-gradient Gram
+matrix (``m² d`` multiply-adds, ``m`` as the noise diagnostics choose it)."""
 from __future__ import annotations
 
 import time
@@ -11,7 +11,7 @@ import torch
 
 from modeldiff.plan.measure import PeakSampler, release_memory, rss_bytes, stage, timed
 
-CAL_DIAG_EXAMPLES = 256  # training examples of the calibration model diagnosed (the study's settings otherwise)
+CAL_DIAG_EXAMPLES = 256  # training examples of the calibration model diagnosed
 
 
 @dataclass
@@ -26,8 +26,6 @@ class DiagnosticsCost:
 
 
 def calibrate_diagnostics(store_path, data, spec, subset_examples: int, device: str) -> DiagnosticsCost:
-    """Diagnose the calibration store's first model on ``CAL_DIAG_EXAMPLES`` training examples with the study's
-    settings, in the study's mode (one chunk when its subset fits one, several otherwise)."""
     from datamodels.store import Store
     from modeldiff.diagnostics.hvp import TrainingLoss
     from modeldiff.diagnostics.model import diagnose_model
@@ -57,16 +55,15 @@ def calibrate_diagnostics(store_path, data, spec, subset_examples: int, device: 
 
 
 def predict_diagnostics(costs: dict, shape, base_rss: int) -> dict:
-    """``diagnostics_models`` models of each algorithm (``costs``: tag -> DiagnosticsCost) diagnosed on their
-    training subsets; interval ± 15 % (a trained model may need other Lanczos counts than a calibration one)."""
+    """``costs``: tag -> DiagnosticsCost; the study's ``diagnostics.models`` per algorithm, each on its subset."""
     from modeldiff.diagnostics.noise import gram_examples
 
-    n = max(1, round(shape.subset_fraction * shape.n_train))
+    n, spec = max(1, round(shape.subset_fraction * shape.n_train)), shape.cfg.diagnostics
     seconds, peak = 0.0, 0
     for c in costs.values():
         m = gram_examples(n, c.n_params, c.itemsize)
         per_model = c.linear_seconds * n / c.examples + m * m * c.n_params * c.gram_per_mac
-        seconds += min(shape.diagnostics_models, shape.models) * per_model
-        chunk = min(shape.diagnostics_batch, n)
-        peak = max(peak, int(base_rss + c.activation_bytes * chunk + m * c.n_params * c.itemsize))
+        seconds += min(spec.models, shape.models) * per_model
+        peak = max(peak, int(base_rss + c.activation_bytes * min(spec.batch_size, n) + m * c.n_params
+                             * c.itemsize))
     return stage(seconds, peak)

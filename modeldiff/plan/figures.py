@@ -25,7 +25,8 @@ class ReportCost:
 
 def plot_rows(shape) -> int:
     """Rows of a direction's largest effect plot: its counterfactual tests or its confirmed candidates."""
-    return max(1, shape.counterfactual_tests, shape.search_confirm if shape.search_candidates else 0)
+    n = shape.counts
+    return max(1, n["counterfactual_tests"], shape.cfg.search.n_confirm if n["search_candidates"] else 0)
 
 
 def calibrate_report(data, rows: int) -> ReportCost:
@@ -55,5 +56,6 @@ def calibrate_report(data, rows: int) -> ReportCost:
 def predict_report(cost: ReportCost, shape, base_rss: int) -> dict:
     """Per direction a variance scatter, one examples figure per component, the effect plots of the tests and
     of the search and one plot per size sweep; matplotlib's start once."""
-    singles = 1 + bool(shape.counterfactual_tests) + bool(shape.search_candidates) + shape.counterfactual_sweeps
-    return stage(cost.first + 2 * (shape.components * cost.grid + singles * cost.plot), base_rss)
+    n = shape.counts
+    singles = 1 + bool(n["counterfactual_tests"]) + bool(n["search_candidates"]) + n["counterfactual_sweeps"]
+    return stage(cost.first + 2 * (shape.cfg.components * cost.grid + singles * cost.plot), base_rss)

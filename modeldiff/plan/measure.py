@@ -23,6 +23,7 @@ class PeakSampler:
 
     def __init__(self, interval: float = 0.002):
         self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.wait(self.interval):
@@ -30,7 +31,6 @@ class PeakSampler:
 
     def __enter__(self) -> "PeakSampler":
         self.peak = rss_bytes()
-        self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
 

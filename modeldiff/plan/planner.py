@@ -10,7 +10,7 @@ import dataclasses
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from modeldiff.errors import UserError
@@ -40,7 +40,8 @@ class PlanRequest:
 
 @dataclass
 class StudyShape:
-    """Everything about the work that the prediction needs (from a study YAML, or a recipe and flags)."""
+    """The work to predict: data sizes, models and chunks; for a study its config (``cfg``, a StudyConfig) and
+    what its pipeline runs (``counts``: :func:`~modeldiff.plan.analysis.counts`); a recipe has neither."""
 
     n_train: int
     n_test: int
@@ -48,26 +49,8 @@ class StudyShape:
     models: int
     subset_fraction: float
     ensemble_size: int
-    method: str = "trak"
-    attribution_models: int = 16
-    proj_dim: int = 1024
-    trak_batch: int = 64
-    lambdas: int = 12
-    components: int = 5
-    null_fits: int = 0  # ModelDiff fits of the null calibration
-    search_candidates: int = 0  # 0: no search
-    search_models: int = 32
-    search_inputs: int = 200
-    search_confirm: int = 5
-    search_resamples: int = 2000
-    counterfactual_tests: int = 0
-    counterfactual_sweeps: int = 0
-    counterfactual_sizes: int = 0
-    counterfactual_inputs: int = 0
-    counterfactual_resamples: int = 2000
-    diagnostics_models: int = 0  # 0: no diagnostics stage
-    diagnostics_batch: int = 1024
-    diagnostics_spec: object = None
+    cfg: object = None
+    counts: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -88,10 +71,8 @@ def is_recipe(path: str) -> bool:
     import yaml
 
     p = Path(path)
-    if not (p.is_file() and p.suffix in (".yaml", ".yml")):
-        return False
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_text()) if p.is_file() and p.suffix in (".yaml", ".yml") else None
     except yaml.YAMLError:
         return False
     return isinstance(data, dict) and "algorithm_a" not in data
@@ -126,16 +107,8 @@ def _load(req: PlanRequest):
         cfg.models = max(cfg.models, req.attribution_models)
     recipe_a, recipe_b = cfg.recipes(req.data_dir)
     data = load_study_data(cfg, req.data_dir)
-    spec = cfg.attribution
     shape = StudyShape(data.n_train, data.n_test, data.num_classes, cfg.models, cfg.subset_fraction,
-                       cfg.ensemble_size, spec.method, spec.models, spec.proj_dim, spec.batch_size, spec.lambdas,
-                       cfg.components,
-                       # per split: 4 null fits and 4 observed ones (2 per direction), modeldiff.diff.null
-                       null_fits=8 * cfg.calibration.splits if cfg.calibration.enabled else 0,
-                       **A.search_shape(cfg, data), **A.counterfactual_shape(cfg, data),
-                       diagnostics_models=min(cfg.diagnostics.models, cfg.models),
-                       diagnostics_batch=cfg.diagnostics.batch_size,
-                       diagnostics_spec=cfg.diagnostics if cfg.diagnostics.models > 0 else None)
+                       cfg.ensemble_size, cfg, A.counts(cfg, data))
     command = (f"modeldiff study {req.target} --out DIR" + (f" --models {req.models}" if req.models else "")
                + (f" --device {req.device}" if req.device != "cpu" else ""))
     return {"a": recipe_a, "b": recipe_b}, data, shape, command
@@ -153,48 +126,49 @@ def calibrate(req: PlanRequest) -> Calibrated:
                             "on the GPU machine, or plan for --device cpu")
     recipes, data, shape, command = _load(req)
     startup, base_rss, started = process_age(), rss_bytes(), time.perf_counter()
-    study, dev = len(recipes) == 2, req.device
+    cfg, n, dev = shape.cfg, shape.counts, req.device
     first = {}  # timing key -> the first tag calibrated with it
     for tag, recipe in recipes.items():
         first.setdefault(timing_key(recipe), tag)
     costs = {"training": {}, "evaluation": {}}
-    steps = len(first) + (3 if study else 0) + bool(shape.diagnostics_models)
+    diagnose = cfg is not None and cfg.diagnostics.models > 0
     with tempfile.TemporaryDirectory(prefix="modeldiff-plan-") as tmp, \
-            step_bar("calibrating", steps) as bar, heartbeat(bar):
+            step_bar("calibrating", len(first) + (3 if cfg else 0) + diagnose) as bar, heartbeat(bar):
         def phase(what):
             if bar.postfix:  # the previous phase is done
                 bar.update(1)
             bar.set_postfix_str(what)
 
-        if study and shape.method == "trak":  # first: on the heap of a fresh process
+        if cfg and cfg.attribution.method == "trak":  # first: on the heap of a fresh process
             phase("attribution (trak)")
-            costs["attribution"] = calibrate_trak(recipes["a"], data, shape.proj_dim, shape.trak_batch, dev)
+            costs["attribution"] = calibrate_trak(recipes["a"], data, cfg.attribution.proj_dim,
+                                                  cfg.attribution.batch_size, dev)
         for tag, recipe in recipes.items():
             same = first[timing_key(recipe)]
             if same != tag:  # calibrated once: its recipe differs from an earlier one only in values
                 costs["training"][tag], costs["evaluation"][tag] = costs["training"][same], costs["evaluation"][same]
                 continue
-            phase(f"training {recipe.name}" + (", evaluating a candidate" if study else ""))
+            phase(f"training {recipe.name}" + (", evaluating a candidate" if cfg else ""))
             folder = os.path.join(tmp, f"store{tag}")
             costs["training"][tag] = calibrate_training(recipe, data, chunk_sizes(shape.models, shape.ensemble_size),
                                                         dev, folder)
-            if study:
-                costs["evaluation"][tag] = A.calibrate_evaluation(folder, data, shape.search_inputs,
-                                                                  shape.counterfactual_inputs, dev)
-        if study:
-            if shape.method != "trak":
-                phase(f"attribution ({shape.method})")
+            if cfg:
+                costs["evaluation"][tag] = A.calibrate_evaluation(folder, data, n["search_inputs"],
+                                                                  n["counterfactual_inputs"], dev)
+        if cfg:
+            if cfg.attribution.method != "trak":
+                phase(f"attribution ({cfg.attribution.method})")
                 costs["attribution"] = calibrate_datamodels(shape.models, shape.n_train, shape.subset_fraction,
-                                                            shape.lambdas, dev)
+                                                            cfg.attribution.lambdas, dev)
             phase("diff")
-            costs["diff"] = A.calibrate_diff(shape.n_test, shape.n_train, shape.components)
+            costs["diff"] = A.calibrate_diff(shape.n_test, shape.n_train, cfg.components)
             phase("report figures")
             costs["report"] = calibrate_report(data, plot_rows(shape))
-        if shape.diagnostics_models:
+        if diagnose:
             phase("diagnostics")
-            n = max(1, round(shape.subset_fraction * shape.n_train))
+            subset = max(1, round(shape.subset_fraction * shape.n_train))
             costs["diagnostics"] = {tag: calibrate_diagnostics(os.path.join(tmp, f"store{first[timing_key(r)]}"),
-                                                               data, shape.diagnostics_spec, n, dev)
+                                                               data, cfg.diagnostics, subset, dev)
                                     for tag, r in recipes.items()}
         bar.update(1)
     return Calibrated(req, costs, recipes, shape, command, startup, base_rss, time.perf_counter() - started)
@@ -203,26 +177,24 @@ def calibrate(req: PlanRequest) -> Calibrated:
 def predict_plan(c: Calibrated, models: int | None = None) -> dict:
     """The plan (JSON-ready) from a calibration, for ``models`` per algorithm (default: the request's)."""
     shape = c.shape if models is None else dataclasses.replace(c.shape, models=models)
-    costs, base = c.costs, c.base_rss
+    costs, base, cfg, n = c.costs, c.base_rss, shape.cfg, shape.counts
     stages = {"startup": stage(c.startup, base, 0, c.startup, c.startup)}
     for tag, recipe in c.recipes.items():
         stages[f"train_{tag}" if tag else "train"] = predict_training(costs["training"][tag], recipe, shape)
-    if "attribution" in costs:
+    weights = max(t.weights_bytes for t in costs["training"].values())
+    if cfg is not None:
         for tag in c.recipes:
             stages[f"attribute_{tag}"] = predict_attribution(costs["attribution"], shape, base)
-    weights = max(t.weights_bytes for t in costs["training"].values())
-    if "diff" in costs:
         stages["diff"] = A.predict_diff(costs["diff"], shape, base)
-        if shape.null_fits:
+        if cfg.calibration.enabled:
             stages["null"] = A.predict_null(costs["diff"], shape, base)
-    if costs["evaluation"] and shape.search_candidates:
-        stages["search"] = A.predict_search(costs["evaluation"], shape, base, weights)
-    if costs["evaluation"] and (shape.counterfactual_tests or shape.counterfactual_sweeps):
-        stages["counterfactual"] = A.predict_counterfactual(costs["evaluation"], shape, base, weights)
-    if "report" in costs:
+        if n["search_candidates"]:
+            stages["search"] = A.predict_search(costs["evaluation"], shape, base, weights)
+        if n["counterfactual_tests"] or n["counterfactual_sweeps"]:
+            stages["counterfactual"] = A.predict_counterfactual(costs["evaluation"], shape, base, weights)
         stages["report"] = predict_report(costs["report"], shape, base)
-    if "diagnostics" in costs and shape.diagnostics_models:
-        stages["diagnostics"] = predict_diagnostics(costs["diagnostics"], shape, base)
+        if cfg.diagnostics.models > 0:
+            stages["diagnostics"] = predict_diagnostics(costs["diagnostics"], shape, base)
     out = {"stages": stages, **{f"total_{k}": sum(s[k] for s in stages.values())
                                 for k in ("seconds", "seconds_low", "seconds_high")},
            "peak_memory_bytes": max(s["peak_memory_bytes"] for s in stages.values()),
@@ -231,7 +203,7 @@ def predict_plan(c: Calibrated, models: int | None = None) -> dict:
     return out | {"target": req.target, "models": shape.models, "device": req.device,
                   "ensemble_size": shape.ensemble_size, "calibration_seconds": c.seconds,
                   "calibration_share": c.seconds / max(out["total_seconds"], 1e-9), "command": c.command,
-                  "search_candidates": shape.search_candidates, "assumptions": assumptions(c)}
+                  **n, "assumptions": assumptions(c)}
 
 
 def plan(req: PlanRequest) -> dict:
@@ -240,32 +212,27 @@ def plan(req: PlanRequest) -> dict:
 
 
 def assumptions(c: Calibrated) -> list[str]:
-    shape, tags = c.shape, list(c.recipes)
+    shape, cfg, n = c.shape, c.shape.cfg, c.shape.counts
     sizes = sorted(set(chunk_sizes(shape.models, shape.ensemble_size)), reverse=True)
-    out = [f"training: one calibration chunk of each of the store's chunk sizes ({', '.join(map(str, sizes))} "
-           f"models, {CAL_STEPS + 1} steps) with the real recipe on this machine (trainers that train one model at "
-           "a time: a chunk of 2 models, scaled); interval = quartiles of the measured step times",
+    out = [f"training: one calibration chunk of each chunk size of the store ({', '.join(map(str, sizes))} models, "
+           f"{CAL_STEPS + 1} steps) with the real recipe and trainer (one-model-at-a-time trainers: 2 models, "
+           "scaled); interval = quartiles of the step times",
            "the machine is as busy during the study as during the calibration; one process, no parallel workers"]
-    if len(tags) == 2 and c.costs["training"]["a"] is c.costs["training"]["b"]:
-        out.append("algorithm B's recipe costs the same as A's (they differ only in values: learning rate, schedule, "
-                   "seed, epochs, initial weights): calibrated once")
-    if shape.null_fits:
-        out.append(f"null calibration: {shape.null_fits} ModelDiff fits at the measured diff speed")
-    if shape.search_candidates:
-        out.append(f"search: {shape.search_candidates} candidate transforms (counted from the search's library) on "
-                   f"both algorithms' discovery halves, then {shape.search_confirm} per direction confirmed, at the "
-                   "measured cost of one candidate's evaluation (in proportion to models and inputs)")
-    if shape.counterfactual_tests or shape.counterfactual_sweeps:
-        out.append(f"counterfactual tests: {shape.counterfactual_tests} per direction ({shape.counterfactual_sweeps} "
-                   f"swept over {shape.counterfactual_sizes} sizes) at the measured cost of a store predictor call "
-                   "and a bootstrap comparison")
-    if len(tags) == 2 and shape.method == "trak":
-        out.append("TRAK: per-example gradients of an untrained model of algorithm A's recipe, timed before the "
-                   "training calibration (as a fresh `modeldiff attribute` process's heap)")
-    if len(tags) == 2:
-        out.append("reports: two reports' figures at the measured cost of one of each kind, plus matplotlib's start")
-    if shape.diagnostics_models:
-        out.append(f"diagnostics: {shape.diagnostics_models} models per algorithm, from diagnosing a calibration "
-                   f"model on {CAL_DIAG_EXAMPLES} examples with the study's settings (a trained model may need "
-                   "other Lanczos counts)")
-    return out + ["other stages: one calibration point each, interval ±15 %"]
+    if cfg is None:
+        return out
+    if c.costs["training"]["a"] is c.costs["training"]["b"]:
+        out.append("B's recipe differs from A's only in values (learning rate, schedule, seed, epochs, initial "
+                   "weights): calibrated once")
+    if cfg.attribution.method == "trak":
+        out.append("TRAK: timed on an untrained model of A's recipe, before training (a fresh process's heap)")
+    if n["search_candidates"]:
+        out.append(f"search: {n['search_candidates']} candidates (counted from the search's library), "
+                   f"{cfg.search.n_confirm} per direction confirmed, at one candidate's measured cost per model and "
+                   "input")
+    if n["counterfactual_tests"]:
+        out.append(f"counterfactual: {n['counterfactual_tests']} tests per direction ({n['counterfactual_sweeps']} "
+                   f"swept over {len(cfg.counterfactual.sizes)} sizes) at a store predictor call's measured cost")
+    if cfg.diagnostics.models > 0:
+        out.append(f"diagnostics: {cfg.diagnostics.models} models per algorithm, in proportion to examples from a "
+                   f"calibration model's on {CAL_DIAG_EXAMPLES} (a trained model may need other Lanczos counts)")
+    return out + ["other stages (ModelDiff, null, reports): one calibration point each, interval ±15 %"]

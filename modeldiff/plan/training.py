@@ -1,13 +1,10 @@
-"""Training's cost: calibration chunks of the store's own chunk sizes, through the real trainer, scaled to the store.
+"""Training's cost: a calibration chunk of each of the store's chunk sizes through the real trainer, scaled.
 
-A chunk of ``E`` models with ``S`` optimizer steps per model (in full-batch equivalents) costs
-``fixed(E) + S / s · steps(E)``, where a calibration chunk of the same ``E`` models ran ``s`` steps:
-``steps`` is the time between its first and last step callbacks (mean step time times the count),
-``fixed`` the rest (set-up, evaluation on the test and training sets, commit). Nothing is fitted
-across ensemble sizes: every distinct chunk size of the store is calibrated as it will run. A
-trainer that trains one model at a time (loop, ``train_fn``) is calibrated on ``CAL_LOOP_MODELS``
-models and scaled in proportion (it amortises nothing). Peak memory: the process before training
-plus the largest growth measured during a chunk.
+A chunk of ``E`` models, ``S`` steps per model (full-batch equivalents), costs ``fixed(E) + S/s · steps(E)``
+where a calibration chunk of the same ``E`` ran ``s`` steps: ``steps`` = mean step time x step callbacks,
+``fixed`` = the rest (set-up, evaluation, commit). Nothing is fitted across sizes. One-model-at-a-time
+trainers (loop, ``train_fn``) are calibrated on ``CAL_LOOP_MODELS`` models and scaled in proportion. Peak
+memory: the process before training plus the largest growth during a chunk.
 """
 from __future__ import annotations
 
@@ -69,8 +66,8 @@ def chunk_sizes(n_models: int, ensemble_size: int) -> list[int]:
 
 
 def steps_per_model(n_train: int, fraction: float, batch_size: int, epochs: int) -> float:
-    """Optimizer steps of one model in full-batch equivalents, ``epochs · round(α · n_train) / B`` (an
-    epoch's last partial batch counts as its share of a step: its time is dominated by its examples)."""
+    """Steps of one model in full-batch equivalents, ``epochs · round(α · n_train) / B`` (a last partial batch
+    counts as its share of a step: its time is dominated by its examples)."""
     return epochs * max(1, round(fraction * n_train)) / batch_size
 
 
@@ -81,8 +78,8 @@ def one_at_a_time(recipe, data) -> bool:
 
 
 def calibrate_training(recipe, data, sizes: list[int], device: str, folder: str, show: bool = True) -> TrainingCost:
-    """Train one calibration chunk of each size in ``sizes`` (``CAL_STEPS + 1`` steps per model) into a
-    temporary store at ``folder``, which keeps their weights (the evaluation calibration loads them)."""
+    """Train a calibration chunk of each size in ``sizes`` (``CAL_STEPS + 1`` steps per model) into a store at
+    ``folder`` (its weights serve the evaluation and diagnostics calibrations)."""
     from datamodels.store import Store
     from datamodels.training.runner import train_chunk
     from modeldiff.progress import step_bar
