@@ -1,4 +1,4 @@
-"""glibc malloc with fixed thresholds (datamodels/allocator.py) vs glibc's defaults, side by side.
+"""glibc malloc with fixed thresholds (modeldiff/cli/allocator.py) vs glibc's defaults, side by side.
 
 Each round trains the same chunk (the SGD-noise demo's high-noise recipe, 32 models at once, the
 built-in ensemble trainer) once per setting, each in a fresh process (a malloc setting is per process),
@@ -23,9 +23,9 @@ SETTINGS = {"glibc default": {"MODELDIFF_MALLOC": "default"}, "fixed thresholds"
 CHILD = r"""
 import json, resource, sys, tempfile, time
 sys.path.insert(0, {root!r})
-from datamodels.allocator import tune
+from modeldiff.cli.allocator import tune
 from datamodels.store import Store
-from datamodels.training.runner import train_chunk
+from datamodels.runs.runner import train_chunk
 from modeldiff.studies.config import load_study
 from modeldiff.studies.pipeline import load_study_data
 cfg = load_study("sgd_noise")

@@ -25,10 +25,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks._support.plain_digits import check_benchmarkable, load_recipe_for_benchmark, train_plain  # noqa: E402
+from datamodels.base.errors import UserError  # noqa: E402
 from datamodels.data.dataset import load_digits  # noqa: E402
 from datamodels.store.store import draw_masks_and_seeds  # noqa: E402
 from datamodels.training.ensemble_trainer import train_ensemble  # noqa: E402
-from modeldiff.errors import UserError  # noqa: E402
 
 FRACTION = 0.5  # alpha: the usual datamodels subset size
 
@@ -73,8 +73,8 @@ def run_ensemble(recipe, data, n_models, ensemble_size):
 def run_store(recipe, data, n_models, ensemble_size, workers):
     """The CLI's path, ``modeldiff train --workers W``: the local launcher fills a store (rows, checksums,
     status) with ``workers`` spawned processes of ``cpu_count / workers`` threads each."""
+    from datamodels.runs.launchers import fill_store
     from datamodels.store.store import Store
-    from datamodels.training.launchers import fill_store
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.create_or_resume(os.path.join(tmp, "store"), recipe, data, n_models, FRACTION, 0,

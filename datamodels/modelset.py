@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 class ModelSet(abc.ABC):

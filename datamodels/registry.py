@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 def is_target(text: Any) -> bool:

@@ -1,7 +1,7 @@
 """modeldiff: compare learning algorithms by the training data their models rely on."""
 __version__ = "0.1.0"
 
-# Public names, imported lazily (PEP 562) so that `import modeldiff.errors` or the CLI's
+# Public names, imported lazily (PEP 562) so that `import datamodels.base.errors` or the CLI's
 # start-up does not pay for torch.
 _EXPORTS = {
     "ModelDiff": "modeldiff.diff.residual_pca",

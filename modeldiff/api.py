@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 BUILTIN_OPTIMIZERS = {"SGD": "sgd", "Adam": "adam", "AdamW": "adamw"}  # torch.optim classes with short names
 

@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 def check_device(name: str, option: str = "--device") -> str:

@@ -1,4 +1,4 @@
-"""datamodels.allocator: fixed glibc malloc thresholds, exported to children, opt-out respected."""
+"""modeldiff.cli.allocator: fixed glibc malloc thresholds, exported to children, opt-out respected."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBE = ("import json, os; from datamodels.allocator import tune; ok = tune(); "
+PROBE = ("import json, os; from modeldiff.cli.allocator import tune; ok = tune(); "
          "print(json.dumps({'ok': ok, 'mmap': os.environ.get('MALLOC_MMAP_THRESHOLD_'), "
          "'trim': os.environ.get('MALLOC_TRIM_THRESHOLD_')}))")
 
@@ -23,7 +23,7 @@ def probe(**env_extra) -> dict:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
 def test_tune_fixes_thresholds_and_exports_them_to_children():
-    from datamodels.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD
+    from modeldiff.cli.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD
 
     out = probe()
     assert out == {"ok": True, "mmap": str(MMAP_THRESHOLD), "trim": str(TRIM_THRESHOLD)}

@@ -3,11 +3,11 @@ same model trained inside a ``vmap`` ensemble (float64, user modules with LayerN
 import pytest
 import torch
 
+from datamodels.base.errors import UserError
 from datamodels.data.dataset import Dataset, load_digits
 from datamodels.store.store import draw_masks_and_seeds
 from datamodels.training.backends import train_models
 from datamodels.training.recipe import recipe_from_dict
-from modeldiff.errors import UserError
 
 SGD = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 ADAM = {"name": "adam", "lr": 3e-3, "weight_decay": 1e-4}

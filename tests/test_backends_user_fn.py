@@ -4,12 +4,12 @@ import pytest
 import torch
 import yaml
 
+from datamodels.base.errors import UserError
 from datamodels.data.dataset import load_digits
+from datamodels.runs.launchers import fill_store
 from datamodels.store.store import Store
-from datamodels.training.launchers import fill_store
 from datamodels.training.model_factory import DataSpec, build_module
 from datamodels.training.recipe import recipe_from_dict
-from modeldiff.errors import UserError
 from tests.helpers_train import cli
 from tests.user_modules import train_fn
 

@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 import datamodels.data.cifar10 as c10
+from datamodels.base.errors import UserError
 from datamodels.data.cifar10 import load_cifar10
 from datamodels.data.dataset import load_dataset
-from modeldiff.errors import UserError
 from tests._requirements import require_cifar10_dir
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

@@ -13,8 +13,8 @@ from modeldiff.counterfactual.transforms import PatchPaste
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
     from datamodels.data.dataset import load_digits
+    from datamodels.runs.launchers import fill_store
     from datamodels.store.store import Store
-    from datamodels.training.launchers import fill_store
     from datamodels.training.recipe import load_recipe
     from tests.helpers_train import write_recipe
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
+from datamodels.base.errors import UserError
 from datamodels.data.dataset import Dataset, load_dataset, load_digits
-from modeldiff.errors import UserError
 
 
 def test_digits_split_is_deterministic_and_stratified():

@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 from modeldiff.studies.config import load_study
 from modeldiff.studies.run import run_study
 

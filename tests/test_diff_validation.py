@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
+from datamodels.base.errors import UserError
 from modeldiff import ModelDiff
-from modeldiff.errors import UserError
 
 
 def pair(n=30, m=50, seed=0):

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import datamodels.data.ffcv_loader as fl
+import datamodels.training.ffcv_loader as fl
 from datamodels.data.dataset import Dataset, load_digits
+from datamodels.runs.launchers import fill_store
 from datamodels.store.store import DONE, Store
 from datamodels.training.ensemble_trainer import train_ensemble
-from datamodels.training.launchers import fill_store
 from datamodels.training.recipe import recipe_from_dict
 from tests._requirements import require_module
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from datamodels.attribution.influence_io import InfluenceWriter, read_influence, update_attrs, write_influence
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 def _write(path, scores, **kw):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from datamodels.attribution.lds import held_out
+from datamodels.base.errors import UserError
 from datamodels.store.store import Store
 from datamodels.store.verify import verify
-from modeldiff.errors import UserError
 from tests.helpers_train import write_recipe
 from tests.integrity_helpers import copy_store, error_lines, make_store, run_cli, tree_digest
 

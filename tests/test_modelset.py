@@ -8,12 +8,12 @@ import torch
 
 from case_studies.tabular.nets import make_mlp
 from datamodels.attribution.api import attribute
+from datamodels.base.errors import UserError
 from datamodels.data.dataset import load_from_target
 from datamodels.modelset import FolderModelSet, ModelSet, as_modelset
+from datamodels.runs.launchers import fill_store
 from datamodels.store.store import Store
-from datamodels.training.launchers import fill_store
 from datamodels.training.recipe import recipe_from_dict
-from modeldiff.errors import UserError
 
 RECIPE = {"name": "tab", "data": {"target": "case_studies.tabular.data:load"},
           "model": {"target": "case_studies.tabular.nets:make_mlp", "kwargs": {"hidden": 8, "depth": 1}},

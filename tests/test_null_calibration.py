@@ -74,8 +74,8 @@ def test_split_halves_are_disjoint_and_distinct(n):
 
 def _tiny_stores(tmp_path, n_models):
     from datamodels.data.dataset import load_digits
+    from datamodels.runs.launchers import fill_store
     from datamodels.store.store import Store
-    from datamodels.training.launchers import fill_store
     from datamodels.training.recipe import recipe_from_dict
 
     data = load_digits()

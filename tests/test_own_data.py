@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from datamodels.base.errors import UserError
 from datamodels.data.dataset import Dataset, load_digits, load_from_target
-from modeldiff.errors import UserError
 from tests.helpers_train import cli
 
 USER_MODULE = '''

@@ -5,7 +5,7 @@ intervals, and one-line errors."""
 import numpy as np
 import pytest
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 from modeldiff.plan.curve import fit_curve
 
 

@@ -132,7 +132,7 @@ def test_trak_calibration_times_a_fresh_projector_on_the_stores_net(calibration_
 def test_step_bar_redraws_while_no_step_arrives(capsys):
     import time
 
-    from modeldiff.progress import step_bar
+    from datamodels.base.progress import step_bar
 
     seen = ""
     with step_bar("calibration chunk", 3, every=0.01) as bar:

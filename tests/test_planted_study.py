@@ -17,8 +17,8 @@ import torch
 
 from case_studies.planted.plant import plant, write_patch
 from case_studies.planted.study import planted_recipes, precision_at, run_planted
+from datamodels.base.errors import UserError
 from datamodels.data.dataset import load_dataset
-from modeldiff.errors import UserError
 from modeldiff.studies.config import load_study
 
 

@@ -6,8 +6,8 @@ import torch
 
 import modeldiff
 from case_studies.tabular.nets import make_mlp
+from datamodels.base.errors import UserError
 from modeldiff import Algorithm, compare
-from modeldiff.errors import UserError
 
 
 def my_train_fn(model, x, y, *, seed, device, recipe):

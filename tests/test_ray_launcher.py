@@ -8,8 +8,8 @@ import os
 import numpy as np
 
 from datamodels.data.dataset import load_digits
+from datamodels.runs.launchers import fill_store
 from datamodels.store.store import DONE, Store
-from datamodels.training.launchers import fill_store
 from datamodels.training.recipe import recipe_from_dict
 from tests._requirements import require_module
 

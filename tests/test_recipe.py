@@ -1,8 +1,8 @@
 """Recipe validation: unknown or mistyped keys are rejected with the key named."""
 import pytest
 
+from datamodels.base.errors import UserError
 from datamodels.training.recipe import load_recipe, recipe_from_dict
-from modeldiff.errors import UserError
 
 
 @pytest.mark.parametrize("data, named", [

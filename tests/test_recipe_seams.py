@@ -2,10 +2,10 @@
 import pytest
 import yaml
 
+from datamodels.base.errors import UserError
 from datamodels.training.backends import check_recipe, choose_backend
 from datamodels.training.optimizers import make_optimizer, vmap_refusal
 from datamodels.training.recipe import load_recipe, recipe_from_dict
-from modeldiff.errors import UserError
 
 OLD = {"name": "old", "model": {"arch": "digits_cnn", "width": 8},
        "optim": {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "schedule": "triangle"}}

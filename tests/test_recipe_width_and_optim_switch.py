@@ -2,10 +2,10 @@
 optim.name with Recipe.replace (the new optimizer starts from its own defaults)."""
 import pytest
 
+from datamodels.base.errors import UserError
 from datamodels.store.metadata import check_compatible
 from datamodels.training.model_factory import DataSpec, build_module
 from datamodels.training.recipe import Recipe, recipe_from_dict
-from modeldiff.errors import UserError
 
 SPEC = DataSpec(num_classes=10, input_shape=(1, 8, 8))
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from datamodels.attribution.names import METHODS, PROJECTORS
+from datamodels.base.errors import UserError
 from datamodels.data.names import DATASETS
-from datamodels.training.launcher_names import LAUNCHERS
+from datamodels.runs.names import LAUNCHERS
 from modeldiff.cli.main import build_parser
 from modeldiff.diff.names import SOLVERS
-from modeldiff.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 # (subcommand, option) -> the registry its choices must equal
@@ -79,7 +79,7 @@ def test_unknown_choice_exits_2(argv, capsys):
 
 def test_building_the_cli_and_the_name_modules_import_no_torch_or_numpy():
     code = ("import sys\n"
-            "import datamodels.attribution.names, datamodels.data.names, datamodels.training.launcher_names\n"
+            "import datamodels.attribution.names, datamodels.data.names, datamodels.runs.names\n"
             "import modeldiff.diff.names\n"
             "from modeldiff.cli.main import build_parser\n"
             "build_parser().format_help()\n"
@@ -92,7 +92,7 @@ def test_implementations_check_against_the_same_registries():
     from datamodels.attribution.api import check_settings
     from datamodels.attribution.trak import TrakSettings
     from datamodels.data.dataset import BUILTIN_DATASETS, load_dataset
-    from datamodels.training.launchers import fill_store
+    from datamodels.runs.launchers import fill_store
     from modeldiff.diff.validation import check_params
     from modeldiff.studies.config import AttributionSpec
 

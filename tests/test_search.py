@@ -78,8 +78,8 @@ def test_cli_search_on_two_stores(tmp_path, capsys):
     import json
 
     from datamodels.data.dataset import load_digits
+    from datamodels.runs.launchers import fill_store
     from datamodels.store.store import Store
-    from datamodels.training.launchers import fill_store
     from datamodels.training.recipe import load_recipe
     from modeldiff.cli.main import main
     from tests.helpers_train import write_recipe

@@ -8,11 +8,11 @@ import time
 import numpy as np
 import pytest
 
+from datamodels.base.errors import UserError
 from datamodels.data.dataset import load_digits
+from datamodels.runs.launchers import fill_store
 from datamodels.store.store import DONE, Store
-from datamodels.training.launchers import fill_store
 from datamodels.training.recipe import load_recipe
-from modeldiff.errors import UserError
 from tests.helpers_train import cli, write_recipe
 
 

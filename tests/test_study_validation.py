@@ -30,7 +30,7 @@ def _study(folder, **changes):
 @pytest.fixture
 def no_training(monkeypatch):
     """Any training attempt fails the test: validation must come first."""
-    import datamodels.training.launchers as launchers
+    import datamodels.runs.launchers as launchers
 
     def refuse(*a, **k):
         raise AssertionError("training started before validation refused the study")
@@ -102,7 +102,7 @@ def test_unwritable_output_fails_before_training(tmp_path, no_training):
 
 def test_unwritable_output_through_the_python_api(tmp_path, no_training):
     """run_study (used by compare()) checks the output itself, not only the CLI."""
-    from modeldiff.errors import UserError
+    from datamodels.base.errors import UserError
     from modeldiff.studies.config import load_study
     from modeldiff.studies.run import run_study
 

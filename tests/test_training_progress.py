@@ -1,6 +1,6 @@
 """Training is never silent: a chunk's step counter, then a phase line while its models are
 evaluated and saved (no steps there; on CIFAR-scale chunks that takes tens of seconds)."""
-from modeldiff.progress import heartbeat
+from datamodels.base.progress import heartbeat
 from tests.helpers_train import write_recipe
 from tests.integrity_helpers import run_cli
 

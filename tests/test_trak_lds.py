@@ -21,8 +21,8 @@ N_MODELS, N_TRAK, K = 40, 4, 256
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
+    from datamodels.runs.launchers import fill_store
     from datamodels.store.store import Store
-    from datamodels.training.launchers import fill_store
     from datamodels.training.recipe import recipe_from_dict
 
     recipe = recipe_from_dict({"name": "lds-test", "model": {"arch": "linear", "width": 1},

@@ -20,8 +20,8 @@ from datamodels.attribution.trak import TRAK
 @pytest.fixture(scope="module")
 def default_store(tmp_path_factory):
     from datamodels.data.dataset import load_dataset
+    from datamodels.runs.launchers import fill_store
     from datamodels.store.store import Store
-    from datamodels.training.launchers import fill_store
     from datamodels.training.recipe import resolve_recipe
 
     threads = torch.get_num_threads()

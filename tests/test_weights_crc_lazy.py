@@ -4,9 +4,9 @@ attribution, and ``modeldiff verify`` still checks everything."""
 import numpy as np
 import pytest
 
+from datamodels.base.errors import UserError
 from datamodels.store import verify as verify_mod
 from datamodels.store.store import Store
-from modeldiff.errors import UserError
 from tests.integrity_helpers import error_lines, make_store, run_cli
 
 

@@ -1,32 +1,39 @@
 """Ground truth for ModelDiff: plant a feature in a fraction of one class's images.
 
-Construction (documented in the README):
-  * the feature is a small fixed patch (``pattern`` "solid" = all ones, "checker" = alternating
-    0/1) blended at a fixed place (``region = [row0, row1, col0, col1]``, default the top-left
-    corner, which is background in digits) with weight ``w``: the pixels there become
-    ``(1 - w) * x + w * pattern``, where ``w = min(1, amplitude / mean(pattern))`` so that every
-    pattern adds the same intensity (a checker lights half its pixels, so it gets twice the
-    weight). A faint patch (amplitude ~0.1-0.3) is learnt *gradually*: how much a model relies
-    on it grows with the number of planted images in its training subset, which is what
-    per-example attributions can measure (a saturated, bright patch is learnt from any handful
-    of planted images, so no single one matters);
+Construction:
+  * the feature is a small fixed pattern (``solid``, ``checker``, ``bar``, ``vbar``, ``ring``,
+    ``cross``, ``diagonal``: :mod:`datamodels.data.patterns`) blended at a fixed place
+    (``region = [row0, row1, col0, col1]``) with weight ``w = min(1, amplitude / mean(pattern))``,
+    so every pattern adds the same mean intensity over its region;
   * ``fraction`` of the images of ``target_class`` (training *and* test split, chosen with
-    ``seed``) carry the patch; they stay images of their own class with their own, correct label.
-    Nothing forces any model to use the patch (the digits are recognisable without it), but the
-    patch co-occurs only with ``target_class``, so a model that can see it may learn "patch ->
-    target class" as a spurious shortcut, the more so the more planted images its training subset
-    holds. A model that cannot see it treats the planted images as ordinary members of their
-    class: nothing about them is special to it, so neither its own attributions nor the B−A
-    direction single them out (the controls the planted study reports);
+    ``seed``) carry it; they stay images of their own class with their own, correct label. Nothing
+    forces a model to use the pattern (the digits are recognisable without it), but in the
+    training set it co-occurs only with ``target_class``, so a model may learn "pattern ->
+    target class" as a spurious shortcut;
   * with ``test_copies`` the test split also gets a pasted copy of every test image of the other
-    classes (true labels kept), appended after the original rows: the feature then occurs at test
-    time on images of every class, as a spurious feature would. These are the test examples whose
-    predictions depend on the planted training images for A (the patch pulls them towards
-    ``target_class``) and not for B. ``clean_test_rows`` are the original rows (counterfactual
-    tests paste the feature onto those);
-  * algorithm A sees the whole image; algorithm B's model has ``blind_region = region``: its input
-    layer multiplies those pixels by zero, at training and at test time, so nothing B computes
-    can depend on them — B provably cannot use the feature.
+    classes (true labels kept), appended after the original rows; ``clean_test_rows`` are the
+    original rows (counterfactual tests and, in the shipped study, the search use those).
+
+Algorithm A trains on these inputs as they are. Algorithm B sees every pixel too (no part of its
+input is hidden) and trains on the same inputs, but its recipe carries the augmentation
+``augment.paste`` (:class:`datamodels.training.recipe.PasteConfig`): in every epoch each training
+input, whatever its label, gets the same pattern at the same place with probability ``share``.
+
+Why B does not learn the shortcut: for A the pattern is a perfect predictor — every training input
+that carries it is a ``target_class`` image — so "pattern -> target class" lowers A's loss on every
+planted image and costs nothing anywhere. For B the pattern appears on a ``share`` of the inputs of
+*every* class; among B's pattern-carrying inputs the target class is only slightly over-represented
+(the planted images add to the pasted ones): the posterior odds of the target class given the
+pattern rise by the factor ``1 + q / (share * (pi - q))`` at most (``pi`` the class's share of the
+training set, ``q = fraction * pi`` the planted share), against a factor of infinity for A. More to
+the point for a gradient learner, every pasted image of another class pushes "pattern -> its own
+class" against "pattern -> target class", so the weights that read the pattern get a gradient that
+mostly cancels; what B keeps is a small residual reliance, which the planted study measures
+(pasting the pattern on clean test images of other classes: B's log-odds effect, with its CI, must
+stay at most a third of A's). Unlike a blind input region, B can react to anything at the plant's
+place, so an A−B difference there is evidence of a learnt shortcut, not of what B cannot see; and
+the study's no-plant twin (same recipes, nothing planted) shows what the paste augmentation alone
+does to the A−B comparison.
 """
 from __future__ import annotations
 
@@ -36,6 +43,7 @@ import numpy as np
 import torch
 
 from datamodels.data.dataset import Dataset
+from datamodels.data.patterns import PATTERNS, check_pattern, check_region, write_pattern
 
 
 @dataclass
@@ -62,7 +70,7 @@ class PlantedData:
 
 @dataclass
 class PastePlanted:
-    """``x[n, C, H, W] -> x`` with the planted patch written at its place."""
+    """``x[n, C, H, W] -> x`` with the planted pattern written at its place."""
 
     region: tuple[int, int, int, int]
     pattern: str = "solid"
@@ -72,30 +80,17 @@ class PastePlanted:
         return write_patch(x, self.region, self.pattern, self.amplitude)
 
     def __repr__(self) -> str:
-        return f"paste planted {self.pattern} patch (amplitude {self.amplitude:g}) at {list(self.region)}"
+        return f"paste planted {self.pattern} pattern (amplitude {self.amplitude:g}) at {list(self.region)}"
 
-
-def patch_values(region, pattern: str, channels: int) -> torch.Tensor:
-    r0, r1, c0, c1 = region
-    h, w = r1 - r0, c1 - c0
-    if pattern == "solid":
-        values = torch.ones(h, w)
-    elif pattern == "checker":
-        values = ((torch.arange(h)[:, None] + torch.arange(w)[None]) % 2).float()
-    else:
-        raise ValueError(f"pattern must be solid or checker, got {pattern!r}")
-    return values.expand(channels, h, w)
+    @property
+    def params(self) -> dict:
+        """Where and what (read by the planted study's matching: ``region`` marks a local transform)."""
+        return {"region": list(self.region), "pattern": self.pattern, "amplitude": self.amplitude}
 
 
 def write_patch(x: torch.Tensor, region, pattern: str = "solid", amplitude: float = 1.0) -> torch.Tensor:
-    """``x[n, C, H, W]`` with the patch blended in: ``(1 - w) * x + w * pattern``,
-    ``w = min(1, amplitude / mean(pattern))``."""
-    r0, r1, c0, c1 = region
-    values = patch_values(region, pattern, x.shape[1]).to(x)
-    w = min(1.0, amplitude / float(values.mean()))
-    out = x.clone()
-    out[:, :, r0:r1, c0:c1] = (1 - w) * out[:, :, r0:r1, c0:c1] + w * values
-    return out
+    """``x[n, C, H, W]`` with the pattern blended in (:func:`datamodels.data.patterns.write_pattern`)."""
+    return write_pattern(x, region, pattern, amplitude)
 
 
 def plant(data: Dataset, target_class: int = 0, fraction: float = 0.75, region=(0, 2, 0, 2),
@@ -112,13 +107,13 @@ def plant(data: Dataset, target_class: int = 0, fraction: float = 0.75, region=(
     ``data.x_train [n_train, C, H, W]`` keeps its shape; the test split grows to
     ``n_test + #(test images not of target_class)`` rows when ``test_copies``.
     """
-    _check_plant_args(data, target_class, fraction, region, amplitude)
+    _check_plant_args(data, target_class, fraction, region, amplitude, pattern)
     if test_fraction is not None and not 0 < test_fraction <= 1:
-        from modeldiff.errors import UserError
+        from datamodels.base.errors import UserError
 
         raise UserError(f"plant.test_fraction must be in (0, 1], got {test_fraction}")
     if select not in ("random", "hardest"):
-        from modeldiff.errors import UserError
+        from datamodels.base.errors import UserError
 
         raise UserError(f"plant.select must be random or hardest, got {select!r}")
     rng = np.random.default_rng(seed)
@@ -172,16 +167,16 @@ def hardness(data: Dataset, seed: int = 0) -> dict[str, np.ndarray]:
     return {"train": margin(cv, y_tr), "test": margin(fitted.predict_log_proba(x_te), y_te)}
 
 
-def _check_plant_args(data: Dataset, target_class: int, fraction: float, region, amplitude: float) -> None:
-    from modeldiff.errors import UserError
+def _check_plant_args(data: Dataset, target_class: int, fraction: float, region, amplitude: float,
+                      pattern: str = "solid") -> None:
+    from datamodels.base.errors import UserError
 
-    h, w = data.x_train.shape[-2:]
-    r0, r1, c0, c1 = region
-    if not (0 <= r0 < r1 <= h and 0 <= c0 < c1 <= w):
-        raise UserError(f"plant.region {list(region)} must lie inside the {h}x{w} image as [row0, row1, col0, col1]")
-    if not 0 < amplitude <= 1:
-        raise UserError(f"plant.amplitude must be in (0, 1], got {amplitude}")
+    check_region(region, data.x_train.shape[-2:], what="plant.region")
+    check_pattern(pattern, amplitude, what="plant.pattern")
     if not 0 < fraction <= 1:
         raise UserError(f"plant.fraction must be in (0, 1], got {fraction}")
     if target_class not in range(len(data.class_names)):
         raise UserError(f"plant.target_class must be a class index 0..{len(data.class_names) - 1}, got {target_class}")
+
+
+__all__ = ["PATTERNS", "PastePlanted", "PlantedData", "hardness", "plant", "write_patch"]

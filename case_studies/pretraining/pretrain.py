@@ -4,6 +4,10 @@ Built from the *training* images only (no test image is ever seen) and with rota
 instead of classes, so the pretrained features carry no label information of the downstream
 task. Output: a one-model state dict whose head (4 outputs) the downstream recipe re-draws
 (``init.reset_head``). Square images only.
+
+The study names :func:`setup` in its YAML (``setup: {target: case_studies.pretraining.pretrain:setup,
+kwargs: {epochs: 20}}``): it makes the checkpoint once (``OUT/pretrained.pt``) and points the
+``init.checkpoint`` of each recipe that starts from a checkpoint at it.
 """
 from __future__ import annotations
 
@@ -43,8 +47,28 @@ def pretrain(recipe: Recipe, data: Dataset, out: str | os.PathLike, epochs: int 
 
     print(f"pretext task (rotation) accuracy: {100 * float(result.accuracy[0]):.1f} %")
     out.parent.mkdir(parents=True, exist_ok=True)
-    from modeldiff.atomic import atomic_path
+    from datamodels.base.atomic import atomic_path
 
     with atomic_path(out) as tmp:
         torch.save(extract_single(result.net, 0), tmp)
     return out
+
+
+def setup(cfg, data: Dataset, recipes, out, device: str = "cpu", task: str = "rotation", epochs: int = 20,
+          seed: int = 0):
+    """The study's set-up step (see the module docstring): the recipes with ``init.kind: checkpoint``
+    start from the rotation-pretrained model, made once per output folder."""
+    from datamodels.base.errors import UserError
+    from modeldiff.studies.hooks import StudyInputs
+
+    if task != "rotation":
+        raise UserError(f"setup.kwargs.task must be 'rotation', got {task!r}")
+    path = (Path(out) / "pretrained.pt").resolve()
+    changed = []
+    for recipe in recipes:
+        if recipe.init.kind == "checkpoint":
+            if not path.is_file():
+                pretrain(recipe, data, path, epochs=epochs, seed=seed, device=device)
+            recipe = recipe.replace(**{"init.checkpoint": str(path)})
+        changed.append(recipe)
+    return StudyInputs(recipes=tuple(changed))

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from datamodels.attribution.names import METHODS
+from datamodels.base.errors import UserError
 from datamodels.modelset import as_modelset, describe, model_dtype
-from modeldiff.errors import UserError
 
 
 def _open(store):
@@ -131,7 +131,7 @@ def _run(store, method, n_models, device, progress, params, write):
 
     data = store.load_dataset()
     est = TRAK(device=device, dtype=_dtype(store), progress=progress, **params)
-    from datamodels.attribution.progress import announced
+    from datamodels.base.progress import announced
 
     models = announced(rows, lambda i: store.load_model(i, device), _label(store, progress), len(rows))
     scores = est.run(models, data.x_train, data.y_train, data.x_test, data.y_test, write, n_models=len(rows))

@@ -19,9 +19,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from datamodels.attribution.projectors import Projector
+from datamodels.base.errors import UserError
 from datamodels.margins import margin
 from datamodels.registry import Registry, target_of
-from modeldiff.errors import UserError
 
 
 class ModelOutput:

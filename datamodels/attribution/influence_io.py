@@ -33,7 +33,7 @@ gzip-compressed; ``scores[i, j]`` is the estimated effect of training example
 ============== ======= ==========================================================
 
 Files are written to a hidden temporary beside the target (``.<name>.tmp-<pid>-<random>``, see
-:mod:`modeldiff.atomic`) and renamed on success, so a path that exists is always complete; the
+:mod:`datamodels.base.atomic`) and renamed on success, so a path that exists is always complete; the
 temporary is removed on every exit path, and ones left by killed runs are removed by the next
 command writing there. :class:`InfluenceWriter` streams row blocks (``write_rows(start, block)``)
 so a 50,000 x 10,000 matrix never has to sit in memory.
@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 FORMAT = "modeldiff-influence"
 FORMAT_VERSION = 1
@@ -95,11 +95,11 @@ class InfluenceDataset:
 
 
 def _package_version() -> str:
-    try:
-        from modeldiff import __version__
+    import importlib.metadata
 
-        return str(__version__)
-    except Exception:  # noqa: BLE001 — any failure to read the version only loses a label
+    try:
+        return importlib.metadata.version("modeldiff")  # the distribution both packages ship in
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
         return "unknown"
 
 
@@ -162,7 +162,7 @@ class InfluenceWriter:
 
         import h5py
 
-        from modeldiff.atomic import TMP_MARK
+        from datamodels.base.atomic import TMP_MARK
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{self.path.name}{TMP_MARK}{os.getpid()}-", dir=self.path.parent)
@@ -328,7 +328,7 @@ def update_attrs(path: str | os.PathLike, **attrs: Any) -> None:
 
     import h5py
 
-    from modeldiff.atomic import atomic_path
+    from datamodels.base.atomic import atomic_path
 
     read_influence(path, load_scores=False)
     for k in attrs:

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from datamodels.base.errors import UserError
 from datamodels.data.dataset import Dataset
-from modeldiff.errors import UserError
 
 ENV_DIR = "MODELDIFF_CIFAR10_DIR"
 ENV_CACHE = "MODELDIFF_CACHE_DIR"
@@ -129,7 +129,7 @@ def _cached_pixels(root: Path, files: list[str], split: str) -> np.ndarray:
             pass  # a damaged cache file is rebuilt below
     arr = decode_files(files, desc=f"decoding cifar10 {split}")
     try:
-        from modeldiff.atomic import atomic_path, remove_stale_temporaries
+        from datamodels.base.atomic import atomic_path, remove_stale_temporaries
 
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(target.parent)

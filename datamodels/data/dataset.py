@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from datamodels.base.errors import UserError
 from datamodels.data.names import DATASETS
-from modeldiff.errors import UserError
 
 DIGITS_TEST_FRACTION = 0.2  # share of each class held out for testing
 DIGITS_SPLIT_SEED = 0  # fixed: the split is part of the dataset's identity

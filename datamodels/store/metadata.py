@@ -5,9 +5,9 @@ import datetime
 import importlib.metadata
 import platform
 
+from datamodels.base.errors import UserError
 from datamodels.data.dataset import Dataset, load_dataset
 from datamodels.training.recipe import Recipe
-from modeldiff.errors import UserError
 
 # Settings that must match for a resume to be allowed (the rest is informational).
 RESUME_KEYS = ("recipe", "dataset.name", "dataset.identity", "n_models", "subset_fraction", "seed",

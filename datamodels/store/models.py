@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from datamodels.base.errors import UserError
 from datamodels.data.dataset import Dataset
 from datamodels.store import verify as _verify
-from modeldiff.errors import UserError
 
 
 def _done() -> int:

@@ -42,13 +42,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from datamodels.base.atomic import atomic_path, atomic_write_text, remove_stale_temporaries
+from datamodels.base.errors import UserError
 from datamodels.data.dataset import Dataset
 from datamodels.store import verify as _verify
 from datamodels.store.metadata import build_metadata, check_compatible
 from datamodels.store.models import StoreModels
 from datamodels.training.recipe import Recipe, recipe_from_dict
-from modeldiff.atomic import atomic_path, atomic_write_text, remove_stale_temporaries
-from modeldiff.errors import UserError
 
 PENDING, DONE, DIVERGED = 0, 1, 2
 CHECKED_ARRAYS = ("masks", "test_margins", "test_logits", "train_margins", "accuracy", "seeds", "weight_records")
@@ -137,7 +137,7 @@ class Store(StoreModels):
 
         ``save_weights``: keep weights of the first ``save_weights`` models (``None`` = all).
         ``ensemble_size``: models trained at once; fixed at creation (``None``: recorded by the
-        first :func:`~datamodels.training.launchers.fill_store`). On resume, damaged array files
+        first :func:`~datamodels.runs.launchers.fill_store`). On resume, damaged array files
         are rebuilt (:meth:`repair_files`) and stale temporaries of killed runs removed. The
         returned store is writable (the caller is the training coordinator).
         """

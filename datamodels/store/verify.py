@@ -4,7 +4,7 @@ Three levels, cheapest first:
 
 * **metadata** (:func:`read_metadata`): ``metadata.json`` parses and has the schema a store
   needs (keys, types, array shapes consistent with ``n_models`` / the dataset); a problem raises
-  :class:`~modeldiff.errors.UserError` naming the file.
+  :class:`~datamodels.base.errors.UserError` naming the file.
 * **files** (:func:`check_files`): every array ``<name>.npy`` exists, its header parses, its
   shape and dtype equal the metadata's, and its size is exactly header + data (a truncated or
   zero-extended file is caught *before* any memory map is opened).
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 REQUIRED_ARRAYS = ("masks", "seeds", "test_margins", "test_logits", "accuracy", "status", "checksums")
 _TOP_KEYS = {"format": str, "format_version": int, "recipe": dict, "dataset": dict, "n_models": int,

@@ -2,6 +2,6 @@
 
 Contract: a :class:`~datamodels.training.recipe.Recipe` says how to train; a trainer backend
 trains ``M`` models, model ``i`` on ``masks[i]`` from ``seeds[i]`` alone; launchers
-(:mod:`datamodels.training.launchers`) decide where; rows are committed to a
+(:mod:`datamodels.runs.launchers`) decide where; rows are committed to a
 :class:`datamodels.store.Store`.
 """

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from datamodels.data.dataset import Dataset
 from datamodels.margins import margin
-from datamodels.training.augment import apply_augment, draw_epoch
+from datamodels.training.augment import apply_augment, draw_epoch, stack_paste
 from datamodels.training.losses import make_loss
 from datamodels.training.models import EnsembleNet, init_ensemble
 from datamodels.training.optimizers import make_optimizer
@@ -121,8 +121,10 @@ def _gather_batches(recipe, data, subsets, gens, x_all, y_all, device):
     flip = torch.stack([d.flip for d in draws]).to(device)
     shift = torch.stack([d.shift for d in draws]).to(device)
     cut = torch.stack([d.cutout_at for d in draws]).to(device)
+    paste = stack_paste(draws)
+    paste = None if paste is None else paste.to(device)
     aug = recipe.augment
-    any_aug = aug.flip or aug.translate > 0 or aug.cutout > 0
+    any_aug = aug.active
     for start in range(0, m, recipe.batch_size):
         idx = order[:, start:start + recipe.batch_size]
         xb = x_all[idx]  # [M, b, C, H, W]
@@ -130,7 +132,7 @@ def _gather_batches(recipe, data, subsets, gens, x_all, y_all, device):
             sl = slice(start, start + recipe.batch_size)
             shape = xb.shape
             xb = apply_augment(xb.flatten(0, 1), aug, flip[:, sl].flatten(), shift[:, sl].flatten(0, 1),
-                               cut[:, sl].flatten(0, 1)).view(shape)
+                               cut[:, sl].flatten(0, 1), None if paste is None else paste[:, sl].flatten()).view(shape)
         yield xb, y_all[idx]
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from datamodels.base.errors import UserError
 from datamodels.registry import Registry
-from modeldiff.errors import UserError
 
 LOSSES = Registry("loss")
 

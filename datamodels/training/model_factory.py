@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from datamodels.base.errors import UserError
 from datamodels.registry import Registry, accepted_kwargs, resolve_target
 from datamodels.training.models import ARCHITECTURES, build_model
-from modeldiff.errors import UserError
 
 MODELS = Registry("model")
 for _name, _cls in ARCHITECTURES.items():

@@ -131,7 +131,7 @@ ARCHITECTURES = {"digits_cnn": DigitsCNN, "resnet9": ResNet9, "linear": LinearNe
 def build_model(cfg: ModelConfig, n_models: int, num_classes: int, image_shape, mean, std) -> EnsembleNet:
     """An untrained ensemble of ``n_models`` (PyTorch's default initialisation for each)."""
     if len(image_shape) != 3:
-        from modeldiff.errors import UserError
+        from datamodels.base.errors import UserError
 
         raise UserError(f"built-in model {cfg.arch!r} takes images [C, H, W] but the inputs have shape "
                         f"{list(image_shape)}: give your own model as model.target")

@@ -12,8 +12,8 @@ import inspect
 
 import torch
 
+from datamodels.base.errors import UserError
 from datamodels.registry import Registry, accepted_kwargs
-from modeldiff.errors import UserError
 
 OPTIMIZERS = Registry("optimizer")
 OPTIMIZERS.register("sgd", torch.optim.SGD)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from datamodels.base.errors import UserError
 from datamodels.registry import is_target
-from modeldiff.errors import UserError
 
 PRECISIONS = ("float32", "float64", "bfloat16")
 LOADERS = ("tensor", "ffcv")
@@ -199,10 +199,37 @@ class OptimConfig:
 
 
 @dataclass
+class PasteConfig:
+    """Paste a fixed pattern at a fixed place on a random, label-independent share of the training
+    inputs, drawn anew for every model and epoch (see :mod:`datamodels.data.patterns`). A model trained
+    so sees the pattern on every class alike, so the pattern tells it nothing about the label."""
+    share: float = field(default=0.0, metadata={"help": "probability that an input gets the pattern, per epoch; 0 = off"})
+    region: list | None = field(default=None, metadata={"help": "[row0, row1, col0, col1] where the pattern goes"})
+    pattern: str = field(default="solid", metadata={"help": "solid | checker | bar | vbar | ring | cross | diagonal"})
+    amplitude: float = field(default=1.0, metadata={"help": "mean intensity the pattern adds over its region, (0, 1]"})
+
+    def __post_init__(self):
+        from datamodels.data.patterns import check_pattern
+
+        if not 0 <= self.share <= 1:
+            raise UserError(f"augment.paste.share must be in [0, 1], got {self.share}")
+        check_pattern(self.pattern, self.amplitude, what="augment.paste.pattern")
+        if self.share > 0 and (not isinstance(self.region, list) or len(self.region) != 4):
+            raise UserError(f"augment.paste.region must be [row0, row1, col0, col1] when share > 0, got {self.region!r}")
+
+
+@dataclass
 class AugmentConfig:
     flip: bool = field(default=False, metadata={"help": "random horizontal flips"})
     translate: int = field(default=0, metadata={"help": "max shift in pixels (random crop of a reflect-padded image)"})
     cutout: int = field(default=0, metadata={"help": "side of a square zeroed at a random place, 0 = off"})
+    paste: PasteConfig = field(default_factory=PasteConfig, metadata={
+        "help": "a pattern pasted at a fixed place on a random share of the inputs (before flip/translate/cutout)"})
+
+    @property
+    def active(self) -> bool:
+        """Whether any augmentation is on."""
+        return bool(self.flip or self.translate > 0 or self.cutout > 0 or self.paste.share > 0)
 
 
 @dataclass

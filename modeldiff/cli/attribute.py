@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 def add_parser(subparsers) -> None:

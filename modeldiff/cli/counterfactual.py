@@ -14,7 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 def add_parser(subparsers) -> None:
@@ -145,7 +145,7 @@ def run(args) -> int:
     predict_b = store_predictor(store_b, indices=_indices(store_b, args.models), device=args.device,
                                 batch_size=args.batch_size)
     kw = dict(level=args.level, n_resamples=args.n_resamples, seed=args.seed)
-    from datamodels.attribution.progress import heading  # a heading per test: no silent minutes
+    from datamodels.base.progress import heading  # a heading per test: no silent minutes
 
     results, sweeps = [], []
     for k, t in enumerate(transforms, 1):

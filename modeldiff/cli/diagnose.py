@@ -12,7 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 def add_parser(subparsers) -> None:
@@ -61,12 +61,12 @@ def run(args) -> int:
     import torch
     from tqdm.auto import tqdm
 
+    from datamodels.base.atomic import atomic_write_text
     from datamodels.store.store import Store
-    from modeldiff.atomic import atomic_write_text
     from modeldiff.checks import check_device, check_output
     from modeldiff.diagnostics.model import DiagnosticSettings
-    from modeldiff.diagnostics.report import comparison, report_html, text_table
     from modeldiff.diagnostics.store import diagnose_store, pick_models
+    from modeldiff.report.diagnostics import comparison, report_html, text_table
 
     for name, value, low in (("--models", args.models, 1), ("--probes", args.probes, 2),
                              ("--lanczos-steps", args.lanczos_steps, 1), ("--trace-examples", args.trace_examples or 0, 0),

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 def add_parser(subparsers) -> None:
@@ -48,9 +48,9 @@ def check_out(out: Path, force: bool) -> None:
 
 
 def prepare_out(out: Path, force: bool) -> Path:
-    """A fresh temporary folder beside ``out`` (named as :mod:`modeldiff.atomic` names temporaries,
+    """A fresh temporary folder beside ``out`` (named as :mod:`datamodels.base.atomic` names temporaries,
     so one left by a killed run is removed by the next command), moved into place by `commit_out`."""
-    from modeldiff.atomic import _tmp_prefix, remove_stale_temporaries
+    from datamodels.base.atomic import _tmp_prefix, remove_stale_temporaries
 
     check_out(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +60,7 @@ def prepare_out(out: Path, force: bool) -> Path:
 
 def commit_out(tmp: Path, out: Path) -> None:
     """Move the finished temporary folder into place (replacing an old ``out``)."""
-    from modeldiff.atomic import replace_dir
+    from datamodels.base.atomic import replace_dir
 
     replace_dir(tmp, out)
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 if TYPE_CHECKING:  # numpy is imported when a command runs, not when `modeldiff --help` builds the parser
     import numpy as np

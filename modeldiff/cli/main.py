@@ -11,11 +11,11 @@ import sys
 # before torch is imported; an explicit setting by the user wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from datamodels.allocator import tune as _tune_allocator  # noqa: E402 - after the OpenMP setting
+from datamodels.base.errors import UserError  # noqa: E402
+from modeldiff.cli.allocator import tune as _tune_allocator  # noqa: E402 - after the OpenMP setting
 from modeldiff.cli.gc_policy import tune as _tune_gc  # noqa: E402
-from modeldiff.errors import UserError  # noqa: E402
 
-_tune_allocator()  # fixed malloc thresholds: every process in the same, faster regime (datamodels/allocator.py)
+_tune_allocator()  # fixed malloc thresholds: every process in the same, faster regime (modeldiff/cli/allocator.py)
 _tune_gc()  # fewer garbage-collector passes over the ~0.5 million objects of a study (modeldiff/cli/gc_policy.py)
 
 # Each module exposes ``add_parser(subparsers)`` and sets ``func`` on its parser.
@@ -83,7 +83,7 @@ def _clean_stale(args) -> None:
     """Remove temporaries that killed runs left next to this command's outputs."""
     from pathlib import Path
 
-    from modeldiff.atomic import remove_stale_temporaries
+    from datamodels.base.atomic import remove_stale_temporaries
 
     for name in ("out",):
         value = getattr(args, name, None)

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 def add_parser(subparsers) -> None:
@@ -71,7 +71,7 @@ def run(args) -> int:
         cands += _overlays(args, data, overlay_candidates)
     if not cands:
         raise UserError("no candidate transforms: drop --families none or give --transform")
-    from datamodels.attribution.progress import heading
+    from datamodels.base.progress import heading
     from modeldiff.studies.validate import check_transforms
 
     check_transforms([t for t, _ in cands], data.x_test)  # a candidate that cannot run: before any model loads

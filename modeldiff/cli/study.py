@@ -44,7 +44,7 @@ def run_demo(args) -> int:
 def run_study_cli(args) -> int:
     from modeldiff.checks import check_device, check_output
     from modeldiff.studies.config import load_study
-    from modeldiff.studies.run import format_summary, run_study
+    from modeldiff.studies.run import format_summary, run_configured
 
     check_device(args.device)
     check_output(args.out, folder=True, may_exist=True)
@@ -52,14 +52,7 @@ def run_study_cli(args) -> int:
     if args.models is not None:
         cfg.with_models(args.models)
     start = time.time()
-    if cfg.plant:
-        from case_studies.planted.study import format_planted, run_planted
-
-        summary = run_planted(cfg, args.out, args.device, args.data_dir, args.method)
-    else:
-        summary = run_study(cfg, args.out, args.device, args.data_dir, args.method)
+    summary = run_configured(cfg, args.out, args.device, args.data_dir, args.method)
     print(format_summary(summary))
-    if cfg.plant:
-        print(format_planted(summary["planted"]))
     print(f"done in {time.time() - start:.0f} s; summary: {os.path.join(os.path.abspath(args.out), 'summary.json')}")
     return 0

@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 import os
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 def add_parser(subparsers) -> None:
-    from datamodels.training.launcher_names import LAUNCHERS
+    from datamodels.runs.names import LAUNCHERS
 
     p = subparsers.add_parser("train", help="train many models of one recipe on random subsets into a store",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -34,8 +34,8 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from datamodels.data.dataset import load_from_config
+    from datamodels.runs.launchers import fill_store
     from datamodels.store.store import Store
-    from datamodels.training.launchers import fill_store
     from modeldiff.checks import check_device, check_output
 
     if args.ensemble_size < 1 or args.workers < 1:

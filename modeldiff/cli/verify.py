@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 def add_parser(subparsers) -> None:
@@ -26,10 +26,10 @@ def add_parser(subparsers) -> None:
 
 def repair(path, device: str = "cpu", workers: int = 1, data_dir: str | None = None) -> dict:
     """Retrain the damaged rows of the store at ``path`` with its recorded recipe and settings."""
+    from datamodels.runs.launchers import fill_store
     from datamodels.store.metadata import reload_dataset
     from datamodels.store.store import Store
     from datamodels.store.verify import read_metadata
-    from datamodels.training.launchers import fill_store
     from datamodels.training.recipe import recipe_from_dict
 
     meta = read_metadata(path)

@@ -47,7 +47,7 @@ def generic_candidates(image_shape, *, families=None, seed: int = 0) -> list:
 
     ``families``: subset of :data:`FAMILIES` (default all); an unknown name is refused in one line.
     """
-    from modeldiff.errors import UserError
+    from datamodels.base.errors import UserError
 
     c, h, w = (int(v) for v in image_shape)
     fam = set(families or FAMILIES)

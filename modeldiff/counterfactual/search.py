@@ -246,7 +246,7 @@ def model_halves(rows: Sequence[int]) -> tuple[list[int], list[int]]:
     """Discovery = first half of the rows, confirmation = the second half."""
     rows = [int(r) for r in rows]
     if len(rows) < 4:
-        from modeldiff.errors import UserError
+        from datamodels.base.errors import UserError
         raise UserError(f"the search needs at least 4 models with saved weights per algorithm, got {len(rows)}")
     return rows[: len(rows) // 2], rows[len(rows) // 2:]
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 SPEC_KEYS = ("target", "kwargs", "target_class", "label")
 

@@ -12,10 +12,10 @@ import math
 import numpy as np
 import torch
 
+from datamodels.base.errors import UserError
 from modeldiff.diagnostics.hvp import TrainingLoss, cross_entropy_loss
 from modeldiff.diagnostics.model import DiagnosticSettings, diagnose_model, optimizer_terms
 from modeldiff.diagnostics.summary import summarize
-from modeldiff.errors import UserError
 
 
 def recipe_loss(recipe):

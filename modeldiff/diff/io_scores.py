@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 @dataclass

@@ -218,7 +218,7 @@ class TrakGroups:
         return (s * (w @ self.q[g])[None, :]).astype(np.float32)
 
     def save(self, path) -> None:
-        from modeldiff.atomic import atomic_path
+        from datamodels.base.atomic import atomic_path
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, s=self.s, q=self.q, sizes=self.sizes,
@@ -238,8 +238,8 @@ def trak_groups(store, rows, n_groups: int = 8, device="cpu", progress_label: st
     ``progress_label``: show "attributing LABEL: model k of n" headings and bars on stderr."""
     import torch
 
-    from datamodels.attribution.progress import announced
     from datamodels.attribution.trak import TRAK
+    from datamodels.base.progress import announced
 
     data = store.load_dataset()
     dtype = torch.float64 if store.recipe.precision == "float64" else torch.float32
@@ -269,8 +269,8 @@ def regression_halves(store_a, store_b, rows_a, rows_b, n_splits: int = 4, seed:
                       progress: bool = False, **params) -> Iterator[tuple]:
     """Datamodels: regress masks -> margins on each half of each algorithm's models
     (``progress``: a heading per regression and its bar on stderr)."""
-    from datamodels.attribution.progress import heading
     from datamodels.attribution.regression import DatamodelsRegression
+    from datamodels.base.progress import heading
 
     count = [0]
 

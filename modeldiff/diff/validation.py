@@ -11,8 +11,8 @@ import warnings
 
 import numpy as np
 
+from datamodels.base.errors import UserError
 from modeldiff.diff.names import SOLVERS
-from modeldiff.errors import UserError
 
 
 def check_pair(scores_a, scores_b) -> tuple[int, int]:

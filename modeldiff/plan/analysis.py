@@ -93,7 +93,7 @@ def counts(cfg, data) -> dict:
     sp, cf, image = cfg.search, cfg.counterfactual, getattr(data, "is_image", True)
     candidates = len(generic_candidates(data.x_test.shape[1:], families=sp.families or None, seed=sp.seed)) \
         if image else 0
-    candidates += sum(1 for t in cf.transforms if image or is_user_spec(t))
+    candidates += sum(1 for t in sp.transforms if image or is_user_spec(t))
     candidates += 2 * min(sp.overlays, cfg.components) * 2 if image else 0  # two directions, both signs
     tests, sweeps = 2 * min(cf.auto_candidates, cfg.components) if image else 0, 0
     for item in cf.transforms:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 LIMIT = 1 << 20  # the largest model count considered
 

@@ -31,7 +31,7 @@ def calibrate_diagnostics(store_path, data, spec, subset_examples: int, device: 
     from modeldiff.diagnostics.model import diagnose_model
     from modeldiff.diagnostics.noise import gram_examples, gram_square_sums
     from modeldiff.diagnostics.store import recipe_loss
-    from modeldiff.diagnostics.study import settings_of
+    from modeldiff.studies.diagnostics import settings_of
 
     start = time.perf_counter()
     store = Store.open(store_path, data)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 FACTORS = (1, 2, 4, 8)  # multiples of the pilot's attributed models shown in the plan
 MAX_TEST = 300  # test examples sampled (an unbiased estimate of the mean over all of them)
@@ -47,7 +47,7 @@ def per_model_scores(store, attributed, data, rows, proj_dim: int, batch_size: i
     """Per-model TRAK scores ``[M, len(rows), n_train]`` (before the out-to-loss weights) and the weights
     ``q[M, n_train]`` of the ``attributed`` models."""
     from datamodels.attribution.trak import TRAK
-    from modeldiff.progress import step_bar
+    from datamodels.base.progress import step_bar
 
     est = TRAK(device=device, progress=False, proj_dim=proj_dim, batch_size=batch_size)
     est.proj_dim_ = proj_dim

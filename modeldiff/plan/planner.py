@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 from modeldiff.plan import analysis as A
 from modeldiff.plan.attribution import calibrate_datamodels, calibrate_trak, predict_attribution
 from modeldiff.plan.diagnostics import CAL_DIAG_EXAMPLES, calibrate_diagnostics, predict_diagnostics
@@ -116,7 +116,7 @@ def _load(req: PlanRequest):
 
 def calibrate(req: PlanRequest) -> Calibrated:
     """The calibration run for ``req`` (progress shown; seconds to a couple of minutes)."""
-    from modeldiff.progress import heartbeat, step_bar
+    from datamodels.base.progress import heartbeat, step_bar
 
     if req.device.startswith("cuda"):
         import torch

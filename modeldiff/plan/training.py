@@ -80,9 +80,9 @@ def one_at_a_time(recipe, data) -> bool:
 def calibrate_training(recipe, data, sizes: list[int], device: str, folder: str, show: bool = True) -> TrainingCost:
     """Train a calibration chunk of each size in ``sizes`` (``CAL_STEPS + 1`` steps per model) into a store at
     ``folder`` (its weights serve the evaluation and diagnostics calibrations)."""
+    from datamodels.base.progress import step_bar
+    from datamodels.runs.runner import train_chunk
     from datamodels.store import Store
-    from datamodels.training.runner import train_chunk
-    from modeldiff.progress import step_bar
 
     start = time.perf_counter()
     sizes = sorted(set(sizes), reverse=True)

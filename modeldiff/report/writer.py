@@ -101,7 +101,7 @@ def write_report(out_dir, fit, *, subpops=None, train_images=None, test_images=N
         calibration: per component the null calibration dicts (modeldiff.diff.null).
         search: the direction's `DirectionSearch` (modeldiff.counterfactual.search).
         direction: ``a_minus_b`` or ``b_minus_a`` (which algorithm is first: its colour is kept).
-        diagnostics: per-algorithm results of :func:`modeldiff.diagnostics.study.run_diagnostics`.
+        diagnostics: per-algorithm results of :func:`modeldiff.studies.diagnostics.run_diagnostics`.
     """
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -153,7 +153,7 @@ def write_report(out_dir, fit, *, subpops=None, train_images=None, test_images=N
             [[r["size"], r["effect_a"], r["effect_b"], r["diff"], r["p_value"]] for r in tab])))
 
     if diagnostics:
-        from modeldiff.report.diagnostics_section import diagnostics_section
+        from modeldiff.report.diagnostics import diagnostics_section
         sections.append(diagnostics_section(diagnostics))
     for key, png in pngs.items():
         (out / "figures" / f"{key}.png").write_bytes(png)

@@ -10,8 +10,11 @@ Example (``case_studies/sgd_noise/digits.yaml``)::
     attribution: {method: trak, models: 16, proj_dim: 1024}
     components: 5
     counterfactual: {transforms: ["patch:pattern=texture,size=3"], auto_candidates: 3}
+    search: {transforms: ["patch:pattern=texture,size=3"]}   # search candidates are listed here
 
 Recipe paths are relative to the study file. Unknown keys are rejected with the key named.
+A study that needs a set-up step or its own runner names it as an import target (``setup`` /
+``runner``, see :mod:`modeldiff.studies.hooks`); the library knows nothing about any one study.
 """
 from __future__ import annotations
 
@@ -21,11 +24,8 @@ from pathlib import Path
 
 import yaml
 
-import case_studies
+from datamodels.base.errors import UserError
 from datamodels.training.recipe import Recipe, _build, load_recipe, recipe_from_dict
-from modeldiff.errors import UserError
-
-STUDIES_DIR = Path(case_studies.__file__).resolve().parent  # one folder per shipped study
 
 
 @dataclass
@@ -65,6 +65,8 @@ class CounterfactualSpec:
     top_k: int = field(default=40, metadata={"help": "training examples that define a component's feature"})
     n_test: int = field(default=400, metadata={"help": "test images the transforms are applied to"})
     sizes: list = field(default_factory=list, metadata={"help": "patch sizes to sweep for patch transforms"})
+    rows: str | list = field(default="all", metadata={
+        "help": "test rows the transforms are applied to: all, [start, stop), or a row set the study's setup names"})
     bootstrap: int = 2000
     seed: int = 0
 
@@ -96,13 +98,19 @@ class SearchSpec:
     n_inputs: int = field(default=200, metadata={"help": "test inputs per half (discovery / confirmation)"})
     models: int = field(default=32, metadata={"help": "models per half (discovery / confirmation), at most"})
     overlays: int = field(default=3, metadata={"help": "top components per direction turned into overlay candidates"})
+    transforms: list = field(default_factory=list, metadata={
+        "help": "extra candidates (specs or import targets); counterfactual.transforms do not join the search"})
+    exclude: list = field(default_factory=list, metadata={
+        "help": "candidates kept out of the search: transform specs, or reprs of library candidates"})
+    rows: str | list = field(default="all", metadata={
+        "help": "test rows the search draws its inputs from: all, [start, stop), or a row set the study's setup names"})
     n_resamples: int = 2000
     seed: int = 0
 
 
 @dataclass
 class DiagnosticsSpec:
-    """Sharpness and SGD-noise diagnostics of each algorithm's models (see modeldiff.diagnostics.study)."""
+    """Sharpness and SGD-noise diagnostics of each algorithm's models (see modeldiff.studies.diagnostics)."""
     models: int = field(default=0, metadata={"help": "models diagnosed per algorithm (the first ones); 0 = stage off"})
     probes: int = field(default=4, metadata={"help": "Hutchinson probes for tr(H²) (they also estimate tr(ΣH))"})
     lanczos_steps: int = field(default=20, metadata={"help": "most Lanczos iterations (HVPs) for λ_max"})
@@ -131,10 +139,19 @@ class StudyConfig:
     search: SearchSpec = field(default_factory=SearchSpec)
     diagnostics: DiagnosticsSpec = field(default_factory=DiagnosticsSpec)
     data: dict = field(default_factory=dict, metadata={"help": "overrides of both recipes' data section"})
-    plant: dict = field(default_factory=dict, metadata={"help": "planted study: arguments of planted.plant.plant"})
-    pretrain: dict = field(default_factory=dict, metadata={
-        "help": "pretraining study: {task: rotation, epochs, seed}; fills init.checkpoint of a recipe that asks for one"})
+    setup: dict = field(default_factory=dict, metadata={
+        "help": "{target: 'pkg.mod:fn', kwargs: {...}}: a step run before training that may change the data, the "
+                "recipes and the named test-row sets (see modeldiff.studies.hooks)"})
+    runner: dict = field(default_factory=dict, metadata={
+        "help": "{target: 'pkg.mod:fn', kwargs: {...}}: runs the study instead of the standard pipeline "
+                "(see modeldiff.studies.hooks)"})
     folder: str = ""  # where recipe paths are resolved (set by load_study)
+
+    def __post_init__(self):
+        from modeldiff.studies.hooks import check_hook
+
+        for key in ("setup", "runner"):
+            setattr(self, key, check_hook(getattr(self, key), key))
 
     def recipes(self, data_dir: str | None = None) -> tuple[Recipe, Recipe]:
         out = []
@@ -168,14 +185,13 @@ class StudyConfig:
 def load_study(path_or_name: str) -> StudyConfig:
     """A study YAML by path, or ``STUDY`` / ``STUDY/DATASET`` for the shipped ones
     (e.g. ``sgd_noise`` = ``case_studies/sgd_noise/digits.yaml``)."""
+    from modeldiff.studies.shipped import find_study, shipped_names
+
     path = Path(path_or_name)
     if not path.is_file():
-        parts = path_or_name.split("/")
-        path = STUDIES_DIR / parts[0] / f"{parts[1] if len(parts) > 1 else 'digits'}.yaml"
+        path = find_study(path_or_name) or path
     if not path.is_file():
-        shipped = sorted(p.parent.name + "/" + p.stem for p in STUDIES_DIR.glob("*/*.yaml")
-                         if p.stem in ("digits", "digits_linear", "cifar10"))
-        raise UserError(f"no study {path_or_name!r}: give a study YAML or one of {', '.join(shipped)}")
+        raise UserError(f"no study {path_or_name!r}: give a study YAML or one of {', '.join(shipped_names())}")
     try:
         data = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as err:

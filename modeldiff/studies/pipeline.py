@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from datamodels.base.atomic import atomic_write_text
 from datamodels.data.dataset import Dataset
 from datamodels.store.store import Store
-from modeldiff.atomic import atomic_write_text
-from modeldiff.errors import UserError
 from modeldiff.studies.config import StudyConfig
 
 SUBPOP_TOP = 16  # training / test examples per component's subpopulation (shown in the reports)
@@ -51,33 +50,18 @@ def train_algorithms(cfg: StudyConfig, data: Dataset, out: Path, device: str, da
     """Fill (or resume) one store per algorithm, each with its own run seed (``cfg.seeds()``:
     the algorithm's ``seed``, else the study's; equal seeds give both the same masks).
     ``recipes``: (A, B) to use instead of the study's own."""
+    from datamodels.runs.launchers import fill_store
     from datamodels.training.backends import check_recipe
-    from datamodels.training.launchers import fill_store
 
     recipes = list(recipes or cfg.recipes(data_dir))
     for recipe in recipes:  # both algorithms' targets and settings, before either store exists (one line)
         check_recipe(recipe, data)
     stores = []
     for tag, recipe, seed in zip("ab", recipes, cfg.seeds()):
-        if recipe.init.kind == "checkpoint" and cfg.pretrain:
-            recipe = recipe.replace(**{"init.checkpoint": str(pretrained_checkpoint(cfg, recipe, data, out, device))})
         store = Store.create_or_resume(out / f"store_{tag}", recipe, data, cfg.models, cfg.subset_fraction, seed)
         fill_store(store, device, cfg.ensemble_size, dataset=data)
         stores.append(Store.open(store.path, data))
     return stores[0], stores[1]
-
-
-def pretrained_checkpoint(cfg: StudyConfig, recipe, data: Dataset, out: Path, device: str) -> Path:
-    """The study's pretraining checkpoint (made once, on a disjoint task: see pretraining/pretrain.py)."""
-    from case_studies.pretraining.pretrain import pretrain
-
-    spec = {"task": "rotation", "epochs": 20, "seed": 0, **cfg.pretrain}
-    if spec["task"] != "rotation":
-        raise UserError(f"pretrain.task must be 'rotation', got {spec['task']!r}")
-    path = (out / "pretrained.pt").resolve()
-    if not path.is_file():
-        pretrain(recipe, data, path, epochs=spec["epochs"], seed=spec["seed"], device=device)
-    return path
 
 
 def attribute_stores(cfg: StudyConfig, stores, out: Path, device: str, method: str | None = None):
@@ -233,7 +217,7 @@ def attribute_with_null(cfg: StudyConfig, stores, out: Path, device: str, method
 
 def calibrate_null(cfg: StudyConfig, halves, directions):
     """The null calibration of both directions' components (:func:`modeldiff.diff.null.calibrate`)."""
-    from datamodels.attribution.progress import heading
+    from datamodels.base.progress import heading
     from modeldiff.diff.null import calibrate
 
     def counted():  # a heading per split: each costs 8 ModelDiff fits
@@ -246,10 +230,27 @@ def calibrate_null(cfg: StudyConfig, halves, directions):
     return calibrate(counted(), cfg.components, fits, level=cfg.calibration.level, random_state=cfg.seed)
 
 
+def excluded_reprs(cfg: StudyConfig, exclude=(), image: bool = True) -> set:
+    """Reprs of the candidates kept out of the search: ``search.exclude`` (specs parsed as the search
+    parses them, or reprs as printed in summary.json) and ``exclude`` (transforms or reprs)."""
+    from modeldiff.counterfactual.library import as_candidates
+
+    out = {t if isinstance(t, str) else repr(t) for t in exclude}
+    for item in cfg.search.exclude:
+        out.add(str(item))
+        if image and isinstance(item, str) and ":" in item and "." not in item.split(":", 1)[0]:
+            try:
+                out.update(repr(t) for t, _ in as_candidates([item], cfg.search.seed))
+            except (ValueError, TypeError):
+                pass  # not a spec: kept as a repr
+    return out
+
+
 def run_search(cfg: StudyConfig, stores, data: Dataset, directions, device: str, rows=None, exclude=()):
     """The confirmatory transformation search (:func:`modeldiff.counterfactual.search.search`) on
-    the study's stores: the generic library, the study's own transforms and the overlays of the
-    top components of both directions; test inputs from ``rows`` (default all)."""
+    the study's stores: the generic library, ``search.transforms`` and the overlays of the top
+    components of both directions, less ``search.exclude`` and ``exclude``; test inputs from
+    ``rows`` (default all). ``counterfactual.transforms`` are tested, not searched."""
     from modeldiff.counterfactual.library import as_candidates, generic_candidates
     from modeldiff.counterfactual.search import SearchSettings, overlay_candidates, search, store_halves
     from modeldiff.counterfactual.user_transform import is_user_spec, user_transform
@@ -258,21 +259,21 @@ def run_search(cfg: StudyConfig, stores, data: Dataset, directions, device: str,
     image = getattr(data, "is_image", True)  # image-only families and overlays are skipped on other data
     cands = [(t, None) for t in generic_candidates(data.x_test.shape[1:], families=sp.families or None,
                                                    seed=sp.seed)] if image else []
-    for item in cfg.counterfactual.transforms:
+    for item in sp.transforms:  # the search's own extra candidates (counterfactual.transforms are not searched)
         if not is_user_spec(item):
             cands += as_candidates([item], sp.seed) if image else []
         else:
-            cands.append(user_transform(item))
+            cands.append(user_transform(item, cfg.folder or None))
     if not cands and not image:
         return {}
     if sp.overlays and image:
         cands += overlay_candidates({d.name: d.fit for d in directions}, data.x_train, data.y_train, sp.overlays,
                                     cfg.counterfactual.top_k)
-    cands = [c for c in cands if repr(c[0]) not in set(map(repr, exclude))]
+    cands = [c for c in cands if repr(c[0]) not in excluded_reprs(cfg, exclude, image)]
     halves = store_halves(stores[0], stores[1], data, n_inputs=sp.n_inputs, seed=sp.seed, device=device, rows=rows,
                           max_models=sp.models)
     settings = SearchSettings(n_confirm=sp.n_confirm, alpha=sp.alpha, n_inputs=sp.n_inputs,
                               n_resamples=sp.n_resamples, seed=sp.seed)
-    from datamodels.attribution.progress import heading
+    from datamodels.base.progress import heading
 
     return search(halves, cands, settings, class_names=list(data.class_names), progress=heading)

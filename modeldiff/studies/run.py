@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from modeldiff.atomic import atomic_path, atomic_write_text
+from datamodels.base.atomic import atomic_path, atomic_write_text
+from datamodels.base.errors import UserError
 from modeldiff.report.verdict import verdict
 from modeldiff.studies.config import StudyConfig
+from modeldiff.studies.hooks import resolve_rows
 from modeldiff.studies.pipeline import (
     attribute_stores,
     attribute_with_null,
@@ -22,15 +24,28 @@ from modeldiff.studies.pipeline import (
 )
 
 
+def run_configured(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None = None,
+                   method: str | None = None) -> dict:
+    """The study as its YAML says: its ``runner`` when it names one, else :func:`run_study`."""
+    from modeldiff.studies.hooks import resolve_hook
+
+    runner = resolve_hook(cfg, "runner")
+    if runner is None:
+        return run_study(cfg, out, device, data_dir, method)
+    return runner(cfg, out, device, data_dir, method)
+
+
 def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None = None, method: str | None = None,
-              data=None, extra_counterfactuals=(), counterfactual_rows=None, recipes=None, search_exclude=()) -> dict:
+              data=None, inputs=None) -> dict:
     """Train, attribute, compare both ways, test counterfactuals and write the reports.
 
     Returns the summary (also written to ``OUT/summary.json``); the HTML reports are in
     ``OUT/report_a_minus_b/report.html`` and ``OUT/report_b_minus_a/report.html``.
-    ``counterfactual_rows``: the test rows counterfactual transforms are applied to (default all);
-    ``recipes``: (A, B) recipes replacing the study's; ``search_exclude``: transforms kept out
-    of the search's candidates.
+    ``data``: the dataset replacing the study's; ``inputs``: a
+    :class:`~modeldiff.studies.hooks.StudyInputs` (recipes, extra counterfactual tests, named test-row
+    sets, search exclusions) from a runner; the study's own ``setup`` hook, when it names one, runs
+    after the settings are checked and adds to it. ``counterfactual.rows`` / ``search.rows`` choose
+    the test rows of the counterfactual tests and of the search.
 
     Per direction the summary holds the null-calibrated ``components`` (var_a, var_b, ratio,
     ratio_halves, null_ratio_q95, p_value, beyond_null), the search's ``confirmed`` list,
@@ -46,6 +61,10 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
           file=sys.stderr, flush=True)
     validate_study(cfg, data, out, method)  # seconds: everything that would fail after training
     out.mkdir(parents=True, exist_ok=True)
+    inputs, data = _setup(cfg, data, inputs, out, device, data_dir, method)
+    rows = {key: resolve_rows(getattr(cfg, key).rows, inputs.row_sets, data.n_test, f"{key}.rows")
+            for key in ("search", "counterfactual")}
+    recipes = inputs.recipes
     stage = _stages(4 + cfg.calibration.enabled + cfg.search.enabled + (cfg.diagnostics.models > 0))
     stage(f"training both algorithms ({cfg.models} models each)")
     stores = train_algorithms(cfg, data, out, device, data_dir, recipes)
@@ -61,11 +80,11 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     calibration = calibrate_null(cfg, halves, directions) if cfg.calibration.enabled else None
     if cfg.search.enabled:
         stage("transformation search (discovery halves, then confirmation halves)")
-    searched = run_search(cfg, stores, data, directions, device, counterfactual_rows, search_exclude) \
+    searched = run_search(cfg, stores, data, directions, device, rows["search"], inputs.search_exclude) \
         if cfg.search.enabled else {}
     diagnostics = None
     if cfg.diagnostics.models > 0:
-        from modeldiff.diagnostics.study import run_diagnostics
+        from modeldiff.studies.diagnostics import run_diagnostics
         stage(f"sharpness and SGD-noise diagnostics ({cfg.diagnostics.models} models each)")
         diagnostics = run_diagnostics(cfg.diagnostics, stores, cfg.labels(), out, device)
     stage("counterfactual tests and reports")
@@ -83,11 +102,12 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
         summary["null"] = {k: v for k, v in calibration.to_dict().items() if k != "directions"}
     summary["verdict"] = verdict(summary)
     if diagnostics is not None:
-        from modeldiff.diagnostics.study import summary_entry
+        from modeldiff.studies.diagnostics import summary_entry
         summary["diagnostics"] = summary_entry(diagnostics)
-    for d, names, extra in ((directions[0], (label_a, label_b), extra_counterfactuals), (directions[1], (label_b, label_a), ())):
+    extra_a = inputs.extra_counterfactuals
+    for d, names, extra in ((directions[0], (label_a, label_b), extra_a), (directions[1], (label_b, label_a), ())):
         print(f"  counterfactual tests, {names[0]} − {names[1]}", file=sys.stderr, flush=True)
-        run_counterfactuals(cfg, d, stores, data, device, extra, counterfactual_rows)
+        run_counterfactuals(cfg, d, stores, data, device, extra, rows["counterfactual"])
         print(f"  writing the report {out / f'report_{d.name}'}", file=sys.stderr, flush=True)
         image = getattr(data, "is_image", True)  # other data: examples shown as weight bars
         with atomic_path(out / f"report_{d.name}", directory=True) as tmp:  # a report folder is whole or absent
@@ -107,6 +127,29 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
         summary["directions"][d.name] = direction_summary(d, report, calibration, searched.get(d.name))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=float))
     return summary
+
+
+def _setup(cfg, data, inputs, out, device, data_dir, method):
+    """``(inputs, data)`` after the study's ``setup`` hook (if any) added to the runner's ``inputs``."""
+    from modeldiff.studies.hooks import StudyInputs, resolve_hook
+    from modeldiff.studies.validate import validate_study
+
+    inputs = inputs or StudyInputs()
+    setup = resolve_hook(cfg, "setup")
+    if setup is None:
+        return inputs, data
+    recipes = inputs.recipes or cfg.recipes(data_dir)
+    got = setup(cfg, data, recipes, out, device)
+    if not isinstance(got, StudyInputs):
+        raise UserError(f"study setup {cfg.setup['target']!r} must return a StudyInputs, got {type(got).__name__}")
+    if got.data is not None:
+        data = got.data
+        validate_study(cfg, data, out, method)
+    merged = StudyInputs(data=data, recipes=got.recipes or inputs.recipes,
+                         extra_counterfactuals=[*inputs.extra_counterfactuals, *got.extra_counterfactuals],
+                         row_sets={**inputs.row_sets, **got.row_sets},
+                         search_exclude=[*inputs.search_exclude, *got.search_exclude])
+    return merged, data
 
 
 def _stages(total: int):
@@ -164,4 +207,5 @@ def format_summary(summary: dict) -> str:
         lines.append(f"    report: {d['report']}")
     if "verdict" in summary:
         lines.append("  verdict: " + summary["verdict"])
+    lines.extend(summary.get("notes") or [])  # a study runner's own lines
     return "\n".join(lines)

@@ -1,11 +1,11 @@
 """Everything a study can check before it trains a single model.
 
 :func:`validate_study` runs in seconds (no model is built) and raises one-line
-:class:`~modeldiff.errors.UserError` s for: sizes and counts out of range, attribution settings
+:class:`~datamodels.base.errors.UserError` s for: sizes and counts out of range, attribution settings
 (``check_settings`` of the estimator, TRAK models vs trained models, null-calibration groups),
 counterfactual transform specs (each transform and each swept patch size is applied to two real
 test inputs, so a patch larger than the image or a user transform that changes the shape is
-refused here, not after training), search settings and families, the pretraining task, and the
+refused here, not after training), search settings, families and extra candidates, the test-row choices, and the
 output folder (writable, room for both stores' arrays).
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from datamodels.base.errors import UserError
 from modeldiff.counterfactual.library import FAMILIES as SEARCH_FAMILIES  # one list, kept with the candidates
-from modeldiff.errors import UserError
 
 
 def validate_study(cfg, data, out=None, method: str | None = None) -> None:
@@ -35,9 +35,7 @@ def validate_study(cfg, data, out=None, method: str | None = None) -> None:
     probe = data.x_test[:2]
     _check_counterfactual(cfg, probe, image, data.num_classes)
     if cfg.search.enabled:
-        _check_search(cfg, probe, image)
-    if cfg.pretrain and cfg.pretrain.get("task", "rotation") != "rotation":
-        raise UserError(f"pretrain.task must be 'rotation', got {cfg.pretrain.get('task')!r}")
+        _check_search(cfg, probe, image, data.num_classes)
     if out is not None:
         _check_out(cfg, data, Path(out))
 
@@ -93,9 +91,6 @@ def _check_attribution(cfg, method: str) -> None:
 
 
 def _check_counterfactual(cfg, probe: torch.Tensor, image: bool, n_classes: int) -> None:
-    from modeldiff.counterfactual.transforms.spec import parse_transform
-    from modeldiff.counterfactual.user_transform import is_user_spec, user_transform
-
     spec = cfg.counterfactual
     _positive(spec.auto_candidates, "counterfactual.auto_candidates", 0)
     _positive(spec.top_k, "counterfactual.top_k")
@@ -103,9 +98,24 @@ def _check_counterfactual(cfg, probe: torch.Tensor, image: bool, n_classes: int)
     _positive(spec.bootstrap, "counterfactual.bootstrap")
     for s in spec.sizes:
         _positive(s, "counterfactual.sizes entry")
-    if not isinstance(spec.transforms, list):
-        raise UserError(f"counterfactual.transforms must be a list, got {spec.transforms!r}")
-    for item in spec.transforms:
+    _check_rows(spec.rows, "counterfactual.rows")
+    check_transform_list(cfg, spec.transforms, "counterfactual.transforms", probe, image, n_classes, spec.sizes)
+
+
+def _check_rows(rows, key: str) -> None:
+    if not (rows == "all" or isinstance(rows, str) or (isinstance(rows, list) and len(rows) == 2
+                                                         and all(isinstance(v, int) and v >= 0 for v in rows))):
+        raise UserError(f"{key} must be all, a row-set name or [start, stop), got {rows!r}")
+
+
+def check_transform_list(cfg, items, key: str, probe: torch.Tensor, image: bool, n_classes: int, sizes=()) -> None:
+    """Each transform of the study list ``key`` parsed and applied to two real inputs (one line on failure)."""
+    from modeldiff.counterfactual.transforms.spec import parse_transform
+    from modeldiff.counterfactual.user_transform import is_user_spec, user_transform
+
+    if not isinstance(items, list):
+        raise UserError(f"{key} must be a list, got {items!r}")
+    for item in items:
         if is_user_spec(item):
             try:
                 transform, target = user_transform(item, cfg.folder or None)
@@ -121,14 +131,14 @@ def _check_counterfactual(cfg, probe: torch.Tensor, image: bool, n_classes: int)
         if not isinstance(item, str):
             raise UserError(f"counterfactual transform {item!r}: give a spec like 'patch:size=3' or 'pkg.mod:fn'")
         try:
-            transform = parse_transform(item, seed=spec.seed)
+            transform = parse_transform(item, seed=cfg.counterfactual.seed)
         except (ValueError, TypeError) as err:
             raise UserError(f"counterfactual transform {item!r}: {err}") from None
         if not image:
             continue  # image-only transforms are skipped on other data (the study says so)
         _dry_run(transform, probe, item)
-        if spec.sizes and "size" in transform.params:
-            for size in spec.sizes:
+        if sizes and "size" in transform.params:
+            for size in sizes:
                 _dry_run(transform.with_params(size=size), probe, f"{item} at counterfactual.sizes {size}")
 
 
@@ -159,7 +169,7 @@ def _dry_run(transform, probe: torch.Tensor, what) -> None:
                         f"{tuple(probe.shape)}")
 
 
-def _check_search(cfg, probe: torch.Tensor, image: bool) -> None:
+def _check_search(cfg, probe: torch.Tensor, image: bool, n_classes: int) -> None:
     from modeldiff.counterfactual.library import as_candidates, generic_candidates
 
     sp = cfg.search
@@ -174,6 +184,10 @@ def _check_search(cfg, probe: torch.Tensor, image: bool) -> None:
     _positive(sp.n_resamples, "search.n_resamples")
     if not 0 < sp.alpha < 1:
         raise UserError(f"search.alpha must be in (0, 1), got {sp.alpha}")
+    _check_rows(sp.rows, "search.rows")
+    check_transform_list(cfg, sp.transforms, "search.transforms", probe, image, n_classes)
+    if not isinstance(sp.exclude, list):
+        raise UserError(f"search.exclude must be a list of transform specs or reprs, got {sp.exclude!r}")
     if cfg.models < 4:
         raise UserError(f"the search splits each algorithm's models into discovery and confirmation halves and "
                         f"needs at least 4 models per algorithm, the study trains {cfg.models}: raise models or set "

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import sys
 
-from datamodels.allocator import tune as tune_allocator
+from datamodels.base.errors import UserError
 from datamodels.registry import Registry
-from modeldiff.errors import UserError
 
 TRAINERS = Registry("trainer")
 for _name in ("auto", "ensemble", "vmap", "loop"):
@@ -84,7 +83,6 @@ def train_models(recipe, data, masks, seeds, device="cpu", init_state=None, trai
     ``batches``: the FFCV batch factory (ensemble backend only). ``search_path``: folder to import a
     user model from (recorded by a store).
     """
-    tune_allocator()  # fixed malloc thresholds (datamodels/allocator.py): faster CPU steps, history-independent
     backend, reason = choose_backend(recipe)
     if recipe.trainer == "auto":
         _log_once(recipe, backend, reason)

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
+from datamodels.base.errors import UserError
 from datamodels.margins import margin
-from datamodels.training.augment import apply_augment, draw_epoch
-from modeldiff.errors import UserError
+from datamodels.training.augment import apply_augment, draw_epoch, stack_paste
 
 EVAL_BATCH = 1024  # examples per forward pass during evaluation
 
@@ -59,8 +59,7 @@ def is_image(data) -> bool:
 
 
 def augments(recipe) -> bool:
-    a = recipe.augment
-    return bool(a.flip or a.translate > 0 or a.cutout > 0)
+    return recipe.augment.active
 
 
 def check_data(recipe, data) -> None:
@@ -68,11 +67,15 @@ def check_data(recipe, data) -> None:
     if not is_image(data):
         shape = f"{list(data.x_train.shape[1:])} ({str(data.x_train.dtype).replace('torch.', '')})"
         if augments(recipe):
-            raise UserError(f"augment (flip/translate/cutout) works on float images [C, H, W] only, but the inputs "
+            raise UserError(f"augment (flip/translate/cutout/paste) works on float images [C, H, W] only, but the inputs "
                             f"are {shape}: set augment to all off, or augment inside a trainer target")
         if recipe.model.builtin:
             raise UserError(f"built-in model {recipe.model.arch!r} takes float images [C, H, W] but the inputs are "
                             f"{shape}: give your own model as model.target")
+    elif recipe.augment.paste.share > 0:
+        from datamodels.data.patterns import check_region
+
+        check_region(recipe.augment.paste.region, data.x_train.shape[-2:], what="augment.paste.region")
 
 
 def check_model(module, recipe, data, device, dtype) -> None:
@@ -117,7 +120,9 @@ def gather_batch(x_all, y_all, subset_order: torch.Tensor, draws, start: int, re
         flip = torch.stack([d.flip[sl] for d in draws]).to(dev).flatten()
         shift = torch.stack([d.shift[sl] for d in draws]).to(dev).flatten(0, 1)
         cut = torch.stack([d.cutout_at[sl] for d in draws]).to(dev).flatten(0, 1)
-        xb = apply_augment(xb.flatten(0, 1), recipe.augment, flip, shift, cut).view(xb.shape)
+        paste = stack_paste(draws, sl)
+        paste = None if paste is None else paste.to(dev).flatten()
+        xb = apply_augment(xb.flatten(0, 1), recipe.augment, flip, shift, cut, paste).view(xb.shape)
     return xb, y_all[idx]
 
 

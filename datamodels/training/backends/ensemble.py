@@ -2,9 +2,9 @@
 (:func:`datamodels.training.ensemble_trainer.train_ensemble`) behind the common result type."""
 from __future__ import annotations
 
+from datamodels.base.errors import UserError
 from datamodels.training.backends.common import TrainResult, check_data
 from datamodels.training.optimizers import vmap_refusal
-from modeldiff.errors import UserError
 
 
 def train_grouped(recipe, data, masks, seeds, device="cpu", init_state=None, train_margins=True, progress=None,

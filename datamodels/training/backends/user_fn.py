@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from datamodels.base.errors import UserError
 from datamodels.registry import accepted_kwargs, resolve_target
 from datamodels.training.backends.common import (
     as_input,
@@ -30,7 +31,6 @@ from datamodels.training.backends.common import (
     seeded,
 )
 from datamodels.training.model_factory import DataSpec, check_output, init_module
-from modeldiff.errors import UserError
 
 
 def resolve_train_fn(recipe):

@@ -23,6 +23,7 @@ import threading
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
+from datamodels.base.errors import UserError
 from datamodels.training.backends.common import (
     EVAL_BATCH,
     as_input,
@@ -42,7 +43,6 @@ from datamodels.training.losses import make_loss
 from datamodels.training.model_factory import DataSpec, init_module
 from datamodels.training.optimizers import make_optimizer, needs_closure, set_lr, vmap_refusal
 from datamodels.training.schedule import lr_at
-from modeldiff.errors import UserError
 
 
 class VmapUnsupported(UserError):

@@ -1,9 +1,17 @@
-"""The diagnostics table (text and HTML) and ``DIR/report.html`` with a per-model plot."""
+"""Diagnostics as HTML and text: the table, ``DIR/report.html`` with a per-model plot (``modeldiff
+diagnose`` and a study's diagnostics stage) and the study report's diagnostics section.
+
+Input: per-algorithm dicts of :func:`modeldiff.studies.diagnostics.run_diagnostics` /
+:func:`modeldiff.diagnostics.store.diagnose_store` (``label``, ``store``, ``models``, ``summary``).
+"""
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+from modeldiff.report.figures import _figure, _png
+from modeldiff.report.html import img, note, page, paragraph, table
 
 # (key, column header, how the cell is shown)
 COLUMNS = [
@@ -79,8 +87,6 @@ def comparison(results: list[dict]) -> str:
 
 def plot(results: list[dict]) -> bytes:
     """Per-model values (dots) and mean ± 95 % CI (bars) of :data:`PLOT_KEYS`, one colour per algorithm."""
-    from modeldiff.report.figures import _figure, _png
-
     fig = _figure(11, 6.2)
     colors = ["tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange"]
     rng = np.random.default_rng(0)
@@ -111,8 +117,6 @@ def plot(results: list[dict]) -> bytes:
 
 def report_html(results: list[dict], settings: dict, command: str = "") -> str:
     """The whole ``report.html`` page."""
-    from modeldiff.report.html import img, note, page, paragraph, table
-
     header, rows = table_rows(results)
     sections = [("Summary", table(header, rows, left=1) + paragraph(comparison(results), "verdict")
                  + note("Means over models with 95 % Student-t intervals. ‖H‖_F ± se: mean estimate ± the mean "
@@ -130,3 +134,39 @@ def report_html(results: list[dict], settings: dict, command: str = "") -> str:
     if command:
         meta.append(f"command: {command}")
     return page("Sharpness and SGD-noise diagnostics", meta, sections)
+
+
+# the study report's section: (key, column header, how the cell is shown), as cell() shows it
+SECTION_COLUMNS = [
+    ("eta_over_b", "η/B", "mean"),
+    ("train_loss", "train loss", "ci"),
+    ("lambda_max", "λ_max", "ci"),
+    ("eos_threshold", "2/η (edge)", "mean"),
+    ("eos_threshold_momentum", "edge w/ momentum", "mean"),
+    ("hessian_fro", "‖H‖_F ± se", "se"),
+    ("alignment", "alignment tr(ΣH)/(‖Σ‖_F‖H‖_F)", "ci"),
+    ("stability_ratio", "stability ‖H‖_F·η/√B", "ci"),
+]
+
+NOTE = ("Per algorithm, the first models of its store, each on its own training subset (eval-mode loss, no weight "
+        "decay); means with 95 % Student-t intervals over models. λ_max: Lanczos on exact Hessian-vector products "
+        "(its residual bound is in diagnostics.json); compare with 2/η, gradient descent's edge of stability at the "
+        "peak learning rate (lower with momentum). ‖H‖_F ± se: Lanczos-deflated Hutchinson estimate ± the mean "
+        "standard error of the estimator. Alignment: cosine of Σ (per-example gradient-noise covariance) and H; "
+        "the alignment paper's linear-stability bound predicts ‖H‖_F ≲ √B/η, i.e. a smaller ‖H‖_F for the "
+        "noisier algorithm (larger η/B). Full per-model values: diagnostics/report.html.")
+
+
+def diagnostics_section(results: list[dict]) -> tuple[str, str]:
+    """``(heading, inner HTML)``: the comparison sentence, the table and the per-model plot.
+
+    Args:
+        results: per-algorithm dicts of :func:`modeldiff.studies.diagnostics.run_diagnostics`
+            (``label``, ``models``, ``summary``).
+    """
+    header = ["algorithm", "models"] + [h for _, h, _ in SECTION_COLUMNS]
+    rows = [[r["label"], str(len(r["models"]))] + [cell(r, k, how) for k, _, how in SECTION_COLUMNS] for r in results]
+    inner = paragraph(comparison(results), "verdict") if len(results) > 1 else ""
+    inner += table(header, rows, left=1) + note(NOTE)
+    inner += img(plot(results), "diagnostics per model")
+    return "Sharpness and SGD-noise diagnostics", inner

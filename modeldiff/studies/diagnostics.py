@@ -3,7 +3,7 @@
 Runs :func:`modeldiff.diagnostics.store.diagnose_store` on the first ``N`` models of each
 algorithm's store, writes ``OUT/diagnostics/diagnostics.json`` and ``OUT/diagnostics/report.html``
 (the same files as ``modeldiff diagnose``), and returns the per-algorithm results that the study
-report's diagnostics section (:mod:`modeldiff.report.diagnostics_section`) and ``summary.json``
+report's diagnostics section (:mod:`modeldiff.report.diagnostics`) and ``summary.json``
 (:func:`summary_entry`) show. A rerun with the same settings and finished models reuses the file.
 """
 from __future__ import annotations
@@ -48,9 +48,9 @@ def run_diagnostics(spec, stores, labels, out, device: str = "cpu") -> list[dict
         one dict per store: ``label``, ``store``, ``name``, ``models`` (per-model entries) and
         ``summary`` (key -> mean, ci_low, ci_high, sd, n), as in ``diagnostics.json``.
     """
-    from modeldiff.atomic import atomic_write_text
-    from modeldiff.diagnostics.report import comparison, report_html
+    from datamodels.base.atomic import atomic_write_text
     from modeldiff.diagnostics.store import diagnose_store
+    from modeldiff.report.diagnostics import comparison, report_html
 
     folder = Path(out) / "diagnostics"
     path = folder / "diagnostics.json"
@@ -87,7 +87,7 @@ def summary_entry(results: list[dict], tags=("a", "b")) -> dict:
     ``{"algorithms": {tag: {"label", "models", key: {mean, ci_low, ci_high, n}}}, "comparison": str}``
     for the keys in :data:`SUMMARY_JSON_KEYS`.
     """
-    from modeldiff.diagnostics.report import comparison
+    from modeldiff.report.diagnostics import comparison
 
     algs = {}
     for tag, r in zip(tags, results):

@@ -10,10 +10,10 @@ from tqdm.auto import tqdm
 
 from datamodels.data.dataset import Dataset
 from datamodels.store.store import Store
-from datamodels.training.launcher_names import LAUNCHERS
-from datamodels.training.runner import plan_chunks, train_chunk
-from modeldiff.errors import UserError
-from modeldiff.progress import step_bar
+from datamodels.runs.names import LAUNCHERS
+from datamodels.runs.runner import plan_chunks, train_chunk
+from datamodels.base.errors import UserError
+from datamodels.base.progress import step_bar
 
 
 def run_local(store: Store, chunks, device: str, workers: int, dataset: Dataset | None, bar: tqdm) -> list[int]:
@@ -157,7 +157,7 @@ def fill_store(store: Store, device: str = "cpu", ensemble_size: int = 16, launc
 
     The summary is :meth:`Store.summary` plus ``worker_pids``: the processes that trained chunks.
     """
-    from datamodels.training.runner import exclusive
+    from datamodels.runs.runner import exclusive
 
     LAUNCHERS.check(launcher, key="launcher")  # before the store is locked or touched
     with exclusive(store):

@@ -1,5 +1,5 @@
 """Names of the launchers that run training chunks (torch-free: ``modeldiff train|plan --launcher``
-choices and :func:`datamodels.training.launchers.fill_store` read this one registry)."""
+choices and :func:`datamodels.runs.launchers.fill_store` read this one registry)."""
 from __future__ import annotations
 
 from datamodels.registry import Registry

@@ -86,7 +86,7 @@ def write_beton(dataset: Dataset, path: str | os.PathLike, split: str = "train",
     x = _pixels_for_beton(getattr(dataset, f"x_{split}"))
     y = getattr(dataset, f"y_{split}").numpy()
     fields = {"image": NDArrayField(dtype=x.dtype, shape=tuple(x.shape[1:])), "label": IntField()}
-    from modeldiff.atomic import atomic_path, remove_stale_temporaries
+    from datamodels.base.atomic import atomic_path, remove_stale_temporaries
 
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent)
@@ -206,9 +206,10 @@ class FFCVBatches:
         draws = self._draws(epoch)
         orders = torch.stack([s[d.order] for s, d in zip(self.subsets, draws)]).numpy()  # [M, m]
         params = None
-        if aug.flip or aug.translate > 0 or aug.cutout > 0:
+        if aug.active:
+            keys = ("flip", "shift", "cutout_at") + (("paste",) if aug.paste.share > 0 else ())
             params = tuple(torch.stack([getattr(d, k) for d in draws]).to(self.device)  # [M, m] / [M, m, 2]
-                           for k in ("flip", "shift", "cutout_at"))
+                           for k in keys)
         return self._epoch(interleave(orders, self.recipe.batch_size), params)
 
     def _epoch(self, order: np.ndarray, aug_params):
@@ -223,9 +224,9 @@ class FFCVBatches:
                 x = x.to(self.device, self.dtype, copy=True)
             y = labels.view(n, k).to(self.device, torch.int64)
             if aug_params is not None:
-                flip, shift, cut = (p[:, start:start + k] for p in aug_params)
+                flip, shift, cut, *paste = (p[:, start:start + k] for p in aug_params)
                 x = apply_augment(x.flatten(0, 1), self.recipe.augment, flip.flatten(), shift.flatten(0, 1),
-                                  cut.flatten(0, 1)).view(x.shape)
+                                  cut.flatten(0, 1), paste[0].flatten() if paste else None).view(x.shape)
             start += k
             yield x, y
 

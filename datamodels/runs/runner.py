@@ -1,7 +1,7 @@
 """Fill a store: split its pending models into ensembles and train them with a launcher.
 
 Work unit: :func:`train_chunk` trains the models ``indices`` of a store as one ensemble and commits
-their rows. Launchers (:mod:`datamodels.training.launchers`) decide where chunks run: in this process,
+their rows. Launchers (:mod:`datamodels.runs.launchers`) decide where chunks run: in this process,
 in local worker processes, or as Ray tasks. One coordinator holds the store's lock for the run,
 so two ``train`` commands never fill the same store at once.
 """
@@ -17,7 +17,7 @@ import torch
 from datamodels.data.dataset import Dataset
 from datamodels.store.store import Store
 from datamodels.training.backends import check_recipe, train_models
-from modeldiff.errors import UserError
+from datamodels.base.errors import UserError
 
 
 def load_init_state(store: Store) -> dict | None:
@@ -53,7 +53,7 @@ def train_chunk(store_path: str, indices, device: str = "cpu", dataset: Dataset 
     seeds = [int(s) for s in store.seeds[indices]]
     batches = None
     if store.recipe.loader == "ffcv" and backend == "ensemble":
-        from datamodels.data.ffcv_loader import ffcv_batch_factory  # None (after a notice) when ffcv is missing
+        from datamodels.training.ffcv_loader import ffcv_batch_factory  # None (after a notice) when ffcv is missing
 
         batches = ffcv_batch_factory(store, data, masks, seeds, device)
     result = train_models(store.recipe, data, masks, seeds, device, init_state=load_init_state(store),

@@ -1,0 +1,106 @@
+"""Does a search finding name the planted feature? And does it count, given the no-plant twin?
+
+A search record (one entry of ``summary["directions"][d]["confirmed"]``) *matches* the plant when
+it is a local transform (its ``params`` place it in a fixed region of the image: ``region``, or
+``loc = [row, col]`` / ``"center"`` with ``size`` or a tensor pattern's shape) whose region
+overlaps the planted one enough (:func:`at_place`), and its target class is the planted class.
+``kind`` = local at a fixed place (a global transform such as blur, or a patch at random places,
+never matches).
+
+A finding **counts** only if it matches in the planted run and the twin (same recipes, nothing
+planted) confirms no transform at the same (place, class): whatever the twin confirms there comes
+from the recipes (e.g. B's paste augmentation), not from the plant.
+"""
+from __future__ import annotations
+
+import re
+
+TOP = 3  # the headline and the next confirmed ones: "one of the top 3 confirmed"
+COVER_PLANT = 0.5  # the transform must cover at least this share of the planted region ...
+COVER_SELF = 0.25  # ... and the planted region at least this share of the transform (not half the image)
+
+
+def record_region(rec: dict, image_hw) -> tuple[int, int, int, int] | None:
+    """``[row0, row1, col0, col1]`` a search record's transform writes, or None (not at a fixed place)."""
+    p = rec.get("params") or {}
+    if isinstance(p.get("region"), (list, tuple)) and len(p["region"]) == 4:
+        return tuple(int(v) for v in p["region"])
+    loc = p.get("loc")
+    h, w = _shape(p)
+    if h is None:
+        return None
+    height, width = (int(v) for v in image_hw)
+    if isinstance(loc, (list, tuple)) and len(loc) == 2:
+        r, c = int(loc[0]), int(loc[1])
+    elif loc == "center":
+        r, c = (height - h) // 2, (width - w) // 2
+    else:  # "random" or absent: no fixed place
+        return None
+    return r, r + h, c, c + w
+
+
+def _shape(p: dict) -> tuple[int | None, int | None]:
+    pattern = p.get("pattern")
+    if isinstance(pattern, str) and pattern.startswith("tensor("):
+        dims = [int(v) for v in re.findall(r"\d+", pattern)]
+        if len(dims) >= 2:
+            return dims[-2], dims[-1]
+    if "height" in p and "width" in p:
+        return int(p["height"]), int(p["width"])
+    if "size" in p:
+        return int(p["size"]), int(p["size"])
+    return None, None
+
+
+def overlap(a, b) -> int:
+    """Pixels two regions ``[row0, row1, col0, col1]`` share."""
+    rows = min(a[1], b[1]) - max(a[0], b[0])
+    cols = min(a[3], b[3]) - max(a[2], b[2])
+    return max(rows, 0) * max(cols, 0)
+
+
+def area(a) -> int:
+    return (a[1] - a[0]) * (a[3] - a[2])
+
+
+def at_place(region, planted_region) -> bool:
+    """The transform's region covers >= ``COVER_PLANT`` of the planted region, and the planted region
+    >= ``COVER_SELF`` of the transform's."""
+    if region is None:
+        return False
+    shared = overlap(region, planted_region)
+    return shared >= COVER_PLANT * area(planted_region) and shared >= COVER_SELF * area(region)
+
+
+def match(rec: dict, planted_region, target_class: int, image_hw) -> dict:
+    """``{"place", "class", "kind", "match"}`` of one search record against the plant."""
+    region = record_region(rec, image_hw)
+    place = at_place(region, tuple(planted_region))
+    cls = int(rec.get("target_class", -1)) == int(target_class)
+    kind = region is not None
+    return {"place": bool(place), "class": bool(cls), "kind": bool(kind), "match": bool(place and cls and kind)}
+
+
+def direction_matches(direction: dict, planted_region, target_class: int, image_hw, top: int = TOP) -> dict:
+    """The plant among a direction's confirmed transforms (best first).
+
+    Returns ``{"headline": bool, "top": bool, "rank": 1-based rank of the first match or None,
+    "n_confirmed": int, "records": [match dicts of the first ``top``]}``.
+    """
+    confirmed = direction.get("confirmed") or []
+    found = [match(r, planted_region, target_class, image_hw) for r in confirmed]
+    rank = next((i + 1 for i, m in enumerate(found) if m["match"]), None)
+    return {"headline": rank == 1, "top": rank is not None and rank <= top, "rank": rank,
+            "n_confirmed": len(confirmed), "records": found[:top]}
+
+
+def twin_confirms_place(twin_direction: dict, planted_region, target_class: int, image_hw) -> bool:
+    """Whether the no-plant twin confirms any transform at the planted (place, class), at any rank."""
+    return direction_matches(twin_direction, planted_region, target_class, image_hw,
+                             top=10 ** 9)["rank"] is not None
+
+
+def counted(planted: dict, twin_at_place: bool) -> dict:
+    """The finding counts only with the plant and not in the twin: ``{"headline", "top"}`` booleans."""
+    return {"headline": bool(planted["headline"] and not twin_at_place),
+            "top": bool(planted["top"] and not twin_at_place)}
