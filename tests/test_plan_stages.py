@@ -59,11 +59,11 @@ def test_diagnostics_stage_exists_iff_the_study_asks(tmp_path):
     _, _, without, _ = _load(PlanRequest(_study_yaml(tmp_path / "wo", None)))
     assert with_diag.cfg.diagnostics.models == 2 and with_diag.cfg.diagnostics.batch_size == 512
     assert without.cfg.diagnostics.models == 0
-    training = TrainingCost({32: ChunkCost(32, 2.0, 1.1, 11, (1, 1), 1)}, 1 << 28, 1000, 1.0)
+    training = TrainingCost({32: ChunkCost(32, 2.0, 1.1, 11, (1, 1), 1)}, 1 << 28, 1000)
     diag = DiagnosticsCost(256, 10_000, 4, 1.0, 1e-11, 1000.0)
     ev = EvaluationCost(0.002, 0.0005, 0.003, 0.02, 180, 300)
     costs = {"training": {"a": training, "b": training}, "evaluation": {"a": ev, "b": ev},
-             "attribution": AttributionCost("trak", 1e-4, 0.01, 0.05, 1e-6, 1e-10), "diff": DiffCost(1e-8, 12.0, 0.1),
+             "attribution": AttributionCost("trak", 1e-4, 0.01, 1e-6, 1e-10), "diff": DiffCost(1e-8, 12.0),
              "report": ReportCost(0.5, 0.2, 0.1), "diagnostics": {"a": diag, "b": diag}}
     stages = [predict_plan(Calibrated(PlanRequest("x"), costs, recipes, shape, "", 0.0, 1 << 28, 1.0))["stages"]
               for shape in (with_diag, without)]
@@ -97,7 +97,7 @@ def test_real_diagnostics_calibration(calibration_store):
     _, _, data, folder = calibration_store
     spec = DiagnosticsSpec(models=2, probes=2, lanczos_steps=6, batch_size=4096)
     c = calibrate_diagnostics(folder, data, spec, subset_examples=718, device="cpu")
-    assert c.examples == 256 and c.linear_seconds > 0 and c.gram_per_mac > 0 and c.seconds > 0
+    assert c.examples == 256 and c.linear_seconds > 0 and c.gram_per_mac > 0
     shape = StudyShape(data.n_train, data.n_test, data.num_classes, 8, 0.5, 4, SimpleNamespace(diagnostics=spec))
     s = predict_diagnostics({"a": c, "b": c}, shape, 1 << 28)
     assert 0 < s["seconds_low"] <= s["seconds"] <= s["seconds_high"] and s["peak_memory_bytes"] > 1 << 28
@@ -126,7 +126,7 @@ def test_trak_calibration_times_a_fresh_projector_on_the_stores_net(calibration_
     monkeypatch.setattr(gradients, "featurize", spy)
     cost = calibrate_trak(recipe, data, 64, 256, "cpu")
     assert len(ids) >= 2 and ids[-1] not in ids[:-1]
-    assert cost.per_example > 0 and cost.load > 0 and cost.growth > 0 and cost.seconds >= cost.load
+    assert cost.per_example > 0 and cost.load > 0 and cost.growth > 0
 
 
 def test_step_bar_redraws_while_no_step_arrives(capsys):

@@ -1,7 +1,3 @@
-"""Plan before you spend: a short calibration on this machine, then every stage's time, memory and disk.
-
-One module per stage measures that stage with its own code and predicts it at full size
-(:mod:`.training`, :mod:`.attribution`, :mod:`.analysis` — diff, null, search, counterfactual —,
-:mod:`.figures`, :mod:`.diagnostics`); :mod:`.planner` runs them for a study or a recipe;
-:mod:`.curve` is the one statistical model (averages of per-model attributions) behind ``--pilot``.
-"""
+"""Plan before you spend: :mod:`.planner` calibrates each stage on this machine with the stage's own code (one
+module per stage: :mod:`.training`, :mod:`.attribution`, :mod:`.analysis`, :mod:`.figures`, :mod:`.diagnostics`)
+and predicts its time, memory and disk; :mod:`.curve` is the one statistical model behind ``--pilot``."""

@@ -4,12 +4,11 @@ counted as the pipeline runs them, one candidate's evaluation and one store pred
 calibration store's models and scaled in proportion to models and inputs."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from modeldiff.plan.measure import PeakSampler, rss_bytes, stage, timed
+from modeldiff.plan.measure import PeakSampler, rss_bytes, stage, timed, timed_call
 
 CAL_DIFF_ROWS = 256  # test rows of the synthetic ModelDiff problem
 CAL_BOOT_RESAMPLES = 2000  # bootstrap draws of the timed comparison (scaled to the study's)
@@ -19,7 +18,6 @@ CAL_BOOT_RESAMPLES = 2000  # bootstrap draws of the timed comparison (scaled to 
 class DiffCost:
     per_entry: float  # ModelDiff seconds per entry of one [n_test, n_train] matrix
     bytes_per_entry: float  # peak memory growth per entry
-    seconds: float
 
 
 @dataclass
@@ -33,13 +31,11 @@ class EvaluationCost:
     bootstrap: float
     search_inputs: int
     cf_inputs: int
-    seconds: float = 0.0
 
 
 def calibrate_diff(n_test: int, n_train: int, components: int) -> DiffCost:
     from modeldiff.diff import ModelDiff
 
-    start = time.perf_counter()
     rows = min(n_test, CAL_DIFF_ROWS)
     rng = np.random.default_rng(0)
     a, b = (rng.normal(size=(rows, n_train)).astype(np.float32) for _ in range(2))
@@ -47,7 +43,7 @@ def calibrate_diff(n_test: int, n_train: int, components: int) -> DiffCost:
     with PeakSampler() as sampler, timed() as t:
         ModelDiff(min(components, rows - 1), random_state=0).fit(a, b)
     entries = rows * n_train
-    return DiffCost(t["seconds"] / entries, max(0, sampler.peak - base) / entries, time.perf_counter() - start)
+    return DiffCost(t["seconds"] / entries, max(0, sampler.peak - base) / entries)
 
 
 def calibrate_evaluation(store_path, data, search_inputs: int, cf_inputs: int, device: str) -> EvaluationCost:
@@ -57,7 +53,6 @@ def calibrate_evaluation(store_path, data, search_inputs: int, cf_inputs: int, d
     from modeldiff.counterfactual.library import generic_candidates
     from modeldiff.counterfactual.search import LoadedModels, per_model_effects
 
-    start = time.perf_counter()
     store = Store.open(store_path, data)
     rows = [int(i) for i in store.valid_indices(warn=False) if store.has_weights(int(i))]
     x_s, y_s, x_c = data.x_test[:max(1, search_inputs)], data.y_test[:max(1, search_inputs)].numpy(), \
@@ -67,19 +62,14 @@ def calibrate_evaluation(store_path, data, search_inputs: int, cf_inputs: int, d
     with timed() as t_load:
         pred = LoadedModels(store, rows, device)
     _, _, control = per_model_effects(pred, x_s, y_s, transform)  # warm-up; the control, as in the search
-    times = []
-    for _ in range(2):
-        with timed() as t:
-            per_model_effects(pred, x_s, y_s, transform, control)
-        times.append(t["seconds"])
-    with timed() as t_call:
-        store.predict_proba(transform(x_c), indices=rows, device=device)
+    times = [timed_call(per_model_effects, pred, x_s, y_s, transform, control) for _ in range(2)]
+    call = timed_call(lambda: store.predict_proba(transform(x_c), indices=rows, device=device))
     rng = np.random.default_rng(0)
-    with timed() as t_boot:
-        compare_effects(rng.normal(size=len(rows)), rng.normal(size=len(rows)), n_resamples=CAL_BOOT_RESAMPLES, seed=0)
+    a, b = rng.normal(size=len(rows)), rng.normal(size=len(rows))
+    boot = timed_call(lambda: compare_effects(a, b, n_resamples=CAL_BOOT_RESAMPLES, seed=0))
     n = len(rows)
-    return EvaluationCost(t_load["seconds"] / n, float(np.median(times)) / n, t_call["seconds"] / n,
-                          t_boot["seconds"], int(x_s.shape[0]), int(x_c.shape[0]), time.perf_counter() - start)
+    return EvaluationCost(t_load["seconds"] / n, float(np.median(times)) / n, call / n, boot, int(x_s.shape[0]),
+                          int(x_c.shape[0]))
 
 
 def counts(cfg, data) -> dict:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from modeldiff.plan.measure import PeakSampler, release_memory, rss_bytes, stage, timed
+from modeldiff.plan.measure import PeakSampler, release_memory, rss_bytes, stage, timed, timed_call
 
 CAL_TRAK_EXAMPLES = 128  # at least this many training examples' per-example gradients are timed
 CAL_LASSO_TARGETS = 16  # test examples of the synthetic datamodels problem
@@ -24,12 +23,10 @@ class AttributionCost:
     method: str
     per_example: float = 0.0  # TRAK: seconds per example, per-example gradient + projection, one model
     load: float = 0.0  # TRAK: seconds to load one model
-    kernel_fixed: float = 0.0  # TRAK: inverse of the k x k kernel
-    kernel_per_row: float = 0.0  # TRAK: one row of Φ (ΦᵀΦ)⁻¹
+    kernel_per_row: float = 0.0  # TRAK: one row of Φ (ΦᵀΦ)⁻¹, the inverse included
     score_per_mac: float = 0.0  # TRAK: scoring matmul, per multiply-add
     lasso_per_target: float = 0.0  # datamodels: one test example's lasso path
     growth: int = 0  # bytes above the process while featurising / fitting
-    seconds: float = 0.0
 
 
 def untrained_model(recipe, data, device: str) -> torch.nn.Module:
@@ -47,7 +44,6 @@ def calibrate_trak(recipe, data, proj_dim: int, batch_size: int, device: str) ->
     from datamodels.attribution.projectors import make_projector
     from datamodels.attribution.trak import kernel_features
 
-    start = time.perf_counter()
     model = untrained_model(recipe, data, device)
     with tempfile.TemporaryDirectory(prefix="modeldiff-plan-") as tmp, timed() as t_load:
         torch.save(model.state_dict(), os.path.join(tmp, "model.pt"))
@@ -63,27 +59,18 @@ def calibrate_trak(recipe, data, proj_dim: int, batch_size: int, device: str) ->
         with timed() as t_feat:  # as the next model: its own projector and seed
             proj = make_projector("auto", n_params(model), proj_dim, 0, torch.device(device), None)
             featurize(model, data.x_train[:n], data.y_train[:n], proj, 1, batch_size=batch_size)
-    rows = min(data.n_train, 4096)
-    phi = torch.randn(rows, proj_dim)
-    with timed() as t_inv:
-        xtx = phi.T.double() @ phi.double()
-        torch.linalg.inv(xtx + torch.eye(proj_dim, dtype=xtx.dtype))
-    with timed() as t_kernel:
-        kernel_features(phi, 1e-3)
+    phi = torch.randn(min(data.n_train, 4096), proj_dim)
     a, b = torch.randn(min(1024, data.n_test), proj_dim), torch.randn(min(8192, data.n_train), proj_dim)
-    with timed() as t_score:
-        _ = a @ b.T
-    return AttributionCost("trak", t_feat["seconds"] / n, t_load["seconds"], t_inv["seconds"],
-                           max(0.0, t_kernel["seconds"] - t_inv["seconds"]) / rows,
-                           t_score["seconds"] / (a.shape[0] * b.shape[0] * proj_dim),
-                           growth=max(0, sampler.peak - base), seconds=time.perf_counter() - start)
+    return AttributionCost("trak", t_feat["seconds"] / n, t_load["seconds"],
+                           timed_call(kernel_features, phi, 1e-3) / len(phi),
+                           timed_call(torch.matmul, a, b.T) / (a.shape[0] * b.shape[0] * proj_dim),
+                           growth=max(0, sampler.peak - base))
 
 
 def calibrate_datamodels(n_models: int, n_train: int, fraction: float, n_lambdas: int, device: str) -> AttributionCost:
     """A lasso path on ``CAL_LASSO_TARGETS`` synthetic targets with the study's mask matrix shape."""
     from datamodels.attribution.regression import DatamodelsRegression
 
-    start = time.perf_counter()
     rng = np.random.default_rng(0)
     masks = rng.random((n_models, n_train)) < fraction
     w = rng.normal(size=(n_train, CAL_LASSO_TARGETS)) * (rng.random((n_train, CAL_LASSO_TARGETS)) < 0.02)
@@ -92,7 +79,7 @@ def calibrate_datamodels(n_models: int, n_train: int, fraction: float, n_lambdas
     with PeakSampler() as sampler, timed() as t:
         DatamodelsRegression(device=torch.device(device), progress=False, n_lambdas=n_lambdas).fit(masks, margins)
     return AttributionCost("datamodels", lasso_per_target=t["seconds"] / CAL_LASSO_TARGETS,
-                           growth=max(0, sampler.peak - base), seconds=time.perf_counter() - start)
+                           growth=max(0, sampler.peak - base))
 
 
 def predict_attribution(cost: AttributionCost, shape, base_rss: int) -> dict:
@@ -106,8 +93,7 @@ def predict_attribution(cost: AttributionCost, shape, base_rss: int) -> dict:
         return stage(seconds, base_rss + cost.growth + 4 * shape.models * shape.n_train, disk)
     spec, s = shape.cfg.attribution, TrakSettings()
     m, k = min(spec.models, shape.models), spec.proj_dim
-    per_model = (cost.load + (shape.n_train + shape.n_test) * cost.per_example + cost.kernel_fixed
-                 + shape.n_train * cost.kernel_per_row)
+    per_model = cost.load + (shape.n_train + shape.n_test) * cost.per_example + shape.n_train * cost.kernel_per_row
     seconds = m * per_model + m * shape.n_test * shape.n_train * k * cost.score_per_mac
     features = min(4 * m * (shape.n_train + shape.n_test) * k, s.memory_budget_bytes)
     block = 2 * 4 * min(s.test_block, shape.n_test) * shape.n_train

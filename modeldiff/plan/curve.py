@@ -99,8 +99,8 @@ class Curve:
         return lo
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "model": "signal + between-model noise / n (variance components)",
-                "pilot_models": self.pilot_models, "ceiling": self.ceiling}
+        return {"kind": self.kind, "model": "signal + noise / n", "pilot_models": self.pilot_models,
+                "ceiling": self.ceiling}
 
 
 def fit_curve(p: np.ndarray, y: np.ndarray | None = None) -> Curve:

@@ -4,7 +4,6 @@ subset fits one, several otherwise), split into passes linear in the examples an
 matrix (``m² d`` multiply-adds, ``m`` as the noise diagnostics choose it)."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +21,6 @@ class DiagnosticsCost:
     linear_seconds: float  # the passes over the examples, at ``examples``
     gram_per_mac: float  # seconds per multiply-add of the Gram matrix's square sums
     activation_bytes: float  # peak growth per example of a pass chunk, above the held gradients
-    seconds: float = 0.0
 
 
 def calibrate_diagnostics(store_path, data, spec, subset_examples: int, device: str) -> DiagnosticsCost:
@@ -33,7 +31,6 @@ def calibrate_diagnostics(store_path, data, spec, subset_examples: int, device: 
     from modeldiff.diagnostics.store import recipe_loss
     from modeldiff.studies.diagnostics import settings_of
 
-    start = time.perf_counter()
     store = Store.open(store_path, data)
     first = next(int(i) for i in store.valid_indices(warn=False) if store.has_weights(int(i)))
     n = min(CAL_DIAG_EXAMPLES, data.n_train)
@@ -51,7 +48,7 @@ def calibrate_diagnostics(store_path, data, spec, subset_examples: int, device: 
         gram_square_sums(torch.randn(m, d, dtype=loss.dtype))
     per_mac = t_gram["seconds"] / (m * m * d)
     return DiagnosticsCost(n, d, itemsize, max(0.0, t_all["seconds"] - per_mac * m * m * d), per_mac,
-                           max(0, sampler.peak - base - m * d * itemsize) / batch, time.perf_counter() - start)
+                           max(0, sampler.peak - base - m * d * itemsize) / batch)
 
 
 def predict_diagnostics(costs: dict, shape, base_rss: int) -> dict:

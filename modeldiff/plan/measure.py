@@ -1,5 +1,4 @@
-"""Measuring on this machine: resident memory now and at its peak during a block, wall time, process age;
-and the stage record every prediction returns."""
+"""Measuring on this machine (memory now and at its peak, wall time, process age); the predicted stage record."""
 from __future__ import annotations
 
 import ctypes
@@ -44,10 +43,15 @@ class PeakSampler:
 def timed():
     """``with timed() as t: ...`` then ``t["seconds"]``."""
     out, start = {}, time.perf_counter()
-    try:
-        yield out
-    finally:
-        out["seconds"] = time.perf_counter() - start
+    yield out
+    out["seconds"] = time.perf_counter() - start
+
+
+def timed_call(fn, *args) -> float:
+    """Seconds ``fn(*args)`` took."""
+    with timed() as t:
+        fn(*args)
+    return t["seconds"]
 
 
 def process_age() -> float:
@@ -61,10 +65,7 @@ def process_age() -> float:
 def release_memory() -> None:
     """Give freed heap back to the system, so that the next block's peak growth is its own."""
     gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    ctypes.CDLL(None).malloc_trim(0)  # glibc
 
 
 def stage(seconds: float, peak: float, disk: float = 0, low: float | None = None, high: float | None = None) -> dict:

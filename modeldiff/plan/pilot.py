@@ -1,10 +1,6 @@
-"""``modeldiff plan --pilot STORE``: how the LDS and the attribution precision grow with the number of models.
-
-The first third of the pilot's models with weights are featurised once with TRAK (the study's settings);
-their per-model scores on a fixed random sample of at most ``MAX_TEST`` test examples give both curves of
-:mod:`modeldiff.plan.curve`: the LDS against the pilot's other (held-out) models' margins, and the precision
-of the scores themselves.
-"""
+"""``modeldiff plan --pilot STORE``: the first third of the pilot's models with weights, featurised once with TRAK,
+give per-model scores on at most ``MAX_TEST`` sampled test examples, hence both curves of :mod:`.curve`: the LDS
+against the other (held-out) models' margins, and the precision of the scores themselves."""
 from __future__ import annotations
 
 import numpy as np
@@ -81,7 +77,7 @@ def apply_pilot(req) -> dict:
     from modeldiff.plan.planner import is_recipe
     from modeldiff.studies.config import AttributionSpec, load_study
 
-    spec = AttributionSpec() if is_recipe(req.target) else load_study(req.target).attribution  # a recipe: defaults
+    spec = AttributionSpec() if is_recipe(req.target) else load_study(req.target).attribution
     if spec.method != "trak":
         raise UserError(f"--pilot models an average of per-model attributions (TRAK); this study uses "
                         f"{spec.method}: plan without --pilot")

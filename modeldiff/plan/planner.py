@@ -1,9 +1,6 @@
-"""``plan(PlanRequest(...))``: calibrate each stage on this machine, then predict a study's or a recipe's stages.
-
-The front function of :mod:`modeldiff.plan`; the CLI (``modeldiff plan``) only parses flags and prints what
-this returns. Each stage is measured and predicted by its own module; recipes whose :func:`timing_key` agree
-(the null study's one recipe at two seeds, the pretraining study) are calibrated once.
-"""
+"""``plan(PlanRequest(...))``: calibrate each stage on this machine with its own module, then predict a study's
+or a recipe's stages (JSON-ready; ``modeldiff plan`` prints it). Recipes whose :func:`timing_key` agree (the
+null study's one recipe at two seeds, the pretraining study) are calibrated once."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,7 +10,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datamodels.base.errors import UserError
 from modeldiff.plan import analysis as A
 from modeldiff.plan.attribution import calibrate_datamodels, calibrate_trak, predict_attribution
 from modeldiff.plan.diagnostics import CAL_DIAG_EXAMPLES, calibrate_diagnostics, predict_diagnostics
@@ -30,8 +26,8 @@ class PlanRequest:
     models: int | None = None
     device: str = "cpu"
     data_dir: str | None = None
-    ensemble_size: int | None = None  # recipes only (a study has its own)
-    subset_fraction: float = 0.5  # recipes only
+    ensemble_size: int | None = None  # recipes only (a study has its own); default: ``modeldiff train``'s
+    subset_fraction: float | None = None  # recipes only; default: ``modeldiff train``'s
     pilot: str | None = None  # a pilot store for the learning curve
     target_lds: float | None = None
     target_precision: float | None = None
@@ -58,7 +54,7 @@ class Calibrated:
     """A calibration and what it was made for (predict for other model counts with :func:`predict_plan`)."""
 
     request: PlanRequest
-    costs: dict  # stage costs: training {tag: TrainingCost}, attribution, diff, evaluation {tag: ...}, report, ...
+    costs: dict  # training and evaluation {tag: cost}, attribution, diff, report, diagnostics {tag: cost}
     recipes: dict  # {"a": recipe, "b": recipe} for a study, {"": recipe} for a recipe
     shape: StudyShape
     command: str
@@ -90,10 +86,12 @@ def _load(req: PlanRequest):
         d = recipe.data
         opts = {k: v for k, v in (("per_class_train", d.per_class_train), ("per_class_test", d.per_class_test)) if v}
         data = load_dataset(d.name, d.data_dir, **opts)
-        shape = StudyShape(data.n_train, data.n_test, data.num_classes, req.models or 64, req.subset_fraction,
-                           req.ensemble_size or 16)
+        from modeldiff.cli import train as T
+
+        shape = StudyShape(data.n_train, data.n_test, data.num_classes, req.models or T.MODELS,
+                           req.subset_fraction or T.SUBSET_FRACTION, req.ensemble_size or T.ENSEMBLE_SIZE)
         command = (f"modeldiff train {req.target} --out STORE --models {shape.models} --subset-fraction "
-                   f"{req.subset_fraction:g} --ensemble-size {shape.ensemble_size}"
+                   f"{shape.subset_fraction:g} --ensemble-size {shape.ensemble_size}"
                    + (f" --device {req.device}" if req.device != "cpu" else ""))
         return {"": recipe}, data, shape, command
     from modeldiff.studies.config import load_study
@@ -118,12 +116,6 @@ def calibrate(req: PlanRequest) -> Calibrated:
     """The calibration run for ``req`` (progress shown; seconds to a couple of minutes)."""
     from datamodels.base.progress import heartbeat, step_bar
 
-    if req.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda cannot be predicted without a GPU to calibrate on: run `modeldiff plan` "
-                            "on the GPU machine, or plan for --device cpu")
     recipes, data, shape, command = _load(req)
     startup, base_rss, started = process_age(), rss_bytes(), time.perf_counter()
     cfg, n, dev = shape.cfg, shape.counts, req.device
@@ -213,26 +205,20 @@ def plan(req: PlanRequest) -> dict:
 
 def assumptions(c: Calibrated) -> list[str]:
     shape, cfg, n = c.shape, c.shape.cfg, c.shape.counts
-    sizes = sorted(set(chunk_sizes(shape.models, shape.ensemble_size)), reverse=True)
-    out = [f"training: one calibration chunk of each chunk size of the store ({', '.join(map(str, sizes))} models, "
-           f"{CAL_STEPS + 1} steps) with the real recipe and trainer (one-model-at-a-time trainers: 2 models, "
-           "scaled); interval = quartiles of the step times",
+    sizes = ", ".join(map(str, sorted(set(chunk_sizes(shape.models, shape.ensemble_size)), reverse=True)))
+    out = [f"training: a calibration chunk of each of the store's chunk sizes ({sizes} models, {CAL_STEPS + 1} steps; "
+           "one-model-at-a-time trainers: 2 models, scaled), real recipe and trainer; interval: step time quartiles",
            "the machine is as busy during the study as during the calibration; one process, no parallel workers"]
-    if cfg is None:
-        return out
-    if c.costs["training"]["a"] is c.costs["training"]["b"]:
-        out.append("B's recipe differs from A's only in values (learning rate, schedule, seed, epochs, initial "
-                   "weights): calibrated once")
-    if cfg.attribution.method == "trak":
-        out.append("TRAK: timed on an untrained model of A's recipe, before training (a fresh process's heap)")
-    if n["search_candidates"]:
-        out.append(f"search: {n['search_candidates']} candidates (counted from the search's library), "
-                   f"{cfg.search.n_confirm} per direction confirmed, at one candidate's measured cost per model and "
-                   "input")
-    if n["counterfactual_tests"]:
-        out.append(f"counterfactual: {n['counterfactual_tests']} tests per direction ({n['counterfactual_sweeps']} "
-                   f"swept over {len(cfg.counterfactual.sizes)} sizes) at a store predictor call's measured cost")
-    if cfg.diagnostics.models > 0:
-        out.append(f"diagnostics: {cfg.diagnostics.models} models per algorithm, in proportion to examples from a "
-                   f"calibration model's on {CAL_DIAG_EXAMPLES} (a trained model may need other Lanczos counts)")
-    return out + ["other stages (ModelDiff, null, reports): one calibration point each, interval ±15 %"]
+    if cfg is not None:
+        out += [f"{k}: {v}" for k, v in {
+            "B": c.costs["training"]["a"] is c.costs["training"]["b"] and "its recipe differs from A's only in "
+                 "values (learning rate, schedule, seed, epochs, initial weights): calibrated once",
+            "TRAK": cfg.attribution.method == "trak" and "timed on an untrained model of A's recipe, before training",
+            "search": n["search_candidates"] and f"{n['search_candidates']} candidates (from the search's library), "
+                      f"{cfg.search.n_confirm} per direction confirmed, at one candidate's cost per model and input",
+            "counterfactual": n["counterfactual_tests"] and f"{n['counterfactual_tests']} tests per direction, "
+                              f"{n['counterfactual_sweeps']} swept over {len(cfg.counterfactual.sizes)} sizes",
+            "diagnostics": cfg.diagnostics.models and f"{cfg.diagnostics.models} models per algorithm, from one on "
+                           f"{CAL_DIAG_EXAMPLES} examples (a trained model may need other Lanczos counts)",
+            "other stages (ModelDiff, null, reports)": "one calibration point each, interval ±15 %"}.items() if v]
+    return out

@@ -44,10 +44,6 @@ class TrainingCost:
     chunks: dict  # chunk size -> ChunkCost (one entry, scaled, for one-model-at-a-time trainers)
     base_rss: int  # bytes of the process before training
     weights_bytes: int  # one model's weights file
-    seconds: float  # what this calibration took
-
-    def chunk(self, e: int) -> ChunkCost:
-        return self.chunks.get(e) or next(iter(self.chunks.values()))
 
 
 def timing_key(recipe) -> str:
@@ -60,9 +56,10 @@ def timing_key(recipe) -> str:
 
 
 def chunk_sizes(n_models: int, ensemble_size: int) -> list[int]:
-    """Sizes of the chunks a store of ``n_models`` is trained in (at most ``ensemble_size`` each)."""
-    full, rest = divmod(max(0, n_models), ensemble_size)
-    return [ensemble_size] * full + ([rest] if rest else [])
+    """Sizes of the chunks the runner trains a store of ``n_models`` in."""
+    from datamodels.runs.runner import plan_chunks
+
+    return [len(c) for c in plan_chunks(np.arange(n_models), ensemble_size, n_models)]
 
 
 def steps_per_model(n_train: int, fraction: float, batch_size: int, epochs: int) -> float:
@@ -71,22 +68,16 @@ def steps_per_model(n_train: int, fraction: float, batch_size: int, epochs: int)
     return epochs * max(1, round(fraction * n_train)) / batch_size
 
 
-def one_at_a_time(recipe, data) -> bool:
-    from datamodels.training.backends import check_recipe
-
-    return check_recipe(recipe, data) not in ("ensemble", "vmap")
-
-
 def calibrate_training(recipe, data, sizes: list[int], device: str, folder: str, show: bool = True) -> TrainingCost:
     """Train a calibration chunk of each size in ``sizes`` (``CAL_STEPS + 1`` steps per model) into a store at
     ``folder`` (its weights serve the evaluation and diagnostics calibrations)."""
     from datamodels.base.progress import step_bar
     from datamodels.runs.runner import train_chunk
     from datamodels.store import Store
+    from datamodels.training.backends import check_recipe
 
-    start = time.perf_counter()
     sizes = sorted(set(sizes), reverse=True)
-    if one_at_a_time(recipe, data):
+    if check_recipe(recipe, data) not in ("ensemble", "vmap"):  # one model at a time
         sizes = [min(min(sizes), CAL_LOOP_MODELS)]
     fraction = min(1.0, (CAL_STEPS + 1) * recipe.batch_size / data.n_train)
     cal_steps = steps_per_model(data.n_train, fraction, recipe.batch_size, 1)
@@ -115,7 +106,7 @@ def calibrate_training(recipe, data, sizes: list[int], device: str, folder: str,
                               (min(1.0, q1 / mean), max(1.0, q3 / mean)), max(0, peak.peak - rss0))
         first += e
     weights = sorted((store.path / "weights").glob("*.pt"))
-    return TrainingCost(chunks, base, weights[0].stat().st_size if weights else 0, time.perf_counter() - start)
+    return TrainingCost(chunks, base, weights[0].stat().st_size if weights else 0)
 
 
 def store_bytes(shape, weights_bytes: int) -> int:
@@ -130,7 +121,8 @@ def store_bytes(shape, weights_bytes: int) -> int:
 def predict_training(cost: TrainingCost, recipe, shape) -> dict:
     """Seconds (interval: the quartiles of the step times), peak memory and disk of training a store."""
     steps = steps_per_model(shape.n_train, shape.subset_fraction, recipe.batch_size, recipe.epochs)
-    sizes = chunk_sizes(shape.models, shape.ensemble_size)
-    low, mid, high = (sum(cost.chunk(e).seconds(e, steps, w) for e in sizes) for w in (0, 1, 2))
-    peak = cost.base_rss + max((cost.chunk(e).growth for e in set(sizes)), default=0)
+    chunks = [(e, cost.chunks.get(e) or next(iter(cost.chunks.values())))
+              for e in chunk_sizes(shape.models, shape.ensemble_size)]
+    low, mid, high = (sum(c.seconds(e, steps, w) for e, c in chunks) for w in (0, 1, 2))
+    peak = cost.base_rss + max((c.growth for _, c in chunks), default=0)
     return stage(mid, peak, store_bytes(shape, cost.weights_bytes), low, high)
