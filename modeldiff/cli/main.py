@@ -100,9 +100,16 @@ def main(argv: list[str] | None = None) -> int:
 
     ``MODELDIFF_DEBUG=1`` lets exceptions propagate (tracebacks for debugging).
     """
+    from datamodels.base.log import cli_logging
+
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = os.environ.get("MODELDIFF_DEBUG") == "1"
+    with cli_logging(debug):  # library messages (logging.getLogger("modeldiff")) as plain lines on stderr
+        return _run(args, debug)
+
+
+def _run(args, debug: bool) -> int:
     try:
         _clean_stale(args)
         result = args.func(args)

@@ -57,9 +57,9 @@ def _component_sections(fit, subpops, pngs, train_images, test_images, train_lab
         for r, c in zip(rows, calibration):
             r += [c["ratio_halves"], c["null_ratio_q95"], c["p_value"], "yes" if c["beyond_null"] else "no"]
     sections = [("Explained variance", html.img(pngs["variance"], "explained variance A vs B") + html.table(header, rows))]
-    from tqdm.auto import tqdm  # figures take seconds each on a busy CPU: show them coming
+    from datamodels.base.progress import progress_bar  # figures take seconds each on a busy CPU: show them coming
 
-    for sp in tqdm(subpops, desc="report: figures per component", unit="component", leave=False):
+    for sp in progress_bar(subpops, desc="report: figures per component", unit="component", leave=False):
         j = sp.component
         groups = [("train +", train_images, sp.train_positive, sp.train_positive_weights, train_labels),
                   ("train −", train_images, sp.train_negative, sp.train_negative_weights, train_labels),

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from datamodels.base.atomic import atomic_path, atomic_write_text
 from datamodels.base.errors import UserError
+from datamodels.base.log import get_logger
 from modeldiff.report.verdict import verdict
 from modeldiff.studies.config import StudyConfig
 from modeldiff.studies.hooks import resolve_rows
@@ -22,6 +22,8 @@ from modeldiff.studies.pipeline import (
     run_search,
     train_algorithms,
 )
+
+log = get_logger(__name__)
 
 
 def run_configured(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None = None,
@@ -55,10 +57,9 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     from modeldiff.studies.validate import validate_study
 
     out = Path(out).resolve()
-    print(f"checking the study {cfg.name} (data, settings, transforms) before any training", file=sys.stderr, flush=True)
+    log.info(f"checking the study {cfg.name} (data, settings, transforms) before any training")
     data = data if data is not None else load_study_data(cfg, data_dir)
-    print(f"  {data.name}: {data.n_train} training / {data.n_test} test examples; checking settings and transforms",
-          file=sys.stderr, flush=True)
+    log.info(f"  {data.name}: {data.n_train} training / {data.n_test} test examples; checking settings and transforms")
     validate_study(cfg, data, out, method)  # seconds: everything that would fail after training
     out.mkdir(parents=True, exist_ok=True)
     inputs, data = _setup(cfg, data, inputs, out, device, data_dir, method)
@@ -106,9 +107,9 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
         summary["diagnostics"] = summary_entry(diagnostics)
     extra_a = inputs.extra_counterfactuals
     for d, names, extra in ((directions[0], (label_a, label_b), extra_a), (directions[1], (label_b, label_a), ())):
-        print(f"  counterfactual tests, {names[0]} − {names[1]}", file=sys.stderr, flush=True)
+        log.info(f"  counterfactual tests, {names[0]} − {names[1]}")
         run_counterfactuals(cfg, d, stores, data, device, extra, rows["counterfactual"])
-        print(f"  writing the report {out / f'report_{d.name}'}", file=sys.stderr, flush=True)
+        log.info(f"  writing the report {out / f'report_{d.name}'}")
         image = getattr(data, "is_image", True)  # other data: examples shown as weight bars
         with atomic_path(out / f"report_{d.name}", directory=True) as tmp:  # a report folder is whole or absent
             write_report(tmp, d.fit, subpops=d.subpops,
@@ -158,7 +159,7 @@ def _stages(total: int):
 
     def stage(text: str) -> None:
         count[0] += 1
-        print(f"[{count[0]}/{total}] {text}", file=sys.stderr, flush=True)
+        log.info(f"[{count[0]}/{total}] {text}")
 
     return stage
 
