@@ -186,3 +186,22 @@ def test_the_printed_plan_shows_the_pilots_curves_and_models_needed():
     assert f"models needed for precision 0.8: {n_prec} " in text
     assert f"from {m} pilot models (ceiling {precision.ceiling:.3f})" in text
     assert n_lds >= 1 and precision.predict(n_prec)[0] >= 0.8 > precision.predict(n_prec - 1)[0]
+
+
+@pytest.mark.slow
+def test_cli_plan_with_a_pilot_prints_both_curves_and_the_models_needed(tmp_path):
+    """`modeldiff plan RECIPE --pilot STORE --target-lds L` in table form, end to end on a tiny pilot store."""
+    from tests.helpers_train import write_recipe
+
+    recipe = write_recipe(tmp_path, epochs=2)
+    r = cli("train", recipe, "--out", tmp_path / "pilot", "--models", "9", "--ensemble-size", "9")
+    assert r.returncode == 0, r.stderr
+    r = cli("plan", recipe, "--models", "9", "--ensemble-size", "9", "--pilot", tmp_path / "pilot",
+            "--target-lds", "0.01")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert any(line.startswith("  LDS (trak) vs models, from 3 pilot models (ceiling ") for line in lines), r.stdout
+    assert any(line.startswith("  precision (corr. with infinitely many models' scores) vs models") for line in lines)
+    needed = next(line for line in lines if line.startswith("  models needed for lds 0.01: "))
+    n = int(needed.split(": ")[1].split()[0])
+    assert n >= 1 and f"--models {max(n, 9)}" in r.stdout  # a recipe is planned for the models the target needs

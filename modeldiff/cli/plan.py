@@ -3,6 +3,7 @@ a table (one row per stage, totals, the pilot's curves, assumptions, the command
 from __future__ import annotations
 
 import json
+import time
 
 from datamodels.base.errors import UserError
 
@@ -58,7 +59,9 @@ def run(args) -> int:
     req = PlanRequest(args.target, models=args.models, device=args.device, data_dir=args.data_dir,
                       ensemble_size=args.ensemble_size, subset_fraction=args.subset_fraction, pilot=args.pilot,
                       target_lds=args.target_lds, target_precision=args.target_precision)
+    started = time.perf_counter()
     curve = apply_pilot(req) if args.pilot else None
+    req.elapsed = time.perf_counter() - started  # not part of the study's start-up
     result = plan(req)
     if curve is not None:
         result["learning_curve"] = curve

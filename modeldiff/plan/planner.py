@@ -32,6 +32,7 @@ class PlanRequest:
     target_lds: float | None = None
     target_precision: float | None = None
     attribution_models: int | None = None  # TRAK models (set from a target)
+    elapsed: float = 0.0  # seconds this process spent on work a study would not do (the pilot's curves)
 
 
 @dataclass
@@ -117,7 +118,7 @@ def calibrate(req: PlanRequest) -> Calibrated:
     from datamodels.base.progress import heartbeat, step_bar
 
     recipes, data, shape, command = _load(req)
-    startup, base_rss, started = process_age(), rss_bytes(), time.perf_counter()
+    startup, base_rss, started = process_age() - req.elapsed, rss_bytes(), time.perf_counter()
     cfg, n, dev = shape.cfg, shape.counts, req.device
     first = {}  # timing key -> the first tag calibrated with it
     for tag, recipe in recipes.items():
