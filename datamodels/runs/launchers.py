@@ -8,7 +8,7 @@ import os
 
 from datamodels.data.dataset import Dataset
 from datamodels.store.store import Store
-from datamodels.runs.names import LAUNCHERS
+from datamodels.runs.names import ENSEMBLE_SIZE, LAUNCHERS
 from datamodels.runs.runner import plan_chunks, train_chunk
 from datamodels.base.errors import UserError
 from datamodels.base.log import get_logger
@@ -152,7 +152,7 @@ def _ray_train_chunk(store_path, chunk, device, dataset, threads) -> tuple[list[
     return train_chunk(store_path, chunk, device, data), os.getpid()
 
 
-def fill_store(store: Store, device: str = "cpu", ensemble_size: int = 16, launcher: str = "local",
+def fill_store(store: Store, device: str = "cpu", ensemble_size: int = ENSEMBLE_SIZE, launcher: str = "local",
                workers: int = 1, dataset: Dataset | None = None, address: str | None = None) -> dict:
     """Train every pending model of ``store`` (retraining corrupted rows) and return its summary.
 

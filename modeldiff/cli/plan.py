@@ -9,7 +9,7 @@ from datamodels.base.errors import UserError
 
 
 def add_parser(subparsers) -> None:
-    from modeldiff.cli.train import ENSEMBLE_SIZE, MODELS, SUBSET_FRACTION
+    from datamodels.runs.names import ENSEMBLE_SIZE, MODELS, SUBSET_FRACTION
 
     p = subparsers.add_parser(
         "plan", help="predict a study's or a recipe's time, memory and disk from a short calibration run")

@@ -5,8 +5,7 @@ import argparse
 import os
 
 from datamodels.base.errors import UserError
-
-MODELS, SUBSET_FRACTION, ENSEMBLE_SIZE = 64, 0.5, 16  # defaults of a store (``modeldiff plan`` plans with them)
+from datamodels.runs.names import ENSEMBLE_SIZE, MODELS, SUBSET_FRACTION
 
 
 def add_parser(subparsers) -> None:

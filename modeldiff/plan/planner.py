@@ -87,7 +87,7 @@ def _load(req: PlanRequest):
         d = recipe.data
         opts = {k: v for k, v in (("per_class_train", d.per_class_train), ("per_class_test", d.per_class_test)) if v}
         data = load_dataset(d.name, d.data_dir, **opts)
-        from modeldiff.cli import train as T
+        from datamodels.runs import names as T
 
         shape = StudyShape(data.n_train, data.n_test, data.num_classes, req.models or T.MODELS,
                            req.subset_fraction or T.SUBSET_FRACTION, req.ensemble_size or T.ENSEMBLE_SIZE)
