@@ -13,7 +13,14 @@ tests) reads models through this interface, never through a store's layout:
 ``predict_proba``   class probabilities ``[n_models, n, K]`` of chosen models on ``x[n, *input_shape]``
 ``recipe``          the training recipe when known (None for models trained elsewhere)
 ``metadata``        ``{"dataset": {name, identity, n_train, n_test, num_classes, ...}, "n_models": N}``
+``weights_damage``  ``{i: problem}`` for models among ``rows`` whose weights are damaged (default: none)
+``refuse_or_drop``  rows without damaged ones, or a one-line refusal (default: rows as given)
+``use_valid_only``  whether damaged models are dropped rather than refused (default False)
+``summary()``       ``{done, diverged, accuracy_mean, accuracy_std, noise_temperature}`` of the usable models
 ==================  =========================================================================
+
+The abstract methods are what an implementation must provide; the rest have defaults here, so
+attribution, counterfactual tests and studies call them without asking whether they exist.
 
 Implementations: :class:`datamodels.store.store.Store` (models trained by modeldiff) and
 :class:`FolderModelSet` (``ModelSet.from_folder``: a folder of state dicts trained anywhere, with
@@ -22,6 +29,7 @@ their masks). Anything else implementing the abstract methods works too.
 from __future__ import annotations
 
 import abc
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +46,7 @@ class ModelSet(abc.ABC):
 
     recipe = None  # the training recipe, when known
     path: Path | None = None  # where the models live, when on disk
+    use_valid_only = False  # drop damaged models (True) or refuse them (False)
 
     @property
     @abc.abstractmethod
@@ -72,6 +81,34 @@ class ModelSet(abc.ABC):
     @property
     def metadata(self) -> dict:
         return {"dataset": dataset_metadata(self.load_dataset()), "n_models": self.n_models}
+
+    def weights_damage(self, rows) -> dict[int, str]:
+        """``{row: problem}`` for models among ``rows`` whose weights are damaged (none by default)."""
+        return {}
+
+    def refuse_or_drop(self, bad: dict[int, str], rows) -> np.ndarray:
+        """``rows`` without the damaged ones in ``bad``; refused in one line unless ``use_valid_only``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if bad and not self.use_valid_only:
+            first = sorted(bad)[0]
+            raise UserError(f"{describe(self)} has {len(bad)} damaged model(s) (model {first}: {bad[first]})")
+        return np.array([i for i in rows if int(i) not in bad], dtype=np.int64)
+
+    def summary(self) -> dict:
+        """Counts and test accuracy (argmax of the logits; without weights, the share of positive
+        margins) of the usable models."""
+        valid = [int(i) for i in self.valid_indices(warn=False)]
+        acc = np.array([np.nan])
+        if valid and all(self.has_weights(i) for i in valid):
+            data = self.load_dataset()
+            pred = self.predict_proba(data.x_test, indices=valid).argmax(-1)
+            acc = (pred == data.y_test[None, :]).double().mean(dim=1).numpy()
+        elif valid:
+            acc = (np.asarray(self.test_margins)[valid] > 0).mean(axis=1)
+        recipe = self.recipe
+        return {"models": self.n_models, "done": int(len(valid)), "diverged": 0,
+                "accuracy_mean": float(np.mean(acc)), "accuracy_std": float(np.std(acc)),
+                "noise_temperature": recipe.noise_temperature if recipe is not None else float("nan")}
 
     def predict_proba(self, x: torch.Tensor, indices=None, device="cpu", batch_size: int = 512) -> torch.Tensor:
         """Class probabilities ``[n_models, n, K]`` of models ``indices`` (default: all valid ones with
@@ -113,11 +150,55 @@ def as_modelset(obj, what: str = "store") -> ModelSet:
         return Store.open(obj)
     if isinstance(obj, ModelSet):
         return obj
-    missing = [a for a in ("masks", "test_margins", "valid_indices", "has_weights", "load_model", "load_dataset")
-               if not hasattr(obj, a)]
+    missing = [a for a in _REQUIRED if not hasattr(obj, a)]
     if missing:
         raise UserError(f"{what} must be a store path or a ModelSet; {type(obj).__name__} lacks {', '.join(missing)}")
-    return obj  # duck-typed: implements the contract without subclassing
+    return _Adapted(obj)  # duck-typed: implements the abstract methods without subclassing
+
+
+_REQUIRED = ("masks", "test_margins", "valid_indices", "has_weights", "load_model", "load_dataset")
+
+
+class _Adapted(ModelSet):
+    """An object with the abstract methods of the contract, given the defaults of the rest."""
+
+    def __init__(self, obj):
+        self._obj = obj
+        self.path = getattr(obj, "path", None)
+        self.recipe = getattr(obj, "recipe", None)
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["_obj"], name)
+
+    masks = property(lambda self: self._obj.masks)
+    test_margins = property(lambda self: self._obj.test_margins)
+
+    def valid_indices(self, warn: bool = True) -> np.ndarray:
+        return self._obj.valid_indices(warn)
+
+    def has_weights(self, i: int) -> bool:
+        return self._obj.has_weights(i)
+
+    def load_model(self, i: int, device="cpu") -> nn.Module:
+        return self._obj.load_model(i, device)
+
+    def load_dataset(self):
+        return self._obj.load_dataset()
+
+    # the optional parts of the contract: the object's own when it has them, else the defaults
+    use_valid_only = property(lambda self: getattr(self._obj, "use_valid_only", False))
+
+    def weights_damage(self, rows) -> dict[int, str]:
+        own = getattr(self._obj, "weights_damage", None)
+        return own(rows) if own is not None else super().weights_damage(rows)
+
+    def refuse_or_drop(self, bad: dict[int, str], rows) -> np.ndarray:
+        own = getattr(self._obj, "refuse_or_drop", None)
+        return own(bad, rows) if own is not None else super().refuse_or_drop(bad, rows)
+
+    def summary(self) -> dict:
+        own = getattr(self._obj, "summary", None)
+        return own() if own is not None else super().summary()
 
 
 def describe(ms) -> str:
@@ -213,6 +294,8 @@ class FolderModelSet(ModelSet):
             self._outputs = o
         self._device = device
         self._dtype = None
+        self._finite: dict | None = None  # model -> weights all finite (read once)
+        self._said = False
 
     @property
     def masks(self) -> np.ndarray:
@@ -231,10 +314,21 @@ class FolderModelSet(ModelSet):
         return self._outputs
 
     def valid_indices(self, warn: bool = True) -> np.ndarray:
+        """Models with a weights file, finite weights and (when given) finite outputs; the others are left
+        out, with one logged line counting them (once, whatever ``warn``)."""
         ok = [i for i in range(len(self.files)) if self.files[i].is_file()]
         if self._outputs is not None:
             ok = [i for i in ok if np.isfinite(self._outputs[i]).all()]
-        return np.asarray(ok, dtype=np.int64)
+        if self._finite is None:
+            self._finite = {i: all(bool(torch.isfinite(v).all()) for v in self._state(i).values()
+                                   if torch.is_tensor(v) and v.is_floating_point()) for i in ok}
+        bad = [i for i in ok if not self._finite.get(i, True)]
+        if bad and not self._said:  # said even when warn=False: leaving models out is never silent
+            self._said = True
+            logging.getLogger("modeldiff").warning(
+                "%s: %d of %d models have NaN or infinite weights and are left out (models %s)",
+                self.path, len(bad), len(self.files), ", ".join(map(str, bad[:10])))
+        return np.asarray([i for i in ok if i not in bad], dtype=np.int64)
 
     def has_weights(self, i: int) -> bool:
         return 0 <= int(i) < len(self.files) and self.files[int(i)].is_file()

@@ -1,8 +1,8 @@
 """modeldiff: compare learning algorithms by the training data their models rely on."""
 __version__ = "0.1.0"
 
-# Public names, imported lazily (PEP 562) so that `import datamodels.base.errors` or the CLI's
-# start-up does not pay for torch.
+# Public names, imported lazily (PEP 562) so that `import modeldiff` or the CLI's start-up
+# does not pay for torch.
 _EXPORTS = {
     "ModelDiff": "modeldiff.diff.residual_pca",
     "Subpopulation": "modeldiff.diff.subpopulations",
@@ -16,6 +16,7 @@ _EXPORTS = {
     "compare": "modeldiff.api",
     "ModelSet": "datamodels.modelset",
     "Dataset": "datamodels.data.dataset",
+    "UserError": "datamodels.base.errors",
 }
 __all__ = ["__version__", *_EXPORTS]
 

@@ -131,6 +131,7 @@ def cifar_dir():
     return require_cifar10_dir()
 
 
+@pytest.mark.slow
 def test_real_subset_shapes_labels_and_pixels(cifar_dir, monkeypatch):
     monkeypatch.setenv("MODELDIFF_CIFAR10_DIR", str(cifar_dir))
     d = load_dataset("cifar10", per_class_train=20, per_class_test=10)  # the folder comes from the env var
@@ -147,6 +148,7 @@ def test_real_subset_shapes_labels_and_pixels(cifar_dir, monkeypatch):
     assert len(set(d.mean)) == 3 and all(0 < s < 0.5 for s in d.std)
 
 
+@pytest.mark.slow
 def test_real_subset_is_deterministic_with_a_stable_identity(cifar_dir, private_cache, tmp_path, monkeypatch):
     a = load_cifar10(cifar_dir, per_class_train=20, per_class_test=10)  # decodes
     b = load_cifar10(cifar_dir, per_class_train=20, per_class_test=10)  # cache hit

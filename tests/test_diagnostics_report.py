@@ -41,6 +41,7 @@ def test_bad_diagnostics_key_is_one_line(tmp_path):
         _study(tmp_path, diagnostics={"probs": 4})
 
 
+@pytest.mark.slow
 def test_study_with_diagnostics_section(tmp_path, caplog):
     caplog.set_level("INFO", logger="modeldiff")
     cfg = _study(tmp_path, diagnostics={"models": 2, "probes": 3, "lanczos_steps": 4})

@@ -55,6 +55,7 @@ def _read_beton(path):
     return torch.cat(xs), torch.cat(ys).view(-1)
 
 
+@pytest.mark.slow
 def test_beton_round_trips_images_and_labels(ffcv, digits, tmp_path):
     # digits' pixels (k/16) are not multiples of 1/255: stored as float32
     path = fl.write_beton(digits, tmp_path / "digits.beton")
@@ -73,6 +74,7 @@ def test_interleave_puts_each_steps_batches_side_by_side():
     assert fl.interleave(orders, 2).tolist() == [0, 1, 5, 6, 2, 3, 7, 8, 4, 9]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data_name, arch", [("digits", "digits_cnn"), ("rgb8", "linear")])
 def test_ffcv_training_equals_tensor_training_float64(ffcv, digits, tmp_path, data_name, arch):
     data = digits if data_name == "digits" else _rgb8()
@@ -95,6 +97,7 @@ def test_ffcv_training_equals_tensor_training_float64(ffcv, digits, tmp_path, da
     torch.testing.assert_close(via_ffcv.train_margins, via_tensors.train_margins, rtol=0, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_store_trained_through_ffcv_learns_and_reuses_its_beton(ffcv, digits, tmp_path):
     recipe = recipe_from_dict({"model": {"arch": "digits_cnn", "width": 8}, "epochs": 4, "batch_size": 32,
                                "optim": {"lr": 0.05}, "augment": {"translate": 1}, "loader": "ffcv"})

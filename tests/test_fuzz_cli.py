@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 
 from tests.integrity_helpers import error_lines, make_store, run_cli, tree_digest
 
+pytestmark = pytest.mark.slow  # fuzzing: runs in the full suite, not the developer loop
+
+
 FUZZ = settings(max_examples=200, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 

@@ -30,7 +30,7 @@ LAYERS: list[list[str]] = [
     ["modeldiff", "modeldiff.checks"],
     ["modeldiff.diff", "modeldiff.counterfactual", "modeldiff.diagnostics"],
     ["modeldiff.report"],
-    ["modeldiff.studies"],
+    ["modeldiff.studies", "modeldiff.result"],  # result: what compare() returns, read from a study folder
     ["modeldiff.plan"],
     ["modeldiff.api", "modeldiff.cli"],
     ["case_studies", "case_studies.*"],  # examples: imported by nobody in the library

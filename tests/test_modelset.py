@@ -112,8 +112,45 @@ def test_folder_modelset_through_the_counterfactual_transform_of_the_study(folde
                                 "kwargs": {"features": ["worst radius"], "by": 2.0}})
     x = folder_set.load_dataset().x_test[:5]
     assert target == 0 and torch.equal(t(x)[:, 20], x[:, 20] + 2.0)
-    assert isinstance(FolderModelSet, type)
+    assert isinstance(folder_set, FolderModelSet) and isinstance(folder_set, ModelSet)
     from modeldiff.counterfactual.user_transform import is_user_spec
 
     assert is_user_spec("my_pkg.tf:fn") and is_user_spec({"target": "a.b:c"})
     assert not is_user_spec("patch:size=3") and not is_user_spec("sepia") and not is_user_spec("foo:size=3")
+
+
+class _Plain:
+    """Only the abstract methods of the contract, no subclassing (duck-typed)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    masks = property(lambda self: self.inner.masks)
+    test_margins = property(lambda self: self.inner.test_margins)
+
+    def valid_indices(self, warn=True):
+        return self.inner.valid_indices(warn)
+
+    def has_weights(self, i):
+        return self.inner.has_weights(i)
+
+    def load_model(self, i, device="cpu"):
+        return self.inner.load_model(i, device)
+
+    def load_dataset(self):
+        return self.inner.load_dataset()
+
+
+def test_the_contract_defaults_cover_what_attribution_and_studies_call(store, folder_set):
+    """A duck-typed model set gets the optional methods (damage checks, summary) from the contract, and
+    gives TRAK the same scores as the store; the summary's accuracy matches the store's."""
+    plain = as_modelset(_Plain(folder_set))
+    assert isinstance(plain, ModelSet) and plain.use_valid_only is False and plain.weights_damage([0, 1]) == {}
+    np.testing.assert_array_equal(plain.refuse_or_drop({}, [0, 2]), [0, 2])
+    with pytest.raises(UserError, match="damaged model"):
+        plain.refuse_or_drop({2: "bad bytes"}, [0, 2])
+    np.testing.assert_array_equal(attribute(plain, "trak", n_models=2, progress=False, proj_dim=8),
+                                  attribute(store, "trak", n_models=2, progress=False, proj_dim=8))
+    mine, theirs = folder_set.summary(), store.summary()
+    assert mine["done"] == theirs["done"]
+    assert mine["accuracy_mean"] == pytest.approx(theirs["accuracy_mean"], abs=1e-6)

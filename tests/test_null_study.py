@@ -16,6 +16,7 @@ def test_null_yaml_gives_each_algorithm_its_seed():
     assert a == b
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_null_study_reports_nothing(tmp_path, seed):
     cfg = null_config(seed, models=16, trak_models=8, epochs=6)

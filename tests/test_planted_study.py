@@ -31,6 +31,7 @@ from modeldiff.studies.config import load_study
 # ranking recovers the planted set (A−B, B−A, A's own and B's own all at or below chance at
 # amplitudes 0.1, 0.4, 1.0; benchmarks/RESULTS.md, "Planted ground truth with controls"); the full
 # acceptance, precision included, is benchmarks/planted_grid.py.
+@pytest.mark.slow
 def test_planted_controls_hold_and_search_finds_the_feature(tmp_path):
     cfg = load_study("planted")
     summary = run_planted(cfg, tmp_path)["planted"]

@@ -6,12 +6,15 @@ A local Ray instance (2 CPUs) is started by the launcher and shut down after. CI
 import os
 
 import numpy as np
+import pytest
 
 from datamodels.data.dataset import load_digits
 from datamodels.runs.launchers import fill_store
 from datamodels.store.store import DONE, Store
 from datamodels.training.recipe import recipe_from_dict
 from tests._requirements import require_module
+
+pytestmark = pytest.mark.slow  # Ray: runs in the full suite, not the developer loop
 
 TINY64 = {"model": {"arch": "digits_cnn", "width": 4}, "precision": "float64", "epochs": 2, "batch_size": 64,
           "optim": {"lr": 0.05}, "augment": {"translate": 1}}

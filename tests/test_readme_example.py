@@ -3,6 +3,7 @@ version (<= 25 lines) and the study YAML (with fewer models, to stay fast)."""
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -29,6 +30,7 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     assert "explained variance under adam" in out and (tmp_path / "runs/adam-vs-sgd/summary.json").is_file()
 
 
+@pytest.mark.slow
 def test_readme_study_yaml_runs(tmp_path, monkeypatch):
     from modeldiff.studies.config import load_study
     from modeldiff.studies.run import run_study

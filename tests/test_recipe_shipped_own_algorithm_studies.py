@@ -7,6 +7,8 @@ import pytest
 from modeldiff.studies.config import load_study
 from modeldiff.studies.run import run_study
 
+pytestmark = pytest.mark.slow  # full studies: runs in the full suite, not the developer loop
+
 
 def _shrink(cfg, models=4, epochs=1):
     cfg.models, cfg.attribution.models, cfg.ensemble_size = models, models, models

@@ -33,10 +33,17 @@ def _option(sub, flag):
     return next(a for a in sub._actions if flag in a.option_strings)
 
 
+def _names(action) -> list[str]:
+    """The names an option offers: its choices, or the registry behind a name-or-target type."""
+    if action.choices is not None:
+        return list(action.choices)
+    return action.type.registry.names()
+
+
 def test_cli_choices_are_the_registry_names():
     subs = _subparsers(build_parser())
     for (command, flag), registry in REGISTRY_OPTIONS.items():
-        assert list(_option(subs[command], flag).choices) == registry.names(), (command, flag)
+        assert _names(_option(subs[command], flag)) == registry.names(), (command, flag)
 
 
 def test_no_literal_choices_lists_left():
@@ -52,13 +59,29 @@ def test_no_literal_choices_lists_left():
 
 def test_a_registered_name_becomes_a_cli_choice():
     """The parser reads the registry when it is built: a newly registered method is accepted."""
-    METHODS.register("fake_method", "test only")
+    METHODS.register("fake_method", object, help="test only")
     try:
         args = build_parser().parse_args(["attribute", "store", "--out", "s.h5", "--method", "fake_method"])
         assert args.method == "fake_method"
     finally:
-        del METHODS._entries["fake_method"]
+        METHODS.unregister("fake_method")
     assert "fake_method" not in METHODS
+
+
+def test_every_registered_name_dispatches_to_an_implementation():
+    """The five name registries hold implementations (imported on first use), not descriptions."""
+    from datamodels.attribution.methods import AttributionMethod
+    from datamodels.attribution.projectors import Projector
+
+    for name in METHODS:
+        assert issubclass(METHODS.get(name), AttributionMethod), name
+    for name in PROJECTORS:
+        got = PROJECTORS.get(name)
+        assert callable(got) and (not isinstance(got, type) or issubclass(got, Projector)), name
+    for registry in (DATASETS, SOLVERS, LAUNCHERS):
+        for name in registry:
+            assert callable(registry.get(name)), (registry.kind, name)
+            assert registry.help(name), (registry.kind, name)
 
 
 @pytest.mark.parametrize("argv", [
@@ -100,7 +123,7 @@ def test_implementations_check_against_the_same_registries():
         check_settings("lasso", {})
     with pytest.raises(UserError, match="attribution.method must be one of trak, datamodels"):
         AttributionSpec(method="lasso")
-    with pytest.raises(ValueError, match="auto, sketch, rademacher, fast_jl"):
+    with pytest.raises(ValueError, match="auto, sketch, rademacher, fast_jl"):  # a name that is not a target
         TrakSettings(projector="gaussian")
     TrakSettings(projector="identity")  # chosen by proj_dim None, still a valid setting
     with pytest.raises(UserError, match="auto, full, randomized"):

@@ -11,6 +11,9 @@ import pytest
 
 from tests.test_report import build
 
+pytestmark = pytest.mark.slow  # browser: runs in the full suite, not the developer loop
+
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]

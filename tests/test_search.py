@@ -100,6 +100,8 @@ def test_cli_search_on_two_stores(tmp_path, capsys):
     for d in ("a_minus_b", "b_minus_a"):
         r = doc["directions"][d]
         assert r["candidates_tested"] == 7 * 10 and len(r["tested"]) == 2
-        assert isinstance(r["confirmed"], list) and r["unit"] == "log-odds"
+        assert r["confirmed"] == [x for x in sorted(r["tested"], key=lambda x: -x["effects"]["log-odds"]["diff"]["mean"])
+                                  if x["p_adjusted"] < 0.05 and (x["effects"]["log-odds"]["a"]["ci_low"] or 0) > 0]
+        assert r["unit"] == "log-odds"
     assert "relies more than" in capsys.readouterr().out
     assert main(["search", "--store-a", str(paths[0]), "--store-b", str(paths[1]), "--out", str(out)]) == 2

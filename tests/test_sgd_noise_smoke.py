@@ -80,6 +80,7 @@ def test_smoke_yamls_keep_the_full_studies_design():
     assert load_study("sgd_noise/cifar10_cpu").diagnostics.models > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("study", SMOKE)
 def test_smoke_study_end_to_end(tmp_path_factory, study):
     data_dir = require_cifar10_dir()

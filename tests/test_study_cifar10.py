@@ -3,11 +3,14 @@ import json
 import math
 
 import numpy as np
+import pytest
 
 from datamodels.attribution.influence_io import read_influence
 from modeldiff.studies.config import load_study
 from modeldiff.studies.run import run_study
 from tests._requirements import require_cifar10_dir
+
+pytestmark = pytest.mark.slow  # CIFAR-10 study: runs in the full suite, not the developer loop
 
 
 def test_sgd_noise_pipeline_on_cifar10_subset(tmp_path):

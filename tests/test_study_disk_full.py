@@ -16,6 +16,9 @@ from datamodels.store.verify import verify
 from tests.helpers_train import write_recipe
 from tests.integrity_helpers import error_lines, run_cli
 
+pytestmark = pytest.mark.slow  # full studies: runs in the full suite, not the developer loop
+
+
 ARRAYS = ("masks", "seeds", "test_margins", "test_logits", "accuracy", "status", "checksums", "weight_records")
 
 

@@ -9,14 +9,13 @@ dataset (:mod:`datamodels.attribution.influence_io`) instead of returning them.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from datamodels.attribution.names import METHODS
+from datamodels.attribution.methods import method_name, resolve_method
 from datamodels.base.errors import UserError
 from datamodels.modelset import as_modelset, describe, model_dtype
 
@@ -29,46 +28,33 @@ def _dtype(store) -> torch.dtype:
     return model_dtype(store)
 
 
-def check_settings(method: str, params: dict) -> None:
-    """Refuse unknown or invalid estimator settings with one line naming them and the allowed ones."""
-    if method not in METHODS:
-        raise UserError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-    if method == "trak":
-        from datamodels.attribution.trak import TrakSettings as settings_cls
-    else:
-        from datamodels.attribution.regression import RegressionSettings as settings_cls
-    allowed = [f.name for f in dataclasses.fields(settings_cls)]
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise UserError(f"unknown {method} setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
-                        f"allowed are {', '.join(allowed)}")
-    try:
-        settings_cls(**params)
-    except UserError:
-        raise
-    except (ValueError, TypeError) as err:  # the settings' own validation of values
-        raise UserError(f"bad {method} setting: {err}") from None
+def check_settings(method, params: dict) -> None:
+    """Refuse an unknown method, or unknown or invalid estimator settings, with one line naming them."""
+    resolve_method(method).check(params)
 
 
-def select_models(store, method: str, n_models: int | None) -> np.ndarray:
-    """Model indices used by ``method``: usable models (with weights for TRAK), the first ``n_models``."""
+def select_models(store, method, n_models: int | None) -> np.ndarray:
+    """Model indices used by ``method``: usable models (with weights when it loads models), the first
+    ``n_models``; weights files are CRC-checked when the method loads them."""
+    m = resolve_method(method)
+    name = method_name(method, m)
     valid = np.asarray(store.valid_indices(warn=False))
-    if method == "trak":
+    if m.needs_weights:
         valid = np.array([i for i in valid if store.has_weights(int(i))], dtype=np.int64)
-    need = 1 if method == "trak" else 10
-    what = "finished models with saved weights" if method == "trak" else "finished models"
+    need = int(m.min_models)
+    what = "finished models with saved weights" if m.needs_weights else "finished models"
     if n_models is not None:
         asked = "the number of models asked for (--models, or a study's attribution.models)"
         if n_models < need:
-            raise UserError(f"{asked} must be >= {need} for {method}, got {n_models}")
+            raise UserError(f"{asked} must be >= {need} for {name}, got {n_models}")
         if n_models > len(valid):
             raise UserError(f"{describe(store)} has only {len(valid)} {what}, fewer than {asked}, "
                             f"{n_models}: train more models or ask for fewer")
         valid = valid[:n_models]
-    if method == "trak" and hasattr(store, "weights_damage"):
+    if m.needs_weights:
         valid = _intact_weights(store, valid, n_models)
     if len(valid) < need:
-        raise UserError(f"{describe(store)} has {len(valid)} {what}; {method} needs at least {need}")
+        raise UserError(f"{describe(store)} has {len(valid)} {what}; {name} needs at least {need}")
     return valid
 
 
@@ -81,7 +67,7 @@ def _intact_weights(store, chosen: np.ndarray, n_models: int | None) -> np.ndarr
         damaged = store.weights_damage(todo)
         bad.update(damaged)
         keep += [i for i in todo if i not in damaged]
-        if not damaged or not getattr(store, "use_valid_only", False) or n_models is None:
+        if not damaged or not store.use_valid_only or n_models is None:
             break
         if pool is None:
             taken = set(map(int, chosen))
@@ -113,36 +99,24 @@ def _label(store, progress) -> str | None:
 
 
 def _run(store, method, n_models, device, progress, params, write):
-    check_settings(method, params)
+    m = resolve_method(method)
+    m.check(params)
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("a CUDA device was asked for but none is visible: use --device cpu")
-    rows = select_models(store, method, n_models)
-    used = {"model_ranges": model_ranges(rows)}
-    if method == "datamodels":
-        from datamodels.attribution.regression import DatamodelsRegression
-
-        label = _label(store, progress)
-        est = DatamodelsRegression(device=device, progress=label and f"attributing {label}: datamodels regression on "
-                                   f"{len(rows)} models", **params)
-        out = est.fit(np.asarray(store.masks)[rows], np.asarray(store.test_margins)[rows], write=write)
-        return (None if write else out.coef_), {**est.params(), **used}, len(rows)
-    from datamodels.attribution.trak import TRAK
-
-    data = store.load_dataset()
-    est = TRAK(device=device, dtype=_dtype(store), progress=progress, **params)
-    from datamodels.base.progress import announced
-
-    models = announced(rows, lambda i: store.load_model(i, device), _label(store, progress), len(rows))
-    scores = est.run(models, data.x_train, data.y_train, data.x_test, data.y_test, write, n_models=len(rows))
-    return scores, {**est.params(), **est.projector_params_, **used}, len(rows)
+    rows = select_models(store, m, n_models)
+    scores, used = m.attribute(store, rows, device=device, dtype=_dtype(store), progress=_label(store, progress),
+                               params=params, write=write)
+    return scores, {**used, "model_ranges": model_ranges(rows)}, len(rows)
 
 
-def attribute(store, method: str = "trak", *, n_models: int | None = None, device="cpu",
+def attribute(store, method="trak", *, n_models: int | None = None, device="cpu",
               progress: bool | str = True, **params) -> np.ndarray:
     """Attribution matrix ``[n_test, n_train]`` float32 of ``store``: a Store, its path, or any
     :class:`~datamodels.modelset.ModelSet` (e.g. ``ModelSet.from_folder`` for models trained elsewhere).
 
+    ``method``: a registered name (``trak``, ``datamodels``), an import target ``"pkg.mod:MyMethod"``, or an
+    :class:`~datamodels.attribution.methods.AttributionMethod` class or object.
     ``progress``: headings and bars on stderr ("attributing LABEL: model 5 of 32"); a string names
     the models in them (e.g. ``"A (high noise)"``), ``True`` uses the store's folder.
     ``params`` go to :class:`datamodels.attribution.trak.TrakSettings` (``proj_dim``, ``projector``,
@@ -150,11 +124,14 @@ def attribute(store, method: str = "trak", *, n_models: int | None = None, devic
     :class:`datamodels.attribution.regression.RegressionSettings` (``n_lambdas``,
     ``eps``, ``val_fraction`` ...). ``n_models``: use the first ``n_models`` usable models.
     """
+    from datamodels.attribution.influence_io import check_finite_scores
+
     scores, _, _ = _run(_open(store), method, n_models, device, progress, params, None)
+    check_finite_scores(np.asarray(scores))
     return scores
 
 
-def attribute_to_file(store, out: str | os.PathLike, method: str = "trak", *,
+def attribute_to_file(store, out: str | os.PathLike, method="trak", *,
                       n_models: int | None = None, device="cpu", progress: bool | str = True,
                       compression: str | None = None, lds: float = float("nan"),
                       **params) -> Path:
@@ -162,18 +139,19 @@ def attribute_to_file(store, out: str | os.PathLike, method: str = "trak", *,
     from datamodels.attribution.influence_io import InfluenceWriter
 
     store = _open(store)
-    check_settings(method, params)  # before the output file is created
+    m = resolve_method(method)
+    m.check(params)  # before the output file is created
     meta = store.metadata["dataset"]
     data = store.load_dataset()
     recipe, path = getattr(store, "recipe", None), getattr(store, "path", None)
     writer = InfluenceWriter(
-        out, meta["n_test"], meta["n_train"], method=method, train_labels=data.y_train.numpy(),
+        out, meta["n_test"], meta["n_train"], method=method_name(method, m), train_labels=data.y_train.numpy(),
         test_labels=data.y_test.numpy(), dataset_name=meta["name"], dataset_identity=meta["identity"],
         recipe_yaml=recipe.to_yaml() if recipe is not None else "",
         store_path=str(Path(path).resolve()) if path is not None else "",
         compression=compression, lds=lds)
     with writer as w:
-        _, used, n = _run(store, method, n_models, device, progress, params, w.write_rows)
+        _, used, n = _run(store, m, n_models, device, progress, params, w.write_rows)
         w.set_attr("method_params", used)
         w.set_attr("n_models", n)
     return Path(out)

@@ -21,21 +21,27 @@ from datamodels.attribution.projectors import Projector
 from datamodels.base.errors import UserError
 from datamodels.base.progress import progress_bar
 from datamodels.margins import margin
-from datamodels.registry import Registry, target_of
+from datamodels.registry import Registry, record
 
 
 class ModelOutput:
-    """What TRAK attributes: a per-example output of the model and its out-to-loss weight.
+    """What TRAK attributes, in the style of trak's ``AbstractModelOutput`` and kronfluence's ``Task``:
+    a per-example output of the model and its out-to-loss weight, both computed from the model and
+    the batch as the dataset yields it.
 
-    Subclass (or write any object with these two methods) for other tasks; both receive the
-    model's forward output ``out`` for a batch (e.g. logits ``[B, K]``) and the labels ``y[B]``.
+    ``model(*inputs)`` calls the network (inside per-example gradients, a functional call with the
+    parameters being differentiated); ``batch`` is ``(x[B, *input_shape], y[B])``. A multi-input
+    model unpacks ``x`` itself (e.g. ``model(x[:, 0], x[:, 1])`` for token ids and a mask).
+    Subclass it (or give an object with these two methods, or a function
+    ``fn(model, batch) -> (f[B], Q[B])``); the older form that receives the logits,
+    ``output(out, y)``, is accepted through :class:`LogitsOutput`.
     """
 
-    def output(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def output(self, model, batch) -> torch.Tensor:
         """``f[B]``: the quantity whose training-data attribution is wanted (differentiated)."""
         raise NotImplementedError
 
-    def out_to_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def out_to_loss(self, model, batch) -> torch.Tensor:
         """``Q[B]``: derivative of the training loss with respect to ``f`` (no gradient taken)."""
         raise NotImplementedError
 
@@ -43,34 +49,70 @@ class ModelOutput:
 class ClassificationMargin(ModelOutput):
     """The default: margin ``logit_y − logsumexp_{j≠y} logit_j`` and ``Q = 1 − p(y | x)``."""
 
-    def output(self, out, y):
-        return margin(out, y)
+    def output(self, model, batch):
+        x, y = batch
+        return margin(model(x), y)
 
-    def out_to_loss(self, out, y):
-        p = torch.softmax(out, dim=-1)
+    def out_to_loss(self, model, batch):
+        x, y = batch
+        p = torch.softmax(model(x), dim=-1)
         return 1 - p.gather(1, y.view(-1, 1)).squeeze(1)
 
 
+class LogitsOutput(ModelOutput):
+    """Adapter for the form that receives the logits: an object with ``output(out, y)`` and
+    ``out_to_loss(out, y)``, or a function ``fn(out, y) -> (f[B], Q[B])``."""
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def _pair(self, model, batch, which: int):
+        x, y = batch
+        out = model(x)
+        if callable(getattr(self.obj, "output", None)):
+            return (self.obj.output if which == 0 else self.obj.out_to_loss)(out, y)
+        return self.obj(out, y)[which]
+
+    def output(self, model, batch):
+        return self._pair(model, batch, 0)
+
+    def out_to_loss(self, model, batch):
+        return self._pair(model, batch, 1)
+
+
 class FunctionOutput(ModelOutput):
-    """A function ``fn(out, y) -> (f[B], Q[B])`` as a :class:`ModelOutput`."""
+    """A function ``fn(model, batch) -> (f[B], Q[B])`` as a :class:`ModelOutput`."""
 
     def __init__(self, fn: Callable):
         self.fn = fn
 
-    def output(self, out, y):
-        return self.fn(out, y)[0]
+    def output(self, model, batch):
+        return self.fn(model, batch)[0]
 
-    def out_to_loss(self, out, y):
-        return self.fn(out, y)[1]
+    def out_to_loss(self, model, batch):
+        return self.fn(model, batch)[1]
 
 
 MODEL_OUTPUTS = Registry("TRAK model output")
 MODEL_OUTPUTS.register("margin", ClassificationMargin)
 
 
+def _takes_model(fn) -> bool:
+    """True when ``fn``'s first parameter is called ``model`` (the ``(model, batch)`` form)."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return False
+    return bool(params) and params[0] == "model"
+
+
 def resolve_model_output(spec: Any) -> tuple[ModelOutput, str]:
-    """``(model_output, recorded_name)`` from ``"margin"``, an import target (a ModelOutput class or
-    instance, or a function ``fn(out, y) -> (f, Q)``), or such an object given directly."""
+    """``(model_output, recorded_name)`` from ``"margin"``, an import target or an object: a
+    :class:`ModelOutput` (class or instance), an object or function of the ``(model, batch)`` form
+    (first parameter named ``model``), or one of the older ``(out, y)`` form (adapted by
+    :class:`LogitsOutput`)."""
     obj, name = spec, None
     if spec is None:
         spec = "margin"
@@ -79,21 +121,20 @@ def resolve_model_output(spec: Any) -> tuple[ModelOutput, str]:
         obj = MODEL_OUTPUTS.get(spec, key="model_output")
     if isinstance(obj, type):
         if name is None:
-            name = target_of(obj)
+            name = _name_of(obj)
         obj = obj()
-    if hasattr(obj, "output") and hasattr(obj, "out_to_loss"):
-        return obj, name or _name_of(type(obj))
+    name = name or _name_of(type(obj) if hasattr(obj, "output") else obj)
+    if callable(getattr(obj, "output", None)) and callable(getattr(obj, "out_to_loss", None)):
+        return (obj if _takes_model(obj.output) else LogitsOutput(obj)), name
     if callable(obj):
-        return FunctionOutput(obj), name or _name_of(obj)
-    raise UserError(f"model_output {spec!r} must be 'margin', an object with output(out, y) and out_to_loss(out, y), "
-                    f"or a function (out, y) -> (output, out_to_loss)")
+        return (FunctionOutput(obj) if _takes_model(obj) else LogitsOutput(obj)), name
+    raise UserError(f"model_output {spec!r} must be 'margin', a ModelOutput (output(model, batch) and "
+                    f"out_to_loss(model, batch)), a function (model, batch) -> (output, out_to_loss), or the older "
+                    f"(out, y) forms of these")
 
 
 def _name_of(obj) -> str:
-    try:
-        return target_of(obj)
-    except UserError:
-        return repr(obj)
+    return record(obj)
 
 
 def n_params(model: nn.Module) -> int:
@@ -112,8 +153,10 @@ def per_example_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     fo = model_output or ClassificationMargin()
 
     def one(model, params, buffers, x, y):
-        out = torch.func.functional_call(model, (params, buffers), (x.unsqueeze(0),))
-        return fo.output(out, y.unsqueeze(0)).sum()
+        def net(*inputs):
+            return torch.func.functional_call(model, (params, buffers), inputs)
+
+        return fo.output(net, (x.unsqueeze(0), y.unsqueeze(0))).sum()
 
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
@@ -126,7 +169,7 @@ def per_example_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 def out_to_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                 model_output: ModelOutput | None = None) -> torch.Tensor:
     """``Q[B]``; for the margin ``1 − p(y | x)``, the derivative of the cross-entropy loss with respect to it."""
-    return (model_output or ClassificationMargin()).out_to_loss(model(x), y)
+    return (model_output or ClassificationMargin()).out_to_loss(model, (x, y))
 
 
 def featurize(model: nn.Module, x: torch.Tensor, y: torch.Tensor, projector: Projector,

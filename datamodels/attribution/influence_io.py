@@ -202,7 +202,7 @@ class InfluenceWriter:
         cols = min(self.n_train, _CHUNK_BYTES // 4)
         self._scores = self._file.create_dataset(
             "scores", shape=(self.n_test, self.n_train), dtype="float32", chunks=(rows, cols),
-            compression=self._compression)
+            compression=self._compression, fletcher32=True)  # a flipped bit is an error on read
         for name, arr in self._arrays.items():
             self._file.create_dataset(name, data=arr)
 
@@ -216,6 +216,7 @@ class InfluenceWriter:
         stop = start + block.shape[0]
         if start < 0 or stop > self.n_test:
             raise ValueError(f"rows {start}:{stop} outside [0, {self.n_test})")
+        check_finite_scores(block, start)
         self._scores[start:stop] = block
         self._written[start:stop] = True
 
@@ -256,6 +257,17 @@ def write_influence(path: str | os.PathLike, scores, **kwargs: Any) -> Path:
         for s in range(0, scores.shape[0], step):
             w.write_rows(s, scores[s:s + step])
     return Path(path)
+
+
+def check_finite_scores(block: np.ndarray, start: int = 0) -> None:
+    """Refuse attribution scores ``block[rows, n_train]`` (test rows ``start:``) holding NaN or ±inf."""
+    finite = np.isfinite(block)
+    if not finite.all():
+        rows = np.flatnonzero(~finite.all(1))
+        raise UserError(f"the attribution scores of {len(rows)} of {block.shape[0]} test rows (first: row "
+                        f"{start + int(rows[0])}) are NaN or infinite, so none were kept: a model with non-finite "
+                        f"weights or outputs, or non-finite inputs, was used; check the models (modeldiff verify) "
+                        f"and the data")
 
 
 def _decode(v: Any) -> Any:
@@ -312,8 +324,12 @@ def read_influence(path: str | os.PathLike, *, load_scores: bool = True) -> Infl
                 raise UserError(where + f"dataset {name!r} should be [{n}] integers, got "
                                 f"shape {a.shape} dtype {a.dtype}")
             arrays[name] = a.astype(np.int64)
-        scores = (ds[:].astype(np.float32, copy=False) if load_scores
-                  else np.empty((0, n_train), np.float32))
+        try:
+            scores = (ds[:].astype(np.float32, copy=False) if load_scores
+                      else np.empty((0, n_train), np.float32))
+        except OSError as err:  # the fletcher32 checksum of a chunk does not match: a flipped bit
+            raise UserError(where + f"the scores are damaged (a stored checksum does not match: {err}); "
+                            f"recompute them with modeldiff attribute") from None
     return InfluenceDataset(
         scores=scores, method=attrs["method"], method_params=params,
         dataset_name=attrs["dataset_name"], dataset_identity=attrs["dataset_identity"],

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
+from datamodels.base.errors import UserError
+
 
 @dataclass
 class LDSResult:
@@ -26,11 +28,14 @@ class LDSResult:
     n_subsets: int
     n_models: int
     ci: float = 0.95
+    n_nonfinite: int = 0  # test rows left out: NaN/inf scores or margins (per_test is NaN there)
 
     def __str__(self) -> str:
+        left = (f"; {self.n_nonfinite} test rows with NaN or infinite scores or margins left out"
+                if self.n_nonfinite else "")
         return (f"LDS = {self.mean:.4f} ({100 * self.ci:.0f}% CI {self.ci_low:.4f} to "
-                f"{self.ci_high:.4f}) over {self.per_test.size} test examples and "
-                f"{self.n_subsets} held-out subsets ({self.n_models} models)")
+                f"{self.ci_high:.4f}) over {self.per_test.size - self.n_nonfinite} test examples and "
+                f"{self.n_subsets} held-out subsets ({self.n_models} models){left}")
 
 
 def average_over_seeds(masks: np.ndarray, margins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +74,10 @@ def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, ci: float = 0.95,
 def lds(scores, masks, margins, *, n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
         block: int = 4096) -> LDSResult:
     """LDS of ``scores[n_test, n_train]`` against held-out ``masks[N, n_train]`` (bool) and
-    ``margins[N, n_test]``; test rows are processed ``block`` at a time."""
+    ``margins[N, n_test]``; test rows are processed ``block`` at a time.
+
+    Test rows whose scores or margins are NaN/inf are left out of the mean (counted in
+    ``n_nonfinite``); when no row is finite a :class:`UserError` refuses."""
     scores = np.asarray(scores)
     margins = np.asarray(margins, dtype=np.float64)
     if scores.ndim != 2 or masks.shape[1] != scores.shape[1] or margins.shape[1] != scores.shape[0]:
@@ -77,6 +85,12 @@ def lds(scores, masks, margins, *, n_boot: int = 1000, ci: float = 0.95, seed: i
                          f"margins {margins.shape} (want [T, n], [N, n], [N, T])")
     if masks.shape[0] != margins.shape[0]:
         raise ValueError("masks and margins must have one row per model")
+    finite = np.concatenate([np.isfinite(np.asarray(scores[t0:t0 + block])).all(1)
+                             for t0 in range(0, scores.shape[0], block)] or [np.zeros(0, bool)])
+    finite &= np.isfinite(margins).all(0)  # [n_test]: rows that can be measured
+    if not finite.any():
+        raise UserError(f"all {scores.shape[0]} test rows have NaN or infinite scores or margins: no LDS can be "
+                        f"measured; recompute the scores from finite models")
     uniq, mean_margins = average_over_seeds(masks, margins)
     if uniq.shape[0] < 3:
         raise ValueError(f"LDS needs at least 3 distinct held-out subsets, got {uniq.shape[0]}")
@@ -86,9 +100,12 @@ def lds(scores, masks, margins, *, n_boot: int = 1000, ci: float = 0.95, seed: i
         t1 = min(scores.shape[0], t0 + block)
         pred = x @ np.asarray(scores[t0:t1], dtype=np.float64).T  # [m, rows]
         per_test[t0:t1] = spearman_columns(pred, mean_margins[:, t0:t1])
-    per_test = np.nan_to_num(per_test, nan=0.0)
-    lo, hi = bootstrap_ci(per_test, n_boot, ci, seed)
-    return LDSResult(float(per_test.mean()), lo, hi, per_test, uniq.shape[0], masks.shape[0], ci)
+    per_test = np.nan_to_num(per_test, nan=0.0)  # a constant prediction or margin: no rank information
+    per_test[~finite] = np.nan
+    kept = per_test[finite]
+    lo, hi = bootstrap_ci(kept, n_boot, ci, seed)
+    return LDSResult(float(kept.mean()), lo, hi, per_test, uniq.shape[0], masks.shape[0], ci,
+                     int((~finite).sum()))
 
 
 @dataclass

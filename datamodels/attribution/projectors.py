@@ -15,6 +15,7 @@ import torch
 
 from datamodels.attribution import counter_rng
 from datamodels.attribution.names import IDENTITY, PROJECTORS
+from datamodels.base.errors import UserError
 
 logger = logging.getLogger(__name__)
 _WARNED: set[str] = set()
@@ -55,7 +56,9 @@ class Projector(ABC):
       device-independent too.
     - :class:`FastJLProjector` — traker's CUDA kernel ``fast_jl`` (optional, CUDA only).
 
-    Use :func:`make_projector` to pick one by name. ``project(grads, model_id)`` takes
+    Use :func:`make_projector` to pick one by name (registry ``PROJECTORS``) or import target; a
+    projector object (this class's interface: ``project`` and ``proj_dim``) is accepted wherever a
+    projector name is. ``project(grads, model_id)`` takes
     ``grads`` as ``[B, n_params]`` or a mapping / sequence of per-parameter ``[B, ...]``
     tensors in parameter order, and returns ``[B, proj_dim]`` in the gradients' dtype.
     """
@@ -219,10 +222,10 @@ class FastJLProjector(Projector):
     def __init__(self, grad_dim: int, proj_dim: int, seed: int, device,
                  max_batch_size: int = 32):
         super().__init__(grad_dim, proj_dim, seed, device)
+        if self.device.type != "cuda":
+            raise ValueError("the fast_jl projector needs a CUDA device")
         import fast_jl  # noqa: F401  (lazy: optional accelerator)
 
-        if self.device.type != "cuda":
-            raise ValueError("fast_jl needs a CUDA device")
         self.max_batch_size = max_batch_size
         self.num_sms = torch.cuda.get_device_properties(self.device).multi_processor_count
 
@@ -245,26 +248,60 @@ class FastJLProjector(Projector):
         return out.to(flat.dtype)
 
 
-def make_projector(kind: str, grad_dim: int, proj_dim: int | None, seed: int = 0,
-                   device="cpu", sketch_dim: int | None = None) -> Projector:
-    """Build a projector by name: ``auto`` (fast_jl on CUDA when it imports, else ``sketch``),
-    ``sketch``, ``rademacher``, ``identity`` (also chosen when ``proj_dim`` is None or 0)."""
+def auto_projector(grad_dim: int, proj_dim: int, seed: int = 0, device="cpu",
+                   sketch_dim: int | None = None) -> Projector:
+    """``auto``: traker's fast_jl kernel on CUDA when it imports, else :class:`SketchProjector`."""
     device = torch.device(device)
-    if kind == IDENTITY or not proj_dim:
+    if device.type == "cuda":
+        try:
+            return FastJLProjector(grad_dim, proj_dim, seed, device)
+        except (ImportError, RuntimeError, AttributeError) as err:
+            _warn_once(f"fast_jl unavailable ({err}); using the portable SketchProjector")
+    return SketchProjector(grad_dim, proj_dim, seed, device, sketch_dim=sketch_dim)
+
+
+def make_projector(kind, grad_dim: int, proj_dim: int | None, seed: int = 0,
+                   device="cpu", sketch_dim: int | None = None) -> Projector:
+    """The projector ``kind`` names, for gradients of ``grad_dim`` entries.
+
+    ``kind``: a registered name (``PROJECTORS``: ``auto``, ``sketch``, ``rademacher``, ``fast_jl``),
+    ``identity`` (also chosen when ``proj_dim`` is None or 0), an import target of a projector class
+    or factory, such a class or factory itself (called with the keywords it accepts among
+    ``grad_dim, proj_dim, seed, device, sketch_dim``), or a projector object (anything with
+    ``project(grads, model_id) -> [B, k]`` and ``proj_dim``), used as it is.
+    """
+    from datamodels.registry import accepted_kwargs
+
+    device = torch.device(device)
+    if isinstance(kind, str) and kind == IDENTITY or not proj_dim:
         return IdentityProjector(grad_dim, seed, device)
-    if kind in ("auto", "fast_jl"):
-        if device.type == "cuda":
-            try:
-                return FastJLProjector(grad_dim, proj_dim, seed, device)
-            except (ImportError, RuntimeError, AttributeError) as err:
-                if kind == "fast_jl":
-                    raise
-                _warn_once(f"fast_jl unavailable ({err}); using the portable SketchProjector")
-        elif kind == "fast_jl":
-            raise ValueError("the fast_jl projector needs a CUDA device")
-        kind = "sketch"
-    if kind == "sketch":
-        return SketchProjector(grad_dim, proj_dim, seed, device, sketch_dim=sketch_dim)
-    if kind == "rademacher":
-        return RademacherProjector(grad_dim, proj_dim, seed, device)
-    raise ValueError(f"unknown projector {kind!r}: use {', '.join(PROJECTORS)} (or {IDENTITY})")
+    if is_projector(kind):
+        return kind
+    try:
+        factory = PROJECTORS.resolve(kind, key="projector")
+    except UserError as err:
+        raise ValueError(str(err)) from None
+    if is_projector(factory):
+        return factory
+    if not callable(factory):
+        raise ValueError(f"projector {kind!r} is a {type(factory).__name__}: give a Projector class, a factory "
+                         f"or an object with project(grads, model_id)")
+    options = {"grad_dim": grad_dim, "proj_dim": proj_dim, "seed": seed, "device": device, "sketch_dim": sketch_dim}
+    accepted = accepted_kwargs(factory)
+    proj = factory(**{k: v for k, v in options.items() if accepted is None or k in accepted})
+    if not is_projector(proj):
+        raise ValueError(f"projector {kind!r} built a {type(proj).__name__}, which has no project(grads, model_id)")
+    return proj
+
+
+def is_projector(obj) -> bool:
+    """True for a projector object (not a class): it has ``project`` and ``proj_dim``."""
+    return not isinstance(obj, (str, type)) and callable(getattr(obj, "project", None)) and hasattr(obj, "proj_dim")
+
+
+def projector_params(proj) -> dict:
+    """What is recorded about a projector: its ``params()`` when it has them."""
+    params = getattr(proj, "params", None)
+    if callable(params):
+        return params()
+    return {"projector": type(proj).__name__, "proj_dim": int(proj.proj_dim)}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -24,8 +24,10 @@ from torch import nn
 from datamodels.attribution.feature_bank import FeatureBank
 from datamodels.attribution.gradients import featurize, n_params, resolve_model_output
 from datamodels.attribution.names import IDENTITY, PROJECTORS
-from datamodels.attribution.projectors import make_projector
+from datamodels.attribution.projectors import is_projector, make_projector, projector_params
+from datamodels.base.errors import UserError
 from datamodels.base.progress import progress_bar
+from datamodels.registry import is_target, record
 
 
 @dataclass
@@ -34,7 +36,8 @@ class TrakSettings:
 
     proj_dim: int | str | None = "auto"  # JL dimension k; "auto" = auto_proj_dim(n_train);
     # None = no projection (exact TRAK)
-    projector: str = "auto"  # auto | sketch | rademacher | identity | fast_jl
+    projector: object = "auto"  # auto | sketch | rademacher | identity | fast_jl | an import target
+    # "pkg.mod:MyProjector" | a Projector class, factory or object (its proj_dim then sets k)
     proj_seed: int = 0  # seed of the projection matrices (one per model id)
     sketch_dim: int | None = None  # SketchProjector's fold size; None = 8 k
     lambda_reg: float = 0.0  # ridge added to ΦᵀΦ before inversion (traker's lambda_reg)
@@ -44,7 +47,8 @@ class TrakSettings:
     train_block: int = 65536  # train columns per score matmul
     memory_budget_bytes: int = 2 << 30  # per-model features above this total spill to disk
     model_output: object = "margin"  # "margin" (classification margin, traker's default), an import
-    # target "pkg.mod:Output", or a ModelOutput object / function (out, y) -> (f, Q): see gradients.py
+    # target "pkg.mod:Output", or a ModelOutput / function (model, batch) -> (f, Q), or the older
+    # (out, y) forms: see gradients.py
 
     def __post_init__(self):
         if self.proj_dim != "auto" and self.proj_dim is not None and (
@@ -52,11 +56,26 @@ class TrakSettings:
             raise ValueError(f"proj_dim must be a positive integer, 'auto' or None, got {self.proj_dim!r}")
         if self.lambda_reg < 0:
             raise ValueError(f"lambda_reg must be >= 0, got {self.lambda_reg}")
-        if self.projector not in PROJECTORS and self.projector != IDENTITY:
-            raise ValueError(f"projector must be one of {', '.join(PROJECTORS)} (or {IDENTITY}), got {self.projector!r}")
+        p = self.projector
+        if isinstance(p, str) and p not in PROJECTORS and p != IDENTITY and not is_target(p):
+            raise ValueError(f"projector must be one of {', '.join(PROJECTORS)} (or {IDENTITY}) or an import target "
+                             f"'pkg.mod:Projector', got {p!r}")
+        if not isinstance(p, str) and not callable(p) and not callable(getattr(p, "project", None)):
+            raise ValueError(f"projector must be a name, a Projector class or factory, or a projector object; "
+                             f"got {type(p).__name__}")
         for name in ("batch_size", "test_block", "train_block"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+
+
+def check_proj_dim(k: int, lambda_reg: float, n_train: int, auto: bool = False) -> None:
+    """Refuse ``k`` projected features with ``n_train`` training examples and no ridge: ΦᵀΦ is then
+    singular (checked by a study and ``attribute`` before any work, and by TRAK itself)."""
+    if k >= n_train and lambda_reg == 0:
+        fix = ("set lambda_reg > 0 (the automatic k is already the smallest it chooses)" if auto
+               else "use a projection dimension below n_train (proj_dim='auto' chooses n_train / 4) or "
+                    "lambda_reg > 0")
+        raise UserError(f"TRAK with k={k} features and only {n_train} training examples: ΦᵀΦ is singular: {fix}")
 
 
 def auto_proj_dim(n_train: int) -> int:
@@ -93,7 +112,11 @@ class TRAK:
         self.model_output, self.model_output_name_ = resolve_model_output(self.settings.model_output)
 
     def params(self) -> dict:
-        out = {"method": "trak", **asdict(self.settings), "model_output": self.model_output_name_}
+        settings = {f.name: getattr(self.settings, f.name) for f in fields(self.settings)}
+        proj = settings["projector"]
+        if not isinstance(proj, str):
+            settings["projector"] = record(type(proj) if is_projector(proj) else proj)
+        out = {"method": "trak", **settings, "model_output": self.model_output_name_}
         if hasattr(self, "proj_dim_"):
             out["proj_dim"] = self.proj_dim_
         return out
@@ -104,14 +127,9 @@ class TRAK:
         p = n_params(model)
         kind = "identity" if s.proj_dim is None else s.projector
         k = p if s.proj_dim is None else self.proj_dim_
-        if k >= x_train.shape[0] and s.lambda_reg == 0:
-            fix = ("set lambda_reg > 0 (the automatic k is already the smallest it chooses)" if s.proj_dim == "auto"
-                   else "use a projection dimension below n_train (proj_dim='auto' chooses n_train / 4) or "
-                        "lambda_reg > 0")
-            raise ValueError(f"TRAK with k={k} features and only {x_train.shape[0]} training examples: ΦᵀΦ is "
-                             f"singular: {fix}")
+        check_proj_dim(k, s.lambda_reg, x_train.shape[0], auto=s.proj_dim == "auto")
         proj = make_projector(kind, p, k, s.proj_seed, self.device, s.sketch_dim)
-        self.projector_params_ = proj.params()
+        self.projector_params_ = projector_params(proj)
         bar = f"model {model_id}: train" if self.progress else False
         phi_tr, q = featurize(model, x_train, y_train, proj, model_id, batch_size=s.batch_size,
                               progress=bar, model_output=self.model_output)
@@ -141,6 +159,8 @@ class TRAK:
         q_sum = None
         pd = self.settings.proj_dim
         self.proj_dim_ = auto_proj_dim(x_train.shape[0]) if pd == "auto" else pd
+        if is_projector(self.settings.projector) and pd is not None:  # an object brings its own k
+            self.proj_dim_ = int(self.settings.projector.proj_dim)
         try:
             for model_id, model in models:
                 f, t, q = self._per_model(model, int(model_id), x_train, y_train, x_test, y_test)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from datamodels.base.errors import UserError
+from datamodels.base.errors import UserError, call_user
 from datamodels.data.names import DATASETS
 
 DIGITS_TEST_FRACTION = 0.2  # share of each class held out for testing
@@ -72,6 +72,8 @@ class Dataset:
             raise UserError("x_train and x_test must both be floating point or both integer")
         self.x_train = _as_input(self.x_train)
         self.x_test = _as_input(self.x_test)
+        for split in ("train", "test"):
+            check_finite_rows(getattr(self, f"x_{split}"), f"x_{split}")
         self.y_train = self.y_train.long().contiguous()
         self.y_test = self.y_test.long().contiguous()
         if len(self.y_train) == 0 or len(self.y_test) == 0:
@@ -144,6 +146,20 @@ def _tensor(a, what: str) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
+def check_finite_rows(x: torch.Tensor, what: str) -> None:
+    """Refuse ``x[n, ...]`` (floating) holding NaN or ±inf, in one line naming ``what`` and the first row."""
+    if not x.is_floating_point() or len(x) == 0:
+        return
+    bad = ~torch.isfinite(x.reshape(len(x), -1)).all(1)
+    if bool(bad.any()):
+        rows = torch.nonzero(bad).flatten().tolist()
+        kind = "NaN" if bool(torch.isnan(x[rows[0]]).any()) else "infinite"
+        more = f" ({len(rows)} rows in all: {', '.join(map(str, rows[:5]))}{' ...' if len(rows) > 5 else ''})" \
+            if len(rows) > 1 else ""
+        raise UserError(f"{what} row {rows[0]} has {kind} values{more}: every model trained on it would diverge "
+                        f"and every attribution would be NaN; fix or drop those rows in the data loader")
+
+
 def _as_input(x: torch.Tensor) -> torch.Tensor:
     """Floating inputs become float32; uint8 images ``[n, C, H, W]`` become float32 in [0, 1] (as
     torchvision's ``ToTensor``); other integer (and bool) inputs, e.g. token ids, keep their dtype."""
@@ -176,19 +192,21 @@ def load_digits() -> Dataset:
                    torch.from_numpy(y[te]), [str(d) for d in range(10)])
 
 
-def load_dataset(name: str, data_dir: str | None = None, **options) -> Dataset:
-    """Load a dataset by name: ``digits`` or ``cifar10`` (see :mod:`datamodels.data.cifar10`), or
-    an import target ``"my_pkg.data:load"`` (``options`` are its keyword arguments)."""
-    if name == "digits":
-        given = sorted(k for k, v in options.items() if v is not None)
-        if given:  # digits is one fixed split (its identity); silently ignoring a cap would mislead
-            raise UserError(f"data.{given[0]} is not supported for digits (its 1,437/360 split is fixed): remove it, "
-                            f"or use cifar10 or your own data target")
-        return load_digits()
-    if name == "cifar10":
-        from datamodels.data.cifar10 import load_cifar10
+def load_digits_builtin(data_dir: str | None = None, **options) -> Dataset:
+    """The registered ``digits`` loader: :func:`load_digits`, refusing options (its split is fixed)."""
+    given = sorted(k for k, v in options.items() if v is not None)
+    if given:  # digits is one fixed split (its identity); silently ignoring a cap would mislead
+        raise UserError(f"data.{given[0]} is not supported for digits (its 1,437/360 split is fixed): remove it, "
+                        f"or use cifar10 or your own data target")
+    return load_digits()
 
-        return load_cifar10(data_dir, **options)
+
+def load_dataset(name: str, data_dir: str | None = None, **options) -> Dataset:
+    """Load a dataset by name (registry ``DATASETS``: ``digits``, ``cifar10`` — each entry a loader
+    ``load(data_dir, **options) -> Dataset``), or
+    an import target ``"my_pkg.data:load"`` (``options`` are its keyword arguments)."""
+    if name in DATASETS:
+        return DATASETS.get(name)(data_dir, **options)
     from datamodels.registry import is_target
 
     if is_target(name):
@@ -220,13 +238,7 @@ def load_from_target(target: str, kwargs: dict | None = None, *, name: str | Non
                         f"{', '.join(sorted(accepted)) or 'no keyword arguments'}")
     if data_dir is not None and (accepted is None or "data_dir" in accepted):
         kwargs.setdefault("data_dir", data_dir)
-    try:
-        out = loader(**kwargs)
-    except UserError:
-        raise
-    except Exception as err:  # noqa: BLE001 - the user's loader failed: one line naming it
-        first = str(err).splitlines()[0] if str(err) else ""
-        raise UserError(f"data target {target!r} raised {type(err).__name__}: {first} — fix the loader") from None
+    out = call_user(loader, what=f"data target {target!r}", hint="fix the loader", **kwargs)
     if isinstance(out, Dataset):
         return out
     if isinstance(out, (tuple, list)) and len(out) in (4, 5):

@@ -17,8 +17,11 @@ from datamodels.base.progress import progress_bar, step_bar
 log = get_logger(__name__)
 
 
-def run_local(store: Store, chunks, device: str, workers: int, dataset: Dataset | None, bar) -> list[int]:
-    """Train ``chunks`` here (``workers <= 1``) or in ``workers`` spawned processes; returns worker pids."""
+def run_local(store: Store, chunks, device: str, workers: int, dataset: Dataset | None, bar,
+              address: str | None = None) -> list[int]:
+    """Train ``chunks`` here (``workers <= 1``) or in ``workers`` spawned processes; returns worker pids.
+
+    Every launcher (registry ``LAUNCHERS``) takes these arguments; ``address`` is Ray's only."""
     if not chunks:
         return []
     if workers <= 1:
@@ -173,10 +176,6 @@ def fill_store(store: Store, device: str = "cpu", ensemble_size: int = ENSEMBLE_
         chunks = plan_chunks(pending, ensemble_size, store.n_models)
         with progress_bar(total=store.n_models, initial=store.n_models - len(pending), unit="model",
                           desc=f"training {store.recipe.name}", dynamic_ncols=True) as bar:
-            if launcher == "local":
-                pids = run_local(store, chunks, device, workers, dataset, bar)
-            elif launcher == "ray":
-                pids = run_ray(store, chunks, device, workers, dataset, bar, address)
-            else:
-                raise AssertionError(f"launcher {launcher!r} is registered but not implemented")
+            run = LAUNCHERS.get(launcher, key="launcher")
+            pids = run(store, chunks, device, workers, dataset, bar, address=address)
     return {**store.summary(), "worker_pids": pids}

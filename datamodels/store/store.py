@@ -46,6 +46,7 @@ from datamodels.base.errors import UserError
 from datamodels.base.log import get_logger
 from datamodels.data.dataset import Dataset
 from datamodels.store import verify as _verify
+from datamodels.store.fingerprints import check_code, code_changes
 from datamodels.store.metadata import build_metadata, check_compatible
 from datamodels.store.models import StoreModels
 from datamodels.training.recipe import Recipe, recipe_from_dict
@@ -97,6 +98,11 @@ class Store(StoreModels):
             name, problem = next(iter(broken.items()))
             more = f" (and {len(broken) - 1} more file(s))" if len(broken) > 1 else ""
             raise UserError(f"store {self.path} is damaged: {name} {problem}{more}: {_verify.repair_hint(self.path)}")
+        from datamodels.registry import missing_python_objects, python_only_message
+
+        missing = missing_python_objects(self.metadata["recipe"])
+        if missing:  # made in a notebook or a script's __main__: only such a process can rebuild its models
+            raise UserError(python_only_message(f"store {self.path}", missing))
         try:
             self.recipe: Recipe = recipe_from_dict(self.metadata["recipe"], stored=True)
         except UserError as err:
@@ -134,14 +140,15 @@ class Store(StoreModels):
     @classmethod
     def create_or_resume(cls, path, recipe: Recipe, dataset: Dataset, n_models: int, subset_fraction: float,
                          seed: int, save_weights: int | None = None, train_margins: bool = True,
-                         ensemble_size: int | None = None) -> Store:
+                         ensemble_size: int | None = None, allow_changed_code: bool = False) -> Store:
         """Create the store, or reopen it for training after checking it was made with the same settings.
 
         ``save_weights``: keep weights of the first ``save_weights`` models (``None`` = all).
         ``ensemble_size``: models trained at once; fixed at creation (``None``: recorded by the
         first :func:`~datamodels.runs.launchers.fill_store`). On resume, damaged array files
         are rebuilt (:meth:`repair_files`) and stale temporaries of killed runs removed. The
-        returned store is writable (the caller is the training coordinator).
+        returned store is writable (the caller is the training coordinator). A resume whose user
+        code changed since the store was made is refused unless ``allow_changed_code``.
         """
         if not 0 < subset_fraction <= 1:
             raise UserError(f"--subset-fraction must be in (0, 1], got {subset_fraction}")
@@ -150,11 +157,16 @@ class Store(StoreModels):
         path = Path(path)
         meta = build_metadata(recipe, dataset, n_models, subset_fraction, seed, save_weights, train_margins,
                               array_spec(n_models, dataset.n_train, dataset.n_test, dataset.num_classes, train_margins))
+        from datamodels.registry import python_only_keys
+
+        if python_only_keys(meta["recipe"]):  # recorded: reopened from Python only (see Store.__init__)
+            meta["python_only"] = sorted(set(python_only_keys(meta["recipe"])))
         if path.exists() and not path.is_dir():
             raise UserError(f"--out {path} is a file: choose a folder for the store")
         if (path / "metadata.json").is_file():
             old = _verify.read_metadata(path)
             check_compatible(old, meta, path)
+            check_code(old, path, allow=allow_changed_code, doing="resuming its training")
             if ensemble_size is not None and old.get("ensemble_size") not in (None, ensemble_size):
                 raise UserError(f"{path} was trained with --ensemble-size {old['ensemble_size']} and results depend "
                                 f"on it (float32 grouped kernels differ by group count): resume with --ensemble-size "
@@ -191,17 +203,19 @@ class Store(StoreModels):
     def repair_files(path: Path, meta: dict) -> list[str]:
         """Rebuild damaged array files of the store at ``path`` (coordinator only); returns what was done.
 
-        Masks and seeds are redrawn exactly; other arrays keep their intact leading rows and fill
-        the rest as a fresh store would (NaN / 0), so the rows that lost bytes fail their checksum
-        (or are pending) and are retrained.
+        Masks and seeds are redrawn exactly (also when the file is whole but some of its values
+        differ from the ones drawn from the store's seed: a flipped bit), so a row whose only damage
+        was its mask or seed matches its checksum again and keeps its model; other arrays keep their
+        intact leading rows and fill the rest as a fresh store would (NaN / 0), so the rows that lost
+        bytes fail their checksum (or are pending) and are retrained.
         """
         broken = _verify.check_files(path, meta)
-        if not broken:
-            (path / "weights").mkdir(exist_ok=True)
-            return []
         masks, seeds = draw_masks_and_seeds(meta["seed"], meta["n_models"], meta["dataset"]["n_train"],
                                             meta["subset_fraction"])
-        done = []
+        done = Store._restore_drawn(path, meta, {"masks": masks, "seeds": seeds}, broken)
+        if not broken:
+            (path / "weights").mkdir(exist_ok=True)
+            return done
         for file, problem in broken.items():
             name = file[:-len(".npy")]
             spec = meta["arrays"][name]
@@ -213,6 +227,27 @@ class Store(StoreModels):
             done.append(f"{file} ({problem}) rebuilt{lost}")
             log.warning(f"repaired {path / file}: {problem}; rebuilt{lost}")
         (path / "weights").mkdir(exist_ok=True)
+        return done
+
+    @staticmethod
+    def _restore_drawn(path: Path, meta: dict, drawn: dict, broken: dict) -> list[str]:
+        """Rewrite ``masks.npy`` / ``seeds.npy`` (whole files, not in ``broken``) whose values differ from
+        ``drawn`` (compared byte for byte: a flipped bit in a bool byte still reads as True)."""
+        done = []
+        for name, exact in drawn.items():
+            file = f"{name}.npy"
+            if file in broken:
+                continue
+            now = np.load(path / file, mmap_mode="r")
+            bad = (np.asarray(now).view(np.uint8).reshape(len(exact), -1)
+                   != exact.view(np.uint8).reshape(len(exact), -1)).any(1)
+            if bad.any():
+                with atomic_path(path / file) as tmp:
+                    _new_array(tmp, meta["arrays"][name], exact)
+                line = (f"{file}: {int(bad.sum())} row(s) differed from the values drawn from the store's seed "
+                        f"(rows {', '.join(map(str, np.flatnonzero(bad)[:5]))}); restored")
+                done.append(line)
+                log.warning(f"repaired {path / file}: {line}")
         return done
 
     def fix_ensemble_size(self, ensemble_size: int) -> None:
@@ -320,6 +355,10 @@ class Store(StoreModels):
             a["status"][i] = PENDING
             self.weight_path(i).unlink(missing_ok=True)
         a["status"].flush()
+
+    def code_changes(self) -> list[dict]:
+        """User modules whose source changed since the store was made (:mod:`datamodels.store.fingerprints`)."""
+        return code_changes(self.metadata)
 
     def summary(self) -> dict:
         """Counts and accuracy of the finished models."""

@@ -243,7 +243,7 @@ def row_problems(store, weights_crc: bool = True) -> dict[int, list[str]]:
     sums = np.asarray(a["checksums"])
     masks, seeds = draw_masks_and_seeds(meta["seed"], store.n_models, meta["dataset"]["n_train"],
                                         meta["subset_fraction"])
-    mask_bad = np.flatnonzero((np.asarray(a["masks"]) != masks).any(1))
+    mask_bad = np.flatnonzero((np.asarray(a["masks"]).view(np.uint8) != masks.view(np.uint8)).any(1))
     seed_bad = np.flatnonzero(np.asarray(a["seeds"]) != seeds)
     for i in mask_bad:
         out.setdefault(int(i), []).append("masks.npy: mask differs from the one drawn for this row")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from datamodels.base.errors import UserError
+from datamodels.base.errors import UserError, call_user
 from datamodels.registry import Registry
 
 LOSSES = Registry("loss")
@@ -32,13 +32,8 @@ def make_loss(recipe):
     name = recipe.loss
 
     def checked(logits, y):
-        try:
-            out = fn(logits, y)
-        except UserError:
-            raise
-        except Exception as err:  # noqa: BLE001 - the user's loss failed: one line naming it
-            raise UserError(f"loss {name!r} raised {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-                            f" — it must map (logits[B, K], y[B]) to per-example losses [B]") from None
+        out = call_user(fn, logits, y, what=f"loss {name!r}",
+                        hint="it must map (logits[B, K], y[B]) to per-example losses [B]")
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(y.shape):
             got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise UserError(f"loss {name!r} returned {got} for a batch of {list(y.shape)}: it must return "

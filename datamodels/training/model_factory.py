@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from datamodels.base.errors import UserError
+from datamodels.base.errors import UserError, call_user
 from datamodels.registry import Registry, accepted_kwargs, resolve_target
 from datamodels.training.models import ARCHITECTURES, build_model
 
@@ -67,13 +67,7 @@ def build_module(cfg, spec: DataSpec, search_path: str | None = None) -> nn.Modu
     for key, value in (("num_classes", spec.num_classes), ("input_shape", tuple(spec.input_shape))):
         if accepted is None and key not in kwargs or accepted is not None and key in accepted:
             kwargs.setdefault(key, value)
-    try:
-        module = fn(**kwargs)
-    except UserError:
-        raise
-    except Exception as err:  # noqa: BLE001 - the user's constructor failed: one line naming it
-        raise UserError(f"model.target {cfg.target!r} raised {type(err).__name__}: {_first_line(err)} — fix it "
-                        f"or model.kwargs") from None
+    module = call_user(fn, what=f"model.target {cfg.target!r}", hint="fix it or model.kwargs", **kwargs)
     if not isinstance(module, nn.Module):
         raise UserError(f"model.target {cfg.target!r} returned {type(module).__name__}, not a torch.nn.Module")
     return module
@@ -98,20 +92,22 @@ def init_module(cfg, spec: DataSpec, seed: int, init_state: dict | None = None, 
 
 
 def check_output(module: nn.Module, x: torch.Tensor, num_classes: int, what: str) -> None:
-    """Refuse (one line naming ``what``) a module whose output on ``x[b, *input_shape]`` is not ``[b, K]``."""
-    try:
-        with torch.no_grad():
-            was = module.training
-            module.eval()
-            out = module(x)
-            module.train(was)
-    except Exception as err:  # noqa: BLE001 - the user's forward failed on the data's shape
-        raise UserError(f"{what}: the model failed on inputs of shape {list(x.shape)} with {type(err).__name__}: "
-                        f"{_first_line(err)} — it must map x[B, *input_shape] to logits [B, K]") from None
+    """Refuse (one line naming ``what``) a module whose output on ``x[b, *input_shape]`` is not finite
+    logits ``[b, K]``."""
+    with torch.no_grad():
+        was = module.training
+        module.eval()
+        out = call_user(module, x, what=f"{what}: the model on inputs of shape {list(x.shape)}",
+                        hint="it must map x[B, *input_shape] to logits [B, K]")
+        module.train(was)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(x), num_classes):
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise UserError(f"{what}: the model returned {got} for inputs of shape {list(x.shape)}; it must return "
                         f"logits [B, K] = {[len(x), num_classes]}")
+    if out.is_floating_point() and not bool(torch.isfinite(out).all()) and (
+            not x.is_floating_point() or bool(torch.isfinite(x).all())):
+        raise UserError(f"{what}: the untrained model returned NaN or infinite logits for finite inputs of shape "
+                        f"{list(x.shape)}: every model would diverge; check its initialisation and forward")
 
 
 def check_user_model(cfg, data, search_path: str | None = None) -> None:

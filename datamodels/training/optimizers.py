@@ -12,7 +12,7 @@ import inspect
 
 import torch
 
-from datamodels.base.errors import UserError
+from datamodels.base.errors import UserError, call_user
 from datamodels.registry import Registry, accepted_kwargs
 
 OPTIMIZERS = Registry("optimizer")
@@ -58,13 +58,8 @@ def check_optimizer(cfg) -> type:
 def make_optimizer(params, cfg) -> torch.optim.Optimizer:
     """The recipe's optimiser over ``params`` (a list of tensors), peak learning rate ``cfg.lr``."""
     cls = check_optimizer(cfg)
-    try:
-        opt = cls(params, lr=cfg.lr, **cfg.constructor_kwargs())
-    except UserError:
-        raise
-    except Exception as err:  # noqa: BLE001 - the user's optimizer refused its settings
-        raise UserError(f"optimizer {cfg.name!r} could not be built with lr={cfg.lr} and "
-                        f"{cfg.constructor_kwargs()}: {type(err).__name__}: {_first_line(err)}") from None
+    opt = call_user(cls, params, what=f"optimizer {cfg.name!r} built with lr={cfg.lr} and {cfg.constructor_kwargs()}",
+                    hint="fix its settings (optim.*)", lr=cfg.lr, **cfg.constructor_kwargs())
     if not hasattr(opt, "param_groups") or not callable(getattr(opt, "step", None)):
         raise UserError(f"optimizer {cfg.name!r} returned {type(opt).__name__}, which has no step() and "
                         f"param_groups: give a torch.optim.Optimizer subclass")

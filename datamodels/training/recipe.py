@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from datamodels.base import strict_yaml
 from datamodels.base.errors import UserError
 from datamodels.registry import is_target
 
@@ -141,7 +142,11 @@ class OptimConfig:
     nesterov: bool | None = None
     weight_decay: float | None = None
     schedule: str = field(default="triangle", metadata={
-        "help": "constant | triangle (linear warm-up then decay to 0) | cosine | step"})
+        "help": "default triangle (linear warm-up over warmup_fraction of the steps, then decay to 0; the same for "
+                "every optimizer) | constant | cosine | step | import target of a PyTorch LR scheduler class "
+                "('torch.optim.lr_scheduler:OneCycleLR') or of a function fn(t, optim) -> multiplier"})
+    schedule_kwargs: dict = field(default_factory=dict, metadata={
+        "help": "keyword arguments of a PyTorch scheduler class (total_steps / T_max default to the step count)"})
     warmup_fraction: float = field(default=0.2, metadata={"help": "share of steps spent warming up (triangle)"})
     label_smoothing: float = 0.0
     name: str = field(default="sgd", metadata={"help": "sgd | adam | adamw | import target of an optimizer class"})
@@ -154,7 +159,10 @@ class OptimConfig:
         from datamodels.training.optimizers import BUILTIN_DEFAULTS, OPTIMIZERS
         from datamodels.training.schedule import SCHEDULES
 
-        SCHEDULES.check(self.schedule, key="optim.schedule")
+        SCHEDULES.check(self.schedule, key="optim.schedule", targets=True)
+        if self.schedule_kwargs and self.schedule in SCHEDULES:
+            raise UserError(f"optim.schedule_kwargs apply to a PyTorch scheduler class, not to schedule "
+                            f"{self.schedule!r}: remove them")
         if self.name not in OPTIMIZERS and not is_target(self.name):
             raise UserError(f"optim.name must be one of {', '.join(OPTIMIZERS.names())} or an import target "
                             f"'package.module:OptimizerClass'; got {self.name!r}")
@@ -446,7 +454,7 @@ def load_recipe(path: str | Path) -> Recipe:
     if not path.is_file():
         raise UserError(f"recipe file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = strict_yaml.load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise UserError(f"recipe {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     if data is None:  # an empty file is a mistake, not a request for the default recipe

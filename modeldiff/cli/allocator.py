@@ -11,7 +11,7 @@ from the start, so every process runs in the same regime: interleaved side by si
 (``benchmarks/allocator.py``, 4 rounds) it was never slower (1.02-1.34x, median 1.06x; run-to-run noise
 on this shared CPU is larger) at +1.5 % peak memory.
 
-Called by the ``modeldiff`` command line and by :func:`datamodels.training.backends.train_models`; it also
+Called by the command line's ``main()`` only (the library leaves a user's process alone); it also
 exports ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` so that worker processes start with it.
 ``MODELDIFF_MALLOC=default`` leaves glibc's defaults alone; a user's own ``MALLOC_MMAP_THRESHOLD_`` wins.
 """

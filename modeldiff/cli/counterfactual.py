@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from datamodels.base.errors import UserError
+from modeldiff.cli.study import add_allow_changed_code, say_code_changes
 
 
 def add_parser(subparsers) -> None:
@@ -40,6 +41,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--names", default="A,B", help="display names of the two algorithms")
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    add_allow_changed_code(p)
     p.add_argument("--use-valid-only", action="store_true",
                    help="accept stores with damaged rows and use only their intact models (else they are refused)")
     p.set_defaults(func=run)
@@ -122,6 +124,8 @@ def run(args) -> int:
     check_device(args.device)
     store_a = _open(args.store_a, "--store-a", args.use_valid_only)
     store_b = _open(args.store_b, "--store-b", args.use_valid_only)
+    for store, path in ((store_a, args.store_a), (store_b, args.store_b)):
+        say_code_changes(store, path, args.allow_changed_code, "testing counterfactuals on its models")
     ida, idb = store_a.metadata["dataset"]["identity"], store_b.metadata["dataset"]["identity"]
     if ida != idb:
         raise UserError(f"the stores were trained on different datasets ({ida[:12]} vs {idb[:12]}): "

@@ -6,17 +6,7 @@ import importlib
 import os
 import sys
 
-# Idle OpenMP threads sleep instead of spinning: on a shared or busy CPU, spinning threads of
-# several processes starve each other (measured here: 10x slower training steps). Must be set
-# before torch is imported; an explicit setting by the user wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from datamodels.base.errors import UserError  # noqa: E402
-from modeldiff.cli.allocator import tune as _tune_allocator  # noqa: E402 - after the OpenMP setting
-from modeldiff.cli.gc_policy import tune as _tune_gc  # noqa: E402
-
-_tune_allocator()  # fixed malloc thresholds: every process in the same, faster regime (modeldiff/cli/allocator.py)
-_tune_gc()  # fewer garbage-collector passes over the ~0.5 million objects of a study (modeldiff/cli/gc_policy.py)
+from datamodels.base.errors import UserError
 
 # Each module exposes ``add_parser(subparsers)`` and sets ``func`` on its parser.
 SUBCOMMAND_MODULES = [
@@ -50,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="modeldiff",
         description="Compare two learning algorithms by what their models learn.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, print the full chain of tracebacks (the user code's own included) after "
+                             "the error: line; the same as MODELDIFF_DEBUG=1")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).add_parser(subparsers)
@@ -60,6 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
+
+
+def is_write_failure(err: BaseException) -> bool:
+    """True for a failure to write a file: an OSError, or the RuntimeError torch/h5py raise when a write
+    stops short (full disk). Any other RuntimeError (torch's generic error: shapes, dtypes, devices) is not."""
+    if isinstance(err, OSError):
+        return True
+    text = _one_line(str(err))
+    return isinstance(err, RuntimeError) and any(key in text for key in _WRITE_FAILURES)
+
+
+_WRITE_FAILURES = ("file write failed", "No space left", "unexpected pos", "failed writing file")
 
 
 def io_error_message(err: BaseException) -> str:
@@ -74,9 +79,16 @@ def io_error_message(err: BaseException) -> str:
         reason = err.strerror or str(err) or type(err).__name__
         return f"{_one_line(reason)}{where}: fix the path or permissions and run the command again"
     text = _one_line(str(err)) or type(err).__name__
-    if "file write failed" in text or "No space left" in text or "unexpected pos" in text:
+    if is_write_failure(err):
         return f"writing failed ({text[:200]}), most likely a full disk: free some space and run the command again"
     return f"{type(err).__name__}: {text[:300]}"
+
+
+def _print_chain(err: BaseException) -> None:
+    """The whole traceback chain (causes first, notes included) on stderr."""
+    import traceback
+
+    traceback.print_exception(err, file=sys.stderr)
 
 
 def _clean_stale(args) -> None:
@@ -95,16 +107,45 @@ def _clean_stale(args) -> None:
                     pass
 
 
+def tune_process() -> dict[str, bool]:
+    """The command line's process-wide settings, applied by :func:`main` and nowhere else (the library
+    leaves a user's process alone: no allocator, collector or environment changes from its functions
+    or imports). None changes a result, only speed; each has an opt-out. Returns which are in effect.
+
+    - ``OMP_WAIT_POLICY=PASSIVE`` unless set: idle OpenMP threads sleep instead of spinning; on a busy
+      shared CPU spinning threads of several processes starve each other (training steps measured 10x
+      slower). Set before torch is imported (subcommands import it lazily); inherited by workers.
+    - glibc malloc thresholds fixed at 32 MiB mmap / 64 MiB trim (:mod:`modeldiff.cli.allocator`,
+      exported to worker processes): training median 1.06x faster (1.02-1.34x over 4 interleaved
+      rounds, ``benchmarks/allocator.py``) and the same speed whatever ran before in the process, which
+      brought the planner's demo training predictions from 0.82x/0.84x to 0.93x/0.86x of measured.
+      ``MODELDIFF_MALLOC=default`` opts out.
+    - the garbage collector's youngest-generation threshold 700 -> 10 000 (:mod:`modeldiff.cli.gc_policy`):
+      time in the collector 1.31 -> 0.44 s (tabular study, 14.8 s) and 1.99 -> 0.90 s (optimizers study,
+      42.8 s), same peak memory (``benchmarks/gc_policy.py``). ``MODELDIFF_GC=default`` opts out.
+    """
+    from modeldiff.cli.allocator import tune as tune_allocator
+    from modeldiff.cli.gc_policy import tune as tune_gc
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return {"omp_passive": os.environ["OMP_WAIT_POLICY"] == "PASSIVE", "malloc": tune_allocator(), "gc": tune_gc()}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; user mistakes and I/O failures become one ``error:`` line and exit 2.
 
-    ``MODELDIFF_DEBUG=1`` lets exceptions propagate (tracebacks for debugging).
+    ``--debug`` or ``MODELDIFF_DEBUG=1`` prints the full traceback chain after that line (for a
+    failure in user code, the user's own frames too). Any other error (a bug, or torch's generic
+    ``RuntimeError``) is one ``error:`` line naming its type, exit 1.
+    The command's process settings are applied first (:func:`tune_process`); importing this module
+    changes nothing.
     """
     from datamodels.base.log import cli_logging
 
+    tune_process()
     parser = build_parser()
     args = parser.parse_args(argv)
-    debug = os.environ.get("MODELDIFF_DEBUG") == "1"
+    debug = args.debug or os.environ.get("MODELDIFF_DEBUG") == "1"
     with cli_logging(debug):  # library messages (logging.getLogger("modeldiff")) as plain lines on stderr
         return _run(args, debug)
 
@@ -115,13 +156,19 @@ def _run(args, debug: bool) -> int:
         result = args.func(args)
     except UserError as err:
         print(f"error: {_one_line(err)}", file=sys.stderr)
+        if debug:
+            _print_chain(err)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except (OSError, RuntimeError, MemoryError) as err:
         if debug:
-            raise
-        print(f"error: {io_error_message(err)}", file=sys.stderr)
-        return 2
+            _print_chain(err)
+        if isinstance(err, MemoryError) or is_write_failure(err):
+            print(f"error: {io_error_message(err)}", file=sys.stderr)
+            return 2
+        print(f"error: {type(err).__name__}: {_one_line(err)[:300]} (not an input or disk problem; "
+              f"run with --debug for the traceback)", file=sys.stderr)
+        return 1
     return int(result or 0)

@@ -34,6 +34,21 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def check_plan_numbers(args) -> None:
+    """The ranges of plan's numbers, before any work (the same rules ``train`` applies to a run)."""
+    import math
+
+    if args.target_lds is not None and not (math.isfinite(args.target_lds) and 0 < args.target_lds < 1):
+        raise UserError(f"--target-lds must be in (0, 1) (an LDS is a rank correlation; a target <= 0 needs no "
+                        f"models), got {args.target_lds:g}")
+    fraction = args.subset_fraction
+    if fraction is not None and not (math.isfinite(fraction) and 0 < fraction <= 1):
+        raise UserError(f"--subset-fraction must be in (0, 1] (the share of the training set per model, as "
+                        f"`modeldiff train` takes it), got {fraction:g}")
+    if args.ensemble_size is not None and args.ensemble_size < 1:
+        raise UserError(f"--ensemble-size must be >= 1, got {args.ensemble_size}")
+
+
 def run(args) -> int:
     from modeldiff.plan.pilot import apply_pilot
     from modeldiff.plan.planner import PlanRequest, plan
@@ -45,17 +60,15 @@ def run(args) -> int:
     if args.target_precision is not None and not 0 < args.target_precision < 1:
         raise UserError(f"--target-precision must be in (0, 1) (a correlation with the infinite-model scores), "
                         f"got {args.target_precision:g}")
-    for flag, value in (("--models", args.models), ("--ensemble-size", args.ensemble_size)):
-        if value is not None and value < 1:
-            raise UserError(f"{flag} must be >= 1, got {value}")
+    if args.models is not None and args.models < 1:
+        raise UserError(f"--models must be >= 1, got {args.models}")
+    check_plan_numbers(args)
     if args.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             raise UserError("--device cuda cannot be predicted without a GPU to calibrate on: run `modeldiff plan` "
                             "on the GPU machine, or plan for --device cpu")
-    if args.subset_fraction is not None and not 0 < args.subset_fraction <= 1:
-        raise UserError(f"--subset-fraction must be in (0, 1], got {args.subset_fraction:g}")
     req = PlanRequest(args.target, models=args.models, device=args.device, data_dir=args.data_dir,
                       ensemble_size=args.ensemble_size, subset_fraction=args.subset_fraction, pilot=args.pilot,
                       target_lds=args.target_lds, target_precision=args.target_precision)

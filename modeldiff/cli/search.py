@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from datamodels.base.errors import UserError
+from modeldiff.cli.study import add_allow_changed_code, say_code_changes
 
 
 def add_parser(subparsers) -> None:
@@ -41,6 +42,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--names", default="A,B", help="display names of the two algorithms")
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    add_allow_changed_code(p)
     p.set_defaults(func=run)
 
 
@@ -48,10 +50,16 @@ def run(args) -> int:
     from modeldiff.cli.counterfactual import _open
     from modeldiff.cli.diff import check_out, commit_out, prepare_out
     from modeldiff.counterfactual.library import generic_candidates
-    from modeldiff.counterfactual.search import SearchSettings, overlay_candidates, search, store_halves
+    from modeldiff.counterfactual.search import SearchSettings, check_search_values, overlay_candidates, search, store_halves
     from modeldiff.report.writer import jsonable
 
     out = Path(args.out)
+    check_search_values(alpha=args.alpha, n_inputs=args.n_inputs, n_confirm=args.n_confirm,
+                        n_resamples=args.n_resamples, name=lambda key: f"--{key.replace('_', '-')}")
+    settings = SearchSettings(n_confirm=args.n_confirm, alpha=args.alpha, n_inputs=args.n_inputs,
+                              n_resamples=args.n_resamples, seed=args.seed)  # every number checked before work
+    if args.components < 1:
+        raise UserError(f"--components must be >= 1, got {args.components}")
     check_out(out, args.force)
     names = [s.strip() for s in args.names.split(",")]
     if len(names) != 2 or not all(names):
@@ -59,6 +67,8 @@ def run(args) -> int:
     if bool(args.scores_a) != bool(args.scores_b):
         raise UserError("give both --scores-a and --scores-b, or neither")
     store_a, store_b = _open(args.store_a, "--store-a"), _open(args.store_b, "--store-b")
+    for store, path in ((store_a, args.store_a), (store_b, args.store_b)):
+        say_code_changes(store, path, args.allow_changed_code, "searching with its models")
     if store_a.metadata["dataset"]["identity"] != store_b.metadata["dataset"]["identity"]:
         raise UserError("the stores were trained on different datasets: the search compares models on the same inputs")
     data = store_a.load_dataset()
@@ -77,8 +87,6 @@ def run(args) -> int:
     check_transforms([t for t, _ in cands], data.x_test)  # a candidate that cannot run: before any model loads
     heading(f"loading the models of both algorithms; {len(cands)} candidate transforms")
     halves = store_halves(store_a, store_b, data, n_inputs=args.n_inputs, seed=args.seed, device=args.device)
-    settings = SearchSettings(n_confirm=args.n_confirm, alpha=args.alpha, n_inputs=args.n_inputs,
-                              n_resamples=args.n_resamples, seed=args.seed)
     result = search(halves, cands, settings, class_names=list(data.class_names), progress=heading)
     tmp = prepare_out(out, args.force)
     try:

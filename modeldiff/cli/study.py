@@ -8,13 +8,34 @@ import time
 
 def _common(p) -> None:
     from datamodels.attribution.names import METHODS
+    from modeldiff.cli.choices import name_or_target
 
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
     p.add_argument("--data-dir", default=None,
                    help="dataset folder for cifar10 (default: $MODELDIFF_CIFAR10_DIR)")
-    p.add_argument("--method", choices=METHODS.names(), default=None,
-                   help="attribution estimator (default: the study's, TRAK)")
+    p.add_argument("--method", type=name_or_target(METHODS), default=None, metavar="{" + ",".join(METHODS) + "}",
+                   help="attribution estimator, or an import target 'pkg.mod:MyMethod' (default: the study's, TRAK)")
     p.add_argument("--models", type=int, default=None, help="models per algorithm (default: the study's)")
+    add_allow_changed_code(p)
+
+
+def add_allow_changed_code(p) -> None:
+    """The ``--allow-changed-code`` flag: go on with a store whose user code changed since it was made."""
+    p.add_argument("--allow-changed-code", action="store_true",
+                   help="go on when a user module (model, loss, optimizer, train_fn, data loader) changed since the "
+                        "store was made; refused by default, recorded as a code_changed warning when allowed")
+
+
+def say_code_changes(store, path, allow: bool, doing: str) -> None:
+    """Refuse a store whose user code changed (unless ``allow``); when allowed, say so on stderr."""
+    import sys
+
+    from datamodels.store.fingerprints import check_code
+    from modeldiff.studies.guards import code_changed
+
+    w = code_changed(str(path), check_code(store.metadata, path, allow=allow, doing=doing))
+    if w:
+        print(f"warning [{w['code']}]: {w['message']}", file=sys.stderr, flush=True)
 
 
 def add_parser(subparsers) -> None:
@@ -52,7 +73,8 @@ def run_study_cli(args) -> int:
     if args.models is not None:
         cfg.with_models(args.models)
     start = time.time()
-    summary = run_configured(cfg, args.out, args.device, args.data_dir, args.method)
+    summary = run_configured(cfg, args.out, args.device, args.data_dir, args.method,
+                             allow_changed_code=args.allow_changed_code)
     print(format_summary(summary))
     print(f"done in {time.time() - start:.0f} s; summary: {os.path.join(os.path.abspath(args.out), 'summary.json')}")
     return 0

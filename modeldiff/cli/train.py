@@ -6,13 +6,16 @@ import os
 
 from datamodels.base.errors import UserError
 from datamodels.runs.names import ENSEMBLE_SIZE, MODELS, SUBSET_FRACTION
+from modeldiff.cli.study import add_allow_changed_code
 
 
 def add_parser(subparsers) -> None:
     from datamodels.runs.names import LAUNCHERS
+    from datamodels.training.schedule import DEFAULT_TEXT
 
     p = subparsers.add_parser("train", help="train many models of one recipe on random subsets into a store",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                              epilog=f"learning-rate schedule (recipe key optim.schedule), by default {DEFAULT_TEXT}")
     p.add_argument("recipe", help="recipe YAML file, or 'default' for the embedded digits recipe")
     p.add_argument("--out", required=True, help="store directory (created, or resumed when it exists)")
     p.add_argument("--models", type=int, default=MODELS, help="number of models N")
@@ -30,6 +33,7 @@ def add_parser(subparsers) -> None:
                    help="keep weights of the first K models only (all when not given)")
     p.add_argument("--no-train-margins", action="store_true", help="skip margins on the training set")
     p.add_argument("--data-dir", default=None, help="dataset folder (overrides the recipe's data.data_dir)")
+    add_allow_changed_code(p)
     p.set_defaults(func=run)
 
 
@@ -55,7 +59,8 @@ def run(args) -> int:
         data = load_from_config(recipe.data)
         check_recipe(recipe, data)  # bad model/optimizer/loss/trainer targets: one line, before the store exists
     store = Store.create_or_resume(args.out, recipe, data, args.models, args.subset_fraction, args.seed,
-                                   args.save_weights, not args.no_train_margins, ensemble_size=args.ensemble_size)
+                                   args.save_weights, not args.no_train_margins, ensemble_size=args.ensemble_size,
+                                   allow_changed_code=args.allow_changed_code)
     s = fill_store(store, args.device, args.ensemble_size, args.launcher, args.workers, None, args.address)
     print(f"{recipe.name}: {s['done']}/{s['models']} models done, {s['diverged']} diverged, "
           f"{s['pending']} pending, {s['corrupted']} corrupted; test accuracy "

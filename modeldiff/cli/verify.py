@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from datamodels.base.errors import UserError
+from modeldiff.cli.study import add_allow_changed_code
 
 
 def add_parser(subparsers) -> None:
@@ -21,10 +22,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", default="cpu", help="device for --repair: cpu, cuda or cuda:K")
     p.add_argument("--workers", type=int, default=1, help="worker processes for --repair")
     p.add_argument("--data-dir", default=None, help="dataset folder for --repair (default: the recorded one)")
+    add_allow_changed_code(p)
     p.set_defaults(func=run)
 
 
-def repair(path, device: str = "cpu", workers: int = 1, data_dir: str | None = None) -> dict:
+def repair(path, device: str = "cpu", workers: int = 1, data_dir: str | None = None,
+           allow_changed_code: bool = False) -> dict:
     """Retrain the damaged rows of the store at ``path`` with its recorded recipe and settings."""
     from datamodels.runs.launchers import fill_store
     from datamodels.store.metadata import reload_dataset
@@ -39,7 +42,8 @@ def repair(path, device: str = "cpu", workers: int = 1, data_dir: str | None = N
     data = reload_dataset(meta, data_dir)
     ensemble_size = meta.get("ensemble_size") or 16
     store = Store.create_or_resume(path, recipe, data, meta["n_models"], meta["subset_fraction"], meta["seed"],
-                                   meta.get("save_weights"), meta["train_margins"], ensemble_size=ensemble_size)
+                                   meta.get("save_weights"), meta["train_margins"], ensemble_size=ensemble_size,
+                                   allow_changed_code=allow_changed_code)
     return fill_store(store, device, ensemble_size, "local", workers, data)
 
 
@@ -57,7 +61,7 @@ def run(args) -> int:
     if report.ok or not args.repair:
         return 0 if report.ok else 2
     check_device(args.device)
-    s = repair(args.store, args.device, args.workers, args.data_dir)
+    s = repair(args.store, args.device, args.workers, args.data_dir, args.allow_changed_code)
     after = verify(args.store)
     print(f"repaired: {s['done']}/{s['models']} models done, {s['diverged']} diverged, {s['pending']} pending; "
           f"store {'intact' if after.ok else 'still damaged: ' + after.summary()}")

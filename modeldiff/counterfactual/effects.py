@@ -157,9 +157,9 @@ def select_inputs(labels, target_class: int, source_classes: Sequence[int] | Non
 def store_predictor(store, *, indices=None, device="cpu", batch_size: int = 512) -> Predictor:
     """Adapter: any `datamodels.modelset.ModelSet` (a Store, its path, ``ModelSet.from_folder``...)
     as a predictor of class probabilities ``x[n, *input_shape] -> [n_models, n, K]``."""
-    if not hasattr(store, "predict_proba"):
-        from datamodels.modelset import as_modelset  # lazy: only the CLI and real studies need it
-        store = as_modelset(store)
+    from datamodels.modelset import as_modelset  # lazy: only the CLI and real studies need it
+
+    store = as_modelset(store)
 
     def predict(x: torch.Tensor) -> torch.Tensor:
         return store.predict_proba(x, indices=indices, device=device, batch_size=batch_size)

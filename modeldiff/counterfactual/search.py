@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from datamodels.base.errors import UserError
 from modeldiff.counterfactual.effect_stats import compare_effects
 
 DIRECTIONS = ("a_minus_b", "b_minus_a")
@@ -58,6 +59,25 @@ class SearchSettings:
     n_inputs: int = 400           # test inputs per half (at most)
     n_resamples: int = 2000       # bootstrap resamples for the CIs
     seed: int = 0
+
+    def __post_init__(self):
+        check_search_values(alpha=self.alpha, n_inputs=self.n_inputs, n_confirm=self.n_confirm,
+                            n_resamples=self.n_resamples, level=self.level)
+
+
+def check_search_values(*, alpha: float, n_inputs: int, n_confirm: int, n_resamples: int, level: float = 0.95,
+                        name=lambda key: key) -> None:
+    """The one rule for the search's numbers (CLI flags, study YAML, Python): a one-line :class:`UserError`
+    naming the setting as ``name(key)`` (e.g. ``--n-inputs`` or ``search.n_inputs``)."""
+    import math
+
+    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and 0 < alpha < 1):
+        raise UserError(f"{name('alpha')} is a family-wise error level and must be in (0, 1), got {alpha}")
+    if not 0 < level < 1:
+        raise UserError(f"{name('level')} (a confidence level) must be in (0, 1), got {level}")
+    for key, value, least in (("n_inputs", n_inputs, 2), ("n_confirm", n_confirm, 1), ("n_resamples", n_resamples, 1)):
+        if int(value) != value or value < least:
+            raise UserError(f"{name(key)} must be an integer >= {least}, got {value}")
 
 
 @dataclass

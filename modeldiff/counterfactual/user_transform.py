@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from datamodels.base.errors import UserError
+from datamodels.base.errors import UserError, call_user
 
 SPEC_KEYS = ("target", "kwargs", "target_class", "label")
 
@@ -29,14 +29,8 @@ class UserTransform:
         self.fn, self.label, self.params = fn, label, dict(params or {})
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        try:
-            out = self.fn(x.clone())
-        except UserError:
-            raise
-        except Exception as err:  # noqa: BLE001 - the user's transform failed: one line naming it
-            first = (str(err).splitlines() or [""])[0][:200]
-            raise UserError(f"transform {self.label!r} raised {type(err).__name__} on a batch {tuple(x.shape)}: "
-                            f"{first} — it must map x[n, *input_shape] to a tensor of the same shape") from None
+        out = call_user(self.fn, x.clone(), what=f"transform {self.label!r} on a batch {tuple(x.shape)}",
+                        hint="it must map x[n, *input_shape] to a tensor of the same shape")
         if not isinstance(out, torch.Tensor):
             raise UserError(f"transform {self.label!r} returned {type(out).__name__}, not a tensor")
         if out.shape != x.shape:
@@ -96,12 +90,7 @@ def user_transform(spec, search_path: str | None = None) -> tuple[UserTransform,
     target, kwargs = spec["target"], spec.get("kwargs")
     obj = resolve_target(target, what="counterfactual transform", search_path=search_path)
     if kwargs is not None:
-        try:
-            obj = obj(**kwargs)
-        except UserError:
-            raise
-        except Exception as err:  # noqa: BLE001 - the user's factory failed: one line naming it
-            raise UserError(f"counterfactual transform {target!r} raised {type(err).__name__}: {err}") from None
+        obj = call_user(obj, what=f"counterfactual transform {target!r}", hint="fix its kwargs", **kwargs)
     if not callable(obj):
         raise UserError(f"counterfactual transform {target!r} is a {type(obj).__name__}, not a callable x -> x'")
     label = spec.get("label") or (target if not kwargs else

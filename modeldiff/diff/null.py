@@ -236,13 +236,14 @@ def trak_groups(store, rows, n_groups: int = 8, device="cpu", progress_label: st
     """Run TRAK once per group of ``rows`` (contiguous groups, as equal as possible).
 
     ``progress_label``: show "attributing LABEL: model k of n" headings and bars on stderr."""
-    import torch
 
     from datamodels.attribution.trak import TRAK
     from datamodels.base.progress import announced
 
     data = store.load_dataset()
-    dtype = torch.float64 if store.recipe.precision == "float64" else torch.float32
+    from datamodels.modelset import model_dtype
+
+    dtype = model_dtype(store)
     groups = [g for g in np.array_split(np.asarray(rows), min(n_groups, len(rows))) if len(g)]
     s, q = [], []
     done = 0
@@ -281,6 +282,26 @@ def regression_halves(store_a, store_b, rows_a, rows_b, n_splits: int = 4, seed:
             heading(what)
         est = DatamodelsRegression(device=device, progress=progress and what, **params)
         return est.fit(store.masks[rows], store.test_margins[rows]).coef_
+
+    sa = split_halves(len(rows_a), n_splits, seed)
+    sb = split_halves(len(rows_b), n_splits, seed + 1)
+    ra, rb = np.asarray(rows_a), np.asarray(rows_b)
+    for (a1, a2), (b1, b2) in zip(sa, sb):
+        yield fit(store_a, ra[a1]), fit(store_a, ra[a2]), fit(store_b, rb[b1]), fit(store_b, rb[b2])
+
+
+def method_halves(method, store_a, store_b, rows_a, rows_b, n_splits: int = 4, seed: int = 0, device="cpu",
+                  params: dict | None = None) -> Iterator[tuple]:
+    """Any attribution method (:class:`datamodels.attribution.methods.AttributionMethod`): attribute
+    each half of each algorithm's models with it."""
+    import torch
+
+    from datamodels.modelset import model_dtype
+
+    def fit(store, rows):
+        scores, _ = method.attribute(store, rows, device=torch.device(device), dtype=model_dtype(store),
+                                     progress=None, params=dict(params or {}), write=None)
+        return scores
 
     sa = split_halves(len(rows_a), n_splits, seed)
     sb = split_halves(len(rows_b), n_splits, seed + 1)

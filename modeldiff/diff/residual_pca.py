@@ -33,6 +33,7 @@ import torch
 
 from modeldiff.diff import validation
 from modeldiff.diff.io_scores import rows_as_tensor
+from modeldiff.diff.names import SOLVERS
 
 _CHUNK_BYTES = 4 << 20  # bytes per row chunk of the residual pass: its a, b, tmp and r chunks stay in cache
 _MAX_SVD_FULL = 1000    # `full`: float64 LAPACK SVD up to this min(n, m), a Gram eigh above it
@@ -92,24 +93,17 @@ class ModelDiff:
     def _fit(self, scores_a, scores_b, threads: int) -> "ModelDiff":
         validation.check_params(self.n_components, self.solver)
         (n, m), k = validation.check_pair(scores_a, scores_b), int(self.n_components)
+        validation.check_distinct(scores_a, scores_b)
         validation.check_n_components(k, n, m)
         dev = torch.device(self.device if self.device is not None else
                            (scores_a.device if isinstance(scores_a, torch.Tensor) else "cpu"))
-        block, small = min(k + self.n_oversamples, n - 1, m), min(n, m) <= 500 or k >= 0.8 * min(n, m)
-        solver = "full" if self.solver == "full" or (self.solver == "auto" and small) else "randomized"
+        solve = SOLVERS.resolve(self.solver, key="solver")
         st = _residual_pass(scores_a, scores_b, dev, self.dtype, self.normalize, threads)
         validation.warn_excluded(st["zero_a"], st["zero_b"])
         n_used = st["R"].shape[0]
         validation.check_n_components(k, n_used, m, n - n_used)
-        if solver == "randomized" and block + 1 < n_used and block < m:
-            gen = torch.Generator().manual_seed(int(self.random_state))
-            k0 = _orthonormalize(torch.randn(m, block, generator=gen, dtype=torch.float64))
-            s, comps, proj, passes, rel, st["mu"] = _block_krylov(
-                st["R"], k0.to(device=dev, dtype=self.dtype), k, self.max_passes, self.tol, threads)
-        else:
-            solver, passes = "full", 1
-            s, comps, proj, st["mu"] = _full(st["R"], k, threads)
-            rel = torch.zeros(k, dtype=torch.float64)
+        s, comps, proj, passes, rel, st["mu"], solver = solve(st["R"], k, est=self, threads=threads, dev=dev,
+                                                              n=n, m=m)
         del st["R"]  # frees the buffer before the variance pass
         comps = torch.nn.functional.normalize(comps.to(self.dtype), dim=1)
         top = comps.abs().argmax(dim=1)
@@ -252,6 +246,34 @@ def _block_krylov(R: torch.Tensor, k0: torch.Tensor, k: int, max_passes: int, to
     comps = (K[:, :q].double() @ w).T
     return (torch.from_numpy(np.sqrt(theta)), comps, (Y[:, :q].double() @ w).to(R.dtype),
             passes, torch.from_numpy(rel), mu)
+
+
+def solve_auto(R: torch.Tensor, k: int, *, n: int, m: int, **kw):
+    """``auto``: the exact solver when ``min(n, m) <= 500`` or ``k >= 0.8 min(n, m)``, else randomized."""
+    small = min(n, m) <= 500 or k >= 0.8 * min(n, m)
+    return (solve_full if small else solve_randomized)(R, k, n=n, m=m, **kw)
+
+
+def solve_full(R: torch.Tensor, k: int, *, threads: int, **_):
+    """``full``: exact PCA of the centred residuals ``R[n_used, m]`` (centred in place).
+
+    Every solver returns ``(singular values [k], components [k, m], projections [n_used, k],
+    passes, ritz residuals [k], column mean [m], name of the solver that ran)``."""
+    s, comps, proj, mu = _full(R, k, threads)
+    return s, comps, proj, 1, torch.zeros(k, dtype=torch.float64), mu, "full"
+
+
+def solve_randomized(R: torch.Tensor, k: int, *, est, threads: int, dev, n: int, m: int):
+    """``randomized``: block Krylov from a seeded start (``est.random_state``); the exact solver when
+    the block would not be smaller than the problem."""
+    block = min(k + est.n_oversamples, n - 1, m)
+    if not (block + 1 < R.shape[0] and block < m):
+        return solve_full(R, k, threads=threads)
+    gen = torch.Generator().manual_seed(int(est.random_state))
+    k0 = _orthonormalize(torch.randn(m, block, generator=gen, dtype=torch.float64))
+    s, comps, proj, passes, rel, mu = _block_krylov(R, k0.to(device=dev, dtype=est.dtype), k, est.max_passes,
+                                                    est.tol, threads)
+    return s, comps, proj, passes, rel, mu, "randomized"
 
 
 def _full(R: torch.Tensor, k: int, threads: int):

@@ -12,7 +12,24 @@ import warnings
 import numpy as np
 
 from datamodels.base.errors import UserError
+from datamodels.registry import is_target
 from modeldiff.diff.names import SOLVERS
+
+
+def check_distinct(scores_a, scores_b) -> None:
+    """Refuse identical matrices: A − B is then zero and its "components" are rounding noise."""
+    import torch
+
+    if scores_a is scores_b:
+        same = True
+    elif isinstance(scores_a, torch.Tensor) or isinstance(scores_b, torch.Tensor):
+        same = bool(torch.equal(torch.as_tensor(scores_a).cpu(), torch.as_tensor(scores_b).cpu()))
+    else:
+        same = bool(np.array_equal(np.asarray(scores_a), np.asarray(scores_b)))
+    if same:
+        raise UserError("scores_a and scores_b are identical: the residual A − B is zero and its components would be "
+                        "rounding noise; compare the attributions of two different algorithms (for a null, two "
+                        "halves of one algorithm's models)")
 
 
 def check_pair(scores_a, scores_b) -> tuple[int, int]:
@@ -56,7 +73,8 @@ def check_params(n_components, solver: str) -> None:
             or n_components < 1:
         raise UserError(
             f"n_components must be a positive integer, got {n_components!r}")
-    if solver not in SOLVERS:
+    if isinstance(solver, str) and solver not in SOLVERS and not is_target(solver) or not (
+            isinstance(solver, str) or callable(solver)):
         raise UserError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
 
 

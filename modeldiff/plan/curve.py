@@ -76,8 +76,7 @@ class Curve:
         return self.point.value(float("inf"))
 
     def models_for(self, target: float, level: float = 0.95) -> tuple[int, int, int]:
-        """``(n, n_low, n_high)`` models needed to reach ``target`` (``n_high = -1``: unbounded); UserError when
-        no number of models reaches it."""
+        """``(n, n_low, n_high)`` models to reach ``target`` (``n_high = -1``: unbounded); UserError if none does."""
         flag = "--target-lds" if self.kind == "lds" else "--target-precision"
         if self.kind == "precision" and not 0 < target < 1:
             raise UserError(f"{flag} must be in (0, 1) (a correlation with the infinite-model scores), got {target:g}")

@@ -37,9 +37,8 @@ def calibrate_report(data, rows: int) -> ReportCost:
     else:
         grid = timed_call(figures.weight_bars, [(name, np.linspace(-1.0, 1.0, len(idx)), [f"#{i}" for i in idx])
                                                 for name in names])
-    rows = max(1, int(rows))
-    effects = [(0.1 * i, 0.1 * i - 0.05, 0.1 * i + 0.05) for i in range(rows)]
-    labels = [f"{i}: patch 4px at (2, 2) → class {i % 10}" for i in range(rows)]
+    effects = [(0.1 * i, 0.1 * i - 0.05, 0.1 * i + 0.05) for i in range(max(1, int(rows)))]
+    labels = [f"{i}: patch 4px at (2, 2) → class {i % 10}" for i in range(len(effects))]
     return ReportCost(first, grid, timed_call(figures.effect_plot, labels, effects, effects[::-1]))
 
 

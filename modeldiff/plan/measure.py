@@ -7,14 +7,14 @@ import os
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 MODEL_ERROR = 0.15  # relative half-width of a stage predicted from one calibration point
 
 
 def rss_bytes() -> int:
     """Resident set size of this process now (bytes)."""
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 class PeakSampler:
@@ -56,10 +56,9 @@ def timed_call(fn, *args) -> float:
 
 def process_age() -> float:
     """Seconds since this process started (interpreter start-up and imports included)."""
-    with open("/proc/self/stat") as fh:
-        start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
-    with open("/proc/uptime") as fh:
-        return max(0.0, float(fh.read().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK"))
+    start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
 
 
 def release_memory() -> None:

@@ -67,9 +67,11 @@ class Calibrated:
 def is_recipe(path: str) -> bool:
     import yaml
 
+    from datamodels.base import strict_yaml
+
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text()) if p.is_file() and p.suffix in (".yaml", ".yml") else None
+        data = strict_yaml.load(p.read_text()) if p.is_file() and p.suffix in (".yaml", ".yml") else None
     except yaml.YAMLError:
         return False
     return isinstance(data, dict) and "algorithm_a" not in data

@@ -84,7 +84,7 @@ def write_report(out_dir, fit, *, subpops=None, train_images=None, test_images=N
                  test_labels=None, class_names=None, counterfactuals=(), sweeps=(), names=("A", "B"),
                  title: str = "ModelDiff report", meta: dict | None = None, n_top: int = 8,
                  verdict: str | None = None, algorithms: dict | None = None, calibration=None, search=None,
-                 direction: str = "a_minus_b", colors=None, diagnostics=None) -> Path:
+                 direction: str = "a_minus_b", colors=None, diagnostics=None, warnings=()) -> Path:
     """Write the report of a fitted `ModelDiff` into ``out_dir`` (created); returns the HTML path.
 
     Args:
@@ -102,6 +102,7 @@ def write_report(out_dir, fit, *, subpops=None, train_images=None, test_images=N
         search: the direction's `DirectionSearch` (modeldiff.counterfactual.search).
         direction: ``a_minus_b`` or ``b_minus_a`` (which algorithm is first: its colour is kept).
         diagnostics: per-algorithm results of :func:`modeldiff.studies.diagnostics.run_diagnostics`.
+        warnings: the study's sanity warnings (``summary["warnings"]``), shown before everything else.
     """
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -110,6 +111,10 @@ def write_report(out_dir, fit, *, subpops=None, train_images=None, test_images=N
     if colors is None:
         colors = ("tab:red", "tab:blue") if direction == "a_minus_b" else ("tab:blue", "tab:red")
     sections: list[tuple[str, str]] = []
+    from modeldiff.report.warnings_block import warnings_section
+
+    if warnings:
+        sections.append(warnings_section(list(warnings)))
     if verdict or algorithms:
         sections.append(("Verdict", _verdict_section(verdict, algorithms, direction)))
     if search is not None:

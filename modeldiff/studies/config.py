@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from datamodels.base import strict_yaml
 from datamodels.base.errors import UserError
 from datamodels.training.recipe import Recipe, _build, load_recipe, recipe_from_dict
 
@@ -45,17 +46,27 @@ class AlgorithmSpec:
 
 @dataclass
 class AttributionSpec:
-    method: str = field(default="trak", metadata={"help": "trak | datamodels"})
-    models: int = field(default=16, metadata={"help": "TRAK: models averaged (the first ones of the store)"})
+    method: object = field(default="trak", metadata={
+        "help": "trak | datamodels | an import target 'pkg.mod:MyMethod' (an AttributionMethod)"})
+    models: int = field(default=16, metadata={
+        "help": "TRAK and methods by import target: models used (the first ones of the store)"})
     proj_dim: int = field(default=1024, metadata={"help": "TRAK: random projection dimension k"})
     lambdas: int = field(default=12, metadata={"help": "datamodels: lasso path length"})
     batch_size: int = field(default=1024, metadata={
         "help": "TRAK: examples per per-example-gradient call (memory ~ batch_size x n_params x 4 bytes)"})
+    projector: object = field(default="auto", metadata={
+        "help": "TRAK: auto | sketch | rademacher | fast_jl | an import target 'pkg.mod:MyProjector'"})
+    params: dict = field(default_factory=dict, metadata={"help": "further settings of the method"})
 
     def __post_init__(self):
-        from datamodels.attribution.names import METHODS
+        from datamodels.attribution.names import METHODS, PROJECTORS
 
-        METHODS.check(self.method, key="attribution.method")
+        if isinstance(self.method, str):
+            METHODS.check(self.method, key="attribution.method", targets=True)
+        if isinstance(self.projector, str):
+            PROJECTORS.check(self.projector, key="attribution.projector", targets=True)
+        if not isinstance(self.params, dict):
+            raise UserError(f"attribution.params must be a mapping, got {self.params!r}")
 
 
 @dataclass
@@ -193,7 +204,7 @@ def load_study(path_or_name: str) -> StudyConfig:
     if not path.is_file():
         raise UserError(f"no study {path_or_name!r}: give a study YAML or one of {', '.join(shipped_names())}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = strict_yaml.load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise UserError(f"study {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):

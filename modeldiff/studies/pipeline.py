@@ -48,19 +48,26 @@ def _stamp(path: Path):
 
 
 def train_algorithms(cfg: StudyConfig, data: Dataset, out: Path, device: str, data_dir=None,
-                     recipes=None) -> tuple[Store, Store]:
+                     recipes=None, given=(None, None), allow_changed_code: bool = False) -> tuple[Store, Store]:
     """Fill (or resume) one store per algorithm, each with its own run seed (``cfg.seeds()``:
     the algorithm's ``seed``, else the study's; equal seeds give both the same masks).
-    ``recipes``: (A, B) to use instead of the study's own."""
+    ``recipes``: (A, B) to use instead of the study's own; ``given``: (A, B) ModelSets used as
+    they are instead of training (None: train that algorithm)."""
+    from datamodels.modelset import as_modelset
     from datamodels.runs.launchers import fill_store
     from datamodels.training.backends import check_recipe
 
     recipes = list(recipes or cfg.recipes(data_dir))
-    for recipe in recipes:  # both algorithms' targets and settings, before either store exists (one line)
-        check_recipe(recipe, data)
+    for recipe, ms in zip(recipes, given):  # both algorithms' targets and settings, before either store exists
+        if ms is None:
+            check_recipe(recipe, data)
     stores = []
-    for tag, recipe, seed in zip("ab", recipes, cfg.seeds()):
-        store = Store.create_or_resume(out / f"store_{tag}", recipe, data, cfg.models, cfg.subset_fraction, seed)
+    for tag, recipe, seed, ms in zip("ab", recipes, cfg.seeds(), given):
+        if ms is not None:
+            stores.append(as_modelset(ms))
+            continue
+        store = Store.create_or_resume(out / f"store_{tag}", recipe, data, cfg.models, cfg.subset_fraction, seed,
+                                       allow_changed_code=allow_changed_code)
         fill_store(store, device, cfg.ensemble_size, dataset=data)
         stores.append(Store.open(store.path, data))
     return stores[0], stores[1]
@@ -71,21 +78,42 @@ def attribute_stores(cfg: StudyConfig, stores, out: Path, device: str, method: s
     from datamodels.attribution.api import attribute_to_file
     from datamodels.attribution.influence_io import read_influence
 
-    spec = cfg.attribution
-    method = method or spec.method
-    params = {"proj_dim": spec.proj_dim, "batch_size": spec.batch_size} if method == "trak" else {"n_lambdas": spec.lambdas}
-    n_models = spec.models if method == "trak" else None
+    m, name, params, n_models = study_method(cfg, method)
     scores = []
     for tag, store in zip("ab", stores):
-        path = out / f"scores_{tag}_{method}.h5"
-        stamp = out / f"scores_{tag}_{method}.json"
-        key = {"method": method, "params": params, "n_models": n_models, "valid": len(store.valid_indices())}
+        path = out / f"scores_{tag}_{file_tag(name)}.h5"
+        stamp = out / f"scores_{tag}_{file_tag(name)}.json"
+        key = {"method": name, "params": _recorded(params), "n_models": n_models, "valid": len(store.valid_indices())}
         if not (path.is_file() and stamp.is_file() and _stamp(stamp) == key):
-            attribute_to_file(store, path, method, n_models=n_models, device=device,
+            attribute_to_file(store, path, method or cfg.attribution.method, n_models=n_models, device=device,
                               progress=progress_label(cfg, tag), **params)
             atomic_write_text(stamp, json.dumps(key))
         scores.append(read_influence(path).scores)
     return scores[0], scores[1]
+
+
+def study_method(cfg: StudyConfig, method=None):
+    """``(method object, recorded name, params, n_models)`` of the study's attribution section
+    (``method`` overrides the section's method)."""
+    from datamodels.attribution.methods import method_name, resolve_method
+
+    spec = method or cfg.attribution.method
+    m = resolve_method(spec)
+    params, n_models = m.study_params(cfg.attribution)
+    return m, method_name(spec, m), params, n_models
+
+
+def file_tag(name: str) -> str:
+    """A method name as part of a file name (an import target's punctuation replaced)."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def _recorded(params: dict) -> dict:
+    """Settings as they are stamped beside cached scores (objects by their recorded name)."""
+    from datamodels.registry import record
+
+    return {k: v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else record(v)
+            for k, v in params.items()}
 
 
 def progress_label(cfg: StudyConfig, tag: str) -> str:
@@ -181,24 +209,27 @@ def attribute_with_null(cfg: StudyConfig, stores, out: Path, device: str, method
     Returns ``(scores_a, scores_b, halves)`` where ``halves()`` yields ``(A1, A2, B1, B2)``.
     """
     from datamodels.attribution.api import select_models
+    from datamodels.attribution.methods import DatamodelsMethod, TrakMethod
     from modeldiff.diff import null
 
-    method = method or cfg.attribution.method
-    spec, ns = cfg.attribution, cfg.calibration
-    if method == "datamodels":
+    m, name, params, n_models = study_method(cfg, method)
+    ns = cfg.calibration
+    if not isinstance(m, TrakMethod):  # datamodels and methods by import target: attribute each half anew
         scores_a, scores_b = attribute_stores(cfg, stores, out, device, method)
-        rows = [select_models(s, method, None) for s in stores]
-        params = {"n_lambdas": spec.lambdas}
-        return scores_a, scores_b, lambda: null.regression_halves(*stores, *rows, n_splits=ns.splits, seed=cfg.seed,
-                                                                  device=device, progress=True, **params)
+        rows = [select_models(s, m, n_models) for s in stores]
+        if isinstance(m, DatamodelsMethod):
+            return scores_a, scores_b, lambda: null.regression_halves(*stores, *rows, n_splits=ns.splits,
+                                                                      seed=cfg.seed, device=device, progress=True,
+                                                                      **params)
+        return scores_a, scores_b, lambda: null.method_halves(m, *stores, *rows, n_splits=ns.splits, seed=cfg.seed,
+                                                              device=device, params=params)
     from datamodels.attribution.influence_io import write_influence
 
-    params = {"proj_dim": spec.proj_dim, "batch_size": spec.batch_size}
     groups, scores = [], []
     for tag, store in zip("ab", stores):
-        rows = select_models(store, "trak", spec.models)
+        rows = select_models(store, m, n_models)
         path, stamp = out / f"trak_groups_{tag}.npz", out / f"trak_groups_{tag}.json"
-        key = {"params": params, "rows": [int(r) for r in rows], "groups": ns.groups}
+        key = {"params": _recorded(params), "rows": [int(r) for r in rows], "groups": ns.groups}
         if path.is_file() and stamp.is_file() and _stamp(stamp) == key:
             g = null.TrakGroups.load(path)
         else:
@@ -208,10 +239,11 @@ def attribute_with_null(cfg: StudyConfig, stores, out: Path, device: str, method
         full = g.scores()
         data = store.load_dataset()
         meta = store.metadata["dataset"]
-        write_influence(out / f"scores_{tag}_trak.h5", full, method="trak", method_params=params,
+        write_influence(out / f"scores_{tag}_trak.h5", full, method="trak", method_params=_recorded(params),
                         train_labels=data.y_train.numpy(), test_labels=data.y_test.numpy(),
                         dataset_name=meta["name"], dataset_identity=meta["identity"],
-                        recipe_yaml=store.recipe.to_yaml(), n_models=len(rows), store_path=str(Path(store.path).resolve()))
+                        recipe_yaml=store.recipe.to_yaml() if store.recipe is not None else "", n_models=len(rows),
+                        store_path=str(Path(store.path).resolve()) if store.path is not None else "")
         groups.append(g)
         scores.append(full)
     return scores[0], scores[1], lambda: null.trak_halves(groups[0], groups[1], n_splits=ns.splits, seed=cfg.seed)

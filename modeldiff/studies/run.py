@@ -11,6 +11,7 @@ from datamodels.base.errors import UserError
 from datamodels.base.log import get_logger
 from modeldiff.report.verdict import verdict
 from modeldiff.studies.config import StudyConfig
+from modeldiff.studies.guards import study_warnings
 from modeldiff.studies.hooks import resolve_rows
 from modeldiff.studies.pipeline import (
     attribute_stores,
@@ -27,18 +28,19 @@ log = get_logger(__name__)
 
 
 def run_configured(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None = None,
-                   method: str | None = None) -> dict:
-    """The study as its YAML says: its ``runner`` when it names one, else :func:`run_study`."""
+                   method: str | None = None, allow_changed_code: bool = False) -> dict:
+    """The study as its YAML says: its ``runner`` when it names one, else :func:`run_study`
+    (``allow_changed_code``: see :func:`run_study`; a runner's own stores are checked by it)."""
     from modeldiff.studies.hooks import resolve_hook
 
     runner = resolve_hook(cfg, "runner")
     if runner is None:
-        return run_study(cfg, out, device, data_dir, method)
+        return run_study(cfg, out, device, data_dir, method, allow_changed_code=allow_changed_code)
     return runner(cfg, out, device, data_dir, method)
 
 
 def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None = None, method: str | None = None,
-              data=None, inputs=None) -> dict:
+              data=None, inputs=None, given=(None, None), allow_changed_code: bool = False) -> dict:
     """Train, attribute, compare both ways, test counterfactuals and write the reports.
 
     Returns the summary (also written to ``OUT/summary.json``); the HTML reports are in
@@ -48,6 +50,9 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     sets, search exclusions) from a runner; the study's own ``setup`` hook, when it names one, runs
     after the settings are checked and adds to it. ``counterfactual.rows`` / ``search.rows`` choose
     the test rows of the counterfactual tests and of the search.
+    ``allow_changed_code``: go on when user code changed since the stores were made (else
+    refused; when allowed, recorded as a ``code_changed`` warning).
+    ``given``: (A, B) ModelSets used instead of training (None: train that algorithm).
 
     Per direction the summary holds the null-calibrated ``components`` (var_a, var_b, ratio,
     ratio_halves, null_ratio_q95, p_value, beyond_null), the search's ``confirmed`` list,
@@ -67,8 +72,9 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
             for key in ("search", "counterfactual")}
     recipes = inputs.recipes
     stage = _stages(4 + cfg.calibration.enabled + cfg.search.enabled + (cfg.diagnostics.models > 0))
-    stage(f"training both algorithms ({cfg.models} models each)")
-    stores = train_algorithms(cfg, data, out, device, data_dir, recipes)
+    stage(f"training both algorithms ({cfg.models} models each)" if given == (None, None) else
+          "training the algorithms given as recipes; models given as ModelSets are used as they are")
+    stores = train_algorithms(cfg, data, out, device, data_dir, recipes, given, allow_changed_code)
     stage(f"attributing both algorithms ({method or cfg.attribution.method})")
     if cfg.calibration.enabled:
         scores_a, scores_b, halves = attribute_with_null(cfg, stores, out, device, method)
@@ -102,6 +108,8 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     if calibration is not None:
         summary["null"] = {k: v for k, v in calibration.to_dict().items() if k != "directions"}
     summary["verdict"] = verdict(summary)
+    summary["warnings"] = study_warnings(summary, data.y_test.numpy(), _attribution_models(cfg, stores, method),
+                                         found_warnings(stores, data, (label_a, label_b)), calibration)
     if diagnostics is not None:
         from modeldiff.studies.diagnostics import summary_entry
         summary["diagnostics"] = summary_entry(diagnostics)
@@ -121,13 +129,36 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
                           meta={"study": cfg.name, "method": summary["method"]},
                           verdict=summary["verdict"], algorithms=summary["algorithms"],
                           calibration=summary["directions"][d.name].get("components"),
-                          search=searched.get(d.name), direction=d.name, diagnostics=diagnostics)
+                          search=searched.get(d.name), direction=d.name, diagnostics=diagnostics,
+                          warnings=summary["warnings"])
         report = out / f"report_{d.name}" / "report.html"
         with atomic_path(out / f"components_{d.name}.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, d.fit.components_)
         summary["directions"][d.name] = direction_summary(d, report, calibration, searched.get(d.name))
+    summary["warnings"] = study_warnings(summary, data.y_test.numpy(), _attribution_models(cfg, stores, method),
+                                         found_warnings(stores, data, (label_a, label_b)), calibration)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=float))
     return summary
+
+
+def _attribution_models(cfg, stores, method) -> int:
+    """Attribution models per algorithm: the study's ``attribution.models`` or, when unset, the finished models."""
+    if (method or cfg.attribution.method) == "trak":
+        return int(cfg.attribution.models)
+    return int(min(len(s.valid_indices(warn=False)) for s in stores))
+
+
+def found_warnings(stores, data, labels) -> list[dict]:
+    """Warnings known from the stores themselves: changed user code, diverged models and their cause."""
+    from modeldiff.studies.guards import code_changed, diverged
+
+    out = []
+    for store, label in zip(stores, labels):
+        changes = getattr(store, "code_changes", lambda: [])()
+        out.append(code_changed(str(getattr(store, "path", label)), changes))
+        s = store.summary()
+        out.append(diverged(label, s["diverged"], s["models"], None))
+    return [w for w in out if w]
 
 
 def _setup(cfg, data, inputs, out, device, data_dir, method):
@@ -208,5 +239,7 @@ def format_summary(summary: dict) -> str:
         lines.append(f"    report: {d['report']}")
     if "verdict" in summary:
         lines.append("  verdict: " + summary["verdict"])
+    for w in summary.get("warnings") or []:
+        lines.append(f"  warning [{w['code']}]: {w['message']}")
     lines.extend(summary.get("notes") or [])  # a study runner's own lines
     return "\n".join(lines)

@@ -31,6 +31,10 @@ def validate_study(cfg, data, out=None, method: str | None = None) -> None:
     """
     _check_counts(cfg)
     _check_attribution(cfg, method or cfg.attribution.method)
+    if (method or cfg.attribution.method) == "trak" and isinstance(cfg.attribution.proj_dim, int):
+        from datamodels.attribution.trak import check_proj_dim
+
+        check_proj_dim(cfg.attribution.proj_dim, 0.0, data.n_train)  # before training, not after
     image = getattr(data, "is_image", True)
     probe = data.x_test[:2]
     _check_counterfactual(cfg, probe, image, data.num_classes)
@@ -53,27 +57,24 @@ def _check_counts(cfg) -> None:
         raise UserError(f"study key subset_fraction must be in (0, 1], got {cfg.subset_fraction}")
 
 
-def _check_attribution(cfg, method: str) -> None:
-    from datamodels.attribution.api import check_settings
+def _check_attribution(cfg, method) -> None:
+    from datamodels.attribution.methods import method_name, resolve_method
 
-    spec = cfg.attribution
-    from datamodels.attribution.names import METHODS
-
-    METHODS.check(method, key="attribution method")
-    if method == "trak":
-        params = {"proj_dim": spec.proj_dim, "batch_size": spec.batch_size}
-        _positive(spec.models, "attribution.models")
-        if spec.models > cfg.models:
-            raise UserError(f"attribution.models ({spec.models}) exceeds the models trained per algorithm "
+    m = resolve_method(method)
+    name = method_name(method, m)
+    params, n_models = m.study_params(cfg.attribution)
+    if n_models is not None:
+        _positive(n_models, "attribution.models")
+        if n_models > cfg.models:
+            raise UserError(f"attribution.models ({n_models}) exceeds the models trained per algorithm "
                             f"({cfg.models}): lower attribution.models or raise models")
-        units = spec.models
+        units = n_models
     else:
-        params = {"n_lambdas": spec.lambdas}
-        if cfg.models < 10:
-            raise UserError(f"datamodels attribution needs at least 10 models per algorithm, the study trains "
+        if cfg.models < m.min_models:
+            raise UserError(f"{name} attribution needs at least {m.min_models} models per algorithm, the study trains "
                             f"{cfg.models}: raise models (datamodels needs hundreds to be useful) or use trak")
         units = cfg.models
-    check_settings(method, params)
+    m.check(params)
     ns = cfg.calibration
     if ns.enabled:
         # 4 null fits per split; a component can be beyond null only when (1 - level)(1 + 4 splits) >= 1
@@ -82,11 +83,11 @@ def _check_attribution(cfg, method: str) -> None:
             raise UserError(f"calibration.splits {ns.splits} gives {4 * ns.splits} null fits, too few for "
                             f"calibration.level {ns.level} (no component could ever be beyond null): use "
                             f"calibration.splits >= {least}")
-        need = 2 if method == "trak" else 20  # each datamodels half regresses on >= 10 models
+        need = 2 * max(1, int(m.min_models))  # each half must be attributable on its own
         if units < need:
-            raise UserError(f"the null calibration splits each algorithm's {'attribution ' if method == 'trak' else ''}"
+            raise UserError(f"the null calibration splits each algorithm's {'attribution ' if n_models else ''}"
                             f"models into halves and needs at least {need}, got {units}: raise "
-                            f"{'attribution.models' if method == 'trak' else 'models'} or set calibration.enabled: "
+                            f"{'attribution.models' if n_models else 'models'} or set calibration.enabled: "
                             "false")
 
 
@@ -177,13 +178,12 @@ def _check_search(cfg, probe: torch.Tensor, image: bool, n_classes: int) -> None
     if unknown:
         raise UserError(f"search.families: unknown famil{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)}; "
                         f"choose from {', '.join(SEARCH_FAMILIES)}")
-    _positive(sp.n_confirm, "search.n_confirm")
-    _positive(sp.n_inputs, "search.n_inputs", 2)
+    from modeldiff.counterfactual.search import check_search_values
+
+    check_search_values(alpha=sp.alpha, n_inputs=sp.n_inputs, n_confirm=sp.n_confirm, n_resamples=sp.n_resamples,
+                        name=lambda key: f"search.{key}")
     _positive(sp.models, "search.models", 2)
     _positive(sp.overlays, "search.overlays", 0)
-    _positive(sp.n_resamples, "search.n_resamples")
-    if not 0 < sp.alpha < 1:
-        raise UserError(f"search.alpha must be in (0, 1), got {sp.alpha}")
     _check_rows(sp.rows, "search.rows")
     check_transform_list(cfg, sp.transforms, "search.transforms", probe, image, n_classes)
     if not isinstance(sp.exclude, list):

@@ -21,9 +21,15 @@ from datamodels.registry import Registry
 
 log = get_logger(__name__)
 
-TRAINERS = Registry("trainer")
-for _name in ("auto", "ensemble", "vmap", "loop"):
-    TRAINERS.register(_name, _name)
+TRAINERS = Registry("trainer")  # each entry: train(recipe, data, masks, seeds, **kw) -> TrainResult
+TRAINERS.lazy("auto", "datamodels.training.backends:train_models",
+              help="the fastest exact backend for the recipe (choose_backend), logged on one line")
+TRAINERS.lazy("ensemble", "datamodels.training.backends.ensemble:train_grouped",
+              help="grouped-convolution ensemble (built-in architectures)")
+TRAINERS.lazy("vmap", "datamodels.training.backends.vmap:train_vmap",
+              help="any nn.Module, M at once with torch.func (element-wise optimizers)")
+TRAINERS.lazy("loop", "datamodels.training.backends.loop:train_loop",
+              help="one model at a time, any module and optimizer")
 
 _LOGGED: set = set()
 
@@ -51,8 +57,10 @@ def check_recipe(recipe, data=None) -> str:
     from datamodels.training.backends.common import check_data
     from datamodels.training.losses import make_loss
     from datamodels.training.optimizers import check_optimizer, vmap_refusal
+    from datamodels.training.schedule import check_schedule
 
     backend, _ = choose_backend(recipe)
+    check_schedule(recipe.optim)
     if backend == "train_fn":
         from datamodels.training.backends.user_fn import resolve_train_fn
 
@@ -75,6 +83,10 @@ def check_recipe(recipe, data=None) -> str:
         from datamodels.training.model_factory import check_user_model
 
         check_user_model(recipe.model, data)
+    if data is not None and backend != "train_fn":  # user loss, optimizer and model run once: no empty store
+        from datamodels.training.dry_run import dry_run
+
+        dry_run(recipe, data)
     return backend
 
 
@@ -91,29 +103,26 @@ def train_models(recipe, data, masks, seeds, device="cpu", init_state=None, trai
         _log_once(recipe, backend, reason)
     kw = dict(device=device, init_state=init_state, train_margins=train_margins, progress=progress,
               search_path=search_path)
-    if backend == "ensemble":
-        from datamodels.training.backends.ensemble import train_grouped
+    if backend == "train_fn":
+        from datamodels.training.backends.user_fn import train_user_fn
 
-        return train_grouped(recipe, data, masks, seeds, batches=batches, **kw)
+        return train_user_fn(recipe, data, masks, seeds, **kw)
+    train = TRAINERS.get(backend, key="trainer")
+    if backend == "ensemble":
+        return train(recipe, data, masks, seeds, batches=batches, **kw)
     if batches is not None:
         raise UserError(f"loader ffcv feeds the ensemble backend only, not {backend}: use loader: tensor")
     if backend == "vmap":
-        from datamodels.training.backends.vmap import VmapUnsupported, train_vmap
+        from datamodels.training.backends.vmap import VmapUnsupported
 
         try:
-            return train_vmap(recipe, data, masks, seeds, **kw)
+            return train(recipe, data, masks, seeds, **kw)
         except VmapUnsupported as err:
             if recipe.trainer != "auto":
                 raise
             _log_once(recipe, "loop", f"vmap cannot train this model: {err}")
-            backend = "loop"
-    if backend == "loop":
-        from datamodels.training.backends.loop import train_loop
-
-        return train_loop(recipe, data, masks, seeds, **kw)
-    from datamodels.training.backends.user_fn import train_user_fn
-
-    return train_user_fn(recipe, data, masks, seeds, **kw)
+            train = TRAINERS.get("loop")
+    return train(recipe, data, masks, seeds, **kw)
 
 
 def recipe_targets(recipe) -> dict:

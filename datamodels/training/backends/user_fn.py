@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from datamodels.base.errors import UserError
+from datamodels.base.errors import UserError, call_user
 from datamodels.registry import accepted_kwargs, resolve_target
 from datamodels.training.backends.common import (
     as_input,
@@ -63,11 +63,12 @@ def train_user_fn(recipe, data, masks, seeds, device="cpu", init_state=None, tra
     for mask, seed in zip(masks, seeds):
         model = init_module(recipe.model, spec, seed, init_state, recipe.init.reset_head, search_path)
         model = model.to(device, dtype).train()
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
         x = as_input(data.x_train[mask], device, dtype)
         y = data.y_train[mask].to(device)
         with seeded(seed, device):
             trained = call_train_fn(fn, target, model, x, y, int(seed), str(device), recipe)
-        check_trained(trained, target, data, device, dtype, spec)
+        check_trained(trained, target, data, device, dtype, spec, expected)
         states.append({k: v.detach().cpu().clone() for k, v in trained.state_dict().items()})
         test_logits.append(predict_module(trained, data.x_test, device, dtype, recipe))
         if train_margins:
@@ -79,20 +80,27 @@ def train_user_fn(recipe, data, masks, seeds, device="cpu", init_state=None, tra
 
 
 def call_train_fn(fn, target, model, x, y, seed, device, recipe):
-    try:
-        return fn(model, x, y, seed=seed, device=device, recipe=recipe, **recipe.trainer["kwargs"])
-    except UserError:
-        raise
-    except Exception as err:  # noqa: BLE001 - the user's function failed: one line naming it
-        first = str(err).splitlines()[0] if str(err) else ""
-        raise UserError(f"trainer.target {target!r} raised {type(err).__name__}: {first} — fix train_fn") from None
+    return call_user(fn, model, x, y, what=f"trainer.target {target!r}", hint="fix train_fn", seed=seed,
+                     device=device, recipe=recipe, **recipe.trainer["kwargs"])
 
 
-def check_trained(trained, target, data, device, dtype, spec) -> None:
-    """Refuse a returned object that is not a finite ``nn.Module`` giving logits ``[B, K]``."""
+def check_trained(trained, target, data, device, dtype, spec, expected: dict | None = None) -> None:
+    """Refuse a returned object that is not a finite ``nn.Module`` giving logits ``[B, K]``, or whose parameter
+    names and shapes differ from ``expected`` (``{name: shape}`` of the model target's module): every later
+    command rebuilds the model from the model target and loads the saved weights into it."""
     if not isinstance(trained, nn.Module):
         raise UserError(f"trainer.target {target!r} returned {type(trained).__name__}: train_fn must return the "
                         f"trained torch.nn.Module")
+    if expected is not None:
+        got = {k: tuple(v.shape) for k, v in trained.state_dict().items()}
+        if got != expected:
+            missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+            shape = [k for k in expected if k in got and got[k] != expected[k]]
+            what = (f"missing {', '.join(missing[:3])}" if missing else f"extra {', '.join(extra[:3])}" if extra
+                    else f"{shape[0]} has shape {list(got[shape[0]])}, not {list(expected[shape[0]])}")
+            raise UserError(f"trainer.target {target!r} returned a model whose parameters differ from the model "
+                            f"target's ({what}): train_fn must train and return the model it is given (or one of "
+                            f"the same architecture), or later commands could not rebuild it")
     if not params_finite(trained.state_dict()):
         raise UserError(f"trainer.target {target!r} returned a model with NaN or infinite weights: lower its "
                         f"learning rate or fix train_fn")
