@@ -1,4 +1,4 @@
-"""Attribution benchmarks (issue 4): ours vs the reference implementations, side by side.
+"""Attribution benchmarks: ours vs the reference implementations, side by side.
 
     python benchmarks/attribution.py featurize-resnet9 [--n 192 --proj-dim 2048]
     python benchmarks/attribution.py digits --store S --eval-store E [--models 5]

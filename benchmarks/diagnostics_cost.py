@@ -1,4 +1,4 @@
-"""Cost of `modeldiff diagnose` against TRAK featurisation for the same models (issue 13: ≤ 2×).
+"""Cost of `modeldiff diagnose` against TRAK featurisation for the same models (goal: ≤ 2×).
 
 For each of the first N models of each store, in turn: TRAK's per-model work exactly as
 ``modeldiff attribute --method trak`` does it with its defaults (projected margin gradients of all

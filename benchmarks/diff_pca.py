@@ -1,4 +1,4 @@
-"""ModelDiff PCA benchmark (issue 3): our ``ModelDiff.fit`` against the reference way.
+"""ModelDiff PCA benchmark: our ``ModelDiff.fit`` against the reference way.
 
 Reference way = what MadryLab/modeldiff 1.0.1 does: L2-normalise the rows in numpy,
 residual ``A − ((A·B)/(B·B))[:, None] · B`` in numpy, scikit-learn ``PCA(n_components=k)``

@@ -1,4 +1,4 @@
-"""Null study over seeds (issue 10): the same recipe against itself must rarely look different.
+"""Null study over seeds: the same recipe against itself must rarely look different.
 
 Runs ``case_studies/null/digits.yaml`` (the high-noise digits recipe vs itself) for seeds
 s = 0..N-1, algorithm A with run seed 2s and B with 2s+1 (independent masks and model seeds),

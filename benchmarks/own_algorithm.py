@@ -7,7 +7,7 @@ one-model ``loop`` backend; models per minute and mean test accuracy of each, an
 All three train the same recipe (digits CNN width 16, SGD with Nesterov momentum, batch 32, float32)
 on random halves of the training set. ``--net user`` trains the digits CNN written as a plain user
 module (case_studies/optimizers/nets.py) with vmap and loop (the ensemble side stays built-in).
-Target (issue 11): vmap >= 0.7x ensemble and >= 3x loop, at equal accuracy (+-1 point).
+Target: vmap >= 0.7x ensemble and >= 3x loop, at equal accuracy (+-1 point).
 """
 from __future__ import annotations
 

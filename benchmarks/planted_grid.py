@@ -11,6 +11,7 @@ and B's own top component against chance; then the acceptance rates.
 
     python benchmarks/planted_grid.py --variants 4 --seed 0 --out runs/planted_grid
     python benchmarks/planted_grid.py --variants 2 --seed 0 --models 8 --small --out runs/grid_ci   # the CI size
+    python benchmarks/planted_grid.py --variants 6 --seed 0 --only 4,5 --out runs/planted_grid     # a shard
 
 Writes ``OUT/planted_grid.json`` (variants, records, rates, settings) and resumes: a variant whose
 folder already holds a finished run is read, not rerun.
@@ -44,7 +45,7 @@ def run_variant(base, variant: dict, out: Path, models, small: bool, device: str
 
 
 def main(argv=None) -> int:
-    from case_studies.planted.grid import draw_variants, format_table, rates, variant_record
+    from case_studies.planted.grid import draw_variants, format_table, rates
     from modeldiff.studies.config import load_study
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,6 +55,8 @@ def main(argv=None) -> int:
     p.add_argument("--small", action="store_true", help="CI size: patch candidates only, fewer inputs and resamples")
     p.add_argument("--study", default="planted", help="the planted study the variants start from")
     p.add_argument("--out", default="runs/planted_grid")
+    p.add_argument("--only", default=None, help="comma-separated variant numbers to run (a shard: several "
+                   "processes may share OUT; the JSON and table hold every finished variant of the N drawn)")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     if args.variants < 1:
@@ -63,18 +66,38 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     variants = draw_variants(args.variants, args.seed)
-    records, seconds = [], []
+    only = None if args.only is None else {int(k) for k in args.only.split(",")}
+    seconds = {}
     for v in variants:
+        if only is not None and v["variant"] not in only:
+            continue
         print(f"variant {v['variant']}: {v}", file=sys.stderr, flush=True)
-        summary, took = run_variant(base, v, out / f"variant_{v['variant']}", args.models, args.small, args.device)
-        records.append({**variant_record(v, summary), "seconds": round(took, 1)})
-        seconds.append(took)
-        result = {"settings": vars(args), "variants": variants[:len(records)], "records": records,
-                  "rates": rates(records)}
+        _, seconds[v["variant"]] = run_variant(base, v, out / f"variant_{v['variant']}", args.models, args.small,
+                                               args.device)
+        records = finished(variants, out, seconds)
+        result = {"settings": vars(args), "variants": [v for v in variants if v["variant"] in
+                                                       {r["variant"] for r in records}],
+                  "records": records, "rates": rates(records)}
         (out / "planted_grid.json").write_text(json.dumps(result, indent=1, default=float))
+    records = finished(variants, out, seconds)
     print(format_table(records))
-    print(f"wall time per variant (planted run + twin): {', '.join(f'{s:.0f} s' for s in seconds)}")
+    print(f"wall time per variant (planted run + twin, this process; 0 = read back): "
+          f"{', '.join(f'v{k} {s:.0f} s' for k, s in seconds.items())}")
     return 0
+
+
+def finished(variants: list[dict], out: Path, seconds: dict) -> list[dict]:
+    """Records of every variant whose folder holds a finished run (from any process)."""
+    from case_studies.planted.grid import variant_record
+
+    records = []
+    for v in variants:
+        done = out / f"variant_{v['variant']}" / "summary.json"
+        if done.is_file():
+            summary = json.loads(done.read_text())
+            if summary.get("planted", {}).get("region") == v["region"] and "twin" in summary:
+                records.append({**variant_record(v, summary), "seconds": round(seconds.get(v["variant"], 0.0), 1)})
+    return records
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from case_studies.planted.metrics import planted_signal  # noqa: E402
 from case_studies.planted.plant import plant  # noqa: E402
-from case_studies.planted.study import planted_signal  # noqa: E402
 from datamodels.attribution.influence_io import read_influence  # noqa: E402
 from modeldiff.studies.config import load_study  # noqa: E402
 from modeldiff.studies.pipeline import load_study_data  # noqa: E402
@@ -35,8 +35,9 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="plant override of the run")
     args = p.parse_args(argv)
     cfg = load_study(args.study)
-    cfg.plant.update({k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)})
-    planted = plant(load_study_data(cfg), **cfg.plant)
+    plant_args = dict(cfg.runner["kwargs"]["plant"])
+    plant_args.update({k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)})
+    planted = plant(load_study_data(cfg), **plant_args)
     run = Path(args.run)
     a = read_influence(run / f"scores_a_{args.method}.h5").scores
     b = read_influence(run / f"scores_b_{args.method}.h5").scores

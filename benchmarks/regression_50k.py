@@ -1,4 +1,4 @@
-"""Datamodels regression at CIFAR-10 scale: 50,000 training examples, memory bounded (issue 4).
+"""Datamodels regression at CIFAR-10 scale: 50,000 training examples, memory bounded.
 
 Synthetic problem with a known answer: N models on random halves of n_train = 50,000 examples,
 T targets, each a sparse linear function of the mask (s non-zero coefficients) plus noise.

@@ -1,5 +1,5 @@
 """Report thumbnail grid: ours (one axes per row, thumbnails as image artists) vs the reference layout
-(one matplotlib axes per thumbnail, as the report drew it until stop 19), side by side in one run.
+(one matplotlib axes per thumbnail, as the report drew it before), side by side in one run.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/report_figures.py [--repeats 5]
 

@@ -1,4 +1,4 @@
-"""Audit of "no silent stretch over ~10 s" (issue 12) across every command, at demo-like sizes.
+"""Audit of "no silent stretch over ~10 s" across every command, at demo-like sizes.
 
     python benchmarks/silent_stretch_audit.py --out DIR [--models 32] [--limit 10] [--only train,diff]
 

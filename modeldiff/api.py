@@ -43,7 +43,7 @@ def _target(obj: Any, what: str) -> str:
 
 @dataclass
 class Algorithm:
-    """One learning algorithm (see the recipe schema in the README, "Your own algorithm").
+    """One learning algorithm (see the recipe schema in docs/own-algorithm.md).
 
     Args:
         model: built-in name (``digits_cnn``, ``resnet9``, ``linear``), an import target or a top-level

@@ -72,6 +72,11 @@ class ComparisonResult:
         return {name: d.confirmed for name, d in self.directions.items()}
 
     @property
+    def warnings(self) -> list:
+        """The study's sanity warnings ``[{code, message, detail}]`` (docs/warnings.md); empty when healthy."""
+        return list(self.summary.get("warnings") or [])
+
+    @property
     def reports(self) -> dict:
         """``{direction: path of report.html}``."""
         return {name: d.report for name, d in self.directions.items()}

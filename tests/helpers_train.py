@@ -27,3 +27,14 @@ def cli(*args, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", "modeldiff.cli", *map(str, args)], capture_output=True,
                           text=True, env=env, **kw)
+
+
+def the_error_line(stderr: str) -> str:
+    """The one ``error:`` line of a refused command's stderr (asserted: exactly one, and no traceback).
+
+    Other lines may come before it and are not counted: a command prints a notice when a step is
+    still running after a few seconds (``modeldiff.checks.notice_if_slow``), which happens on a
+    heavily loaded machine."""
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]

@@ -10,7 +10,7 @@ from datamodels.runs.launchers import fill_store
 from datamodels.store.store import Store
 from datamodels.training.model_factory import DataSpec, build_module
 from datamodels.training.recipe import recipe_from_dict
-from tests.helpers_train import cli
+from tests.helpers_train import cli, the_error_line
 from tests.user_modules import train_fn
 
 RECIPE = {"name": "own-fn", "model": {"target": "tests.user_modules:mlp", "kwargs": {"hidden": 12}},
@@ -63,6 +63,7 @@ def test_bad_train_fn_one_line_and_nothing_written(tmp_path, digits, target, mes
     assert (Store.open(tmp_path / "s").status == 0).all()
 
 
+@pytest.mark.slow
 def test_cli_trains_a_user_model_with_adam_and_vmap(tmp_path, digits):
     recipe = {"name": "own-vmap", "model": {"target": "tests.user_modules:small_cnn", "kwargs": {"width": 4}},
               "optim": {"name": "adam", "lr": 3e-3, "betas": [0.9, 0.99]}, "trainer": "vmap", "epochs": 2,
@@ -84,8 +85,7 @@ def test_cli_trains_a_user_model_with_adam_and_vmap(tmp_path, digits):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**recipe, "optim": {"name": "tests.user_modules:NormScaledSGD", "lr": 0.1}}))
     refused = cli("train", bad, "--out", tmp_path / "other", "--models", 2)
-    assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0
-    assert refused.stderr.startswith("error:") and "NormScaledSGD" in refused.stderr
+    assert refused.returncode == 2 and "NormScaledSGD" in the_error_line(refused.stderr)
     assert not (tmp_path / "other").exists()
 
 

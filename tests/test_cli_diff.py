@@ -9,6 +9,7 @@ import torch
 
 from modeldiff import ModelDiff
 from modeldiff.cli.main import main
+from tests.helpers_train import the_error_line
 
 
 def scores(tmp_path, n=60, m=90, seed=0):
@@ -80,7 +81,7 @@ def test_user_errors_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, ca
     out = tmp_path / "out"
     assert main(["diff", str(a), str(b), "--components", k, "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert message in the_error_line(err), err
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 
@@ -102,5 +103,5 @@ def test_subprocess_exit_code_and_single_line(tmp_path):
                              str(tmp_path / "missing.npy"), "--components", "2", "--out", str(tmp_path / "o")],
                             capture_output=True, text=True)
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: attribution file")
+    assert the_error_line(result.stderr).startswith("error: attribution file")
     assert not (tmp_path / "o").exists()

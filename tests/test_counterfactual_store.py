@@ -8,6 +8,7 @@ import torch
 from modeldiff.cli.main import main
 from modeldiff.counterfactual.effects import counterfactual_effects, store_predictor
 from modeldiff.counterfactual.transforms import PatchPaste
+from tests.helpers_train import the_error_line
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def test_counterfactual_cli_user_errors(stores, tmp_path, capsys, args, message)
     argv = ["counterfactual"] + [v for kv in base.items() for v in kv]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert message in the_error_line(err), err
     assert not (tmp_path / "o").exists()
 
 
@@ -93,7 +94,8 @@ def test_diff_cli_takes_images_and_class_names_from_a_store(stores, tmp_path, ca
     assert len(summary["components"]) == 2
     assert (out / "figures" / "component_0.png").stat().st_size > 0
     np.save(tmp_path / "c.npy", rng.normal(size=(5, data.n_train)).astype(np.float32))
-    assert main(["diff", str(tmp_path / "c.npy"), str(tmp_path / "c.npy"), "--components", "2",
+    np.save(tmp_path / "d.npy", rng.normal(size=(5, data.n_train)).astype(np.float32))
+    assert main(["diff", str(tmp_path / "c.npy"), str(tmp_path / "d.npy"), "--components", "2",
                  "--out", str(tmp_path / "bad"), "--store", str(stores[0])]) == 2
     assert "does not match the scores (5 x" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()

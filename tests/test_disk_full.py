@@ -94,15 +94,17 @@ def test_attribute_refuses_up_front_without_room(reference, tmp_path, monkeypatc
 
 def test_diff_disk_full_leaves_nothing_and_rerun_equals(reference, tmp_path, monkeypatch):
     _, ref = reference
+    other = tmp_path / "other.npy"  # a second matrix: identical inputs are refused
+    np.save(other, np.random.default_rng(0).normal(size=read_influence(ref).scores.shape).astype(np.float32))
     out = tmp_path / "d"
-    code, _, err = run_cli("diff", ref, ref, "--out", tmp_path / "clean", "--components", 2)
+    code, _, err = run_cli("diff", ref, other, "--out", tmp_path / "clean", "--components", 2)
     assert code == 0, err
     monkeypatch.setattr(np, "save", _enospc)
-    code, _, err = run_cli("diff", ref, ref, "--out", out, "--components", 2)
+    code, _, err = run_cli("diff", ref, other, "--out", out, "--components", 2)
     assert code == 2 and len(error_lines(err)) == 1 and "no space left" in err
     assert not out.exists() and not _leftovers(tmp_path)
     monkeypatch.undo()
-    assert run_cli("diff", ref, ref, "--out", out, "--components", 2)[0] == 0
+    assert run_cli("diff", ref, other, "--out", out, "--components", 2)[0] == 0
     for name in ("components.npy", "test_projections.npy"):
         np.testing.assert_array_equal(np.load(out / name), np.load(tmp_path / "clean" / name))
 

@@ -186,7 +186,7 @@ STUDY_VALUES = {
     "search": st.sampled_from([{"families": ["blur"]}, {"families": ["nope"]}, {"alpha": 0}, {"n_confirm": 0},
                                {"models": 1}, {"n_inputs": 1}, {"enabled": False}, {"families": "blur"}]),
     "data": st.sampled_from([{}, {"name": "nope"}, {"per_class_train": 5}, {"unknown": 1}, []]),
-    "pretrain": st.sampled_from([{}, {"task": "jigsaw"}]),
+    "setup": st.sampled_from([{}, {"target": "nope"}, {"target": "no.such:fn"}]),
     "algorithm_b": st.sampled_from([{"recipe": "tiny.yaml", "seed": 1}, {"recipe": "missing.yaml"},
                                     {"recipe": {"name": "inline", "epochs": 1, "model": {"arch": "digits_cnn",
                                                                                          "width": 4}}},

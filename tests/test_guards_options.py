@@ -88,8 +88,9 @@ def test_diff_of_identical_scores_is_refused(tmp_path):
 
 
 def test_plan_pilot_prints_its_table(tmp_path):
+    from modeldiff.cli.plan import format_plan
+    from modeldiff.plan.pilot import apply_pilot
     from modeldiff.plan.planner import PlanRequest
-    from modeldiff.plan.report import apply_pilot, format_plan
 
     store = make_store(tmp_path, models=16, ensemble=8)
     recipe = next(tmp_path.glob("*.yaml"))
@@ -105,4 +106,14 @@ def test_plan_pilot_prints_its_table(tmp_path):
             "command": "modeldiff train", "calibration_seconds": 0.0, "calibration_share": 0.0,
             "learning_curve": curve}
     text = format_plan(plan)
-    assert "precision (corr. with infinitely many models' scores)" in text and "-1" not in text
+    assert "models needed for precision 0.95:" in text and "– -1)" not in text and "None" not in text
+
+
+def test_a_projection_dimension_above_the_training_set_is_refused_before_training(tmp_path):
+    (tmp_path / "r.yaml").write_text("name: r\nmodel: {arch: digits_cnn, width: 4}\nepochs: 1\n")
+    study = tmp_path / "s.yaml"
+    study.write_text("name: s\nalgorithm_a: {recipe: r.yaml}\nalgorithm_b: {recipe: r.yaml, label: b}\nmodels: 4\n"
+                     "attribution: {method: trak, models: 4, proj_dim: 4096}\nsearch: {enabled: false}\n")
+    line = _one_error(*run_cli("study", study, "--out", tmp_path / "o")[::2])
+    assert "k=4096" in line and "1437 training examples" in line
+    assert not (tmp_path / "o").exists()

@@ -90,3 +90,16 @@ def test_a_failing_user_optimizer_leaves_no_store(tmp_path, monkeypatch):
     lines = error_lines(err)
     assert code == 2 and len(lines) == 1 and "momentum buffer missing" in lines[0]
     assert not (tmp_path / "s").exists()
+
+
+def test_a_train_fn_progress_heading_says_one_model_at_a_time(tmp_path, monkeypatch):
+    (tmp_path / "guard_fn_ok.py").write_text(
+        "def train(model, x, y, seed, device, recipe):\n"
+        "    return model\n")
+    _factory_module(tmp_path, "ReLU")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nmodel: {target: 'guard_nets:make'}\nepochs: 1\ntrainer: {target: 'guard_fn_ok:train'}\n")
+    code, out, err = run_cli("train", recipe, "--out", tmp_path / "s", "--models", 3, "--ensemble-size", 3)
+    assert code == 0, err
+    assert "3 models, one at a time" in err and "models at once" not in err

@@ -107,6 +107,7 @@ def test_trak_groups_reproduce_one_trak_run_and_give_halves(tmp_path):
     assert a1.shape == full.shape and not np.allclose(a1, a2)
 
 
+@pytest.mark.slow
 def test_regression_halves_use_disjoint_models(tmp_path):
     from modeldiff.diff.null import regression_halves
 

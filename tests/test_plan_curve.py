@@ -26,7 +26,7 @@ def test_variance_components_predict_the_lds_of_larger_ensembles():
         mid, lo, hi = curve.predict(n)
         assert abs(mid - actual) < 0.03 and lo - 0.02 <= actual <= hi + 0.02, (n, mid, lo, hi, actual)
     n, n_lo, n_hi = curve.models_for(0.9 * curve.ceiling)
-    assert n_lo <= n <= n_hi or n_hi == -1
+    assert n_lo <= n <= n_hi or n_hi is None
     with pytest.raises(UserError, match="above what this estimator reaches"):
         curve.models_for(0.99)
 

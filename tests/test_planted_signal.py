@@ -3,7 +3,7 @@ independent SVD of ModelDiff's residuals on synthetic attributions with a plante
 strength."""
 import numpy as np
 
-from case_studies.planted.study import planted_signal
+from case_studies.planted.metrics import planted_signal
 from modeldiff.diff.residual_pca import ModelDiff
 
 

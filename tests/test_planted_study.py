@@ -1,13 +1,12 @@
-"""Ground truth: the planted study on digits (construction, controls, the search's headline).
+"""Ground truth: the planted study on digits (construction, B's paste augmentation, controls, twin).
 
-* planted images are correctly labelled images of their own class; precision at the positive end;
-* the controls (top B−A component, B's own top component) at most 2x chance;
-* pasting the planted feature onto clean test images of other classes raises Pr(planted class)
-  for A's models with a 95 % CI excluding 0 (A relies on it), and not for B's;
-* the search's A−B headline is a generic patch over the planted region towards the planted class
-  (the plant's own transform is not a candidate), with B's effect CI containing 0 or <= A's / 3.
-Not asserted, because it does not hold (see the comment above the study test): precision@100 of
-the top A−B component >= 0.8 of the best possible.
+* planted images are correctly labelled images of their own class; the patterns are the grid's shapes;
+* B sees every pixel: its recipe pastes the plant's pattern on a label-independent share of its
+  inputs (no blind region anywhere), and the runner sets that augmentation to exactly the plant;
+* the study measures A's and B's reliance on the plant (log-odds effect of pasting it on clean test
+  images of other classes, with CIs) and runs the no-plant twin beside it.
+What the construction guarantees is not asserted as a finding (an A−B headline at the plant is a
+measurement reported by the grid, benchmarks/planted_grid.py, not a property of the code).
 """
 import json
 
@@ -15,42 +14,40 @@ import numpy as np
 import pytest
 import torch
 
+from case_studies.planted.metrics import precision_at
 from case_studies.planted.plant import plant, write_patch
-from case_studies.planted.study import planted_recipes, precision_at, run_planted
+from case_studies.planted.study import planted_recipes, run_planted
 from datamodels.base.errors import UserError
 from datamodels.data.dataset import load_dataset
+from datamodels.data.patterns import PATTERNS, pattern_values
 from modeldiff.studies.config import load_study
 
 
-# What holds, and is asserted here on the shipped study (TRAK, CNN): the controls (B−A and B's own
-# top component at most 2x chance), A's reliance on the planted feature (paste effect CI > 0), and the
-# search's A−B headline (a generic patch at the planted place towards the planted class; B's effect
-# CI containing 0 or <= A's / 3; the plant's own transform is not a candidate). What does NOT hold,
-# and is therefore not asserted (the control is not loosened, the claim is dropped): precision@100 of
-# the top A−B component >= 0.8 of the best possible. With correctly labelled planted images no
-# ranking recovers the planted set (A−B, B−A, A's own and B's own all at or below chance at
-# amplitudes 0.1, 0.4, 1.0; benchmarks/RESULTS.md, "Planted ground truth with controls"); the full
-# acceptance, precision included, is benchmarks/planted_grid.py.
 @pytest.mark.slow
-def test_planted_controls_hold_and_search_finds_the_feature(tmp_path):
+def test_planted_study_measures_reliance_and_runs_its_twin(tmp_path):
+    """The shipped study at a small size (8 models): the paste test runs on clean other-class rows for
+    both algorithms in the planted run and the twin, and both are recorded side by side. Asserted: A
+    relies on the plant (CI above 0, a property of the data and A's recipe), B's reliance is measured
+    with a CI, the twin's training set carries no plant, and the report shows the twin section."""
     cfg = load_study("planted")
-    summary = run_planted(cfg, tmp_path)["planted"]
-    assert set(summary["precision_a_minus_b"]) == {25, 50, 100}
-    chance = summary["chance"]
-    assert 0 < chance < 0.2
-    assert summary["precision_b_minus_a"][100] <= 2 * chance, summary
-    assert summary["precision_b_own"][100] <= 2 * chance, summary
-    a = summary["paste_effect"]["a"]
-    assert a["ci_low"] > 0, a                                  # A relies on the planted feature
-    b = summary["paste_effect"]["b"]
-    assert b["ci_low"] <= 0 <= b["ci_high"] or b["mean"] <= a["mean"] / 3, b  # B cannot see it
-    h = summary["search_headline"]
-    assert h["at_plant"] and h["b_small"], h                   # a generic patch at the planted place
-    saved = json.loads((tmp_path / "summary_trak.json").read_text())
+    cfg.with_models(8)
+    cfg.search.families, cfg.search.n_inputs, cfg.search.n_resamples = ["patch"], 60, 200
+    cfg.calibration.splits, cfg.calibration.groups = 5, 4
+    cfg.counterfactual.n_test, cfg.counterfactual.bootstrap = 100, 200
+    summary = run_planted(cfg, tmp_path, **cfg.runner["kwargs"])
+    p, t = summary["planted"], summary["twin"]
+    r = p["reliance"]
+    assert r["unit"] == "log-odds" and r["a"]["ci_low"] > 0, r           # A relies on the planted feature
+    assert r["b"]["ci_low"] <= r["b"]["mean"] <= r["b"]["ci_high"]       # B's reliance measured, with its CI
+    assert 0 < p["chance"] < 0.2 and set(p["precision_a_minus_b"]) == {25, 50, 100}
+    assert t["reliance"]["a"]["ci_low"] <= t["reliance"]["a"]["mean"] <= t["reliance"]["a"]["ci_high"]
+    twin = json.loads((tmp_path / "twin" / "summary.json").read_text())
+    assert twin["dataset"] == "digits" and summary["dataset"] == "digits-planted"
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["twin"]["confirms_at_plant"] == t["confirms_at_plant"]
     tested = " ".join(r["transform"] for r in saved["directions"]["a_minus_b"]["search_tested"])
-    assert "paste" not in tested
-    sig = summary["signal"]  # the planted direction's share of the residual variance (top component's: the most)
-    assert 0 <= sig["planted_variance"] <= 1.01 * sig["top_variance"] and 0 <= sig["cosine"] <= 1, sig
+    assert "paste planted" not in tested                                  # the plant's own transform is never searched
+    assert "no-plant twin" in (tmp_path / "report_a_minus_b" / "report.html").read_text()
 
 
 def test_plant_construction():
@@ -96,12 +93,27 @@ def test_plant_hardest_and_test_fraction():
         plant(data, test_fraction=0.0)
 
 
-def test_blind_recipe_follows_the_plant_region():
+def test_b_pastes_exactly_the_plant_and_nobody_is_blind():
     cfg = load_study("planted")
-    cfg.plant["region"] = [6, 8, 6, 8]
-    p = plant(load_dataset("digits"), **cfg.plant)
+    p = plant(load_dataset("digits"), target_class=3, region=(5, 8, 5, 8), pattern="ring", amplitude=0.5)
     a, b = planted_recipes(cfg, p)
-    assert a.model.blind_region is None and list(b.model.blind_region) == [6, 8, 6, 8]
+    assert a.model.blind_region is None and b.model.blind_region is None
+    assert a.augment.paste.share == 0 and b.augment.paste.share == 0.5
+    assert (b.augment.paste.region, b.augment.paste.pattern, b.augment.paste.amplitude) == ([5, 8, 5, 8], "ring", 0.5)
+    cfg.algorithm_b.recipe = cfg.algorithm_a.recipe  # a B without the paste augmentation is refused
+    with pytest.raises(UserError, match="must paste"):
+        planted_recipes(cfg, p)
+
+
+def test_pattern_shapes():
+    region = (0, 3, 0, 3)
+    v = {name: pattern_values(region, name, 1)[0] for name in PATTERNS}
+    assert v["solid"].sum() == 9 and v["checker"].sum() == 4 and v["ring"].sum() == 8 and v["ring"][1, 1] == 0
+    assert v["bar"][1].sum() == 3 and v["bar"].sum() == 3 and v["vbar"][:, 1].sum() == 3
+    assert v["cross"].sum() == 5 and v["diagonal"].trace() == 3
+    x = torch.rand(4, 1, 8, 8)
+    once = write_patch(x, region, "ring", 1.0)
+    assert torch.equal(write_patch(once, region, "ring", 1.0), once)  # at full weight writing twice = once
 
 
 @pytest.mark.parametrize("bad, word", [({"region": [7, 9, 0, 2]}, "region"), ({"amplitude": 0.0}, "amplitude"),
@@ -119,7 +131,6 @@ def test_precision_at_uses_the_positive_end():
 
 def test_unknown_plant_key_is_named(tmp_path):
     cfg = load_study("planted")
-    cfg.plant["colour"] = "red"
     with pytest.raises(UserError, match="colour"):
-        run_planted(cfg, tmp_path / "out")
+        run_planted(cfg, tmp_path / "out", plant={"colour": "red"})
     assert not (tmp_path / "out").exists()

@@ -39,6 +39,11 @@ class MaskContrast(AttributionMethod):
         return scores, {"method": self.name, **params}
 
 
+class Broken(AttributionMethod):
+    def attribute(self, models, rows, *, device, dtype, progress, params, write):
+        raise RuntimeError("shapes do not line up")
+
+
 class GaussianProjector(Projector):
     name = "gaussian"
 
@@ -132,3 +137,12 @@ def test_study_yaml_names_the_outside_method_and_projector(plugin, tmp_path):
     assert code == 0, err
     params = read_influence(out / "scores_a_trak.h5", load_scores=False).method_params
     assert params["projector"] == "outside_plugin.attribution:GaussianProjector" and params["proj_dim"] == 8
+
+
+def test_a_failing_outside_method_is_one_line_naming_it(plugin, store, tmp_path):
+    code, _, err = run_cli("attribute", store, "--method", "outside_plugin.attribution:Broken", "--out",
+                           tmp_path / "b.h5", "--quiet")
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "attribution method Broken raised RuntimeError: shapes do not line up" in lines[0]
+    assert not (tmp_path / "b.h5").exists()

@@ -1,4 +1,4 @@
-"""Progress a person can follow (issue 12): a heading per attributed model ("attributing A: model 5
+"""Progress a person can follow: a heading per attributed model ("attributing A: model 5
 of 32"), the datamodels regression named in its bar, headings across TRAK groups of the null
 calibration, and the silent-stretch tool that audits commands for long silences."""
 import sys

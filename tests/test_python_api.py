@@ -52,7 +52,7 @@ def test_algorithm_keeps_callables_defined_anywhere_under_python_only_keys():
 
 
 def test_schedule_is_an_argument_and_takes_pytorch_schedulers():
-    from datamodels.training.schedule import lr_at
+    from datamodels.training.schedule import check_schedule, lr_at
 
     alg = Algorithm(optimizer="adamw", lr=0.1, schedule=torch.optim.lr_scheduler.StepLR,
                     schedule_kwargs={"step_size": 3, "gamma": 0.5})
@@ -65,8 +65,8 @@ def test_schedule_is_an_argument_and_takes_pytorch_schedulers():
     assert default.schedule == "triangle" and lr_at(1, 10, default) == pytest.approx(0.5)
     with pytest.raises(UserError, match="schedule_kwargs apply to a PyTorch scheduler"):
         Algorithm(schedule="cosine", schedule_kwargs={"T_max": 3}).to_recipe()
-    with pytest.raises(UserError, match="could not be built"):
-        lr_at(0, 5, Algorithm(schedule=torch.optim.lr_scheduler.StepLR).to_recipe().optim)  # step_size missing
+    with pytest.raises(UserError, match="StepLR.*raised TypeError"):
+        check_schedule(Algorithm(schedule=torch.optim.lr_scheduler.StepLR).to_recipe().optim)  # no step_size
 
 
 def test_algorithm_refuses_conflicts_in_one_line():

@@ -1,4 +1,4 @@
-"""Recipe seams of issue 11: model targets, optimizers, losses and trainers, strictly validated."""
+"""Recipe seams: model targets, optimizers, losses and trainers, strictly validated."""
 import pytest
 import yaml
 

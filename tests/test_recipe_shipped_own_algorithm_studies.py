@@ -1,4 +1,4 @@
-"""The shipped bring-your-own-algorithm studies run as written, shrunk (issue 11, "Shipped examples
+"""The shipped bring-your-own-algorithm studies run as written, shrunk ("Shipped examples
 (executed by tests)"): case_studies/optimizers (Adam vs SGD via vmap; SAM vs SGD via loop) and
 case_studies/tabular (user data, model and transforms only). Only sizes change: models, epochs and
 the counterfactual / search sample sizes; every stage of the study runs."""

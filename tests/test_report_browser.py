@@ -62,30 +62,57 @@ def test_report_renders_in_chromium(tmp_path, with_images):
     assert not errors, errors
 
 
-def test_verdict_and_algorithm_table_are_on_the_first_screen(tmp_path):
-    """Screenshot of the first 1000 px: the verdict and the algorithm table are inside it and
-    rendered (their boxes hold dark text pixels in the screenshot)."""
+WIDTH, FIRST_SCREEN = 1200, 900
+
+
+def _layout(path, shot_to=None):
+    """Open ``path`` at 1,200 px: (first-screen grayscale screenshot, verdict/table boxes, table overflows, page width)."""
     import io
 
     from PIL import Image
 
-    from tests.test_report_verdict import build_full
-
     sync_playwright = _browser_or_skip()
-    path = build_full(tmp_path)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
                                     args=ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page = browser.new_page(viewport={"width": WIDTH, "height": FIRST_SCREEN})
             page.goto(path.resolve().as_uri(), wait_until="load")
             shot = Image.open(io.BytesIO(page.screenshot(full_page=False))).convert("L")
-            boxes = {sel: page.locator(sel).bounding_box() for sel in ("p.verdict", "table.algorithms")}
+            if shot_to:
+                page.screenshot(path=str(shot_to), full_page=True)
+            boxes = {sel: page.locator(sel).first.bounding_box() for sel in ("div.verdict", "table.algorithms")}
+            overflow = page.evaluate(
+                "() => Array.from(document.querySelectorAll('table, img')).filter(t => "
+                "t.getBoundingClientRect().right > window.innerWidth + 0.5 || t.scrollWidth > t.clientWidth + 1)"
+                ".map(t => t.tagName + ': ' + (t.innerText || t.alt || '').slice(0, 60))")
+            width = page.evaluate("() => document.documentElement.scrollWidth")
         finally:
             browser.close()
-    assert shot.size == (1280, 1000)
+    return shot, boxes, overflow, width
+
+
+def test_verdict_first_and_nothing_overflows_at_1200px(tmp_path):
+    """At 1,200 px wide: the verdict and the algorithm table lie inside the first 900 px and are drawn
+    (dark text pixels in the screenshot); no table or figure is wider than the window."""
+    from tests.test_report_verdict import build_full
+
+    path = build_full(tmp_path)
+    shot, boxes, overflow, width = _layout(path)
+    assert shot.size == (WIDTH, FIRST_SCREEN)
     for sel, box in boxes.items():
-        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 1000, (sel, box)
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= FIRST_SCREEN, (sel, box)
         crop = np.asarray(shot.crop((int(box["x"]), int(box["y"]), int(box["x"] + box["width"]),
                                      int(box["y"] + box["height"]))))
         assert (crop < 100).mean() > 0.01, sel              # text is drawn there
+    assert not overflow, overflow
+    assert width <= WIDTH
+
+
+def test_non_image_report_fits_1200px(tmp_path):
+    from tests.test_report import build_tabular
+
+    path = build_tabular(tmp_path)
+    _, _, overflow, width = _layout(path)
+    assert not overflow, overflow
+    assert width <= WIDTH

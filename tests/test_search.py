@@ -105,3 +105,27 @@ def test_cli_search_on_two_stores(tmp_path, capsys):
         assert r["unit"] == "log-odds"
     assert "relies more than" in capsys.readouterr().out
     assert main(["search", "--store-a", str(paths[0]), "--store-b", str(paths[1]), "--out", str(out)]) == 2
+
+
+def test_effect_ranking_finds_the_reaction_and_keeps_the_whole_ranking():
+    cands = candidates()
+    res = search(make_halves(0, 3.0, 0.0), cands, SearchSettings(n_confirm=4, n_resamples=200, ranking="effect"))
+    ab = res["a_minus_b"].to_dict()
+    assert ab["ranking_rule"] == "effect" and len(ab["ranking"]) == len(cands)
+    assert [r["rank"] for r in ab["ranking"]] == list(range(1, len(cands) + 1))
+    assert ab["confirmed"] and ab["confirmed"][0]["params"]["loc"] == [0, 0]
+    top = ab["confirmed"][0]
+    assert top["discovery_rank"] <= 4 and not top["practical"]["negligible"]
+    assert top["practical"]["flips_a"] >= top["practical"]["flips_b"]
+
+
+def test_discovery_batching_changes_nothing(monkeypatch):
+    import modeldiff.counterfactual.search as S
+
+    cands = candidates()[:40]
+    settings = SearchSettings(n_confirm=2, n_resamples=100, ranking="effect")
+    ref = search(make_halves(3, 2.0, 0.0), cands, settings)["a_minus_b"].to_dict()["ranking"]
+    monkeypatch.setattr(S, "DISCOVERY_BATCH", 1)   # one candidate per predictor call
+    one = search(make_halves(3, 2.0, 0.0), cands, settings)["a_minus_b"].to_dict()["ranking"]
+    assert [r["index"] for r in one] == [r["index"] for r in ref]
+    np.testing.assert_allclose([r["score"] for r in one], [r["score"] for r in ref], rtol=1e-9)

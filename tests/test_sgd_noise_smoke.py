@@ -1,4 +1,4 @@
-"""SGD-noise studies on CIFAR-10 (issue 13): the CI smoke versions of cifar10_cpu.yaml and of the
+"""SGD-noise studies on CIFAR-10: the CI smoke versions of cifar10_cpu.yaml and of the
 online / multi-epoch pair run end to end through ``modeldiff study`` (CIFAR-10 from
 MODELDIFF_CIFAR10_DIR, which CI sets: there a missing folder fails, it is never skipped), and the
 functional distance at matched loss (case_studies/sgd_noise/functional_distance.py) on known cases."""

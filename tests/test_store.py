@@ -13,13 +13,14 @@ from datamodels.data.dataset import load_digits
 from datamodels.runs.launchers import fill_store
 from datamodels.store.store import DONE, Store
 from datamodels.training.recipe import load_recipe
-from tests.helpers_train import cli, write_recipe
+from tests.helpers_train import cli, the_error_line, write_recipe
 
 
 def _train_args(recipe, out, models=10):
     return ["train", recipe, "--out", out, "--models", models, "--ensemble-size", 2, "--seed", 5]
 
 
+@pytest.mark.slow
 def test_resume_after_kill_minus_9(tmp_path):
     recipe = write_recipe(tmp_path, epochs=3)
     out = tmp_path / "store"
@@ -112,7 +113,7 @@ def test_cli_bad_input_one_line_and_nothing_written(tmp_path):
     bad.write_text("optim: {lrr: 0.1}\n")
     result = cli("train", bad, "--out", tmp_path / "never")
     assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and "optim.lrr" in result.stderr
+    assert "optim.lrr" in the_error_line(result.stderr)
     assert not (tmp_path / "never").exists()
     result = cli("train", write_recipe(tmp_path), "--out", tmp_path / "never", "--subset-fraction", "1.5")
     assert result.returncode == 2 and "subset-fraction" in result.stderr

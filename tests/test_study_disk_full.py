@@ -58,7 +58,7 @@ def reference(tmp_path_factory):
     study = tiny_study(root)
     code, _, err = run_cli("study", study, "--out", root / "out")
     assert code == 0, err
-    # progress a person can follow (issue 12): stage headings and one heading per attributed model
+    # progress a person can follow: stage headings and one heading per attributed model
     for line in ("[1/6] training both algorithms", "attributing A: model 1 of 4 (store row 0)",
                  "attributing B: model 4 of 4", "null calibration: split 5 of 5", "transform 1 of"):
         assert line in err, (line, err[-3000:])

@@ -1,4 +1,4 @@
-"""A study validates everything it can before training (issue 12): bad transform specs, patch sizes
+"""A study validates everything it can before training: bad transform specs, patch sizes
 larger than the image, bad search/attribution settings, bad YAML and unwritable outputs fail with
 one ``error:`` line, exit 2, before any model is trained and without creating a store."""
 import pytest
@@ -60,7 +60,13 @@ BAD = [
     ({"models": 3, "attribution__models": 2}, "at least 4 models per algorithm"),
     ({"components": 0}, "components"),
     ({"subset_fraction": 1.5}, "subset_fraction"),
-    ({"pretrain": {"task": "jigsaw"}}, "pretrain.task"),
+    ({"pretrain": {"task": "jigsaw"}}, "unknown study key 'pretrain'"),
+    ({"plant": {"target_class": 0}}, "unknown study key 'plant'"),
+    ({"setup": {"target": "no_colon"}}, "setup.target must be an import target"),
+    ({"runner": {"target": "os.path:join", "args": 1}}, "study key runner must be"),
+    ({"search__rows": [5]}, "search.rows"),
+    ({"counterfactual__rows": "nope"}, "no test-row set 'nope'"),
+    ({"search__transforms": ["blur:sigma=x"]}, "blur:sigma=x"),
     ({"calibration": {"splits": 2, "groups": 2}}, "calibration.splits >= 5"),
     ({"calibration": {"splits": 3, "groups": 2, "level": 0.5}}, None),
 ]

@@ -13,12 +13,17 @@ def digits():
     return load_digits()
 
 
-@pytest.mark.parametrize("arch", ["digits_cnn", "linear"])
-def test_alone_equals_inside_ensemble_float64(digits, arch):
+PASTE = {"translate": 1, "paste": {"share": 0.5, "region": [5, 8, 5, 8], "pattern": "checker"}}
+
+
+@pytest.mark.parametrize("arch, augment", [("digits_cnn", {"flip": True, "translate": 1, "cutout": 2}),
+                                           ("linear", {"flip": True, "translate": 1, "cutout": 2}),
+                                           ("digits_cnn", PASTE)])
+def test_alone_equals_inside_ensemble_float64(digits, arch, augment):
     recipe = recipe_from_dict({
         "model": {"arch": arch, "width": 4}, "precision": "float64", "epochs": 2, "batch_size": 50,
         "optim": {"lr": 0.05, "label_smoothing": 0.1},
-        "augment": {"flip": True, "translate": 1, "cutout": 2},
+        "augment": augment,
     })
     masks, seeds = draw_masks_and_seeds(seed=3, n_models=4, n_train=digits.n_train, fraction=0.5)
     masks = torch.from_numpy(masks)
@@ -53,3 +58,12 @@ def test_bfloat16_autocast_learns(digits):
     assert res.test_logits.dtype == torch.float32 and torch.isfinite(res.test_margins).all()
     assert res.accuracy.min() > 0.85
     assert not res.diverged.any()
+
+
+def test_paste_augmentation_changes_training(digits):
+    """The paste draws reach the trainer: the same models with and without it differ."""
+    base = {"model": {"arch": "digits_cnn", "width": 4}, "epochs": 1, "batch_size": 50}
+    masks, seeds = draw_masks_and_seeds(seed=1, n_models=2, n_train=digits.n_train, fraction=0.5)
+    runs = [train_ensemble(recipe_from_dict({**base, "augment": aug}), digits, torch.from_numpy(masks), seeds.tolist())
+            for aug in ({}, {"paste": PASTE["paste"]})]
+    assert (runs[0].test_logits - runs[1].test_logits).abs().max() > 1e-3

@@ -2,7 +2,7 @@
 
 One small store (40 logistic-regression models on random halves of digits, ~1 min on 2 cores):
 models 0-3 estimate the scores, models 4-39 are the held-out subsets that check them. Floors
-come from measurements recorded in benchmarks/RESULTS.md ("Attribution (issue 4)").
+come from measurements recorded in benchmarks/README.md ("Attribution").
 """
 import logging
 

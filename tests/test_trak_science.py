@@ -4,10 +4,10 @@ datamodels from 300 models.
 A 364-model store (the embedded default recipe: digits CNN, 15 epochs, half the training set
 per model; ~3 min on 2 cores). TRAK: models 0-4 estimate the scores, models 5-68 are the
 held-out subsets. Datamodels: models 64-363 fit the lasso, models 0-63 are held out (measured
-on two disjoint slices of the 1,000-model store of benchmarks/RESULTS.md: 0.095 and 0.104,
+on two disjoint slices of the 1,000-model store of CHANGELOG.md, "Attribution": 0.095 and 0.104,
 CI lows 0.077 and 0.085; 0.065-0.071 from 200 models, 0.105-0.116 from 400). TRAK measured
 0.046 (1 model) and 0.092 (5 models) on this test's earlier 69-model store; on the large
-stores of benchmarks/RESULTS.md ("Attribution (issue 4)"): 0.034, 0.085 and 0.146 (20 models),
+stores of benchmarks/README.md ("Attribution"): 0.034, 0.085 and 0.146 (20 models),
 datamodels from 1,000 models 0.169. The floors sit about three bootstrap standard errors below.
 """
 import pytest
@@ -15,6 +15,8 @@ import torch
 
 from datamodels.attribution.lds import lds
 from datamodels.attribution.trak import TRAK
+
+pytestmark = pytest.mark.slow  # science floors: trains the default digits recipe (~280 CPU-seconds)
 
 
 @pytest.fixture(scope="module")

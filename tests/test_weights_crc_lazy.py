@@ -1,4 +1,4 @@
-"""Cheap integrity without weakening it (issue 12): opening a store checks weights files by size only
+"""Cheap integrity without weakening it: opening a store checks weights files by size only
 (no weights byte is read); a weights file's CRC-32 is checked when it is loaded or selected for an
 attribution, and ``modeldiff verify`` still checks everything."""
 import numpy as np

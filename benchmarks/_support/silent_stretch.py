@@ -5,7 +5,7 @@ between two of them (the start and the exit count as events).
     python benchmarks/_support/silent_stretch.py [--limit 10] [--json FILE] -- modeldiff diff A.h5 B.h5 --out D
 
 Prints the gap, the output just before and just after it, and exits 1 when the gap exceeds
-``--limit`` seconds (issue 12: "no silent stretch over ~10 s in any command"). The command runs
+``--limit`` seconds (the goal: "no silent stretch over ~10 s in any command"). The command runs
 with ``PYTHONUNBUFFERED=1`` so Python's own buffering does not hide output.
 """
 from __future__ import annotations

@@ -74,7 +74,9 @@ def variant_record(variant: dict, summary: dict) -> dict:
     return {
         **{k: variant[k] for k in ("variant", "target_class", "region", "pattern", "amplitude", "fraction")},
         "a_reliance": r["a"], "b_reliance": r["b"], "b_over_a": r["b_over_a"],
+        "twin_a_reliance": (t.get("reliance") or {}).get("a"), "twin_b_reliance": (t.get("reliance") or {}).get("b"),
         "a_relies": bool(r["a_relies"]), "b_third": bool(r["b_third"]),
+        "a_relies_beyond_twin": _beyond(r["a"], (t.get("reliance") or {}).get("a")),
         "headline_match": bool(s.get("headline")), "top3_match": bool(s.get("top")), "match_rank": s.get("rank"),
         "twin_match": bool(t.get("confirms_at_plant")), "twin_top3_match": bool(ts.get("top")),
         "counted_headline": bool(s.get("headline")) and not bool(t.get("confirms_at_plant")),
@@ -89,14 +91,23 @@ def variant_record(variant: dict, summary: dict) -> dict:
     }
 
 
+def _beyond(planted: dict, twin: dict | None) -> bool:
+    """A's paste effect with the plant exceeds the twin's (CIs apart): the reliance is the plant's,
+    not a reaction to a pattern written over the image that any model would have."""
+    if twin is None or planted["ci_low"] is None or twin["ci_high"] is None:
+        return bool(planted["ci_low"] is not None and planted["ci_low"] > 0)
+    return bool(planted["ci_low"] > max(twin["ci_high"], 0.0))
+
+
 def rates(records: list[dict]) -> dict:
-    """The acceptance's rates over the variants where A relies on the plant (paste effect CI > 0):
+    """The acceptance's rates over the variants where A relies on the plant (its paste effect's CI
+    above 0 and above the twin's CI: ``a_relies_beyond_twin``):
     counted discovery (headline / top 3, with the plant and not in the twin), twin confirmations at
     the planted (place, class), precision@100 of the top A−B end >= 3x chance, of B−A and B's own
     <= 2x chance, and B's reliance <= A's / 3."""
-    rel = [r for r in records if r["a_relies"]]
+    rel = [r for r in records if r["a_relies"] and r.get("a_relies_beyond_twin", True)]
     share = lambda key: (float(np.mean([bool(key(r)) for r in rel])) if rel else float("nan"))
-    return {"variants": len(records), "a_relies": len(rel),
+    return {"variants": len(records), "a_relies": len(rel), "a_relies_in_planted_run": sum(r["a_relies"] for r in records),
             "counted_headline": share(lambda r: r["counted_headline"]),
             "counted_top3": share(lambda r: r["counted_top3"]),
             "planted_top3_any": share(lambda r: r["top3_match"]),
@@ -112,22 +123,28 @@ def _ci(e: dict) -> str:
     return f"{e['mean']:+.2f} [{f(e['ci_low'])},{f(e['ci_high'])}]"
 
 
+def _mean(e) -> str:
+    return "-" if not e else f"{e['mean']:+.2f}"
+
+
 def format_table(records: list[dict]) -> str:
-    """One line per variant and the rates."""
+    """One line per variant and the rates (``twin A``: A's paste effect in the no-plant twin, what
+    pasting the pattern does to A without any plant)."""
     yn = lambda v: "yes" if v else "no"
     head = (f"{'v':>2} {'class':>5} {'region':<14} {'pattern':<8} {'amp':>4} {'frac':>4}  {'A reliance':<21} "
-            f"{'B reliance':<21} {'B<=A/3':<6} {'head':<4} {'top3':<4} {'twin':<4} {'count':<5}  "
+            f"{'B reliance':<21} {'twin A':>6} {'B<=A/3':<6} {'head':<4} {'top3':<4} {'twin':<4} {'count':<5}  "
             f"{'P@100 A-B':>9} {'B-A':>5} {'B own':>5} {'chance':>6}")
     lines = [head]
     for r in records:
         lines.append(f"{r['variant']:>2} {r['target_class']:>5} {str(r['region']):<14} {r['pattern']:<8} "
                      f"{r['amplitude']:>4.2f} {r['fraction']:>4.2f}  {_ci(r['a_reliance']):<21} {_ci(r['b_reliance']):<21} "
-                     f"{yn(r['b_third']):<6} {yn(r['headline_match']):<4} {yn(r['top3_match']):<4} "
+                     f"{_mean(r.get('twin_a_reliance')):>6} {yn(r['b_third']):<6} {yn(r['headline_match']):<4} {yn(r['top3_match']):<4} "
                      f"{yn(r['twin_match']):<4} {yn(r['counted_top3']):<5}  {r['precision_a_minus_b']:>9.2f} "
                      f"{r['precision_b_minus_a']:>5.2f} {r['precision_b_own']:>5.2f} {r['chance']:>6.3f}")
     rt = rates(records)
     pct = lambda v: "n/a" if v != v else f"{100 * v:.0f} %"
-    lines.append(f"over {rt['a_relies']} of {rt['variants']} variants where A relies on the plant: counted (plant, "
+    lines.append(f"over {rt['a_relies']} of {rt['variants']} variants where A relies on the plant beyond the twin "
+                 f"({rt['a_relies_in_planted_run']} with A's paste effect above 0): counted (plant, "
                  f"not twin) headline {pct(rt['counted_headline'])}, top 3 {pct(rt['counted_top3'])} (target >= 80 %); "
                  f"twin confirms at the planted place/class {pct(rt['twin_at_place'])} (target <= 10 %); precision@100 "
                  f"A−B >= 3x chance {pct(rt['precision_top_3x'])} (target >= 80 %), B−A <= 2x chance "

@@ -47,8 +47,8 @@ def _shape(p: dict) -> tuple[int | None, int | None]:
             return dims[-2], dims[-1]
     if "height" in p and "width" in p:
         return int(p["height"]), int(p["width"])
-    if "size" in p:
-        return int(p["size"]), int(p["size"])
+    if "size" in p:  # a square patch or glyph; bars are one pixel thick
+        return {"hbar": (1, int(p["size"])), "vbar": (int(p["size"]), 1)}.get(pattern, (int(p["size"]), int(p["size"])))
     return None, None
 
 

@@ -92,7 +92,7 @@ def run_planted(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None
         summary["twin"] = twin_entry(twin_summary, planted, out / "twin", method, base.x_test.shape[-2:])
     p = summary["planted"]
     at_twin = summary.get("twin", {}).get("confirms_at_plant", False)
-    p["counted"] = matching.counted(p["search"], at_twin) if twin else None
+    p["counted"] = matching.counted(p["search"], at_twin) if twin and p["search"] is not None else None
     summary["notes"] = format_planted(summary).splitlines()
     text = json.dumps(summary, indent=1, default=float)
     atomic_write_text(out / "summary.json", text)

@@ -28,6 +28,13 @@ def load(test_fraction: float = 0.2, seed: int = 0):
     return z[tr], y[tr], z[te], y[te], [str(c) for c in bunch.target_names]
 
 
+def feature_names() -> list[str]:
+    """The 30 feature names in column order (the study's ``report: {feature_names: ...}``)."""
+    from sklearn.datasets import load_breast_cancer
+
+    return [str(f) for f in load_breast_cancer().feature_names]
+
+
 def feature_index(name: str) -> int:
     """Position of a feature by its scikit-learn name (e.g. ``"worst radius"``)."""
     from sklearn.datasets import load_breast_cancer

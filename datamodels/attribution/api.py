@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datamodels.attribution.methods import method_name, resolve_method
+from datamodels.attribution.methods import method_name, resolve_method, run_method
 from datamodels.base.errors import UserError
 from datamodels.modelset import as_modelset, describe, model_dtype
 
@@ -105,8 +105,8 @@ def _run(store, method, n_models, device, progress, params, write):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("a CUDA device was asked for but none is visible: use --device cpu")
     rows = select_models(store, m, n_models)
-    scores, used = m.attribute(store, rows, device=device, dtype=_dtype(store), progress=_label(store, progress),
-                               params=params, write=write)
+    scores, used = run_method(m, store, rows, device=device, dtype=_dtype(store), progress=_label(store, progress),
+                              params=params, write=write)
     return scores, {**used, "model_ranges": model_ranges(rows)}, len(rows)
 
 

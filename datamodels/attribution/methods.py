@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from datamodels.base.errors import UserError
+from datamodels.base.errors import UserError, call_user
 from datamodels.registry import record
 
 Write = Callable[[int, np.ndarray], None]  # write(start_row, block[rows, n_train] float32)
@@ -146,12 +146,20 @@ def resolve_method(spec: Any) -> AttributionMethod:
 
     obj = METHODS.resolve(spec, key="attribution method")
     if isinstance(obj, type):
-        obj = obj()
+        obj = obj() if obj in (TrakMethod, DatamodelsMethod) else call_user(obj, what=f"attribution method {spec!r}")
     if not callable(getattr(obj, "attribute", None)):
         raise UserError(f"attribution method {spec!r} must be an AttributionMethod (datamodels.attribution.methods): "
                         f"an object with attribute(models, rows, *, device, dtype, progress, params, write); "
                         f"got {type(obj).__name__}")
     return obj
+
+
+def run_method(method: AttributionMethod, models, rows, **kw) -> tuple[np.ndarray | None, dict]:
+    """``method.attribute(models, rows, **kw)``; a method of the user's that fails is one line naming it
+    (its traceback kept for ``--debug``)."""
+    if isinstance(method, (TrakMethod, DatamodelsMethod)):
+        return method.attribute(models, rows, **kw)
+    return call_user(method.attribute, models, rows, **kw, what=f"attribution method {type(method).__name__}")
 
 
 def method_name(spec: Any, method: AttributionMethod) -> str:

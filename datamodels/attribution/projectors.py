@@ -15,7 +15,7 @@ import torch
 
 from datamodels.attribution import counter_rng
 from datamodels.attribution.names import IDENTITY, PROJECTORS
-from datamodels.base.errors import UserError
+from datamodels.base.errors import UserError, call_user
 
 logger = logging.getLogger(__name__)
 _WARNED: set[str] = set()
@@ -288,7 +288,9 @@ def make_projector(kind, grad_dim: int, proj_dim: int | None, seed: int = 0,
                          f"or an object with project(grads, model_id)")
     options = {"grad_dim": grad_dim, "proj_dim": proj_dim, "seed": seed, "device": device, "sketch_dim": sketch_dim}
     accepted = accepted_kwargs(factory)
-    proj = factory(**{k: v for k, v in options.items() if accepted is None or k in accepted})
+    chosen = {k: v for k, v in options.items() if accepted is None or k in accepted}
+    builtin = isinstance(kind, str) and kind in PROJECTORS.names() and factory.__module__ == __name__
+    proj = factory(**chosen) if builtin else call_user(factory, **chosen, what=f"projector {kind!r}")
     if not is_projector(proj):
         raise ValueError(f"projector {kind!r} built a {type(proj).__name__}, which has no project(grads, model_id)")
     return proj

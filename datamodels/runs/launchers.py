@@ -6,13 +6,13 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 
-from datamodels.data.dataset import Dataset
-from datamodels.store.store import Store
-from datamodels.runs.names import ENSEMBLE_SIZE, LAUNCHERS
-from datamodels.runs.runner import plan_chunks, train_chunk
 from datamodels.base.errors import UserError
 from datamodels.base.log import get_logger
 from datamodels.base.progress import progress_bar, step_bar
+from datamodels.data.dataset import Dataset
+from datamodels.runs.names import ENSEMBLE_SIZE, LAUNCHERS
+from datamodels.runs.runner import plan_chunks, train_chunk
+from datamodels.store.store import Store
 
 log = get_logger(__name__)
 
@@ -26,8 +26,10 @@ def run_local(store: Store, chunks, device: str, workers: int, dataset: Dataset 
         return []
     if workers <= 1:
         data = dataset if dataset is not None else store.load_dataset()  # loaded once for all chunks
+        together = _backend(store) in ("ensemble", "vmap")
         for k, chunk in enumerate(chunks, 1):  # a step counter inside each chunk: no silent minutes
-            with step_bar(f"  chunk {k} of {len(chunks)} ({len(chunk)} models at once)", disable=bar.disable) as steps:
+            how = f"{len(chunk)} models at once" if together else f"{len(chunk)} models, one at a time"
+            with step_bar(f"  chunk {k} of {len(chunks)} ({how})", disable=bar.disable) as steps:
                 total, size = chunk_steps(store, data, chunk), len(chunk)
 
                 def step(n, steps=steps, total=total, size=size):
@@ -53,16 +55,22 @@ def run_local(store: Store, chunks, device: str, workers: int, dataset: Dataset 
 
 def chunk_steps(store: Store, data: Dataset, chunk) -> int | None:
     """Optimiser steps a chunk reports when its models train together (ensemble, vmap); None otherwise."""
-    from datamodels.training.backends import check_recipe
     from datamodels.training.backends.common import steps_per_epoch
 
-    try:
-        if check_recipe(store.recipe, data) not in ("ensemble", "vmap"):
-            return None
-    except UserError:  # the chunk itself reports a bad recipe in one line
+    if _backend(store) not in ("ensemble", "vmap"):
         return None
     m = int(store.masks[int(chunk[0])].sum())
     return steps_per_epoch(m, store.recipe) * store.recipe.epochs
+
+
+def _backend(store: Store) -> str | None:
+    """The backend the store's recipe trains with (None when the recipe is refused: the chunk says why)."""
+    from datamodels.training.backends import choose_backend
+
+    try:
+        return choose_backend(store.recipe)[0]
+    except UserError:
+        return None
 
 
 _GIVEN_DATASET: list = []  # in a pool worker: the dataset the caller passed (set by the initializer)
@@ -155,6 +163,24 @@ def _ray_train_chunk(store_path, chunk, device, dataset, threads) -> tuple[list[
     return train_chunk(store_path, chunk, device, data), os.getpid()
 
 
+def refuse_python_only_in_workers(store: Store, launcher: str, workers: int) -> None:
+    """One :class:`UserError` line when the store's recipe names objects that live in this process only
+    (Python-only keys: a callable defined in a notebook or in ``__main__``, a lambda) and the training
+    would run in other processes (``workers > 1`` or a launcher other than ``local``), which cannot
+    import them."""
+    from datamodels.registry import PYTHON_ONLY, python_only_keys
+
+    if launcher == "local" and workers <= 1:
+        return
+    keys = sorted(set(python_only_keys(store.metadata["recipe"])))
+    if keys:
+        where = f"the {launcher} launcher" if launcher != "local" else f"{workers} worker processes"
+        names = ", ".join(k[len(PYTHON_ONLY):] for k in keys)
+        raise UserError(f"the recipe of {store.path} uses objects defined in Python, not in an importable module "
+                        f"({names}), which {where} cannot import: train with workers=1 and the local launcher, "
+                        f"or move them into a module and name them 'pkg.mod:name'")
+
+
 def fill_store(store: Store, device: str = "cpu", ensemble_size: int = ENSEMBLE_SIZE, launcher: str = "local",
                workers: int = 1, dataset: Dataset | None = None, address: str | None = None) -> dict:
     """Train every pending model of ``store`` (retraining corrupted rows) and return its summary.
@@ -164,6 +190,7 @@ def fill_store(store: Store, device: str = "cpu", ensemble_size: int = ENSEMBLE_
     from datamodels.runs.runner import exclusive
 
     LAUNCHERS.check(launcher, key="launcher")  # before the store is locked or touched
+    refuse_python_only_in_workers(store, launcher, workers)
     with exclusive(store):
         store.make_writable().fix_ensemble_size(ensemble_size)
         corrupted = store.corrupted_indices()

@@ -46,7 +46,7 @@ def train_chunk(store_path: str, indices, device: str = "cpu", dataset: Dataset 
         return []
     data = store.load_dataset()
     search_path = store.model_search_path()  # also puts the recorded folders of user targets on sys.path
-    backend = check_recipe(store.recipe, data)  # bad targets / settings: one line, before any row is written
+    backend = check_recipe(store.recipe, data, dry=False)  # bad targets / settings: one line, before any row is written
     if backend in ("loop", "train_fn"):  # one model at a time: nothing to gain from retraining finished rows
         indices = todo
     masks = torch.from_numpy(np.array(store.masks[indices]))

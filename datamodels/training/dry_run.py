@@ -19,7 +19,7 @@ def dry_run(recipe, data) -> None:
     from datamodels.training.backends.common import EVAL_BATCH, dtype_of
     from datamodels.training.losses import make_loss
     from datamodels.training.model_factory import DataSpec, check_output, init_module
-    from datamodels.training.optimizers import make_optimizer
+    from datamodels.training.optimizers import make_optimizer, needs_closure
 
     dtype, spec = dtype_of(recipe), DataSpec.of(data)
     if is_target(recipe.loss):
@@ -35,7 +35,15 @@ def dry_run(recipe, data) -> None:
         for p in params:
             p.grad = torch.full_like(p, 1e-3)
         opt = make_optimizer(params, recipe.optim)
-        call_user(opt.step, what=f"optimizer {recipe.optim.name!r} (one step)", hint="fix the optimizer or optim.*")
+
+        def closure():  # what the loop backend passes to a SAM-style step: zero, recompute, backpropagate
+            opt.zero_grad()
+            value = sum((p * p).sum() for p in params) * 1e-3
+            value.backward()
+            return value
+
+        step = (lambda: opt.step(closure)) if needs_closure(opt) else opt.step
+        call_user(step, what=f"optimizer {recipe.optim.name!r} (one step)", hint="fix the optimizer or optim.*")
     if not recipe.model.builtin:
         module = module if module is not None else init_module(recipe.model, spec, seed=0)
         n = min(EVAL_BATCH, data.n_test)

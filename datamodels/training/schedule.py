@@ -18,7 +18,7 @@ import inspect
 import json
 import math
 
-from datamodels.base.errors import UserError
+from datamodels.base.errors import UserError, call_user
 from datamodels.registry import Registry
 
 DEFAULT_SCHEDULE = "triangle"
@@ -83,11 +83,8 @@ def _torch_table(cls, cfg, total: int) -> list[float]:
         kwargs["max_lr"] = 1.0
     param = torch.zeros(1, requires_grad=True)
     opt = torch.optim.SGD([param], lr=1.0)
-    try:
-        sched = cls(opt, **kwargs)
-    except Exception as err:  # noqa: BLE001 - the scheduler refused its settings: say which, on one line
-        raise UserError(f"optim.schedule {cfg.schedule!r} could not be built with {kwargs}: {type(err).__name__}: "
-                        f"{(str(err).splitlines() or [''])[0]}") from None
+    sched = call_user(cls, opt, **kwargs, what=f"optim.schedule {cfg.schedule!r} (built with {kwargs})",
+                      hint="check optim.schedule_kwargs")
     table = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -102,7 +99,7 @@ def _torch_table(cls, cfg, total: int) -> list[float]:
 def check_schedule(cfg, total: int = 10) -> None:
     """Resolve the schedule and run it for ``total`` steps (one line naming the problem otherwise)."""
     for step in range(total):
-        lr_at(step, total, cfg)
+        call_user(lr_at, step, total, cfg, what=f"optim.schedule {cfg.schedule!r}")
 
 
 def lr_at(step: int, total_steps: int, cfg) -> float:

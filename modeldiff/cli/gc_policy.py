@@ -13,7 +13,7 @@ Not done, though it would save more: freezing the heap at exit (``gc.freeze``; t
 collections over it took 1.2-1.6 s after a study had finished). Measured here, a file a user's module
 leaves open at module level is then never flushed — data lost — so exit keeps CPython's behaviour.
 
-Measured side by side in ``benchmarks/gc_policy.py`` (figures in benchmarks/RESULTS.md). The command line
+Measured side by side in ``benchmarks/gc_policy.py`` (figures in benchmarks/README.md). The command line
 calls it; the library does not (a user's own process keeps its settings). ``MODELDIFF_GC=default``
 leaves CPython's defaults alone.
 """

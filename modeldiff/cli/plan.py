@@ -107,7 +107,7 @@ def _curve(c: dict, name: str, label: str) -> list[str]:
     if "models_needed" in c:
         n, lo, hi = c["models_needed"]
         out.append(f"  models needed for {name} {c['target']:g}: {n} (95 % interval {lo} – "
-                   f"{hi if hi >= 0 else 'unbounded'})")
+                   f"{'unbounded' if hi is None else hi})")
     return out
 
 

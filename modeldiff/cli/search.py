@@ -6,7 +6,7 @@ Discovery on the first half of each store's models (and half of the test inputs)
 of the top candidates on the other halves, Holm-adjusted (see
 :mod:`modeldiff.counterfactual.search`). With ``--scores-a/--scores-b`` the data-derived
 overlays of the top ModelDiff components join the generic library. Writes ``DIR/search.json``
-(per direction: ``headline``, ``confirmed``, ``tested``, ``candidates_tested``) and prints the
+(per direction: ``headline``, ``confirmed``, ``tested``, ``candidates_tested``, the whole discovery ``ranking``) and prints the
 headline of each direction. The study pipeline runs the same code.
 """
 from __future__ import annotations
@@ -19,6 +19,8 @@ from pathlib import Path
 from datamodels.base.errors import UserError
 from modeldiff.cli.study import add_allow_changed_code, say_code_changes
 
+RANKINGS = ("effect", "t")  # modeldiff.counterfactual.ranking.RANKINGS, spelt out: building the CLI imports no numpy
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("search", help="find and confirm input transformations A's models rely on more than B's",
@@ -30,7 +32,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--transform", action="append", default=[],
                    help="extra candidate: KIND:key=value,... or 'pkg.mod:fn' (repeatable)")
     p.add_argument("--families", default=None,
-                   help="comma-separated generic families (default all): patch,tint,grayscale,blur,contrast,"
+                   help="comma-separated generic families (default all): patch,stroke,tint,grayscale,blur,contrast,"
                         "sharpen,shift,lowpass,highpass; 'none' for only your candidates")
     p.add_argument("--components", type=int, default=3, help="components turned into overlays (with scores)")
     p.add_argument("--n-confirm", type=int, default=5, help="candidates confirmed per direction")
@@ -38,6 +40,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--n-inputs", type=int, default=400, help="test inputs per half (at most)")
     p.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples for CIs")
     p.add_argument("--seed", type=int, default=0, help="seed of the search's random choices")
+    p.add_argument("--ranking", choices=RANKINGS, default=None,
+                   help="discovery ranking: effect (lower bound of the class-specific log-odds effect) or t "
+                        "(default: the library's, modeldiff.counterfactual.ranking.DEFAULT_RANKING)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
     p.add_argument("--names", default="A,B", help="display names of the two algorithms")
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
@@ -57,7 +62,8 @@ def run(args) -> int:
     check_search_values(alpha=args.alpha, n_inputs=args.n_inputs, n_confirm=args.n_confirm,
                         n_resamples=args.n_resamples, name=lambda key: f"--{key.replace('_', '-')}")
     settings = SearchSettings(n_confirm=args.n_confirm, alpha=args.alpha, n_inputs=args.n_inputs,
-                              n_resamples=args.n_resamples, seed=args.seed)  # every number checked before work
+                              n_resamples=args.n_resamples, seed=args.seed,
+                              **({"ranking": args.ranking} if args.ranking else {}))  # every number checked before work
     if args.components < 1:
         raise UserError(f"--components must be >= 1, got {args.components}")
     check_out(out, args.force)

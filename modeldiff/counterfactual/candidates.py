@@ -30,18 +30,12 @@ class SubpopulationOverlay:
         return self.name
 
 
-def overlay_from_component(weights, x_train: torch.Tensor, y_train: torch.Tensor, *, top_k: int = 40,
-                           sign: int = 1, pixel_fraction: float = 0.06, name: str = "component"):
-    """Candidate transformation and target class for one signed component.
+def top_contrast(weights, x_train, y_train, *, top_k: int = 40, sign: int = 1):
+    """What sets a component's top training images apart: ``(target, purity, pattern [C, H, W], diff [C, H, W])``.
 
-    Args:
-        weights: ``[n_train]`` component weights.
-        x_train: ``[n_train, C, H, W]`` images in [0, 1]; ``y_train``: ``[n_train]`` labels.
-        sign: +1 uses the largest weights, -1 the most negative ones.
-        pixel_fraction: share of the image's pixels pasted.
-    Returns:
-        ``(SubpopulationOverlay, target_class, purity)`` where purity is the share of the top
-        examples that belong to ``target_class``.
+    ``target``: the most frequent class among the ``top_k`` largest ``sign * weights``; ``pattern``:
+    the mean of those of that class; ``diff``: ``pattern`` minus the mean of the same class's images
+    at or below the class's median weight.
     """
     w = sign * np.asarray(weights, dtype=np.float64)
     top = np.argsort(-w)[:top_k]
@@ -56,7 +50,47 @@ def overlay_from_component(weights, x_train: torch.Tensor, y_train: torch.Tensor
         rest = np.setdiff1d(same, top_of_class)
     x = torch.as_tensor(x_train).float()
     pattern = x[torch.as_tensor(top_of_class)].mean(0)
-    contrast = (pattern - x[torch.as_tensor(rest)].mean(0)).abs().sum(0)  # [H, W]
+    return target, purity, pattern, pattern - x[torch.as_tensor(rest)].mean(0)
+
+
+def library_match(weights, x_train, y_train, library, *, top_k: int = 40, sign: int = 1, n_best: int = 5) -> list[tuple]:
+    """The library patches that best draw what a component's top training images share, towards their class.
+
+    Each fixed-place patch or stroke of ``library`` is scored by how well pasting it reproduces the
+    component's contrast (:func:`top_contrast`): the mean over the pixels it changes of
+    ``diff · (paste − 0.5)`` (bright where the top images are brighter, dark where darker), summed and
+    divided by the paste's norm (a matched filter: neither the smallest nor the largest paste wins by size).
+    Returns the ``n_best`` as ``(transform, target_class)`` pairs, best first.
+    """
+    target, _, _, diff = top_contrast(weights, x_train, y_train, top_k=top_k, sign=sign)
+    c, h, w = diff.shape
+    probe = torch.full((1, c, h, w), 0.5)
+    scored = []
+    for i, t in enumerate(library):
+        if not isinstance(getattr(t, "params", {}).get("loc"), tuple):
+            continue
+        delta = t(probe)[0] - 0.5          # [C, H, W]: +0.5 white, -0.5 black, 0 untouched
+        if bool((delta != 0).any()):
+            scored.append((float((diff * delta).sum() / delta.norm()), i))
+    scored.sort(key=lambda r: (-r[0], r[1]))
+    return [(library[i], target) for _, i in scored[:n_best]]
+
+
+def overlay_from_component(weights, x_train: torch.Tensor, y_train: torch.Tensor, *, top_k: int = 40,
+                           sign: int = 1, pixel_fraction: float = 0.06, name: str = "component"):
+    """Candidate transformation and target class for one signed component.
+
+    Args:
+        weights: ``[n_train]`` component weights.
+        x_train: ``[n_train, C, H, W]`` images in [0, 1]; ``y_train``: ``[n_train]`` labels.
+        sign: +1 uses the largest weights, -1 the most negative ones.
+        pixel_fraction: share of the image's pixels pasted.
+    Returns:
+        ``(SubpopulationOverlay, target_class, purity)`` where purity is the share of the top
+        examples that belong to ``target_class``.
+    """
+    target, purity, pattern, diff = top_contrast(weights, x_train, y_train, top_k=top_k, sign=sign)
+    contrast = diff.abs().sum(0)  # [H, W]
     n_pixels = max(1, round(pixel_fraction * contrast.numel()))
     threshold = contrast.flatten().topk(n_pixels).values[-1]
     mask = (contrast >= threshold).unsqueeze(0)

@@ -6,6 +6,10 @@ Families (sizes and positions scale with the image; colours with its channels):
   ``solid`` — at sizes ≈ 1/8, 1/4, 3/8, 1/2 of the image side, at the four corners, the centre
   and a random place per image; solid and window in white and black (grey images) or in
   white, black, red, green, blue, yellow (colour images);
+* strokes (``stroke``): horizontal and vertical bars ≈ 1/4, 3/8 and 1/2 of the
+  side long, rings, diagonal lines and "+"/"x" glyphs ≈ 3/8 of the side, white on black and black on white (the box painted), at
+  every place on a grid of stride ≈ side/8 (every pixel on images up to 15 pixels), see
+  :func:`stroke_candidates`;
 * tint (colour images, six colours), grayscale (colour images), Gaussian blur, contrast
   (flatten / stretch), sharpen, one-pixel shifts in four directions, low-pass and high-pass.
 
@@ -18,11 +22,12 @@ from __future__ import annotations
 from modeldiff.counterfactual.transforms import ColorTint, GaussianBlur, Grayscale, PatchPaste, parse_transform
 from modeldiff.counterfactual.transforms.contrast import Contrast
 from modeldiff.counterfactual.transforms.frequency import HighPass, LowPass
+from modeldiff.counterfactual.transforms.patterns import STROKES
 from modeldiff.counterfactual.transforms.sharpen import Sharpen
 from modeldiff.counterfactual.transforms.shift import Shift
 
 # the generic families, in the order candidates are listed (study search.families, `modeldiff search --families`)
-FAMILIES = ("patch", "tint", "grayscale", "blur", "contrast", "sharpen", "shift", "lowpass", "highpass")
+FAMILIES = ("patch", "stroke", "tint", "grayscale", "blur", "contrast", "sharpen", "shift", "lowpass", "highpass")
 GREY_COLOURS = {"white": (1.0,), "black": (0.0,)}
 RGB_COLOURS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "red": (1.0, 0.0, 0.0),
                "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 1.0), "yellow": (1.0, 1.0, 0.0)}
@@ -39,6 +44,33 @@ def patch_places(height: int, width: int, size: int) -> list:
     for p in places:
         if p not in out:
             out.append(p)
+    return out
+
+
+def grid(extent: int, size: int, stride: int) -> list[int]:
+    """Top-left offsets of a ``size``-long object along an ``extent``-long axis, every ``stride``, last one included."""
+    last = extent - size
+    if last < 0:
+        return []
+    out = list(range(0, last + 1, stride))
+    return out if out[-1] == last else out + [last]
+
+
+def stroke_candidates(height: int, width: int, colours: dict, seed: int = 0) -> list:
+    """Bars, rings, lines and glyphs (:data:`~modeldiff.counterfactual.transforms.patterns.STROKES`) at every place
+    of a stride-``max(1, side // 8)`` grid, white on a black box and black on a white one (from ``colours``)."""
+    side = min(height, width)
+    stride = max(1, side // 8)
+    glyph = max(3, round(side * 3 / 8))
+    shapes = [(p, n) for p in ("hbar", "vbar") for n in sorted({max(2, round(side * f)) for f in (1 / 4, 3 / 8, 1 / 2)})]
+    shapes += [(p, glyph) for p in ("ring", "diagonal", "antidiagonal", "plus", "cross")]
+    out = []
+    for pattern, size in shapes:
+        h, w = {"hbar": (1, size), "vbar": (size, 1)}.get(pattern, (size, size))
+        for r in grid(height, h, stride):
+            for c in grid(width, w, stride):
+                for fg, bg in (("white", "black"), ("black", "white")):  # on a box of the other colour
+                    out.append(PatchPaste(pattern, size, (r, c), colours[fg], colours[bg], seed=seed))
     return out
 
 
@@ -66,6 +98,8 @@ def generic_candidates(image_shape, *, families=None, seed: int = 0) -> list:
                     out.append(PatchPaste("solid", size, place, col, bg, seed=seed))
                     if size >= 3:
                         out.append(PatchPaste("window", size, place, col, bg, seed=seed))
+    if "stroke" in fam:
+        out += stroke_candidates(h, w, colours, seed)
     if c == 3 and "tint" in fam:
         out += [ColorTint(col, 0.3) for name, col in RGB_COLOURS.items() if name not in ("white", "black")]
     if c == 3 and "grayscale" in fam:
@@ -111,7 +145,7 @@ def short_label(t) -> str:
         loc = p.get("loc")
         where = f"at ({loc[0]}, {loc[1]})" if isinstance(loc, tuple) else ("at a random place" if loc == "random" else "at the centre")
         what = "black/white texture" if p["pattern"] == "texture" else f"{cname} {p['pattern']}"
-        return f"{what} {p['size']}px patch {where}"
+        return f"{what} {p['size']}px {'stroke' if p['pattern'] in STROKES else 'patch'} {where}"
     if name in ("blur", "contrast", "sharpen", "shift", "lowpass", "highpass", "tint", "grayscale"):
         inner = ", ".join(f"{k}={'/'.join(f'{x:g}' for x in v) if isinstance(v, tuple) else v}" for k, v in p.items()
                           if k != "kernel_size")

@@ -14,8 +14,9 @@ Procedure, per direction (A−B: "A relies more than B"; B−A swapped):
    ``u(T(x))_c − u(x)_c`` in two units: ``u = p`` (probability) and ``u = log(p / (1 − p))``
    (log-odds of the target class, which for softmax models is exactly its margin ``z_c −
    logsumexp_{k≠c} z_k``; probabilities are clipped to [1e-6, 1 − 1e-6]). Candidates are
-   ranked by ``min(t_Welch(A − B), t(A))`` of the per-model log-odds effects (A must move
-   towards the class, and more than B).
+   ranked (``SearchSettings.ranking``, :mod:`modeldiff.counterfactual.ranking`) by the lower
+   confidence bound of A's class-specific log-odds effect over B's (``"effect"``) or by
+   ``min(t_Welch(A − B), t(A))`` (``"t"``); the whole ranking is kept (``DirectionSearch.ranking``).
 2. **Confirmation** of the top ``n_confirm`` (one target class per transform) on the *other*
    half of the models and the *other* half of the inputs. Disjoint models make the
    confirmation p-value valid (the CI is over models, the unit the claim is about: "the
@@ -26,7 +27,9 @@ Procedure, per direction (A−B: "A relies more than B"; B−A swapped):
    Holm-adjusted p < ``alpha`` (A's effect exceeds B's) and A's own log-odds effect CI lies
    above 0 (the transform pushes A's models towards the class: a larger *drop* under B is
    not evidence that A relies on it). The headline is the confirmed transform with the largest A−B
-   log-odds difference, or "no distinguishing transformation confirmed".
+   log-odds difference, or "no distinguishing transformation confirmed". Each tested record
+   also carries its practical size (``practical``: probability change, share of predictions
+   flipped to the class, and whether the A−B difference is negligible in probability).
 
 The verdict uses log-odds (margin) units: a probability change depends on where the control
 probability sits (two algorithms with different calibration give different probability
@@ -44,11 +47,14 @@ import torch
 
 from datamodels.base.errors import UserError
 from modeldiff.counterfactual.effect_stats import compare_effects
+from modeldiff.counterfactual.ranking import DEFAULT_RANKING
 
 DIRECTIONS = ("a_minus_b", "b_minus_a")
 UNIT = "log-odds"  # the unit of ranking, testing and the verdict
 _EPS = 1e-6
 NOTHING = "no distinguishing transformation confirmed"
+DISCOVERY_BATCH = 2048  # inputs per predictor call in discovery (several candidates' inputs at once)
+LIBRARY_MATCHES = 3  # library transforms proposed per signed component (overlay_candidates)
 
 
 @dataclass
@@ -59,6 +65,7 @@ class SearchSettings:
     n_inputs: int = 400           # test inputs per half (at most)
     n_resamples: int = 2000       # bootstrap resamples for the CIs
     seed: int = 0
+    ranking: str = DEFAULT_RANKING  # discovery ranking: "effect" or "t" (modeldiff.counterfactual.ranking)
 
     def __post_init__(self):
         check_search_values(alpha=self.alpha, n_inputs=self.n_inputs, n_confirm=self.n_confirm,
@@ -100,6 +107,8 @@ class DirectionSearch:
     tested: list = field(default_factory=list)      # every confirmation-stage result (dicts)
     candidates_tested: int = 0                      # (transform, class) pairs ranked in discovery
     unit: str = UNIT
+    ranking: list = field(default_factory=list)     # every candidate at its best class, best first (dicts)
+    ranking_rule: str = ""
 
     @property
     def headline(self) -> str:
@@ -109,7 +118,8 @@ class DirectionSearch:
 
     def to_dict(self) -> dict:
         return {"direction": self.direction, "unit": self.unit, "headline": self.headline,
-                "confirmed": self.confirmed, "tested": self.tested, "candidates_tested": self.candidates_tested}
+                "confirmed": self.confirmed, "tested": self.tested, "candidates_tested": self.candidates_tested,
+                "ranking_rule": self.ranking_rule, "ranking": self.ranking}
 
 
 def describe(rec: dict) -> str:
@@ -156,19 +166,33 @@ def per_model_effects(predict: Callable, x: torch.Tensor, y: np.ndarray, transfo
     if control is None:
         control = torch.as_tensor(predict(x))
     treated = torch.as_tensor(predict(transform(x)))
+    return (*_effects(control, treated, y), control)
+
+
+def _effects(control: torch.Tensor, treated: torch.Tensor, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-model ``(probability, log-odds)`` effects ``[m, K]`` from probabilities ``[m, n, K]``."""
     (pc, lc), (pt, lt) = _units(control), _units(treated)
     w = _class_weights(y, control.shape[-1])
-    return (torch.einsum("mik,ik->mk", pt - pc, w).numpy(), torch.einsum("mik,ik->mk", lt - lc, w).numpy(), control)
+    return torch.einsum("mik,ik->mk", pt - pc, w).numpy(), torch.einsum("mik,ik->mk", lt - lc, w).numpy()
 
 
-def _welch_t(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """One-sided Welch t of mean(a) − mean(b) over axis 0 (models)."""
-    se = np.sqrt(a.var(0, ddof=1) / a.shape[0] + b.var(0, ddof=1) / b.shape[0])
-    return (a.mean(0) - b.mean(0)) / np.maximum(se, 1e-12)
-
-
-def _one_sample_t(a: np.ndarray) -> np.ndarray:
-    return a.mean(0) / np.maximum(a.std(0, ddof=1) / np.sqrt(a.shape[0]), 1e-12)
+def _discover(predicts: tuple, x: torch.Tensor, y: np.ndarray, candidates: Sequence[tuple], progress) -> tuple[list, list]:
+    """Discovery log-odds effects per candidate ``(e_a [m, K], e_b [m, K])``: several candidates'
+    transformed inputs go through each predictor in one call (at most ``DISCOVERY_BATCH`` inputs); also
+    returns the control probabilities of each predictor."""
+    controls = [torch.as_tensor(p(x)) for p in predicts]
+    n, per = len(x), max(1, DISCOVERY_BATCH // max(len(x), 1))
+    out, said = [], -1e9
+    for s0 in range(0, len(candidates), per):
+        if progress and time.monotonic() - said > 2:  # a line every ~2 s, whatever a candidate costs
+            said = time.monotonic()
+            progress(f"discovery: candidate {s0 + 1}/{len(candidates)}")
+        group = candidates[s0:s0 + per]
+        xt = torch.cat([t(x) for t, _ in group])
+        treated = [torch.as_tensor(p(xt)) for p in predicts]
+        for j in range(len(group)):
+            out.append(tuple(_effects(c, t[:, j * n:(j + 1) * n], y)[1] for c, t in zip(controls, treated)))
+    return out, controls
 
 
 def search(halves: Halves, candidates: Sequence[tuple], settings: SearchSettings | None = None,
@@ -178,43 +202,43 @@ def search(halves: Halves, candidates: Sequence[tuple], settings: SearchSettings
     ``candidates``: ``(transform, target_class or None)`` pairs (None: every class is tried).
     Returns ``{"a_minus_b": DirectionSearch, "b_minus_a": DirectionSearch}``.
     """
-    s = settings or SearchSettings()
     if not candidates:
         raise ValueError("the search needs at least one candidate transform")
+    return confirm(halves, candidates, discover(halves, candidates, progress), settings, class_names, progress)
+
+
+def discover(halves: Halves, candidates: Sequence[tuple], progress=None) -> list:
+    """The discovery stage: per candidate ``(e_a [m, K], e_b [m, K])`` log-odds effects on the
+    discovery halves (one pass, whatever the ranking; :func:`confirm` ranks and confirms)."""
     xd, yd = halves.x[0], np.asarray(halves.y[0])
-    pad, pbd = halves.predict_a[0], halves.predict_b[0]
-    ctrl_a = ctrl_b = None
-    disc = []  # per candidate: (logodds A [m, K], logodds B [m, K])
-    said = -1e9
-    for i, (t, _target) in enumerate(candidates):
-        if progress and time.monotonic() - said > 2:  # a line every ~2 s, whatever a candidate costs
-            said = time.monotonic()
-            progress(f"discovery: candidate {i + 1}/{len(candidates)}")
-        _, la, ctrl_a = per_model_effects(pad, xd, yd, t, ctrl_a)
-        _, lb, ctrl_b = per_model_effects(pbd, xd, yd, t, ctrl_b)
-        disc.append((la, lb))
-    k = ctrl_a.shape[-1]
+    return _discover((halves.predict_a[0], halves.predict_b[0]), xd, yd, candidates, progress)[0]
+
+
+def confirm(halves: Halves, candidates: Sequence[tuple], disc: list, settings: SearchSettings | None = None,
+            class_names=None, progress=None) -> dict[str, DirectionSearch]:
+    """Rank the discovery effects ``disc`` (:func:`discover`) and confirm the top ones, both directions."""
+    s = settings or SearchSettings()
+    k = disc[0][0].shape[-1]
     allowed = [np.arange(k) if target is None else np.array([target]) for _, target in candidates]
     n_pairs = int(sum(len(a) for a in allowed))
     out = {}
     conf_ctrl = {}
+    from modeldiff.counterfactual.library import short_label
+    from modeldiff.counterfactual.ranking import rank_candidates
+
     for direction in DIRECTIONS:
         flip = direction == "b_minus_a"
-        scores = []
-        for i, (la, lb) in enumerate(disc):
-            first, second = (lb, la) if flip else (la, lb)
-            t = np.minimum(_welch_t(first, second), _one_sample_t(first))
-            c = int(allowed[i][np.argmax(t[allowed[i]])])
-            scores.append((float(t[c]), i, c))
-        scores.sort(key=lambda r: -r[0])
-        picked = scores[: s.n_confirm]
+        ranked = rank_candidates(disc, allowed, flip, s.ranking, s.level)
+        for r, row in enumerate(ranked, 1):
+            row.update(rank=r, label=short_label(candidates[row["index"]][0]))
+        picked = ranked[: s.n_confirm]
         tested = []
-        for k, (t_disc, i, c) in enumerate(picked, 1):
+        for k, row in enumerate(picked, 1):
             if progress:
                 progress(f"confirmation ({direction}): candidate {k} of {len(picked)}")
-            transform = candidates[i][0]
-            rec = _confirm(transform, c, halves, conf_ctrl, flip, s, class_names)
-            rec["discovery_t"] = t_disc
+            transform = candidates[row["index"]][0]
+            rec = _confirm(transform, row["target_class"], halves, conf_ctrl, flip, s, class_names)
+            rec.update(discovery_t=row["t"], discovery_score=row["score"], discovery_rank=row["rank"])
             tested.append(rec)
         if tested:
             adj = holm([r["p_value"] for r in tested])
@@ -224,19 +248,23 @@ def search(halves: Halves, candidates: Sequence[tuple], settings: SearchSettings
                 r["confirmed"] = bool(a < s.alpha and lo_a["ci_low"] is not None and lo_a["ci_low"] > 0)
         confirmed = sorted((r for r in tested if r["confirmed"]),
                            key=lambda r: -r["effects"]["log-odds"]["diff"]["mean"])
-        out[direction] = DirectionSearch(direction, confirmed, tested, n_pairs)
+        out[direction] = DirectionSearch(direction, confirmed, tested, n_pairs, ranking=ranked, ranking_rule=s.ranking)
     return out
 
 
 def _confirm(transform, c: int, halves: Halves, cache: dict, flip: bool, s: SearchSettings, class_names) -> dict:
     from scipy import stats
 
+    from modeldiff.counterfactual.ranking import flip_share, practical_size
+
     xc, yc = halves.x[1], np.asarray(halves.y[1])
     keep = torch.from_numpy(yc != c)
-    res = {}
+    res, flips = {}, {}
+    treated = transform(xc)
     for tag, predict in (("a", halves.predict_a[1]), ("b", halves.predict_b[1])):
-        pr, lo, cache[tag] = per_model_effects(predict, xc, yc, transform, cache.get(tag))
+        pr, lo, cache[tag] = per_model_effects(predict, xc, yc, lambda _x: treated, cache.get(tag))
         res[tag] = (pr[:, c], lo[:, c], float(cache[tag][:, keep, c].double().mean()))
+        flips[tag] = flip_share(cache[tag].numpy(), torch.as_tensor(predict(treated)).numpy(), yc, c)
     first, second = ("b", "a") if flip else ("a", "b")
     (pa, la, ca), (pb, lb, cb) = res[first], res[second]
     kw = {"level": s.level, "n_resamples": s.n_resamples, "seed": s.seed}
@@ -250,6 +278,7 @@ def _confirm(transform, c: int, halves: Halves, cache: dict, flip: bool, s: Sear
             "n_inputs": int(keep.sum()), "control_a": ca, "control_b": cb,
             "effects": {"log-odds": compare_effects(la, lb, **kw).to_dict(),
                         "probability": compare_effects(pa, pb, **kw).to_dict()},
+            "practical": practical_size(pa, pb, flips[first], flips[second]),
             "p_value": p if np.isfinite(p) else 1.0, "unit": UNIT}
 
 
@@ -315,9 +344,13 @@ def store_halves(store_a, store_b, data, *, n_inputs: int = 400, seed: int = 0, 
     return Halves(preds[0], preds[1], x, (y[i1], y[i2]))
 
 
-def overlay_candidates(fits: dict, x_train, y_train, n_components: int = 3, top_k: int = 40) -> list[tuple]:
-    """Data-derived overlays of the top components of each direction (both signs), with their classes."""
-    from modeldiff.counterfactual.candidates import overlay_from_component
+def overlay_candidates(fits: dict, x_train, y_train, n_components: int = 3, top_k: int = 40,
+                       library=(), n_best: int = LIBRARY_MATCHES) -> list[tuple]:
+    """Data-derived candidates of the top components of each direction (both signs), with their classes:
+    the overlay of the top training images, and the ``n_best`` transforms of ``library`` (fixed-place
+    patches and strokes) that best draw what those images share
+    (:func:`modeldiff.counterfactual.candidates.library_match`)."""
+    from modeldiff.counterfactual.candidates import library_match, overlay_from_component
 
     out = []
     for name, fit in fits.items():
@@ -326,4 +359,7 @@ def overlay_candidates(fits: dict, x_train, y_train, n_components: int = 3, top_
                 t, target, _ = overlay_from_component(fit.components_[j], x_train, y_train, top_k=top_k, sign=sign,
                                                       name=f"{name} component {j}")
                 out.append((t, target))
+                if library:
+                    out += library_match(fit.components_[j], x_train, y_train, library, top_k=top_k, sign=sign,
+                                         n_best=n_best)
     return out

@@ -1,9 +1,11 @@
 """Comparison: residual PCA of two attribution matrices (ModelDiff) and its subpopulations.
 
 Contract: :class:`ModelDiff` (scikit-learn estimator API, :mod:`modeldiff.diff.residual_pca`),
+:class:`CrossFitModelDiff` (components ranked by cross-fitted signal variance, :mod:`modeldiff.diff.crossfit`),
 :func:`subpopulations`, :func:`load_scores` (``.npy`` or HDF5 influence datasets).
 """
-_EXPORTS = {"ModelDiff": "residual_pca", "Subpopulation": "subpopulations", "subpopulations": "subpopulations",
+_EXPORTS = {"ModelDiff": "residual_pca", "CrossFitModelDiff": "crossfit",
+            "Subpopulation": "subpopulations", "subpopulations": "subpopulations",
             "load_scores": "io_scores"}
 __all__ = list(_EXPORTS)
 

@@ -296,11 +296,12 @@ def method_halves(method, store_a, store_b, rows_a, rows_b, n_splits: int = 4, s
     each half of each algorithm's models with it."""
     import torch
 
+    from datamodels.attribution.methods import run_method
     from datamodels.modelset import model_dtype
 
     def fit(store, rows):
-        scores, _ = method.attribute(store, rows, device=torch.device(device), dtype=model_dtype(store),
-                                     progress=None, params=dict(params or {}), write=None)
+        scores, _ = run_method(method, store, rows, device=torch.device(device), dtype=model_dtype(store),
+                               progress=None, params=dict(params or {}), write=None)
         return scores
 
     sa = split_halves(len(rows_a), n_splits, seed)

@@ -3,7 +3,7 @@
 Each message names the problem *and* what to do about it. The checks that need the
 values themselves (non-finite entries, all-zero rows) are made during the estimator's
 single pass over the rows, so that the 2-GB inputs of a real study are read once; the
-helpers here turn what that pass found into the error or the warning.
+functions here turn what that pass found into the error or the warning.
 """
 from __future__ import annotations
 

@@ -77,14 +77,16 @@ def counts(cfg, data) -> dict:
     transforms, overlays of both directions) and inputs per half; ``run_counterfactuals``' tests per direction
     (overlays, the study's transforms), patch sweeps over ``counterfactual.sizes`` and inputs."""
     from modeldiff.counterfactual.library import generic_candidates
+    from modeldiff.counterfactual.search import LIBRARY_MATCHES
     from modeldiff.counterfactual.transforms.spec import parse_transform
     from modeldiff.counterfactual.user_transform import is_user_spec
 
     sp, cf, image = cfg.search, cfg.counterfactual, getattr(data, "is_image", True)
-    candidates = len(generic_candidates(data.x_test.shape[1:], families=sp.families or None, seed=sp.seed)) \
-        if image else 0
-    candidates += sum(1 for t in sp.transforms if image or is_user_spec(t))
-    candidates += 2 * min(sp.overlays, cfg.components) * 2 if image else 0  # two directions, both signs
+    library = generic_candidates(data.x_test.shape[1:], families=sp.families or None, seed=sp.seed) if image else []
+    library += [parse_transform(t) for t in sp.transforms if image and not is_user_spec(t)]
+    candidates = len(library) + sum(1 for t in sp.transforms if is_user_spec(t))
+    fixed = sum(isinstance(getattr(t, "params", {}).get("loc"), tuple) for t in library)  # two directions, both
+    candidates += 2 * min(sp.overlays, cfg.components) * 2 * (1 + min(LIBRARY_MATCHES, fixed)) if image else 0  # signs
     tests, sweeps = 2 * min(cf.auto_candidates, cfg.components) if image else 0, 0
     for item in cf.transforms:
         tests += bool(image or is_user_spec(item))

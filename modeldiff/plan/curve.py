@@ -76,7 +76,7 @@ class Curve:
         return self.point.value(float("inf"))
 
     def models_for(self, target: float, level: float = 0.95) -> tuple[int, int, int]:
-        """``(n, n_low, n_high)`` models to reach ``target`` (``n_high = -1``: unbounded); UserError if none does."""
+        """``(n, n_low, n_high)`` models to reach ``target`` (``n_high`` None: unbounded); UserError if none does."""
         flag = "--target-lds" if self.kind == "lds" else "--target-precision"
         if self.kind == "precision" and not 0 < target < 1:
             raise UserError(f"{flag} must be in (0, 1) (a correlation with the infinite-model scores), got {target:g}")
@@ -87,7 +87,7 @@ class Curve:
         n = self._smallest(target)
         _, lo, hi = self.predict(n, level)  # the value at n is uncertain by ± z·se: models for its ends
         spread = max(hi - lo, 0.0) / 2
-        most = self._smallest(target + spread) if target + spread < self.point.value(LIMIT) else -1
+        most = self._smallest(target + spread) if target + spread < self.point.value(LIMIT) else None
         return n, self._smallest(target - spread), most
 
     def _smallest(self, target: float) -> int:
@@ -98,8 +98,7 @@ class Curve:
         return lo
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "model": "signal + noise / n", "pilot_models": self.pilot_models,
-                "ceiling": self.ceiling}
+        return {"kind": self.kind, "model": "signal + noise / n", "pilot_models": self.pilot_models, "ceiling": self.ceiling}
 
 
 def fit_curve(p: np.ndarray, y: np.ndarray | None = None) -> Curve:

@@ -77,7 +77,7 @@ def calibrate_training(recipe, data, sizes: list[int], device: str, folder: str,
     from datamodels.training.backends import check_recipe
 
     sizes = sorted(set(sizes), reverse=True)
-    if check_recipe(recipe, data) not in ("ensemble", "vmap"):  # one model at a time
+    if check_recipe(recipe, data, dry=False) not in ("ensemble", "vmap"):  # one model at a time
         sizes = [min(min(sizes), CAL_LOOP_MODELS)]
     fraction = min(1.0, (CAL_STEPS + 1) * recipe.batch_size / data.n_train)
     cal_steps = steps_per_model(data.n_train, fraction, recipe.batch_size, 1)

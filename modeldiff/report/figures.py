@@ -14,10 +14,31 @@ def _figure(width: float, height: float):
     return fig
 
 
+class FigureBytes(bytes):
+    """PNG bytes that keep their figure (``.fig``), so the report can also write it as SVG and PDF."""
+
+    fig = None
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
-    return buf.getvalue()
+    out = FigureBytes(buf.getvalue())
+    out.fig = fig
+    return out
+
+
+def save_vector(png: bytes, stem) -> list[str]:
+    """Write ``stem.svg`` and ``stem.pdf`` of a figure made by this module; returns the file names."""
+    fig = getattr(png, "fig", None)
+    if fig is None:
+        return []
+    names = []
+    for fmt in ("svg", "pdf"):
+        path = f"{stem}.{fmt}"
+        fig.savefig(path, format=fmt, bbox_inches="tight")
+        names.append(path)
+    return names
 
 
 def variance_scatter(var_a, var_b, label_a: str = "A", label_b: str = "B", null=None,

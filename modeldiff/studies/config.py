@@ -27,6 +27,7 @@ import yaml
 from datamodels.base import strict_yaml
 from datamodels.base.errors import UserError
 from datamodels.training.recipe import Recipe, _build, load_recipe, recipe_from_dict
+from modeldiff.counterfactual.ranking import DEFAULT_RANKING, RANKINGS
 
 
 @dataclass
@@ -102,7 +103,7 @@ class SearchSpec:
     """Confirmatory transformation search (see modeldiff.counterfactual.search)."""
     enabled: bool = True
     families: list = field(default_factory=list, metadata={
-        "help": "generic families to search (default all): patch, tint, grayscale, blur, contrast, sharpen, shift, "
+        "help": "generic families to search (default all): patch, stroke, tint, grayscale, blur, contrast, sharpen, shift, "
                 "lowpass, highpass"})
     n_confirm: int = field(default=5, metadata={"help": "top discovery candidates confirmed per direction"})
     alpha: float = field(default=0.05, metadata={"help": "family-wise level of the Holm-adjusted confirmation"})
@@ -117,6 +118,12 @@ class SearchSpec:
         "help": "test rows the search draws its inputs from: all, [start, stop), or a row set the study's setup names"})
     n_resamples: int = 2000
     seed: int = 0
+    ranking: str = field(default=DEFAULT_RANKING, metadata={
+        "help": "discovery ranking: effect (lower bound of the class-specific log-odds effect) or t"})
+
+    def __post_init__(self):
+        if self.ranking not in RANKINGS:
+            raise UserError(f"search.ranking must be one of {', '.join(RANKINGS)}, got {self.ranking!r}")
 
 
 @dataclass
@@ -150,12 +157,14 @@ class StudyConfig:
     search: SearchSpec = field(default_factory=SearchSpec)
     diagnostics: DiagnosticsSpec = field(default_factory=DiagnosticsSpec)
     data: dict = field(default_factory=dict, metadata={"help": "overrides of both recipes' data section"})
-    setup: dict = field(default_factory=dict, metadata={
-        "help": "{target: 'pkg.mod:fn', kwargs: {...}}: a step run before training that may change the data, the "
+    setup: dict | str = field(default_factory=dict, metadata={
+        "help": "{target: 'pkg.mod:fn', kwargs: {...}} (or just the target): a step run before training that may change the data, the "
                 "recipes and the named test-row sets (see modeldiff.studies.hooks)"})
-    runner: dict = field(default_factory=dict, metadata={
-        "help": "{target: 'pkg.mod:fn', kwargs: {...}}: runs the study instead of the standard pipeline "
+    runner: dict | str = field(default_factory=dict, metadata={
+        "help": "{target: 'pkg.mod:fn', kwargs: {...}} (or just the target): runs the study instead of the standard pipeline "
                 "(see modeldiff.studies.hooks)"})
+    report: dict = field(default_factory=dict, metadata={
+        "help": "report display of non-image examples: {show_example: 'pkg.mod:fn', feature_names: [...] or 'pkg.mod:fn'}"})
     folder: str = ""  # where recipe paths are resolved (set by load_study)
 
     def __post_init__(self):

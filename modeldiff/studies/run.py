@@ -9,7 +9,7 @@ import numpy as np
 from datamodels.base.atomic import atomic_path, atomic_write_text
 from datamodels.base.errors import UserError
 from datamodels.base.log import get_logger
-from modeldiff.report.verdict import verdict
+from modeldiff.report.verdict import direction_sentences, verdict
 from modeldiff.studies.config import StudyConfig
 from modeldiff.studies.guards import study_warnings
 from modeldiff.studies.hooks import resolve_rows
@@ -65,9 +65,13 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     log.info(f"checking the study {cfg.name} (data, settings, transforms) before any training")
     data = data if data is not None else load_study_data(cfg, data_dir)
     log.info(f"  {data.name}: {data.n_train} training / {data.n_test} test examples; checking settings and transforms")
+    from modeldiff.studies.hooks import resolve_hook
+
+    setup = resolve_hook(cfg, "setup")  # a bad target is refused before anything is written
     validate_study(cfg, data, out, method)  # seconds: everything that would fail after training
+    _check_report_settings(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    inputs, data = _setup(cfg, data, inputs, out, device, data_dir, method)
+    inputs, data = _setup(cfg, setup, data, inputs, out, device, data_dir, method)
     rows = {key: resolve_rows(getattr(cfg, key).rows, inputs.row_sets, data.n_test, f"{key}.rows")
             for key in ("search", "counterfactual")}
     recipes = inputs.recipes
@@ -118,16 +122,22 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
         log.info(f"  counterfactual tests, {names[0]} − {names[1]}")
         run_counterfactuals(cfg, d, stores, data, device, extra, rows["counterfactual"])
         log.info(f"  writing the report {out / f'report_{d.name}'}")
-        image = getattr(data, "is_image", True)  # other data: examples shown as weight bars
+        image = getattr(data, "is_image", True)  # other data: examples drawn by the report's show_example
+        other = "b_minus_a" if d.name == "a_minus_b" else "a_minus_b"
         with atomic_path(out / f"report_{d.name}", directory=True) as tmp:  # a report folder is whole or absent
             write_report(tmp, d.fit, subpops=d.subpops,
                           train_images=data.x_train if image else None,
-                          test_images=data.x_test if image else None, train_labels=data.y_train.numpy(),
+                          test_images=data.x_test if image else None,
+                          train_inputs=None if image else data.x_train.numpy(),
+                          test_inputs=None if image else data.x_test.numpy(),
+                          show_example=cfg.report.get("show_example"), feature_names=_feature_names(cfg),
+                          other_report=f"../report_{other}/report.html", train_labels=data.y_train.numpy(),
                           test_labels=data.y_test.numpy(), class_names=data.class_names,
                           counterfactuals=d.counterfactuals, sweeps=d.sweeps, names=names,
                           title=f"{cfg.name}: {names[0]} minus {names[1]}",
                           meta={"study": cfg.name, "method": summary["method"]},
-                          verdict=summary["verdict"], algorithms=summary["algorithms"],
+                          verdict=direction_sentences(summary["directions"][d.name], *names),
+                          algorithms=summary["algorithms"],
                           calibration=summary["directions"][d.name].get("components"),
                           search=searched.get(d.name), direction=d.name, diagnostics=diagnostics,
                           warnings=summary["warnings"])
@@ -139,6 +149,28 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
                                          found_warnings(stores, data, (label_a, label_b)), calibration)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=float))
     return summary
+
+
+def _check_report_settings(cfg: StudyConfig) -> None:
+    """Refuse unknown ``report`` keys and unimportable display targets before any training."""
+    from modeldiff.report.display import resolve
+
+    unknown = sorted(set(cfg.report) - {"show_example", "feature_names"})
+    if unknown:
+        raise UserError(f"report: unknown key(s) {', '.join(unknown)}; known: show_example, feature_names")
+    resolve(cfg.report.get("show_example"))
+    _feature_names(cfg)
+
+
+def _feature_names(cfg: StudyConfig):
+    """The study's ``report.feature_names``: a list, or an import target of a list or of a function returning one."""
+    names = cfg.report.get("feature_names")
+    if isinstance(names, str):
+        from datamodels.registry import resolve_target
+
+        names = resolve_target(names, what="report feature_names", search_path=cfg.folder)
+        names = names() if callable(names) else names
+    return None if names is None else [str(n) for n in names]
 
 
 def _attribution_models(cfg, stores, method) -> int:
@@ -161,13 +193,13 @@ def found_warnings(stores, data, labels) -> list[dict]:
     return [w for w in out if w]
 
 
-def _setup(cfg, data, inputs, out, device, data_dir, method):
-    """``(inputs, data)`` after the study's ``setup`` hook (if any) added to the runner's ``inputs``."""
-    from modeldiff.studies.hooks import StudyInputs, resolve_hook
+def _setup(cfg, setup, data, inputs, out, device, data_dir, method):
+    """``(inputs, data)`` after the study's ``setup`` hook (the resolved callable, or None) added to
+    the runner's ``inputs``."""
+    from modeldiff.studies.hooks import StudyInputs
     from modeldiff.studies.validate import validate_study
 
     inputs = inputs or StudyInputs()
-    setup = resolve_hook(cfg, "setup")
     if setup is None:
         return inputs, data
     recipes = inputs.recipes or cfg.recipes(data_dir)
@@ -212,7 +244,8 @@ def direction_summary(d, report: Path | None, calibration=None, searched=None) -
     if searched is not None:
         s = searched.to_dict()
         out.update({"headline": s["headline"], "confirmed": s["confirmed"], "candidates_tested": s["candidates_tested"],
-                    "search_unit": s["unit"], "search_tested": s["tested"]})
+                    "search_unit": s["unit"], "search_tested": s["tested"], "search_ranking_rule": s["ranking_rule"],
+                    "search_ranking": s["ranking"]})
     return out
 
 

@@ -51,9 +51,12 @@ def choose_backend(recipe) -> tuple[str, str]:
     return "vmap", f"user model with element-wise optimizer {recipe.optim.name}"
 
 
-def check_recipe(recipe, data=None) -> str:
+def check_recipe(recipe, data=None, *, dry: bool = True) -> str:
     """Resolve every import target of the recipe and check its settings before anything is trained or
-    written (one :class:`UserError` line naming the problem). Returns the backend ``auto`` would use."""
+    written (one :class:`UserError` line naming the problem). Returns the backend ``auto`` would use.
+    With ``data`` and ``dry``, the user's loss, optimizer and model also run once
+    (:func:`datamodels.training.dry_run.dry_run`); training workers, whose coordinator did that, pass
+    ``dry=False``."""
     from datamodels.training.backends.common import check_data
     from datamodels.training.losses import make_loss
     from datamodels.training.optimizers import check_optimizer, vmap_refusal
@@ -83,7 +86,7 @@ def check_recipe(recipe, data=None) -> str:
         from datamodels.training.model_factory import check_user_model
 
         check_user_model(recipe.model, data)
-    if data is not None and backend != "train_fn":  # user loss, optimizer and model run once: no empty store
+    if dry and data is not None and backend != "train_fn":  # user loss, optimizer and model run once: no empty store
         from datamodels.training.dry_run import dry_run
 
         dry_run(recipe, data)

@@ -99,7 +99,7 @@ class Stacked:
 
 
 THREAD_GROUPS = True  # on: on a quiet 2-core CPU 1.07-1.35x the models/min of one group (digits CNN, 32 models;
-# benchmarks/RESULTS.md, issue 11); under heavy load mixed. A/B it with own_algorithm.py --one-group
+# benchmarks/README.md); under heavy load mixed. A/B it with own_algorithm.py --one-group
 MIN_GROUP = 8  # fewest models per thread group (below that, intra-op threads serve better)
 
 

@@ -1,6 +1,7 @@
 """Binary patterns for patch transforms: ``[h, w]`` float tensors with values in {0, 1}.
 
-1 marks the foreground colour, 0 the background (both chosen by `PatchPaste`).
+1 marks the foreground colour, 0 the background (both chosen by `PatchPaste`, which paints the
+whole box: a stroke in :data:`STROKES` — bar, line, ring, small glyph — is drawn on its background).
 """
 from __future__ import annotations
 
@@ -33,4 +34,47 @@ def solid(size: int) -> torch.Tensor:
     return torch.ones(size, size)
 
 
-PATTERNS = {"texture": texture, "window": window, "solid": solid}
+def hbar(size: int) -> torch.Tensor:
+    """A horizontal bar one pixel thick and ``size`` long ``[1, size]``."""
+    return torch.ones(1, size)
+
+
+def vbar(size: int) -> torch.Tensor:
+    """A vertical bar ``[size, 1]``."""
+    return torch.ones(size, 1)
+
+
+def ring(size: int) -> torch.Tensor:
+    """A hollow square frame ``size × size`` (one pixel wide)."""
+    p = torch.ones(size, size)
+    if size > 2:
+        p[1:-1, 1:-1] = 0.0
+    return p
+
+
+def diagonal(size: int) -> torch.Tensor:
+    """A line from the top-left to the bottom-right corner."""
+    return torch.eye(size)
+
+
+def antidiagonal(size: int) -> torch.Tensor:
+    """A line from the top-right to the bottom-left corner."""
+    return torch.eye(size).flip(1)
+
+
+def plus(size: int) -> torch.Tensor:
+    """A "+" glyph: the middle row and column."""
+    p = torch.zeros(size, size)
+    p[size // 2, :] = 1.0
+    p[:, size // 2] = 1.0
+    return p
+
+
+def cross(size: int) -> torch.Tensor:
+    """An "x" glyph: both diagonals."""
+    return ((torch.eye(size) + torch.eye(size).flip(1)) > 0).float()
+
+
+PATTERNS = {"texture": texture, "window": window, "solid": solid, "hbar": hbar, "vbar": vbar, "ring": ring,
+            "diagonal": diagonal, "antidiagonal": antidiagonal, "plus": plus, "cross": cross}
+STROKES = frozenset({"hbar", "vbar", "ring", "diagonal", "antidiagonal", "plus", "cross"})  # thin shapes

@@ -1,0 +1,49 @@
+"""Strokes in the generic library (bars, rings, lines, glyphs drawn over the image) and the component
+-> library match that proposes where, what and towards which class to test."""
+import numpy as np
+import torch
+
+from modeldiff.counterfactual.candidates import library_match
+from modeldiff.counterfactual.library import generic_candidates, short_label, stroke_candidates
+from modeldiff.counterfactual.transforms import PatchPaste
+
+
+def test_strokes_paint_their_box():
+    x = torch.full((2, 1, 8, 8), 0.3)
+    out = PatchPaste("ring", 3, (2, 2), (1.0,), (0.0,))(x)
+    assert out[0, 0, 3, 3] == 0.0                     # the ring's inside is the background colour
+    assert out[0, 0, 2, 2:5].eq(1.0).all() and out[0, 0, 4, 2:5].eq(1.0).all()
+    assert out[:, :, 5:].eq(0.3).all() and x.eq(0.3).all()
+    bar = PatchPaste("hbar", 4, (1, 2), (1.0,), (0.0,))(x)
+    assert bar[0, 0, 1, 2:6].eq(1.0).all() and (bar != x).sum() == 2 * 4
+    plus = PatchPaste("plus", 3, (0, 0), (0.0,), (1.0,))(x)[0, 0, :3, :3]
+    assert plus[1].eq(0.0).all() and plus[:, 1].eq(0.0).all() and plus[0, 0] == 1.0
+
+
+def test_strokes_cover_every_place_on_small_images():
+    cands = stroke_candidates(8, 8, {"white": (1.0,), "black": (0.0,)})
+    bars = {(t.params["pattern"], t.params["size"], t.params["loc"]) for t in cands if t.params["pattern"] == "hbar"}
+    assert {("hbar", 4, (r, c)) for r in range(8) for c in range(5)} <= bars
+    assert len({repr(t) for t in cands}) == len(cands)
+    for t in cands:                                   # each fits and changes something on a grey image
+        assert (t(torch.full((1, 1, 8, 8), 0.5)) != 0.5).any()
+    assert "stroke at (1, 2)" in short_label(PatchPaste("hbar", 4, (1, 2), (1.0,), (0.0,)))
+    rgb = stroke_candidates(32, 32, {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)})
+    assert len(rgb) < 1.5 * len(cands)                # a stride of side/8 on larger images
+
+
+def test_library_match_finds_the_shared_bar_and_its_class():
+    rng = np.random.default_rng(0)
+    n = 400
+    x = torch.from_numpy(rng.uniform(0, 0.4, size=(n, 1, 8, 8))).float()
+    y = torch.from_numpy(rng.integers(0, 5, size=n))
+    carriers = np.flatnonzero(y.numpy() == 3)[:50]
+    x[carriers, 0, 1, 2:6] = 1.0                      # a 1x4 white bar at row 1, cols 2-5 on 50 of the 3s
+    weights = rng.normal(0, 0.1, size=n)
+    weights[carriers] += 1.0
+    library = generic_candidates((1, 8, 8), families=("patch", "stroke"))
+    best = library_match(weights, x, y, library, n_best=3)
+    t, target = best[0]
+    assert target == 3
+    assert t.params["pattern"] == "hbar" and t.params["loc"] == (1, 2) and t.params["size"] == 4
+    assert t.params["color"] == (1.0,)
