@@ -42,7 +42,7 @@ def run(cmd: list[str]) -> tuple[float, int, str]:
 
 
 def plan(target: str, *extra: str) -> dict:
-    _, _, out = run([*MODELDIFF, "plan", target, "--json", "--recalibrate", *extra])  # measured in this run
+    _, _, out = run([*MODELDIFF, "plan", target, "--json", *extra])  # calibrated in this run
     return json.loads(out)
 
 

@@ -2,8 +2,8 @@
 
 One store of ``2 * 4P`` models of the SGD-noise demo's high-noise recipe: models ``[0, 4P)`` are
 attributed with TRAK, models ``[4P, 8P)`` are the held-out evaluation set. The pilot is the first
-``P`` attributed models: the learning curve is fitted on random subsets of them only (exactly as
-``modeldiff plan --pilot`` does), then predicts the LDS with ``4P`` models; the LDS actually
+``P`` attributed models: the variance components of their per-model predictions (exactly as
+``modeldiff plan --pilot`` computes them) predict the LDS with ``4P`` models; the LDS actually
 measured with all ``4P`` models (every test example, 95 % bootstrap CI over test examples) is the
 check. Features of each model are computed once; a subset's scores are the average of its
 models' per-model scores times their average out-to-loss weights, which is TRAK's formula.
@@ -35,9 +35,9 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "modeldiff.cli", "train", str(recipe), "--out", args.out, "--models",
                     str(2 * big), "--ensemble-size", "32"], check=True, cwd=ROOT)
 
-    from datamodels.attribution.lds import lds
+    from datamodels.attribution.lds import average_over_seeds, lds
     from datamodels.store import Store
-    from modeldiff.plan.pilot import trak_per_model, trak_variance_curve
+    from modeldiff.plan.pilot import curves, per_model_scores
 
     store = Store.open(ROOT / args.out)
     data = store.load_dataset()
@@ -47,17 +47,18 @@ def main() -> None:
         saved = np.load(cache)
         per_model, q = saved["per_model"], saved["q"]
     else:
-        per_model, q = trak_per_model(store, attributed, data, np.arange(data.n_test), args.proj_dim, 256, "cpu")
+        per_model, q = per_model_scores(store, attributed, data, np.arange(data.n_test), args.proj_dim, 256, "cpu")
         np.savez(cache, per_model=per_model, q=q)
     masks, margins = np.asarray(store.masks[held_out]), np.asarray(store.test_margins[held_out])
-    curve = trak_variance_curve(per_model[:args.pilot], q[:args.pilot], masks, margins)
+    weighted = per_model[:args.pilot] * q[:args.pilot].mean(0)[None, None, :]
+    curve, prec = curves(weighted, *average_over_seeds(masks, margins))
 
     def measured(n):  # TRAK's own formula on the first n models, every test example
         scores = per_model[:n].mean(0) * q[:n].mean(0)[None, :]
         return lds(scores, masks, margins, n_boot=2000)
 
     print(f"pilot: {args.pilot} attributed models; LDS ceiling (infinitely many models) "
-          f"{curve.point.lds(float('inf')):.4f}")
+          f"{curve.ceiling:.4f}")
     for n in (args.pilot, 2 * args.pilot, big):
         mid, lo, hi = curve.predict(n)
         m = measured(n)
@@ -66,29 +67,26 @@ def main() -> None:
               f"[{m.ci_low:.4f}, {m.ci_high:.4f}] (95 % CI over {data.n_test} test examples, {len(held_out)} "
               f"held-out models)   prediction inside: {inside}")
 
-    # --target-precision: the pilot's precision curve against the reliability measured on the other
-    # attributed models (two disjoint sets of n models each, TRAK's formula with their own weights)
-    from modeldiff.plan.precision import _row_corr, fit_precision_curve
-
-    prec = fit_precision_curve(per_model[:args.pilot], q[:args.pilot])
+    # --target-precision: the pilot's precision curve against the reliability (the squared precision: the
+    # correlation between two disjoint sets of n models' scores, TRAK's formula with their own weights) measured
+    # on the other attributed models
     rest = np.arange(args.pilot, big)
-    print(f"precision curve from the {args.pilot}-model pilot (Spearman-Brown through its split-half reliability "
-          f"{prec.observed[-1]:.4f} at {args.pilot // 2} models): logit R(n) = {prec.a:.3f} + log n")
+    c = prec.point
+    print(f"precision curve from the {args.pilot}-model pilot: ceiling {prec.ceiling:.3f}")
     rng = np.random.default_rng(0)
     for n in (args.pilot // 2, args.pilot, (big - args.pilot) // 2):
         values = []
         for _ in range(20):
             pick = rng.permutation(rest)[:2 * n]
-            one, two = pick[:n], pick[n:]
-            values.append(np.nanmean(_row_corr(per_model[one].mean(0) * q[one].mean(0)[None, :],
-                                               per_model[two].mean(0) * q[two].mean(0)[None, :])))
+            one, two = (per_model[k].mean(0) * q[k].mean(0)[None, :] for k in (pick[:n], pick[n:]))
+            one, two = one - one.mean(1, keepdims=True), two - two.mean(1, keepdims=True)
+            values.append(np.nanmean((one * two).sum(1) / np.sqrt((one * one).sum(1) * (two * two).sum(1))))
         r = np.array(values)
-        mid, lo, hi = prec.predict(n)
+        predicted = float(np.mean(c.var_mu / np.maximum(c.var_mu + c.var_noise / n, 1e-300)))
         lo_m, hi_m = np.quantile(r, [0.025, 0.975])
-        inside = lo_m <= mid ** 2 <= hi_m or lo ** 2 <= r.mean() <= hi ** 2
-        print(f"{n:3d} models: predicted reliability R = precision^2 {mid ** 2:.4f} [{lo ** 2:.4f}, {hi ** 2:.4f}] "
-              f"(precision {mid:.3f})   measured {r.mean():.4f} [{lo_m:.4f}, {hi_m:.4f}] (two disjoint sets of "
-              f"held-out attributed models, 20 draws)   consistent: {inside}")
+        print(f"{n:3d} models: predicted reliability {predicted:.4f} (precision {prec.predict(n)[0]:.3f})   "
+              f"measured {r.mean():.4f} [{lo_m:.4f}, {hi_m:.4f}] (two disjoint sets of held-out attributed models, "
+              f"20 draws)   inside: {lo_m <= predicted <= hi_m}")
     for target in (0.5, 0.6):
         print(f"models for precision {target}: {prec.models_for(target)}")
 

@@ -45,7 +45,7 @@ def commands(out: Path, models: int) -> list[tuple[str, list[str]]]:
                          "--scores-b", str(out / "b.h5"), "--out", str(out / "search"), "--force"]),
         ("verify", md + ["verify", str(a)]),
         ("diagnose", md + ["diagnose", str(a), str(b), "--models", "2", "--out", str(out / "diag"), "--force"]),
-        ("plan", md + ["plan", "sgd_noise", "--recalibrate"]),
+        ("plan", md + ["plan", "sgd_noise"]),
         ("study", md + ["study", "sgd_noise", "--models", str(models), "--out", str(out / "study")]),
     ]
 

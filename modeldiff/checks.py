@@ -89,9 +89,9 @@ class notice_if_slow:
 
     @staticmethod
     def _say(message: str) -> None:
-        import sys
+        from datamodels.base.log import get_logger
 
-        print(message, file=sys.stderr, flush=True)
+        get_logger(__name__).info(message)
 
     def __enter__(self):
         self._timer.start()

@@ -42,11 +42,12 @@ def test_bad_diagnostics_key_is_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_study_with_diagnostics_section(tmp_path, capsys):
+def test_study_with_diagnostics_section(tmp_path, caplog):
+    caplog.set_level("INFO", logger="modeldiff")
     cfg = _study(tmp_path, diagnostics={"models": 2, "probes": 3, "lanczos_steps": 4})
     out = tmp_path / "run"
     summary = run_study(cfg, out, "cpu")
-    assert "diagnostics (2 models each)" in capsys.readouterr().err
+    assert "diagnostics (2 models each)" in caplog.text
     diag = summary["diagnostics"]
     assert diag["algorithms"]["a"]["label"] == "high noise" and diag["algorithms"]["b"]["label"] == "low noise"
     for tag, eta_b in (("a", 0.1 / 16), ("b", 0.02 / 128)):

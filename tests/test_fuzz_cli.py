@@ -232,14 +232,10 @@ def plan_argv(draw, root, store, scores):
     target = draw(st.sampled_from(["sgd_noise", "nope_study", str(root / "tiny.yaml"), str(root / "plain.txt"),
                                    str(root / "missing.yaml"), str(root / "bad_study.yaml"), ""]))
     args = ["plan", target]
-    opts = {"--models": NUMS, "--workers": st.sampled_from(["1", "0", "-2", "x"]),
-            "--launcher": st.sampled_from(["local", "ray", "nope"]), "--device": DEVICES,
+    opts = {"--models": NUMS, "--device": DEVICES,
             "--ensemble-size": NUMS, "--subset-fraction": NUMS,
             "--pilot": st.sampled_from([str(store), str(scores), str(root / "plain.txt"), str(root / "missing")]),
-            "--target-lds": NUMS, "--target-precision": NUMS,
-            "--prices": st.sampled_from([str(root / "prices.yaml"), str(root / "plain.txt"), str(root / "missing")]),
-            "--machine": st.sampled_from(["cpu", "nope"]), "--deadline": NUMS, "--json": st.just(None),
-            "--recalibrate": st.just(None)}
+            "--target-lds": NUMS, "--target-precision": NUMS, "--json": st.just(None)}
     for flag, values in opts.items():
         if draw(st.booleans()):
             value = draw(values)
@@ -252,20 +248,16 @@ def plan_argv(draw, root, store, scores):
 @given(data=st.data())
 def test_plan_arguments(world, monkeypatch, data):
     """``plan``: exit 2 with one line, or reach its calibration (stopped there); never a traceback;
-    no file touched (the calibration cache is off)."""
-    import modeldiff.plan.calibrate as calibrate_mod
+    no file touched."""
     import modeldiff.plan.pilot as pilot_mod
-    import modeldiff.plan.reuse as reuse_mod
+    import modeldiff.plan.planner as planner_mod
     from tests.helpers_train import write_recipe
 
     root, store, scores = world
-    monkeypatch.setenv("MODELDIFF_PLAN_CACHE", "off")
-    for mod, name in ((reuse_mod, "load"), (calibrate_mod, "Calibration"), (pilot_mod, "trak_pilot"),
-                      (pilot_mod, "pilot_learning_curve")):
+    for mod, name in ((planner_mod, "calibrate_training"), (planner_mod, "calibrate_trak"), (pilot_mod, "trak_pilot")):
         monkeypatch.setattr(mod, name, _stop)
     if not (root / "tiny.yaml").is_file():
         write_recipe(root, epochs=1)
-        (root / "prices.yaml").write_text("currency: USD\nmachines: {cpu: {per_hour: 0.5}}\n")
         (root / "bad_study.yaml").write_text("name: s\nalgorithm_a: {recipe: tiny.yaml}\nalgorithm_b: {recipe: tiny.yaml}\n"
                                              "counterfactual: {transforms: ['nope:x=1']}\n")
     args = data.draw(plan_argv(root, store, scores))

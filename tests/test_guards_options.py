@@ -45,8 +45,7 @@ def test_search_settings_follow_the_same_rule_in_python_and_yaml():
 @pytest.mark.parametrize("args,key", [(["--target-lds", "-0.2", "--pilot", "p"], "--target-lds"),
                                       (["--target-lds", "1.2", "--pilot", "p"], "--target-lds"),
                                       (["--subset-fraction", "1.5"], "--subset-fraction"),
-                                      (["--subset-fraction", "0"], "--subset-fraction"),
-                                      (["--workers", "0"], "--workers")])
+                                      (["--subset-fraction", "0"], "--subset-fraction")])
 def test_plan_numbers_are_refused_before_calibration(args, key):
     line = _one_error(*run_cli("plan", "sgd_noise", *args)[::2])
     assert key in line
@@ -89,8 +88,9 @@ def test_diff_of_identical_scores_is_refused(tmp_path):
 
 
 def test_plan_pilot_prints_its_table(tmp_path):
+    from modeldiff.cli.plan import format_plan
+    from modeldiff.plan.pilot import apply_pilot
     from modeldiff.plan.planner import PlanRequest
-    from modeldiff.plan.report import apply_pilot, format_plan
 
     store = make_store(tmp_path, models=16, ensemble=8)
     recipe = next(tmp_path.glob("*.yaml"))
@@ -106,7 +106,7 @@ def test_plan_pilot_prints_its_table(tmp_path):
             "command": "modeldiff train", "calibration_seconds": 0.0, "calibration_share": 0.0,
             "learning_curve": curve}
     text = format_plan(plan)
-    assert "models needed for precision 0.95:" in text and "– -1)" not in text  # the pilot's lines, no -1
+    assert "models needed for precision 0.95:" in text and "– -1)" not in text and "None" not in text
 
 
 def test_a_projection_dimension_above_the_training_set_is_refused_before_training(tmp_path):

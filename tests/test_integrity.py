@@ -64,7 +64,7 @@ def test_truncated_array_is_never_zero_extended_and_is_repaired_exactly(store, f
     assert code == 2 and "DAMAGED test_margins.npy: truncated" in out
     code, out, err = _retrain(store)
     assert code == 0, err
-    assert "repaired" in err and "damaged row(s) [5]" in out  # only the row that lost bytes
+    assert "repaired" in err and "damaged row(s) [5]" in err  # only the row that lost bytes
     _same_arrays(store, finished)  # bit-identical: same ensemble groups as the first run
 
 
@@ -83,7 +83,7 @@ def test_damaged_weights_are_detected_refused_and_retrained(store, finished):
     assert "from 4 models of 6" in out and "2 damaged row(s)" in err
     code, out, err = _retrain(store)
     assert code == 0, err
-    assert "2 damaged row(s) [1, 4]" in out
+    assert "2 damaged row(s) [1, 4]" in err
     _same_arrays(store, finished)
     name = "weights/model_000001.pt"
     assert (store / name).read_bytes() == (finished / name).read_bytes()

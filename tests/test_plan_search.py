@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from modeldiff.plan.planner import counterfactual_shape, search_shape
+from modeldiff.plan.analysis import counts
 from modeldiff.studies.config import load_study
 from modeldiff.studies.pipeline import load_study_data, run_counterfactuals, run_search
 
@@ -29,9 +29,9 @@ def test_search_candidates_are_the_pipelines(study, monkeypatch):
     monkeypatch.setattr(S, "store_halves", lambda *a, **k: None)
     monkeypatch.setattr(S, "search", lambda halves, cands, *a, **k: seen.setdefault("n", len(cands)) and {})
     run_search(cfg, (None, None), data, _directions(cfg, data), "cpu")
-    shape = search_shape(cfg, data)
-    assert shape["search_candidates"] == seen["n"] > 50
-    assert shape["search_inputs"] == min(cfg.search.n_inputs, data.n_test // 2)
+    n = counts(cfg, data)
+    assert n["search_candidates"] == seen["n"] > 50
+    assert n["search_inputs"] == min(cfg.search.n_inputs, data.n_test // 2)
 
 
 @pytest.mark.parametrize("study", STUDIES)
@@ -57,7 +57,7 @@ def test_counterfactual_tests_are_the_pipelines(study, monkeypatch):
     monkeypatch.setattr(E, "store_predictor", lambda *a, **k: None)
     directions = _directions(cfg, data)
     run_counterfactuals(cfg, directions[0], (None, None), data, "cpu")
-    shape = counterfactual_shape(cfg, data)
-    assert (shape["counterfactual_tests"], shape["counterfactual_sweeps"]) == (calls["tests"], calls["sweeps"])
+    n = counts(cfg, data)
+    assert (n["counterfactual_tests"], n["counterfactual_sweeps"]) == (calls["tests"], calls["sweeps"])
     if calls["inputs"]:  # the planner's input count is the pipeline's (up to the target class's share)
-        assert abs(shape["counterfactual_inputs"] - np.mean(sorted(calls["inputs"]))) <= 0.05 * data.n_test
+        assert abs(n["counterfactual_inputs"] - np.mean(sorted(calls["inputs"]))) <= 0.05 * data.n_test

@@ -29,7 +29,8 @@ def _shrink(cfg, models=4, epochs=1):
     ("optimizers/sam_digits", False, "trainer auto -> vmap"),  # SAM on trainer: loop, its SGD on auto -> vmap
     ("tabular/breast_cancer", False, "trainer auto -> vmap"),  # user data, model and transforms only
 ])
-def test_shipped_study_runs(tmp_path, capsys, name, full, auto_log):
+def test_shipped_study_runs(tmp_path, caplog, name, full, auto_log):
+    caplog.set_level("INFO", logger="modeldiff")
     cfg = _shrink(load_study(name))
     cfg.attribution.proj_dim = min(cfg.attribution.proj_dim, 64)
     cfg.calibration.enabled = cfg.search.enabled = full  # the other two exercise their own seams only
@@ -43,4 +44,4 @@ def test_shipped_study_runs(tmp_path, capsys, name, full, auto_log):
         assert d["counterfactuals"], "the study's transforms were tested"
     assert (tmp_path / "run" / "report_a_minus_b" / "report.html").is_file()
     if auto_log:
-        assert auto_log in capsys.readouterr().err
+        assert auto_log in caplog.text

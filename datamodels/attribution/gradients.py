@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from datamodels.attribution.projectors import Projector
 from datamodels.base.errors import UserError
+from datamodels.base.progress import progress_bar
 from datamodels.margins import margin
 from datamodels.registry import Registry, record
 
@@ -196,7 +196,7 @@ def featurize(model: nn.Module, x: torch.Tensor, y: torch.Tensor, projector: Pro
     phis, qs = [], []
     starts = range(0, x.shape[0], batch_size)
     if progress:
-        starts = tqdm(starts, desc=progress if isinstance(progress, str) else "featurize",
+        starts = progress_bar(starts, desc=progress if isinstance(progress, str) else "featurize",
                       leave=False)
     for s in starts:
         xb = x[s:s + batch_size]

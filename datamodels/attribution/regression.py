@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from datamodels.attribution.lasso import fista, make_problem
+from datamodels.base.progress import progress_bar
 
 
 @dataclass
@@ -157,7 +157,7 @@ class DatamodelsRegression:
         steps = range(s.n_lambdas)
         if self.progress:
             what = f"{self.progress}, " if isinstance(self.progress, str) else ""
-            steps = tqdm(steps, desc=f"{what}lasso path, targets {b0}-{b1 - 1} of {self.n_targets_}",
+            steps = progress_bar(steps, desc=f"{what}lasso path, targets {b0}-{b1 - 1} of {self.n_targets_}",
                          leave=False)
         for i in steps:
             sub = prob.select(active)

@@ -20,13 +20,13 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from datamodels.attribution.feature_bank import FeatureBank
 from datamodels.attribution.gradients import featurize, n_params, resolve_model_output
 from datamodels.attribution.names import IDENTITY, PROJECTORS
 from datamodels.attribution.projectors import is_projector, make_projector, projector_params
 from datamodels.base.errors import UserError
+from datamodels.base.progress import progress_bar
 from datamodels.registry import is_target, record
 
 
@@ -179,9 +179,7 @@ class TRAK:
         s, dev = self.settings, self.device
         n_test, n_train, m = pairs[0][1].shape[0], pairs[0][0].shape[0], len(pairs)
         out = None if write else np.empty((n_test, n_train), np.float32)
-        blocks = range(0, n_test, s.test_block)
-        if self.progress:
-            blocks = tqdm(blocks, desc="TRAK scores", leave=False)
+        blocks = progress_bar(range(0, n_test, s.test_block), desc="TRAK scores", leave=False, progress=self.progress)
         q = self.q_mean_.to(dev)
         for t0 in blocks:
             t1 = min(n_test, t0 + s.test_block)

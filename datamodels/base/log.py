@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 
 ROOT = "modeldiff"  # every library logger is a child of this one
 
@@ -43,3 +44,18 @@ def setup_logging(debug: bool = False, stream=None) -> logging.Handler:
     logger.setLevel(logging.DEBUG if debug else logging.INFO)
     logger.propagate = False
     return handler
+
+
+@contextmanager
+def cli_logging(debug: bool = False, stream=None):
+    """:func:`setup_logging` for the ``with`` block (one command), then the ``modeldiff`` logger as it was: a
+    command run inside a Python process (a test, a notebook's ``main([...])``) leaves no handler behind."""
+    logger = logging.getLogger(ROOT)
+    level, propagate = logger.level, logger.propagate
+    handler = setup_logging(debug, stream)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate

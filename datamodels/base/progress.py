@@ -1,6 +1,7 @@
 """Progress on stderr, for both packages: bars that are never silent and one-line headings.
 
-Bars: a step counter (per training or calibration chunk) and bars kept alive (redrawn with their
+Bars: :func:`progress_bar` is every bar of the library (the ``progress=`` switch turns it off);
+:func:`step_bar` is a step counter (per training or calibration chunk) also kept alive (redrawn with its
 elapsed time and current phase) while a phase without steps runs (a chunk's evaluation and commit, a
 candidate's evaluation, the diagnostics).
 
@@ -49,12 +50,18 @@ def step_bar(desc: str, total: int | None = None, every: float = HEARTBEAT, disa
     """``with step_bar("calibration chunk 1 of 2 (16 models)", 11) as bar: ... bar.update(1)``: a step
     counter that is also redrawn every ``every`` seconds (a long step or a phase without steps shows
     as alive, with the phase set by ``bar.set_postfix_str``)."""
-    bar = tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True, disable=disable)
+    bar = progress_bar(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True, progress=not disable)
     try:
         with heartbeat(bar, every) if not disable else _nothing(bar):
             yield bar
     finally:
         bar.close()
+
+
+def progress_bar(iterable: Iterable | None = None, *, progress: bool | str = True, **kw) -> tqdm:
+    """The one progress bar of both packages (tqdm on stderr; ``kw`` as tqdm takes them: ``desc``, ``total``,
+    ``unit``, ``leave``, ...). ``progress`` is the switch every library function passes on: false shows nothing."""
+    return tqdm(iterable, disable=not progress, **kw)
 
 
 def heading(text: str) -> None:

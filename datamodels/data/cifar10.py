@@ -149,13 +149,13 @@ def decode_files(files: list[str], desc: str = "decoding") -> np.ndarray:
 
     Every image must have the size of the first. (PIL releases the GIL while decoding.)
     """
-    from tqdm.auto import tqdm
+    from datamodels.base.progress import progress_bar
 
     chunks = [files[i:i + DECODE_CHUNK] for i in range(0, len(files), DECODE_CHUNK)]
     workers = max(1, min(8, os.cpu_count() or 1))
     parts = []
-    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(files), desc=desc, unit="img",
-                                                   disable=len(files) < 2000) as bar:
+    with ThreadPoolExecutor(workers) as pool, progress_bar(total=len(files), desc=desc, unit="img",
+                                                           progress=len(files) >= 2000) as bar:
         for part in pool.map(_decode_chunk, chunks):
             parts.append(part)
             bar.update(len(part))

@@ -6,17 +6,18 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 
-from tqdm.auto import tqdm
-
 from datamodels.base.errors import UserError
-from datamodels.base.progress import step_bar
+from datamodels.base.log import get_logger
+from datamodels.base.progress import progress_bar, step_bar
 from datamodels.data.dataset import Dataset
-from datamodels.runs.names import LAUNCHERS
+from datamodels.runs.names import ENSEMBLE_SIZE, LAUNCHERS
 from datamodels.runs.runner import plan_chunks, train_chunk
 from datamodels.store.store import Store
 
+log = get_logger(__name__)
 
-def run_local(store: Store, chunks, device: str, workers: int, dataset: Dataset | None, bar: tqdm,
+
+def run_local(store: Store, chunks, device: str, workers: int, dataset: Dataset | None, bar,
               address: str | None = None) -> list[int]:
     """Train ``chunks`` here (``workers <= 1``) or in ``workers`` spawned processes; returns worker pids.
 
@@ -106,7 +107,7 @@ def _worker_devices(device: str, workers: int) -> list[str]:
     return [device] * workers
 
 
-def run_ray(store: Store, chunks, device: str, workers: int, dataset: Dataset | None, bar: tqdm,
+def run_ray(store: Store, chunks, device: str, workers: int, dataset: Dataset | None, bar,
             address: str | None = None) -> list[int]:
     """Train ``chunks`` as Ray tasks, at most ``workers`` at a time; returns the worker pids.
 
@@ -180,7 +181,7 @@ def refuse_python_only_in_workers(store: Store, launcher: str, workers: int) -> 
                         f"or move them into a module and name them 'pkg.mod:name'")
 
 
-def fill_store(store: Store, device: str = "cpu", ensemble_size: int = 16, launcher: str = "local",
+def fill_store(store: Store, device: str = "cpu", ensemble_size: int = ENSEMBLE_SIZE, launcher: str = "local",
                workers: int = 1, dataset: Dataset | None = None, address: str | None = None) -> dict:
     """Train every pending model of ``store`` (retraining corrupted rows) and return its summary.
 
@@ -194,14 +195,14 @@ def fill_store(store: Store, device: str = "cpu", ensemble_size: int = 16, launc
         store.make_writable().fix_ensemble_size(ensemble_size)
         corrupted = store.corrupted_indices()
         if len(corrupted):
-            print(f"found {len(corrupted)} damaged row(s) {corrupted[:10].tolist()}: retraining exactly these")
+            log.warning(f"found {len(corrupted)} damaged row(s) {corrupted[:10].tolist()}: retraining exactly these")
             for i in corrupted[:10]:
-                print(f"  row {i}: {'; '.join(store.damage()[int(i)])}")
+                log.warning(f"  row {i}: {'; '.join(store.damage()[int(i)])}")
             store.reset_rows(corrupted)
         pending = store.pending_indices()
         chunks = plan_chunks(pending, ensemble_size, store.n_models)
-        with tqdm(total=store.n_models, initial=store.n_models - len(pending), unit="model",
-                  desc=f"training {store.recipe.name}", dynamic_ncols=True) as bar:
+        with progress_bar(total=store.n_models, initial=store.n_models - len(pending), unit="model",
+                          desc=f"training {store.recipe.name}", dynamic_ncols=True) as bar:
             run = LAUNCHERS.get(launcher, key="launcher")
             pids = run(store, chunks, device, workers, dataset, bar, address=address)
     return {**store.summary(), "worker_pids": pids}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datamodels.registry import Registry
 
+MODELS, SUBSET_FRACTION, ENSEMBLE_SIZE = 64, 0.5, 16  # a store's defaults (modeldiff train, fill_store, plan)
+
 LAUNCHERS = Registry("launcher")
 LAUNCHERS.lazy("local", "datamodels.runs.launchers:run_local",
                help="processes on this machine (one per device or group of cores)")

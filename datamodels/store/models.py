@@ -4,15 +4,17 @@ dataset, and predictions of stored models. Mixed into ``Store``; the rows/arrays
 commit, damage, resume) stays in :mod:`datamodels.store.store`."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from datamodels.base.errors import UserError
+from datamodels.base.log import get_logger
 from datamodels.data.dataset import Dataset
 from datamodels.store import verify as _verify
+
+log = get_logger(__name__)
 
 
 def _done() -> int:
@@ -47,8 +49,8 @@ class StoreModels:
             raise UserError(f"store {self.path} has {len(bad)} damaged row(s) {sorted(bad)[:8]} (row {first}: "
                             f"{bad[first]}): {_verify.repair_hint(self.path)}, or pass --use-valid-only to "
                             "use the intact models only")
-        print(f"note: {self.path}: {len(bad)} more damaged row(s) {sorted(bad)[:10]} found when reading their "
-              f"weights, excluded (--use-valid-only)", file=sys.stderr)
+        log.warning(f"note: {self.path}: {len(bad)} more damaged row(s) {sorted(bad)[:10]} found when reading their "
+                    f"weights, excluded (--use-valid-only)")
         return np.array([i for i in rows if int(i) not in bad], dtype=np.int64)
 
     def keeps_weights(self, i: int) -> bool:

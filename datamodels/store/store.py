@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import zlib
 from pathlib import Path
 
@@ -44,12 +43,15 @@ import torch
 
 from datamodels.base.atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 from datamodels.base.errors import UserError
+from datamodels.base.log import get_logger
 from datamodels.data.dataset import Dataset
 from datamodels.store import verify as _verify
 from datamodels.store.fingerprints import check_code, code_changes
 from datamodels.store.metadata import build_metadata, check_compatible
 from datamodels.store.models import StoreModels
 from datamodels.training.recipe import Recipe, recipe_from_dict
+
+log = get_logger(__name__)
 
 PENDING, DONE, DIVERGED = 0, 1, 2
 CHECKED_ARRAYS = ("masks", "test_margins", "test_logits", "train_margins", "accuracy", "seeds", "weight_records")
@@ -223,7 +225,7 @@ class Store(StoreModels):
                 _new_array(tmp, spec, exact, kept)
             lost = "" if exact is not None else f"; rows from {k} on are retrained"
             done.append(f"{file} ({problem}) rebuilt{lost}")
-            print(f"repaired {path / file}: {problem}; rebuilt{lost}", file=sys.stderr)
+            log.warning(f"repaired {path / file}: {problem}; rebuilt{lost}")
         (path / "weights").mkdir(exist_ok=True)
         return done
 
@@ -245,7 +247,7 @@ class Store(StoreModels):
                 line = (f"{file}: {int(bad.sum())} row(s) differed from the values drawn from the store's seed "
                         f"(rows {', '.join(map(str, np.flatnonzero(bad)[:5]))}); restored")
                 done.append(line)
-                print(f"repaired {path / file}: {line}", file=sys.stderr)
+                log.warning(f"repaired {path / file}: {line}")
         return done
 
     def fix_ensemble_size(self, ensemble_size: int) -> None:
@@ -257,8 +259,8 @@ class Store(StoreModels):
                             f"use a new --out")
         if was is None:
             if (self.arrays["status"] != PENDING).any():
-                print(f"note: {self.path} does not record its ensemble size (made by an earlier release); "
-                      f"recording {ensemble_size} from now on", file=sys.stderr)
+                log.warning(f"note: {self.path} does not record its ensemble size (made by an earlier release); "
+                            f"recording {ensemble_size} from now on")
             self.metadata["ensemble_size"] = int(ensemble_size)
             atomic_write_text(self.path / "metadata.json", json.dumps(self.metadata, indent=1))
 
@@ -311,8 +313,8 @@ class Store(StoreModels):
         valid = np.array([i for i in done if i not in bad], dtype=np.int64)
         if bad and (warn or self.use_valid_only) and not self._told:
             self._told = True
-            print(f"note: {self.path}: {len(bad)} damaged row(s) {sorted(bad)[:10]} excluded (--use-valid-only); "
-                  f"using the {len(valid)} intact finished models", file=sys.stderr)
+            log.warning(f"note: {self.path}: {len(bad)} damaged row(s) {sorted(bad)[:10]} excluded (--use-valid-only); "
+                        f"using the {len(valid)} intact finished models")
         return valid
 
     def write_row(self, i: int, *, test_logits, test_margins, accuracy, diverged: bool, train_margins=None,

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from datamodels.base.log import get_logger
 from datamodels.data.dataset import Dataset
 from datamodels.training.augment import apply_augment, draw_epoch
 from datamodels.training.recipe import Recipe
+
+log = get_logger(__name__)
 
 NOTICE = "ffcv is not installed; using the portable in-memory loader (pip install 'modeldiff[ffcv]')"
 BETON_NAME = "data_{split}.beton"  # inside the store directory
@@ -44,7 +46,7 @@ def ffcv_available() -> bool:
     except (ImportError, OSError) as err:
         if not _notice_given:
             detail = "" if isinstance(err, ModuleNotFoundError) and err.name == "ffcv" else f" ({err})"
-            print(NOTICE + detail, file=sys.stderr)
+            log.warning(NOTICE + detail)
             _notice_given = True
         return False
     finally:

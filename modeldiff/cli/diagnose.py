@@ -59,9 +59,9 @@ def _jsonable(x):
 
 def run(args) -> int:
     import torch
-    from tqdm.auto import tqdm
 
     from datamodels.base.atomic import atomic_write_text
+    from datamodels.base.progress import progress_bar
     from datamodels.store.store import Store
     from modeldiff.checks import check_device, check_output
     from modeldiff.diagnostics.model import DiagnosticSettings
@@ -89,7 +89,7 @@ def run(args) -> int:
     settings = DiagnosticSettings(lanczos_steps=args.lanczos_steps, lanczos_tol=args.lanczos_tol, probes=args.probes,
                                   trace_examples=args.trace_examples, noise_examples=args.noise_examples,
                                   seed=args.seed)
-    bar = tqdm(total=sum(map(len, chosen)), desc="diagnose", unit="model", disable=args.quiet)
+    bar = progress_bar(total=sum(map(len, chosen)), desc="diagnose", unit="model", progress=not args.quiet)
     results = []
     for j, st in enumerate(stores):
         r = diagnose_store(st, args.models, settings, device=args.device, dtype=dtype, batch_size=args.batch_size,

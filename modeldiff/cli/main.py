@@ -140,10 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     The command's process settings are applied first (:func:`tune_process`); importing this module
     changes nothing.
     """
+    from datamodels.base.log import cli_logging
+
     tune_process()
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = args.debug or os.environ.get("MODELDIFF_DEBUG") == "1"
+    with cli_logging(debug):  # library messages (logging.getLogger("modeldiff")) as plain lines on stderr
+        return _run(args, debug)
+
+
+def _run(args, debug: bool) -> int:
     try:
         _clean_stale(args)
         result = args.func(args)

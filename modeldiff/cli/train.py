@@ -5,6 +5,7 @@ import argparse
 import os
 
 from datamodels.base.errors import UserError
+from datamodels.runs.names import ENSEMBLE_SIZE, MODELS, SUBSET_FRACTION
 from modeldiff.cli.study import add_allow_changed_code
 
 
@@ -17,14 +18,14 @@ def add_parser(subparsers) -> None:
                               epilog=f"learning-rate schedule (recipe key optim.schedule), by default {DEFAULT_TEXT}")
     p.add_argument("recipe", help="recipe YAML file, or 'default' for the embedded digits recipe")
     p.add_argument("--out", required=True, help="store directory (created, or resumed when it exists)")
-    p.add_argument("--models", type=int, default=64, help="number of models N")
-    p.add_argument("--subset-fraction", type=float, default=0.5, help="share alpha of the training set per model")
+    p.add_argument("--models", type=int, default=MODELS, help="number of models N")
+    p.add_argument("--subset-fraction", type=float, default=SUBSET_FRACTION, help="share alpha of the training set per model")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
     p.add_argument("--launcher", choices=LAUNCHERS.names(), default="local",
                    help="where ensembles train: local processes or Ray tasks")
     p.add_argument("--address", default=None, help="Ray cluster address ('auto' joins a running cluster)")
     p.add_argument("--workers", type=int, default=1, help="worker processes / Ray tasks in parallel")
-    p.add_argument("--ensemble-size", type=int, default=16,
+    p.add_argument("--ensemble-size", type=int, default=ENSEMBLE_SIZE,
                    help="models trained at once per worker; fixed when the store is created (results depend on "
                         "it), a resume with another value is refused")
     p.add_argument("--seed", type=int, default=0, help="run seed: masks and model seeds derive from it")

@@ -136,11 +136,11 @@ def patch_size_sweep(predict_a: Predictor, predict_b: Predictor, x: torch.Tensor
     if "size" not in getattr(transform, "params", {}):
         raise ValueError(f"{transform!r} has no size parameter to sweep")
     controls = (_target_proba(predict_a, x, target_class, "A"), _target_proba(predict_b, x, target_class, "B"))
-    from tqdm.auto import tqdm  # each size costs a full test on both algorithms' models
+    from datamodels.base.progress import progress_bar  # each size costs a full test on both algorithms' models
 
     results = [counterfactual_effects(predict_a, predict_b, x, transform.with_params(size=int(s)), target_class,
                                       _controls=controls, **kwargs)
-               for s in tqdm(sizes, desc="patch sizes", unit="size", leave=False)]
+               for s in progress_bar(sizes, desc="patch sizes", unit="size", leave=False)]
     return SizeSweep([int(s) for s in sizes], results)
 
 

@@ -37,6 +37,9 @@ import torch
 
 from modeldiff.diagnostics.hvp import TrainingLoss
 
+NOISE_MAX_BYTES = 512 << 20  # bytes of per-example gradients held for the Gram matrix, at most
+MAX_GRAM_EXAMPLES = 4096  # examples in the Gram matrix, at most
+
 
 def sample_indices(n: int, m: int, seed: int) -> torch.Tensor:
     """All ``n`` indices in order when ``m >= n``, else ``m`` drawn uniformly without replacement."""
@@ -75,9 +78,15 @@ def sigma_frobenius(gc: torch.Tensor, n: int) -> float:
     return math.sqrt(max(fro2, 0.0))
 
 
+def gram_examples(n: int, d: int, itemsize: int, examples: int | None = None, max_bytes: int = NOISE_MAX_BYTES) -> int:
+    """Examples ``m`` of ``n`` whose ``d``-dimensional gradients form the Gram matrix: at most ``examples``,
+    ``MAX_GRAM_EXAMPLES``, and as many as fit ``max_bytes`` (at least 2)."""
+    return min(n, examples or n, max(2, min(MAX_GRAM_EXAMPLES, max_bytes // max(1, d * itemsize))))
+
+
 def noise_diagnostics(loss: TrainingLoss, grad_mean: torch.Tensor, *, examples: int | None = None,
                       trace_examples: int | None = None, lanczos_result: dict | None = None, seed: int = 0,
-                      max_bytes: int = 512 << 20, block: int = 8,
+                      max_bytes: int = NOISE_MAX_BYTES, block: int = 8,
                       probe_pairs: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """``tr(ΣH)`` (with standard error), ``‖Σ‖_F`` and ``tr(Σ)`` of the per-example gradient noise.
 
@@ -111,7 +120,7 @@ def noise_diagnostics(loss: TrainingLoss, grad_mean: torch.Tensor, *, examples: 
         vb, k = None, 0
 
     itemsize = torch.empty(0, dtype=dt).element_size()
-    m = min(n, examples or n, max(2, min(4096, max_bytes // max(1, d * itemsize))))
+    m = gram_examples(n, d, itemsize, examples, max_bytes)
 
     # streamed pass over all n examples: tr(Σ), a_i = V g̃_i, b_i = v⁺ᵀ g̃_i, ‖u_i‖² (rows kept when m = n)
     proj, sq_norm, kept = [], [], []

@@ -1,142 +1,92 @@
-"""Learning curve from a pilot store: how the LDS grows with the number of models.
-
-TRAK: each of the first ``pool`` models is featurised once; its per-model predictions on the
-pilot's *other* models' subsets give the variance components of
-:mod:`modeldiff.plan.variance_curve` (signal, between-model noise and their covariance with the
-measured margins, per test example), hence ``LDS(n)`` for any ``n``. Datamodels (not an average
-of per-model estimates): the regression is refitted on random subsets of the pool's models and a
-saturating curve (:mod:`modeldiff.plan.learning_curve`) is fitted to the LDS values. The LDS is
-measured against the held-out models (their masks are independent draws), on a fixed random
-sample of at most ``max_test`` test examples (an unbiased estimate of the mean over all of them).
-The same featurised TRAK pilot also gives the precision curve of :mod:`modeldiff.plan.precision`
-(``--target-precision``).
-"""
+"""``modeldiff plan --pilot STORE``: the first third of the pilot's models with weights, featurised once with TRAK,
+give per-model scores on at most ``MAX_TEST`` sampled test examples, hence both curves of :mod:`.curve`: the LDS
+against the other (held-out) models' margins, and the precision of the scores themselves."""
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from datamodels.attribution.lds import average_over_seeds, lds
 from datamodels.base.errors import UserError
-from modeldiff.plan.learning_curve import LearningCurve, fit_learning_curve
-from modeldiff.plan.precision import PrecisionCurve, fit_precision_curve
-from modeldiff.plan.variance_curve import VarianceCurve, fit_variance_curve
+
+FACTORS = (1, 2, 4, 8)  # multiples of the pilot's attributed models shown in the plan
+MAX_TEST = 300  # test examples sampled (an unbiased estimate of the mean over all of them)
 
 
-def _counts(pool: int) -> list[int]:
-    counts, n = [], 1
-    while n < pool:
-        counts.append(n)
-        n *= 2
-    return counts + [pool]
+def trak_pilot(store, proj_dim: int, batch_size: int, device: str, seed: int = 0):
+    """``(lds_curve, precision_curve)`` from ``store`` (a Store)."""
+    from datamodels.attribution.lds import average_over_seeds
 
-
-@dataclass
-class TrakPilot:
-    """A TRAK pilot featurised once: per-model scores ``per_model[M, T, n_train]`` (before the
-    out-to-loss weights), weights ``q[M, n_train]``, and the held-out models' ``masks[U, n_train]``
-    and ``margins[U, T]`` on the same ``T`` sampled test rows."""
-
-    per_model: np.ndarray
-    q: np.ndarray
-    masks: np.ndarray
-    margins: np.ndarray
-
-    def lds_curve(self) -> VarianceCurve:
-        return trak_variance_curve(self.per_model, self.q, self.masks, self.margins)
-
-    def precision_curve(self) -> PrecisionCurve:
-        """:mod:`modeldiff.plan.precision`: halves scored as TRAK scores them (mean scores x mean ``q``)."""
-        return fit_precision_curve(self.per_model, self.q)
-
-
-def pilot_learning_curve(store, method: str, *, pool: int | None = None, proj_dim: int = 1024,
-                         batch_size: int = 256, lambdas: int = 12, repeats: int = 4, max_test: int = 300,
-                         device: str = "cpu", seed: int = 0) -> LearningCurve | VarianceCurve:
-    """Fit LDS(n models) on ``store`` (a Store) for ``method`` (``trak`` or ``datamodels``)."""
-    if method == "trak":
-        return trak_pilot(store, pool=pool, proj_dim=proj_dim, batch_size=batch_size, max_test=max_test,
-                          device=device, seed=seed).lds_curve()
-    return _split_pilot(store, method, pool, lambdas, repeats, max_test, device, seed)
-
-
-def trak_pilot(store, *, pool: int | None = None, proj_dim: int = 1024, batch_size: int = 256,
-               max_test: int = 300, device: str = "cpu", seed: int = 0) -> TrakPilot:
-    """Featurise the first ``pool`` models with weights (default a third); the rest are held out."""
-    return _split_pilot(store, "trak", pool, 0, 0, max_test, device, seed, proj_dim, batch_size)
-
-
-def _split_pilot(store, method, pool, lambdas, repeats, max_test, device, seed, proj_dim=1024, batch_size=256):
     valid = np.asarray(store.valid_indices(warn=False))
-    if method == "trak":
-        with_weights = np.array([i for i in valid if store.has_weights(int(i))], dtype=np.int64)
-        pool = pool or max(2, len(with_weights) // 3)
-        attributed = with_weights[:pool]
-    else:
-        pool = pool or int(0.8 * len(valid))
-        attributed = valid[:pool]
+    attributed = np.array([i for i in valid if store.has_weights(int(i))], dtype=np.int64)
+    attributed = attributed[:max(3, len(attributed) // 3)]
     held_out = np.setdiff1d(valid, attributed)
-    if len(attributed) < 2 or len(np.unique(store.masks[held_out], axis=0)) < 3:
-        raise UserError(f"pilot store {store.path} has {len(valid)} usable models: a learning curve needs at least 2 "
-                        f"attributed and 3 held-out models; train a larger pilot (e.g. --models 32)")
-    rng = np.random.default_rng(seed)
+    if len(attributed) < 3 or len(np.unique(store.masks[held_out], axis=0)) < 3:
+        raise UserError(f"pilot store {store.path} has {len(valid)} usable models: the learning curve needs at least "
+                        "3 attributed (with weights) and 3 held-out models; train a larger pilot (e.g. --models 32)")
     data = store.load_dataset()
-    rows = np.sort(rng.choice(data.n_test, size=min(max_test, data.n_test), replace=False))
-    masks_ev = np.asarray(store.masks[held_out])
-    margins_ev = np.asarray(store.test_margins[held_out])[:, rows]
-    if method == "trak":
-        per_model, q = trak_per_model(store, attributed, data, rows, proj_dim, batch_size, device)
-        return TrakPilot(per_model, q, masks_ev, margins_ev)
-    subset_scores = _datamodels_subsets(store, attributed, rows, lambdas, device)
-    ns, values = [], []
-    counts = [n for n in _counts(len(attributed)) if n >= 10]  # a lasso needs >= 10 models
-    if len(counts) < 2:
-        raise UserError(f"pilot store {store.path}: datamodels need at least 20 attributed models for a learning "
-                        f"curve, it has {len(attributed)}; train a larger pilot")
-    for n in tqdm(counts, desc="pilot learning curve", leave=False):
-        for _ in range(1 if n == len(attributed) else repeats):
-            pick = np.sort(rng.choice(len(attributed), size=n, replace=False))
-            ns.append(n)
-            values.append(lds(subset_scores(pick), masks_ev, margins_ev, n_boot=10).mean)
-    return fit_learning_curve(ns, values, seed=seed)
+    rows = np.sort(np.random.default_rng(seed).choice(data.n_test, min(MAX_TEST, data.n_test), replace=False))
+    scores, q = per_model_scores(store, attributed, data, rows, proj_dim, batch_size, device)
+    masks, margins = average_over_seeds(store.masks[held_out], np.asarray(store.test_margins[held_out])[:, rows])
+    return curves(scores * q.mean(0)[None, None, :], masks, margins)
 
 
-def trak_variance_curve(per_model: np.ndarray, q: np.ndarray, masks: np.ndarray, margins: np.ndarray) -> VarianceCurve:
-    """The curve from per-model scores ``per_model[M, T, n_train]`` (before the out-to-loss weights),
-    weights ``q[M, n_train]``, held-out ``masks[U, n_train]`` and ``margins[U, T]``."""
-    uniq, mean_margins = average_over_seeds(masks, margins)
-    weighted = per_model * q.mean(0)[None, None, :]
-    preds = np.einsum("un,mtn->mut", uniq.astype(np.float64), weighted)
-    return fit_variance_curve(preds, mean_margins)
+def curves(weighted: np.ndarray, masks: np.ndarray, margins: np.ndarray):
+    """``(lds_curve, precision_curve)`` from per-model weighted scores ``[M, T, n_train]`` and the held-out
+    models' distinct ``masks[U, n_train]`` with their mean ``margins[U, T]``."""
+    from modeldiff.plan.curve import fit_curve
+
+    lds = fit_curve(np.einsum("un,mtn->mut", masks.astype(np.float64), weighted), margins)
+    return lds, fit_curve(weighted.transpose(0, 2, 1))
 
 
-def trak_per_model(store, attributed, data, rows, proj_dim, batch_size, device) -> tuple[np.ndarray, np.ndarray]:
-    """Per-model TRAK scores ``[M, len(rows), n_train]`` (without Q) and out-to-loss weights ``[M, n_train]``."""
+def per_model_scores(store, attributed, data, rows, proj_dim: int, batch_size: int, device: str):
+    """Per-model TRAK scores ``[M, len(rows), n_train]`` (before the out-to-loss weights) and the weights
+    ``q[M, n_train]`` of the ``attributed`` models."""
     from datamodels.attribution.trak import TRAK
+    from datamodels.base.progress import step_bar
 
     est = TRAK(device=device, progress=False, proj_dim=proj_dim, batch_size=batch_size)
     est.proj_dim_ = proj_dim
-    x_te, y_te = data.x_test[torch.as_tensor(rows)], data.y_test[torch.as_tensor(rows)]
-    per_model, qs = [], []
-    for i in tqdm(attributed, desc="pilot: featurising", leave=False):
-        feats, phi_te, q = est._per_model(store.load_model(int(i), device), int(i), data.x_train, data.y_train,
-                                          x_te, y_te)
-        per_model.append((phi_te @ feats.T).double().cpu().numpy())
-        qs.append(q.double().cpu().numpy())
-    return np.stack(per_model), np.stack(qs)
+    rows = torch.as_tensor(rows)
+    scores, qs = [], []
+    with step_bar("pilot: featurising", len(attributed)) as bar:
+        for i in attributed:
+            feats, phi_te, q = est._per_model(store.load_model(int(i), device), int(i), data.x_train, data.y_train,
+                                              data.x_test[rows], data.y_test[rows])
+            scores.append((phi_te @ feats.T).double().cpu().numpy())
+            qs.append(q.double().cpu().numpy())
+            bar.update(1)
+    return np.stack(scores), np.stack(qs)
 
 
-def _datamodels_subsets(store, attributed, rows, lambdas, device):
-    from datamodels.attribution.regression import DatamodelsRegression
+def curve_json(curve, name: str, target: float | None) -> dict:
+    """The curve at ``FACTORS`` x the pilot's models, and the models needed for ``target`` when given."""
+    pool = curve.pilot_models
+    out = {**curve.to_dict(), "predicted": [{"models": f * pool, **dict(zip((name, "low", "high"),
+                                                                             curve.predict(f * pool)))}
+                                            for f in FACTORS]}
+    if target is not None:
+        out.update(target=target, models_needed=list(curve.models_for(target)))
+    return out
 
-    masks = np.asarray(store.masks[attributed])
-    margins = np.asarray(store.test_margins[attributed])[:, rows]
 
-    def scores(pick):
-        fit = DatamodelsRegression(device=torch.device(device), progress=False, n_lambdas=lambdas)
-        return fit.fit(masks[pick], margins[pick]).coef_
+def apply_pilot(req) -> dict:
+    """Fit the pilot's curves for ``req`` (a PlanRequest); with a target, plan for the models it needs (the
+    larger count when both targets are given). Returns the plan's ``learning_curve`` entry."""
+    from datamodels.store import Store
+    from modeldiff.plan.planner import is_recipe
+    from modeldiff.studies.config import AttributionSpec, load_study
 
-    return scores
+    spec = AttributionSpec() if is_recipe(req.target) else load_study(req.target).attribution
+    if spec.method != "trak":
+        raise UserError(f"--pilot models an average of per-model attributions (TRAK); this study uses "
+                        f"{spec.method}: plan without --pilot")
+    lds, precision = trak_pilot(Store.open(req.pilot), spec.proj_dim, spec.batch_size, req.device)
+    out = {"method": "trak", "pilot_models": lds.pilot_models, **curve_json(lds, "lds", req.target_lds),
+           "precision": curve_json(precision, "precision", req.target_precision)}
+    needed = [c["models_needed"][0] for c in (out, out["precision"]) if "models_needed" in c]
+    if needed and is_recipe(req.target):
+        req.models = max(max(needed), req.models or 0)
+    elif needed:
+        req.attribution_models = max(needed)
+    return out

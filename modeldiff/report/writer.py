@@ -71,9 +71,9 @@ def _component_sections(fit, subpops, pngs, train_images, test_images, train_lab
                    "the direction's components, family-wise.")
     sections = [("Explained variance", html.img(pngs["variance"], "explained variance A vs B")
                  + html.table(header, rows) + html.note(legend))]
-    from tqdm.auto import tqdm  # figures take seconds each on a busy CPU: show them coming
+    from datamodels.base.progress import progress_bar  # figures take seconds each on a busy CPU: show them coming
 
-    for sp in tqdm(subpops, desc="report: figures per component", unit="component", leave=False):
+    for sp in progress_bar(subpops, desc="report: figures per component", unit="component", leave=False):
         j = sp.component
         groups = [("train +", train_images, sp.train_positive, sp.train_positive_weights, train_labels),
                   ("train −", train_images, sp.train_negative, sp.train_negative_weights, train_labels),

@@ -62,11 +62,11 @@ def run_diagnostics(spec, stores, labels, out, device: str = "cpu") -> list[dict
         if doc.get("key") == key:
             return doc["algorithms"]
     results = []
-    from tqdm.auto import tqdm
+    from datamodels.base.progress import progress_bar
 
     for store, label in zip(stores, labels):
         n = min(spec.models, len(store.valid_indices()))
-        with tqdm(total=n, desc=f"diagnosing {label}", unit="model") as bar:
+        with progress_bar(total=n, desc=f"diagnosing {label}", unit="model") as bar:
             r = diagnose_store(store, n, settings, device=device, batch_size=spec.batch_size,
                                progress=lambda i: bar.update(1),
                                step=lambda i, k: bar.set_postfix_str(f"model {i}: {k} Hessian-vector products"))

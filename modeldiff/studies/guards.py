@@ -26,7 +26,6 @@ them at the top of each report. Codes and thresholds (stated in docs/warnings.md
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
 
@@ -163,6 +162,8 @@ def format_warnings(warnings: list[dict]) -> str:
 
 
 def say(warnings: list[dict]) -> None:
-    """Print the warnings on stderr (nothing when there are none)."""
+    """Log the warnings (the command line shows them on stderr; nothing when there are none)."""
     if warnings:
-        print(format_warnings(warnings), file=sys.stderr, flush=True)
+        from datamodels.base.log import get_logger
+
+        get_logger(__name__).warning(format_warnings(warnings))

@@ -4,7 +4,6 @@ subpopulations -> counterfactual tests -> report. Every stage resumes from what 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,9 +11,12 @@ import numpy as np
 import torch
 
 from datamodels.base.atomic import atomic_write_text
+from datamodels.base.log import get_logger
 from datamodels.data.dataset import Dataset
 from datamodels.store.store import Store
 from modeldiff.studies.config import StudyConfig
+
+log = get_logger(__name__)
 
 SUBPOP_TOP = 16  # training / test examples per component's subpopulation (shown in the reports)
 
@@ -165,8 +167,8 @@ def run_counterfactuals(cfg: StudyConfig, direction: Direction, stores, data: Da
     image = getattr(data, "is_image", True)
     builtin = [t for t in spec.transforms if not is_user_spec(t)]
     if not image and (spec.auto_candidates or builtin) and direction.name == "a_minus_b":
-        print(f"note: {data.name} is not image data: skipping image-only counterfactual transforms (component "
-              f"overlays{', ' + ', '.join(builtin) if builtin else ''}); name your own in counterfactual.transforms")
+        log.warning(f"note: {data.name} is not image data: skipping image-only counterfactual transforms (component "
+                    f"overlays{', ' + ', '.join(builtin) if builtin else ''}); name your own in counterfactual.transforms")
     for j in range(min(spec.auto_candidates, len(direction.fit.components_)) if image else 0):
         for sign in (1, -1):
             t, target, _ = overlay_from_component(direction.fit.components_[j], data.x_train, data.y_train,
@@ -188,11 +190,11 @@ def run_counterfactuals(cfg: StudyConfig, direction: Direction, stores, data: Da
         transform, target = user_transform(item)
         tests.append((transform, top_target if target is None else target))
     for k, (transform, target) in enumerate(tests, 1):
-        print(f"    transform {k} of {len(tests)}: {transform!r} -> class {target}", file=sys.stderr, flush=True)
+        log.info(f"    transform {k} of {len(tests)}: {transform!r} -> class {target}")
         x = counterfactual_inputs(data, target, spec.n_test, spec.seed, rows)
         direction.counterfactuals.append(counterfactual_effects(pred_a, pred_b, x, transform, target, **kw))
         if spec.sizes and hasattr(transform, "with_params") and "size" in getattr(transform, "params", {}):
-            print(f"      patch sizes {', '.join(map(str, spec.sizes))}", file=sys.stderr, flush=True)
+            log.info(f"      patch sizes {', '.join(map(str, spec.sizes))}")
             direction.sweeps.append(patch_size_sweep(pred_a, pred_b, x, transform, target, spec.sizes, **kw))
 
 

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from datamodels.base.atomic import atomic_path, atomic_write_text
 from datamodels.base.errors import UserError
+from datamodels.base.log import get_logger
 from modeldiff.report.verdict import direction_sentences, verdict
 from modeldiff.studies.config import StudyConfig
 from modeldiff.studies.guards import study_warnings
@@ -23,6 +23,8 @@ from modeldiff.studies.pipeline import (
     run_search,
     train_algorithms,
 )
+
+log = get_logger(__name__)
 
 
 def run_configured(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None = None,
@@ -61,10 +63,9 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     from modeldiff.studies.validate import validate_study
 
     out = Path(out).resolve()
-    print(f"checking the study {cfg.name} (data, settings, transforms) before any training", file=sys.stderr, flush=True)
+    log.info(f"checking the study {cfg.name} (data, settings, transforms) before any training")
     data = data if data is not None else load_study_data(cfg, data_dir)
-    print(f"  {data.name}: {data.n_train} training / {data.n_test} test examples; checking settings and transforms",
-          file=sys.stderr, flush=True)
+    log.info(f"  {data.name}: {data.n_train} training / {data.n_test} test examples; checking settings and transforms")
     from modeldiff.studies.hooks import resolve_hook
 
     setup = resolve_hook(cfg, "setup")  # a bad target is refused before anything is written
@@ -119,9 +120,9 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
         summary["diagnostics"] = summary_entry(diagnostics)
     extra_a = inputs.extra_counterfactuals
     for d, names, extra in ((directions[0], (label_a, label_b), extra_a), (directions[1], (label_b, label_a), ())):
-        print(f"  counterfactual tests, {names[0]} − {names[1]}", file=sys.stderr, flush=True)
+        log.info(f"  counterfactual tests, {names[0]} − {names[1]}")
         run_counterfactuals(cfg, d, stores, data, device, extra, rows["counterfactual"])
-        print(f"  writing the report {out / f'report_{d.name}'}", file=sys.stderr, flush=True)
+        log.info(f"  writing the report {out / f'report_{d.name}'}")
         image = getattr(data, "is_image", True)  # other data: examples drawn by the report's show_example
         other = "b_minus_a" if d.name == "a_minus_b" else "a_minus_b"
         with atomic_path(out / f"report_{d.name}", directory=True) as tmp:  # a report folder is whole or absent
@@ -222,7 +223,7 @@ def _stages(total: int):
 
     def stage(text: str) -> None:
         count[0] += 1
-        print(f"[{count[0]}/{total}] {text}", file=sys.stderr, flush=True)
+        log.info(f"[{count[0]}/{total}] {text}")
 
     return stage
 

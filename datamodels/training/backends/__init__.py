@@ -16,7 +16,10 @@ from __future__ import annotations
 import sys
 
 from datamodels.base.errors import UserError
+from datamodels.base.log import get_logger
 from datamodels.registry import Registry
+
+log = get_logger(__name__)
 
 TRAINERS = Registry("trainer")  # each entry: train(recipe, data, masks, seeds, **kw) -> TrainResult
 TRAINERS.lazy("auto", "datamodels.training.backends:train_models",
@@ -154,4 +157,4 @@ def _log_once(recipe, backend: str, reason: str) -> None:
     key = (recipe.name, backend)
     if key not in _LOGGED:
         _LOGGED.add(key)
-        print(f"trainer auto -> {backend} ({reason})", file=sys.stderr, flush=True)
+        log.info(f"trainer auto -> {backend} ({reason})")
