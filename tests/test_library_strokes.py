@@ -56,3 +56,14 @@ def test_planted_match_reads_bars_as_one_pixel_thick():
     assert record_region(rec, (8, 8)) == (1, 2, 5, 7)
     assert match(rec, [0, 2, 5, 7], 8, (8, 8))["match"]          # half of a 2x2 plant, all of the bar
     assert record_region({"params": {"pattern": "plus", "size": 3, "loc": [1, 3]}}, (8, 8)) == (1, 4, 3, 6)
+
+
+def test_default_families_leave_strokes_out_and_naming_them_adds_them():
+    from modeldiff.counterfactual.library import DEFAULT_FAMILIES, FAMILIES
+
+    assert set(FAMILIES) - set(DEFAULT_FAMILIES) == {"stroke"}
+    default = generic_candidates((1, 8, 8))
+    every = generic_candidates((1, 8, 8), families=FAMILIES)
+    strokes = stroke_candidates(8, 8, {"white": (1.0,), "black": (0.0,)})
+    assert len(every) == len(default) + len(strokes)
+    assert not {repr(t) for t in strokes} & {repr(t) for t in default}

@@ -18,8 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (subcommand, option) -> the registry its choices must equal
 REGISTRY_OPTIONS = {("attribute", "--method"): METHODS, ("attribute", "--projector"): PROJECTORS,
                     ("study", "--method"): METHODS, ("demo", "--method"): METHODS, ("demo", "--dataset"): DATASETS,
-                    ("diff", "--solver"): SOLVERS, ("train", "--launcher"): LAUNCHERS,
-                    ("plan", "--launcher"): LAUNCHERS}
+                    ("diff", "--solver"): SOLVERS, ("train", "--launcher"): LAUNCHERS}
 # literal choices that are not names of pluggable pieces (numeric types of the diagnostics)
 LITERAL_ALLOWED = {"--dtype"}
 
@@ -89,7 +88,6 @@ def test_every_registered_name_dispatches_to_an_implementation():
     ["attribute", "s", "--out", "o.h5", "--projector", "gaussian"],
     ["diff", "a", "b", "--out", "o", "--solver", "arpack"],
     ["train", "default", "--out", "o", "--launcher", "slurm"],
-    ["plan", "sgd_noise", "--launcher", "slurm"],
     ["study", "sgd_noise", "--out", "o", "--method", "influence"],
     ["demo", "--dataset", "mnist"],
 ])

@@ -32,7 +32,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--transform", action="append", default=[],
                    help="extra candidate: KIND:key=value,... or 'pkg.mod:fn' (repeatable)")
     p.add_argument("--families", default=None,
-                   help="comma-separated generic families (default all): patch,stroke,tint,grayscale,blur,contrast,"
+                   help="comma-separated generic families (default all but stroke, ~10x the candidates): "
+                        "patch,stroke,tint,grayscale,blur,contrast,"
                         "sharpen,shift,lowpass,highpass; 'none' for only your candidates")
     p.add_argument("--components", type=int, default=3, help="components turned into overlays (with scores)")
     p.add_argument("--n-confirm", type=int, default=5, help="candidates confirmed per direction")

@@ -103,7 +103,8 @@ class SearchSpec:
     """Confirmatory transformation search (see modeldiff.counterfactual.search)."""
     enabled: bool = True
     families: list = field(default_factory=list, metadata={
-        "help": "generic families to search (default all): patch, stroke, tint, grayscale, blur, contrast, sharpen, shift, "
+        "help": "generic families to search (default all but stroke, which multiplies the candidates ~10x): "
+                "patch, stroke, tint, grayscale, blur, contrast, sharpen, shift, "
                 "lowpass, highpass"})
     n_confirm: int = field(default=5, metadata={"help": "top discovery candidates confirmed per direction"})
     alpha: float = field(default=0.05, metadata={"help": "family-wise level of the Holm-adjusted confirmation"})
