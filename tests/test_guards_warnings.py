@@ -80,7 +80,7 @@ def test_report_block_lists_warnings_and_is_absent_without_them():
     assert title == "Warnings" and "near_chance" in html and "&lt;near&gt;" in html
 
 
-def test_report_puts_warnings_before_the_verdict(tmp_path):
+def test_report_shows_warnings_right_under_the_verdict(tmp_path):
     from modeldiff.diff.residual_pca import ModelDiff
     from modeldiff.report import write_report
 
@@ -89,4 +89,6 @@ def test_report_puts_warnings_before_the_verdict(tmp_path):
     fit = ModelDiff(2, random_state=0).fit(a, b)
     page = write_report(tmp_path / "r", fit, verdict="nothing beyond null",
                         warnings=[guards.warning("diverged", "2 of 8 models diverged")]).read_text()
-    assert 0 <= page.index("2 of 8 models diverged") < page.index("nothing beyond null")
+    sections = [h.split(">", 1)[1] for h in page.split("<h2")[1:]]
+    assert [s.split("<")[0] for s in sections[:2]] == ["Verdict", "Warnings"]  # the top of the page, in that order
+    assert page.index("nothing beyond null") < page.index("2 of 8 models diverged") < page.index("<h2>Explained variance")
