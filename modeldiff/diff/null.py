@@ -46,6 +46,15 @@ RULE = ("beyond null: the median over {n_obs} half-size fits (A-half vs B-half) 
         "other half, {n_splits} random splits), is exceeded by at most a share 1 - {level:g} of the null's maxima over "
         "ranks: p = (1 + #null maxima >= it) / (1 + {n_null}) <= {alpha:g} (max-T; p-values family-wise adjusted over "
         "the {k} components of a direction)")
+CROSSFIT_RULE = ("beyond null (cross-fitted estimator): the median over {n_obs} quarter-size cross-fits (two quarters "
+                 "of A's models against two of B's) of the signal at rank j (the smaller of the residual's cross-fitted "
+                 "signal variance and the cross-fitted variance under A minus under B), standardised by the "
+                 "null's mean and sd at rank j ({n_null} cross-fits of two quarters of one algorithm's models against "
+                 "its other two, {n_splits} random splits into quarters), is exceeded by at most a share 1 - {level:g} "
+                 "of the null's maxima over ranks: p = (1 + #null maxima >= it) / (1 + {n_null}) <= {alpha:g} (max-T; "
+                 "p-values family-wise adjusted over the {k} components of a direction)")
+_CLASSIC_ONLY = ("ratio_halves", "null_ratio_q95", "null_ratio_median")
+_CROSSFIT_ONLY = ("signal_quarters", "null_signal_q95", "null_signal_median")
 
 
 @dataclass
@@ -60,18 +69,23 @@ class ComponentCalibration:
     null_ratio_median: float  # median half-size ratio of the null at this rank
     p_value: float          # family-wise adjusted over ranks
     beyond_null: bool
+    # cross-fitted estimator only (``modeldiff.diff.null_crossfit``; the ratio fields are then NaN):
+    signal_quarters: float = float("nan")     # the tested statistic: median quarter-size signal (null_crossfit)
+    null_signal_q95: float = float("nan")     # threshold on it at this rank
+    null_signal_median: float = float("nan")  # median of the null's statistic at this rank
 
 
 @dataclass
 class NullCalibration:
     """Result of :func:`calibrate`: per direction a list of :class:`ComponentCalibration`."""
     directions: dict
-    null_log_ratios: np.ndarray      # [4 * n_splits, k]
-    observed_log_ratios: dict        # direction -> [2 * n_splits, k]
+    null_log_ratios: np.ndarray      # [4 * n_splits, k] the null's statistic (classic: log variance ratios)
+    observed_log_ratios: dict        # direction -> [2 * n_splits, k] the observed statistic
     n_splits: int
     level: float
     rule: str = ""
     extra: dict = field(default_factory=dict)
+    estimator: str = "classic"       # the ModelDiff estimator calibrated: classic | crossfit
 
     def components(self, direction: str) -> list[ComponentCalibration]:
         return self.directions[direction]
@@ -80,10 +94,17 @@ class NullCalibration:
         return any(c.beyond_null for cs in self.directions.values() for c in cs)
 
     def to_dict(self) -> dict:
-        return {"rule": self.rule, "n_splits": self.n_splits, "level": self.level,
-                "null_ratio_median": np.exp(np.median(self.null_log_ratios, axis=0)).tolist(),
-                "directions": {d: [_plain(asdict(c)) for c in cs] for d, cs in self.directions.items()},
+        med = np.median(self.null_log_ratios, axis=0)
+        key, med = ("null_ratio_median", np.exp(med)) if self.estimator == "classic" else ("null_signal_median", med)
+        return {"rule": self.rule, "n_splits": self.n_splits, "level": self.level, "estimator": self.estimator,
+                key: med.tolist(),
+                "directions": {d: [self._record(c) for c in cs] for d, cs in self.directions.items()},
                 **self.extra}
+
+    def _record(self, c: ComponentCalibration) -> dict:
+        """One component as summary.json holds it: the fields of the calibrated estimator's statistic."""
+        drop = _CROSSFIT_ONLY if self.estimator == "classic" else _CLASSIC_ONLY
+        return {k: v for k, v in _plain(asdict(c)).items() if k not in drop}
 
 
 def _plain(d: dict) -> dict:
@@ -156,7 +177,10 @@ def calibrate(halves: Iterable[tuple], n_components: int, full_fits: dict | None
     return _decide(null, obs, n_splits, level, full_fits)
 
 
-def _decide(null: np.ndarray, obs: dict, n_splits: int, level: float, full_fits: dict | None) -> NullCalibration:
+def _decide(null: np.ndarray, obs: dict, n_splits: int, level: float, full_fits: dict | None,
+            crossfit: bool = False) -> NullCalibration:
+    """Max-T decision on per-rank statistics ``null [N, k]`` and ``obs {direction: [n_obs, k]}``
+    (classic: log variance ratios; ``crossfit``: cross-fitted residual signal variances)."""
     mu = null.mean(axis=0)
     sd = np.maximum(null.std(axis=0, ddof=1), 1e-6)
     null_max = ((null - mu) / sd).max(axis=1)              # [N]
@@ -175,15 +199,18 @@ def _decide(null: np.ndarray, obs: dict, n_splits: int, level: float, full_fits:
         for j in range(k):
             va = float(full.explained_variance_a_[j]) if full is not None else float("nan")
             vb = float(full.explained_variance_b_[j]) if full is not None else float("nan")
+            thr, med = float(mu[j] + c * sd[j]), float(np.median(null[:, j]))
+            tested = dict(signal_quarters=float(stat[j]), null_signal_q95=thr, null_signal_median=med,
+                          ratio_halves=float("nan"), null_ratio_q95=float("nan"), null_ratio_median=float("nan")) \
+                if crossfit else dict(ratio_halves=float(np.exp(stat[j])), null_ratio_q95=float(np.exp(thr)),
+                                      null_ratio_median=float(np.exp(med)))
             comps.append(ComponentCalibration(
-                rank=j, var_a=va, var_b=vb, ratio=va / vb if vb > 0 else float("inf"),
-                ratio_halves=float(np.exp(stat[j])), null_ratio_q95=float(np.exp(mu[j] + c * sd[j])),
-                null_ratio_median=float(np.exp(np.median(null[:, j]))),
+                rank=j, var_a=va, var_b=vb, ratio=va / vb if vb > 0 else float("inf"), **tested,
                 p_value=float(p[j]), beyond_null=bool(p[j] <= 1 - level + 1e-12)))
         out[d] = comps
-    rule = RULE.format(n_obs=len(next(iter(obs.values()))), n_null=len(null), n_splits=n_splits, level=level, k=k,
-                       alpha=1 - level)
-    return NullCalibration(out, null, obs, n_splits, level, rule)
+    rule = (CROSSFIT_RULE if crossfit else RULE).format(n_obs=len(next(iter(obs.values()))), n_null=len(null),
+                                                        n_splits=n_splits, level=level, k=k, alpha=1 - level)
+    return NullCalibration(out, null, obs, n_splits, level, rule, estimator="crossfit" if crossfit else "classic")
 
 
 # -- ways to get the halves -------------------------------------------------------------------------

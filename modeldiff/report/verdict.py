@@ -12,13 +12,12 @@ def direction_verdict(d: dict, first: str, second: str) -> str:
     if not comps:
         parts = [f"{first} vs {second}: components not null-calibrated."]
     elif beyond:
-        listed = "; ".join(f"#{c.get('rank', '?')} ratio {_num(c.get('ratio_halves'))} vs null "
-                           f"{_num(c.get('null_ratio_q95'))} (p = {_num(c.get('p_value'), '.3g')})" for c in beyond)
+        listed = "; ".join(f"#{c.get('rank', '?')} {_tested(c)} (p = {_num(c.get('p_value'), '.3g')})" for c in beyond)
         parts = [f"{len(beyond)} component(s) of {first} − {second} beyond null ({listed})."]
     else:
         top = comps[0]
-        parts = [f"No component of {first} − {second} is beyond null (top ratio {_num(top.get('ratio_halves'))} "
-                 f"at half size vs null {_num(top.get('null_ratio_q95'))}, p = {_num(top.get('p_value'), '.3g')})."]
+        parts = [f"No component of {first} − {second} is beyond null (top {_tested(top, True)}, "
+                 f"p = {_num(top.get('p_value'), '.3g')})."]
     if "confirmed" in d:
         if d["confirmed"]:
             parts.append(f"Confirmed: {first} relies more than {second} on {confirmed_text(d['confirmed'][0], first, second)} "
@@ -40,6 +39,15 @@ def confirmed_text(rec: dict, first: str, second: str) -> str:
             f"{ci(lo['a'])} vs {second} {ci(lo['b'])}; probability {ci(pr['a'])} vs {ci(pr['b'])}; "
             f"Holm-adjusted p = {pvalue(rec['p_adjusted'])})"
             f"{_NEGLIGIBLE if rec.get('practical', {}).get('negligible') else ''}")
+
+
+def _tested(c: dict, size: bool = False) -> str:
+    """A component's tested statistic against its null threshold: the classic half-size variance ratio,
+    or the cross-fitted estimator's quarter-size residual signal variance."""
+    if "signal_quarters" in c:
+        return f"signal {_num(c.get('signal_quarters'), '.3g')} vs null {_num(c.get('null_signal_q95'), '.3g')}"
+    return (f"ratio {_num(c.get('ratio_halves'))}{' at half size' if size else ''} vs null "
+            f"{_num(c.get('null_ratio_q95'))}")
 
 
 def _num(v, fmt: str = ".2f") -> str:
@@ -84,8 +92,10 @@ def direction_sentences(d: dict, first: str, second: str) -> list[str]:
                    f"(smallest adjusted p = {pvalue(best)}).")
     else:
         top = comps[0]
-        out.append(f"No component of {first} − {second} is beyond the null (top half-size ratio "
-                   f"{value(top.get('ratio_halves'))} vs null {value(top.get('null_ratio_q95'))}, "
+        tested = (f"top quarter-size signal {value(top.get('signal_quarters'))} vs null "
+                  f"{value(top.get('null_signal_q95'))}" if "signal_quarters" in top else
+                  f"top half-size ratio {value(top.get('ratio_halves'))} vs null {value(top.get('null_ratio_q95'))}")
+        out.append(f"No component of {first} − {second} is beyond the null ({tested}, "
                    f"adjusted p = {pvalue(top.get('p_value'))}).")
     if "confirmed" in d:
         tested = d.get("candidates_tested", 0)

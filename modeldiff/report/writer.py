@@ -53,7 +53,8 @@ def _component_sections(fit, subpops, pngs, train_images, test_images, train_lab
     """The explained-variance section and one section per component (figures go into ``pngs``)."""
     var_a, var_b = np.asarray(fit.explained_variance_a_), np.asarray(fit.explained_variance_b_)
     null = None
-    if calibration:
+    crossfit = bool(calibration) and "ratio_halves" not in calibration[0]  # the cross-fitted estimator's null
+    if calibration and not crossfit:
         null = [(c["ratio_halves"], c.get("null_ratio_median") or 1.0, c["null_ratio_q95"]) for c in calibration]
     pngs["variance"] = figures.variance_scatter(var_a, var_b, name_a, name_b, null=null,
                                                 colors=colors or ("tab:red", "tab:blue"))
@@ -61,7 +62,17 @@ def _component_sections(fit, subpops, pngs, train_images, test_images, train_lab
             for j in range(var_a.size)]
     header = ["component", f"var under {name_a}", f"var under {name_b}", "ratio"]
     legend = "Explained variance of each residual component under each algorithm's attributions (full models)."
-    if calibration:
+    if crossfit:
+        legend = ("Cross-fitted signal variance of each residual component under each algorithm's attributions "
+                  "(products of disjoint halves of its models: estimation noise cancels; can be <= 0).")
+        header += ["quarter-size signal", "null q95", "p (adjusted)", "beyond null"]
+        for r, c in zip(rows, calibration):
+            r += [value(c["signal_quarters"]), value(c["null_signal_q95"]), pvalue(c["p_value"]),
+                  "yes" if c["beyond_null"] else "no"]
+        legend += (" Quarter-size signal: the tested statistic, the cross-fitted signal variance of the residual from "
+                   "quarters of each algorithm's models; null q95: the threshold of the same statistic between quarters "
+                   "of one algorithm. p (adjusted): max-T over the direction's components, family-wise.")
+    elif calibration:
         header += ["half-size ratio", "null q95", "p (adjusted)", "beyond null"]
         for r, c in zip(rows, calibration):
             r += [value(c["ratio_halves"]), value(c["null_ratio_q95"]), pvalue(c["p_value"]),

@@ -83,6 +83,9 @@ class CounterfactualSpec:
     seed: int = 0
 
 
+ESTIMATORS = ("classic", "crossfit")  # calibration.estimator: modeldiff.diff ModelDiff | CrossFitModelDiff
+
+
 @dataclass
 class NullSpec:
     """Null calibration of components (see modeldiff.diff.null)."""
@@ -90,12 +93,24 @@ class NullSpec:
     splits: int = field(default=8, metadata={"help": "random splits of each algorithm's attribution models into halves"})
     groups: int = field(default=8, metadata={"help": "TRAK: model groups attributed once each (halves = unions of groups)"})
     level: float = field(default=0.95, metadata={"help": "a component is beyond null above this null quantile"})
+    estimator: str = field(default="classic", metadata={
+        "help": "ModelDiff estimator of the components: classic (PCA of the residual, as in the paper) | crossfit "
+                "(cross-covariance of residuals from disjoint halves of each algorithm's models: ranks signal, "
+                "not estimation noise; needs the calibration enabled and, for TRAK, groups >= 4)"})
 
     def __post_init__(self):
         if self.splits < 2 or self.groups < 2:
             raise UserError(f"calibration.splits and calibration.groups must be >= 2, got {self.splits} and {self.groups}")
         if not 0 < self.level < 1:
             raise UserError(f"calibration.level must be in (0, 1), got {self.level}")
+        if self.estimator not in ESTIMATORS:
+            raise UserError(f"calibration.estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")
+        if self.estimator == "crossfit" and not self.enabled:
+            raise UserError("calibration.estimator crossfit uses the calibration's model halves: "
+                            "set calibration.enabled to true")
+        if self.estimator == "crossfit" and self.groups < 4:
+            raise UserError(f"calibration.estimator crossfit splits each algorithm's models into 4 parts for its null: "
+                            f"calibration.groups must be >= 4, got {self.groups}")
 
 
 @dataclass

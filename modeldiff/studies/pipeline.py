@@ -122,19 +122,37 @@ def progress_label(cfg: StudyConfig, tag: str) -> str:
     return f"{tag.upper()} ({label})" if label and label != tag.upper() else tag.upper()
 
 
-def compare(cfg: StudyConfig, scores_a, scores_b, data: Dataset) -> tuple[Direction, Direction]:
-    """ModelDiff A−B and B−A with their subpopulations."""
+def compare(cfg: StudyConfig, scores_a, scores_b, data: Dataset, halves=None) -> tuple[Direction, Direction]:
+    """ModelDiff A−B and B−A with their subpopulations, by the study's ``calibration.estimator``:
+    ``classic`` fits the full scores; ``crossfit`` fits the half-model splits ``halves()`` yields
+    ``(A1, A2, B1, B2)`` (:func:`crossfit_fits`)."""
     from modeldiff.diff.residual_pca import ModelDiff
     from modeldiff.diff.subpopulations import subpopulations
 
+    if cfg.calibration.estimator == "crossfit":
+        fits = crossfit_fits(halves(), cfg.components, cfg.seed)
+    else:
+        fits = {name: ModelDiff(cfg.components, random_state=cfg.seed).fit(x, y)
+                for name, (x, y) in (("a_minus_b", (scores_a, scores_b)), ("b_minus_a", (scores_b, scores_a)))}
     out = []
-    for name, (x, y) in (("a_minus_b", (scores_a, scores_b)), ("b_minus_a", (scores_b, scores_a))):
-        fit = ModelDiff(cfg.components, random_state=cfg.seed).fit(x, y)
+    for name, fit in fits.items():
         subs = subpopulations(fit, n_train_top=SUBPOP_TOP, n_test_top=SUBPOP_TOP,
                               train_labels=data.y_train.numpy(), test_labels=data.y_test.numpy(),
                               class_names=data.class_names)
         out.append(Direction(name, fit, subs))
     return out[0], out[1]
+
+
+def crossfit_fits(halves, n_components: int, seed: int = 0) -> dict:
+    """``{"a_minus_b": CrossFitModelDiff, "b_minus_a": ...}`` fitted on the splits ``(A1, A2, B1, B2)``
+    of ``halves`` (each ``[n_test, n_train]``; all splits are held in memory, the fits keep their
+    residuals anyway)."""
+    from modeldiff.diff.crossfit import CrossFitModelDiff
+
+    splits = list(halves)
+    return {"a_minus_b": CrossFitModelDiff(n_components, random_state=seed).fit(splits),
+            "b_minus_a": CrossFitModelDiff(n_components, random_state=seed).fit(
+                [(b1, b2, a1, a2) for a1, a2, b1, b2 in splits])}
 
 
 def counterfactual_inputs(data: Dataset, target: int, n: int, seed: int, rows=None) -> torch.Tensor:
@@ -206,11 +224,13 @@ def attribute_with_null(cfg: StudyConfig, stores, out: Path, device: str, method
     groups (same numbers as one TRAK run, written to ``scores_{a,b}_trak.h5`` as usual) and a
     half is a union of half of the groups, so the null costs no extra gradients.
     Datamodels: the full regression as usual; halves regress on half of the models each.
-    Returns ``(scores_a, scores_b, halves)`` where ``halves()`` yields ``(A1, A2, B1, B2)``.
+    Returns ``(scores_a, scores_b, halves, quarters)`` where ``halves()`` yields ``(A1, A2, B1, B2)``
+    and ``quarters()`` yields ``(A parts, B parts)`` of four quarters each (the cross-fitted null,
+    :mod:`modeldiff.diff.null_crossfit`).
     """
     from datamodels.attribution.api import select_models
     from datamodels.attribution.methods import DatamodelsMethod, TrakMethod
-    from modeldiff.diff import null
+    from modeldiff.diff import null, null_crossfit
 
     m, name, params, n_models = study_method(cfg, method)
     ns = cfg.calibration
@@ -218,11 +238,15 @@ def attribute_with_null(cfg: StudyConfig, stores, out: Path, device: str, method
         scores_a, scores_b = attribute_stores(cfg, stores, out, device, method)
         rows = [select_models(s, m, n_models) for s in stores]
         if isinstance(m, DatamodelsMethod):
-            return scores_a, scores_b, lambda: null.regression_halves(*stores, *rows, n_splits=ns.splits,
-                                                                      seed=cfg.seed, device=device, progress=True,
-                                                                      **params)
-        return scores_a, scores_b, lambda: null.method_halves(m, *stores, *rows, n_splits=ns.splits, seed=cfg.seed,
-                                                              device=device, params=params)
+            attribute = null_crossfit.regression_attribute(device, **params)
+            halves = lambda: null.regression_halves(*stores, *rows, n_splits=ns.splits, seed=cfg.seed,  # noqa: E731
+                                                    device=device, progress=True, **params)
+        else:
+            attribute = null_crossfit.method_attribute(m, device, params)
+            halves = lambda: null.method_halves(m, *stores, *rows, n_splits=ns.splits, seed=cfg.seed,  # noqa: E731
+                                                device=device, params=params)
+        return scores_a, scores_b, halves, lambda: null_crossfit.fitted_quarters(attribute, *stores, *rows,
+                                                                                ns.splits, cfg.seed)
     from datamodels.attribution.influence_io import write_influence
 
     groups, scores = [], []
@@ -246,21 +270,29 @@ def attribute_with_null(cfg: StudyConfig, stores, out: Path, device: str, method
                         store_path=str(Path(store.path).resolve()) if store.path is not None else "")
         groups.append(g)
         scores.append(full)
-    return scores[0], scores[1], lambda: null.trak_halves(groups[0], groups[1], n_splits=ns.splits, seed=cfg.seed)
+    return (scores[0], scores[1], lambda: null.trak_halves(groups[0], groups[1], n_splits=ns.splits, seed=cfg.seed),
+            lambda: null_crossfit.trak_quarters(groups[0], groups[1], n_splits=ns.splits, seed=cfg.seed))
 
 
-def calibrate_null(cfg: StudyConfig, halves, directions):
-    """The null calibration of both directions' components (:func:`modeldiff.diff.null.calibrate`)."""
+def calibrate_null(cfg: StudyConfig, halves, directions, quarters=None):
+    """The null calibration of both directions' components, of the estimator that made them:
+    classic :func:`modeldiff.diff.null.calibrate` on ``halves()``, crossfit
+    :func:`modeldiff.diff.null_crossfit.calibrate_crossfit` on ``quarters()``."""
     from datamodels.base.progress import heading
     from modeldiff.diff.null import calibrate
+    from modeldiff.diff.null_crossfit import calibrate_crossfit
+
+    crossfit = cfg.calibration.estimator == "crossfit"
 
     def counted():  # a heading per split: each costs 8 ModelDiff fits
         n = cfg.calibration.splits
-        for k, split in enumerate(halves(), 1):
-            heading(f"  null calibration: split {k} of {n} (8 ModelDiff fits)")
+        for k, split in enumerate(quarters() if crossfit else halves(), 1):
+            heading(f"  null calibration: split {k} of {n} (8 {'cross-fitted ' if crossfit else ''}ModelDiff fits)")
             yield split
 
     fits = {d.name: d.fit for d in directions}
+    if crossfit:
+        return calibrate_crossfit(counted(), cfg.components, fits, level=cfg.calibration.level, random_state=cfg.seed)
     return calibrate(counted(), cfg.components, fits, level=cfg.calibration.level, random_state=cfg.seed)
 
 

@@ -81,15 +81,19 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
           "training the algorithms given as recipes; models given as ModelSets are used as they are")
     stores = train_algorithms(cfg, data, out, device, data_dir, recipes, given, allow_changed_code)
     stage(f"attributing both algorithms ({method or cfg.attribution.method})")
+    halves = quarters = None
     if cfg.calibration.enabled:
-        scores_a, scores_b, halves = attribute_with_null(cfg, stores, out, device, method)
+        scores_a, scores_b, halves, quarters = attribute_with_null(cfg, stores, out, device, method)
     else:
         scores_a, scores_b = attribute_stores(cfg, stores, out, device, method)
-    stage("ModelDiff in both directions")
-    directions = compare(cfg, scores_a, scores_b, data)
+    estimator = cfg.calibration.estimator
+    stage("ModelDiff in both directions" + (" (cross-fitted on halves of each algorithm's models)"
+                                            if estimator == "crossfit" else ""))
+    directions = compare(cfg, scores_a, scores_b, data, halves)
     if cfg.calibration.enabled:
-        stage("null calibration of the components (halves of each algorithm against each other)")
-    calibration = calibrate_null(cfg, halves, directions) if cfg.calibration.enabled else None
+        stage("null calibration of the components (" + ("quarters" if estimator == "crossfit" else "halves")
+              + " of each algorithm against each other)")
+    calibration = calibrate_null(cfg, halves, directions, quarters) if cfg.calibration.enabled else None
     if cfg.search.enabled:
         stage("transformation search (discovery halves, then confirmation halves)")
     searched = run_search(cfg, stores, data, directions, device, rows["search"], inputs.search_exclude) \
@@ -102,7 +106,7 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     stage("counterfactual tests and reports")
     label_a, label_b = cfg.labels()
     summary = {"study": cfg.name, "dataset": data.name, "method": method or cfg.attribution.method,
-               "algorithms": {}, "directions": {}}
+               "components_estimator": estimator, "algorithms": {}, "directions": {}}
     for tag, store, label in (("a", stores[0], label_a), ("b", stores[1], label_b)):
         s = store.summary()
         summary["algorithms"][tag] = {"label": label, "accuracy": s["accuracy_mean"], "accuracy_std": s["accuracy_std"],
@@ -253,7 +257,8 @@ def direction_summary(d, report: Path | None, calibration=None, searched=None) -
 def format_summary(summary: dict) -> str:
     """A short human-readable summary."""
     a, b = summary["algorithms"]["a"], summary["algorithms"]["b"]
-    lines = [f"study {summary['study']} on {summary['dataset']} ({summary['method']} attributions)"]
+    lines = [f"study {summary['study']} on {summary['dataset']} ({summary['method']} attributions"
+             + (", cross-fitted components)" if summary.get("components_estimator") == "crossfit" else ")")]
     for alg in (a, b):
         lines.append(f"  {alg['label']:>12s}: accuracy {100 * alg['accuracy']:.2f} ± {100 * alg['accuracy_std']:.2f} % "
                      f"over {alg['models']} models, eta/B = {alg['noise_temperature']:.3g}")
@@ -266,7 +271,9 @@ def format_summary(summary: dict) -> str:
             if comps:
                 c = comps[j]
                 line += (f"   half-size ratio {c['ratio_halves']:.2f} vs null q95 {c['null_ratio_q95']:.2f}, "
-                         f"p = {c['p_value']:.3g}: {'BEYOND NULL' if c['beyond_null'] else 'within null'}")
+                         if "ratio_halves" in c else
+                         f"   quarter-size signal {_g(c['signal_quarters'])} vs null q95 {_g(c['null_signal_q95'])}, ")
+                line += f"p = {c['p_value']:.3g}: {'BEYOND NULL' if c['beyond_null'] else 'within null'}"
             lines.append(line)
         if "headline" in d:
             lines.append(f"    search ({d['candidates_tested']} candidates, {d['search_unit']} units): {d['headline']}")
@@ -277,3 +284,7 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  warning [{w['code']}]: {w['message']}")
     lines.extend(summary.get("notes") or [])  # a study runner's own lines
     return "\n".join(lines)
+
+
+def _g(v) -> str:
+    return "n/a" if v is None else f"{v:.3g}"

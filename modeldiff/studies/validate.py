@@ -83,10 +83,12 @@ def _check_attribution(cfg, method) -> None:
             raise UserError(f"calibration.splits {ns.splits} gives {4 * ns.splits} null fits, too few for "
                             f"calibration.level {ns.level} (no component could ever be beyond null): use "
                             f"calibration.splits >= {least}")
-        need = 2 * max(1, int(m.min_models))  # each half must be attributable on its own
+        parts = 4 if ns.estimator == "crossfit" else 2  # the cross-fitted null splits into quarters
+        need = parts * max(1, int(m.min_models))  # each part must be attributable on its own
         if units < need:
             raise UserError(f"the null calibration splits each algorithm's {'attribution ' if n_models else ''}"
-                            f"models into halves and needs at least {need}, got {units}: raise "
+                            f"models into {'quarters' if parts == 4 else 'halves'} and needs at least {need}, got "
+                            f"{units}: raise "
                             f"{'attribution.models' if n_models else 'models'} or set calibration.enabled: "
                             "false")
 
