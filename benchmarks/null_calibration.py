@@ -54,10 +54,18 @@ def outcome(summary: dict) -> dict:
     confirmed = {d: [c["transform"] + f" -> {c['target_name']}" for c in v.get("confirmed", [])] for d, v in dirs.items()}
     return {"beyond_null": beyond, "confirmed": confirmed,
             "any_beyond": any(beyond.values()), "any_confirmed": any(confirmed.values()),
-            "top_ratio_halves": {d: v["components"][0]["ratio_halves"] for d, v in dirs.items() if v.get("components")},
-            "top_null_q95": {d: v["components"][0]["null_ratio_q95"] for d, v in dirs.items() if v.get("components")},
+            "top_ratio_halves": {d: _tested(v["components"][0]) for d, v in dirs.items() if v.get("components")},
+            "top_null_q95": {d: _tested(v["components"][0], "q95") for d, v in dirs.items() if v.get("components")},
             "top_p": {d: v["components"][0]["p_value"] for d, v in dirs.items() if v.get("components")},
             "candidates_tested": {d: v.get("candidates_tested") for d, v in dirs.items()}}
+
+
+def _tested(c: dict, what: str = "stat"):
+    """A component's tested statistic (``what="stat"``) or its null threshold: the classic half-size
+    ratio, or the cross-fitted estimator's quarter-size signal."""
+    if "signal_quarters" in c:
+        return c["signal_quarters"] if what == "stat" else c["null_signal_q95"]
+    return c["ratio_halves"] if what == "stat" else c["null_ratio_q95"]
 
 
 def main(argv=None) -> int:
@@ -70,6 +78,9 @@ def main(argv=None) -> int:
     p.add_argument("--models", type=int, default=None, help="models per algorithm (default: the study's 64)")
     p.add_argument("--trak-models", type=int, default=None, help="TRAK models (default: the study's 32)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (cheaper runs)")
+    p.add_argument("--estimator", default="classic", choices=("classic", "crossfit"),
+                   help="calibration.estimator of the components (default classic)")
+    p.add_argument("--no-search", action="store_true", help="components only: skip the transformation search")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -78,11 +89,13 @@ def main(argv=None) -> int:
     for s in range(args.first_seed, args.first_seed + args.seeds):
         t = time.time()
         cfg = null_config(s, args.models, args.trak_models, args.epochs)
+        cfg.calibration.estimator = args.estimator
+        cfg.search.enabled = cfg.search.enabled and not args.no_search
         summary = run_study(cfg, out / f"seed_{s}", args.device)
         row = {"seed": s, **outcome(summary), "seconds": round(time.time() - t)}
         rows.append(row)
         print(f"seed {s}: beyond null {row['beyond_null']}, confirmed {row['confirmed']}, "
-              f"top half-size ratio {row['top_ratio_halves']} vs q95 {row['top_null_q95']} ({row['seconds']} s)",
+              f"top tested statistic {row['top_ratio_halves']} vs q95 {row['top_null_q95']} ({row['seconds']} s)",
               flush=True)
         (out / "null_calibration.json").write_text(json.dumps({"args": vars(args), "runs": rows}, indent=1))
     nb = sum(r["any_beyond"] for r in rows)
