@@ -55,7 +55,9 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     ``given``: (A, B) ModelSets used instead of training (None: train that algorithm).
 
     Per direction the summary holds the null-calibrated ``components`` (var_a, var_b, ratio,
-    ratio_halves, null_ratio_q95, p_value, beyond_null), the search's ``confirmed`` list,
+    ratio_halves, null_ratio_q95, p_value, beyond_null; with ``calibration.estimator: crossfit``
+    signal_quarters, null_signal_q95 in place of the ratios; ``summary["components_estimator"]``
+    says which estimator made the components), the search's ``confirmed`` list,
     ``candidates_tested``, ``headline`` and the whole discovery ranking (``search_ranking``, best first, by
     ``search_ranking_rule``); ``summary["verdict"]`` states the conclusion.
     """
