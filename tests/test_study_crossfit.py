@@ -104,5 +104,5 @@ def test_tiny_crossfit_study_records_its_estimator(tmp_path):
         assert len(comps) == 2 and "ratio_halves" not in comps[0]
         assert comps[0]["null_signal_q95"] is not None and 0 < comps[0]["p_value"] <= 1
         html = (tmp_path / "run" / f"report_{name}" / "report.html").read_text()
-        assert "quarter-size signal" in html
+        assert "quarter-size signal" in html and "components: cross-fitted" in html
     assert "signal" in saved["verdict"]
