@@ -61,10 +61,9 @@ def run(args) -> int:
     from modeldiff.cli.counterfactual import _open
     from modeldiff.cli.diff import check_out, commit_out, prepare_out
     from modeldiff.counterfactual.library import generic_candidates
+    from modeldiff.counterfactual.screen import SCREEN_KEEP, SCREEN_MODELS
     from modeldiff.counterfactual.search import SearchSettings, check_search_values, overlay_candidates, search, store_halves
     from modeldiff.report.writer import jsonable
-
-    from modeldiff.counterfactual.screen import SCREEN_KEEP, SCREEN_MODELS
 
     out = Path(args.out)
     args.screen_models = SCREEN_MODELS if args.screen_models is None else args.screen_models
