@@ -37,6 +37,7 @@ def test_planted_reaction_survives_screening_and_kept_effects_equal_the_full_pas
     flags = [r["screened_out"] for r in ranking]
     assert flags == sorted(flags)  # every kept candidate ranks before every screened-out one
     assert {r["index"] for r in ranking if r["screened_out"]} == set(disc.screened_out)
+    assert res["a_minus_b"].to_dict()["screening"] == {"models": 3, "keep": keep, "screened_out": len(disc.screened_out)}
     tested = {r["transform"] for r in res["a_minus_b"].tested}
     assert not tested & {repr(cands[i][0]) for i in disc.screened_out}
 

@@ -106,6 +106,7 @@ class DirectionSearch:
     unit: str = UNIT
     ranking: list = field(default_factory=list)     # every candidate at its best class, best first (dicts)
     ranking_rule: str = ""
+    screening: dict = field(default_factory=dict)   # {"models", "keep", "screened_out"} when the screening ran
 
     @property
     def headline(self) -> str:
@@ -116,7 +117,7 @@ class DirectionSearch:
     def to_dict(self) -> dict:
         return {"direction": self.direction, "unit": self.unit, "headline": self.headline,
                 "confirmed": self.confirmed, "tested": self.tested, "candidates_tested": self.candidates_tested,
-                "ranking_rule": self.ranking_rule, "ranking": self.ranking}
+                "ranking_rule": self.ranking_rule, "ranking": self.ranking, "screening": self.screening}
 
 
 def describe(rec: dict) -> str:
@@ -262,8 +263,17 @@ def confirm(halves: Halves, candidates: Sequence[tuple], disc: list, settings: S
                 r["confirmed"] = bool(a < s.alpha and lo_a["ci_low"] is not None and lo_a["ci_low"] > 0)
         confirmed = sorted((r for r in tested if r["confirmed"]),
                            key=lambda r: -r["effects"]["log-odds"]["diff"]["mean"])
-        out[direction] = DirectionSearch(direction, confirmed, tested, n_pairs, ranking=ranked, ranking_rule=s.ranking)
+        out[direction] = DirectionSearch(direction, confirmed, tested, n_pairs, ranking=ranked, ranking_rule=s.ranking,
+                                         screening=_screening(disc, s.screen_keep))
     return out
+
+
+def _screening(disc, keep: int) -> dict:
+    """What the screening did: models per algorithm it used, candidates kept per direction, candidates it dropped."""
+    dropped = sorted(getattr(disc, "screened_out", ()))
+    if not dropped:
+        return {}
+    return {"models": int(disc[dropped[0]][0].shape[0]), "keep": int(keep), "screened_out": len(dropped)}
 
 
 def _confirm(transform, c: int, halves: Halves, cache: dict, flip: bool, s: SearchSettings, class_names) -> dict:
