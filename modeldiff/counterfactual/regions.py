@@ -1,5 +1,5 @@
 """Where a transform writes: the fixed region of a local transform (a patch or stroke at a place), read
-from its parameters as a search record keeps them (``params``), and distinct picks by region.
+from its parameters as a search record keeps them (``params``).
 
 A region is ``(row0, row1, col0, col1)``, rows ``row0 <= r < row1``. Transforms with no fixed place (a
 patch at random places, blur, tint, ...) have none.
@@ -7,9 +7,6 @@ patch at random places, blur, tint, ...) have none.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-
-REDUNDANT_OVERLAP = 0.5  # two same-class findings whose regions share this much of the smaller one are one finding
 
 
 def params_shape(p: dict) -> tuple[int | None, int | None]:
@@ -56,20 +53,3 @@ def overlap(a, b) -> int:
 def area(a) -> int:
     return (a[1] - a[0]) * (a[3] - a[2])
 
-
-def distinct_picks(rows: Sequence[dict], regions: Sequence, n: int) -> list[int]:
-    """Positions of the first ``n`` of ``rows`` (ranked dicts with ``target_class``) that are distinct: a
-    row is skipped when an earlier pick has the same target class and a region sharing at least
-    :data:`REDUNDANT_OVERLAP` of the smaller region (``regions[i]``: row i's region or None; rows without
-    a region are always distinct)."""
-    picked: list[int] = []
-    for i, row in enumerate(rows):
-        if len(picked) == n:
-            break
-        r = regions[i]
-        if r is not None and any(regions[j] is not None and rows[j]["target_class"] == row["target_class"]
-                                 and overlap(r, regions[j]) >= REDUNDANT_OVERLAP * min(area(r), area(regions[j]))
-                                 for j in picked):
-            continue
-        picked.append(i)
-    return picked
