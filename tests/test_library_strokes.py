@@ -58,12 +58,19 @@ def test_planted_match_reads_bars_as_one_pixel_thick():
     assert record_region({"params": {"pattern": "plus", "size": 3, "loc": [1, 3]}}, (8, 8)) == (1, 4, 3, 6)
 
 
-def test_default_families_leave_strokes_out_and_naming_them_adds_them():
-    from modeldiff.counterfactual.library import DEFAULT_FAMILIES, FAMILIES
+def test_default_families_are_every_family_and_each_candidate_is_listed_once():
+    from modeldiff.counterfactual.library import DEFAULT_FAMILIES, FAMILIES, square_candidates
 
-    assert set(FAMILIES) - set(DEFAULT_FAMILIES) == {"stroke"}
+    assert tuple(DEFAULT_FAMILIES) == tuple(FAMILIES)
     default = generic_candidates((1, 8, 8))
-    every = generic_candidates((1, 8, 8), families=FAMILIES)
-    strokes = stroke_candidates(8, 8, {"white": (1.0,), "black": (0.0,)})
-    assert len(every) == len(default) + len(strokes)
-    assert not {repr(t) for t in strokes} & {repr(t) for t in default}
+    reprs = [repr(t) for t in default]
+    assert len(reprs) == len(set(reprs))  # a square at a corner is also a patch: listed once
+    grey = {"white": (1.0,), "black": (0.0,)}
+    strokes, squares = stroke_candidates(8, 8, grey), square_candidates(8, 8, grey)
+    assert {repr(t) for t in strokes} <= set(reprs) and {repr(t) for t in squares} <= set(reprs)
+    without = generic_candidates((1, 8, 8), families=[f for f in FAMILIES if f not in ("stroke", "square")])
+    assert len(default) == len({repr(t) for t in without} | {repr(t) for t in strokes} | {repr(t) for t in squares})
+    places = {tuple(t.params["loc"]) for t in squares if t.params["size"] == 2}
+    assert len(places) == 7 * 7  # a 2x2 square at every place of an 8x8 image
+
+

@@ -148,5 +148,5 @@ def test_search_families_are_one_list():
 
     assert SEARCH_FAMILIES is FAMILIES
     assert generic_candidates((1, 8, 8), families=["blur"])  # a known family gives candidates
-    with pytest.raises(UserError, match="unknown search family blurr: choose from patch, stroke, tint"):
+    with pytest.raises(UserError, match="unknown search family blurr: choose from patch, stroke, square, tint"):
         generic_candidates((1, 8, 8), families=["blur", "blurr"])  # a typo is not silently skipped

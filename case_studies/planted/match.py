@@ -13,7 +13,7 @@ from the recipes (e.g. B's paste augmentation), not from the plant.
 """
 from __future__ import annotations
 
-import re
+from modeldiff.counterfactual.regions import area, overlap, params_region
 
 TOP = 3  # the headline and the next confirmed ones: "one of the top 3 confirmed"
 COVER_PLANT = 0.5  # the transform must cover at least this share of the planted region ...
@@ -22,45 +22,7 @@ COVER_SELF = 0.25  # ... and the planted region at least this share of the trans
 
 def record_region(rec: dict, image_hw) -> tuple[int, int, int, int] | None:
     """``[row0, row1, col0, col1]`` a search record's transform writes, or None (not at a fixed place)."""
-    p = rec.get("params") or {}
-    if isinstance(p.get("region"), (list, tuple)) and len(p["region"]) == 4:
-        return tuple(int(v) for v in p["region"])
-    loc = p.get("loc")
-    h, w = _shape(p)
-    if h is None:
-        return None
-    height, width = (int(v) for v in image_hw)
-    if isinstance(loc, (list, tuple)) and len(loc) == 2:
-        r, c = int(loc[0]), int(loc[1])
-    elif loc == "center":
-        r, c = (height - h) // 2, (width - w) // 2
-    else:  # "random" or absent: no fixed place
-        return None
-    return r, r + h, c, c + w
-
-
-def _shape(p: dict) -> tuple[int | None, int | None]:
-    pattern = p.get("pattern")
-    if isinstance(pattern, str) and pattern.startswith("tensor("):
-        dims = [int(v) for v in re.findall(r"\d+", pattern)]
-        if len(dims) >= 2:
-            return dims[-2], dims[-1]
-    if "height" in p and "width" in p:
-        return int(p["height"]), int(p["width"])
-    if "size" in p:  # a square patch or glyph; bars are one pixel thick
-        return {"hbar": (1, int(p["size"])), "vbar": (int(p["size"]), 1)}.get(pattern, (int(p["size"]), int(p["size"])))
-    return None, None
-
-
-def overlap(a, b) -> int:
-    """Pixels two regions ``[row0, row1, col0, col1]`` share."""
-    rows = min(a[1], b[1]) - max(a[0], b[0])
-    cols = min(a[3], b[3]) - max(a[2], b[2])
-    return max(rows, 0) * max(cols, 0)
-
-
-def area(a) -> int:
-    return (a[1] - a[0]) * (a[3] - a[2])
+    return params_region(rec.get("params") or {}, image_hw)
 
 
 def at_place(region, planted_region) -> bool:

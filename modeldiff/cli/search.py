@@ -32,9 +32,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--transform", action="append", default=[],
                    help="extra candidate: KIND:key=value,... or 'pkg.mod:fn' (repeatable)")
     p.add_argument("--families", default=None,
-                   help="comma-separated generic families (default all but stroke, ~10x the candidates): "
-                        "patch,stroke,tint,grayscale,blur,contrast,"
-                        "sharpen,shift,lowpass,highpass; 'none' for only your candidates")
+                   help="comma-separated generic families (default all): patch,stroke,square,tint,grayscale,blur,"
+                        "contrast,sharpen,shift,lowpass,highpass; 'none' for only your candidates")
     p.add_argument("--components", type=int, default=3, help="components turned into overlays (with scores)")
     p.add_argument("--n-confirm", type=int, default=5, help="candidates confirmed per direction")
     p.add_argument("--alpha", type=float, default=0.05, help="family-wise level of the confirmation (Holm)")
@@ -44,6 +43,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--ranking", choices=RANKINGS, default=None,
                    help="discovery ranking: effect (lower bound of the class-specific log-odds effect) or t "
                         "(default: the library's, modeldiff.counterfactual.ranking.DEFAULT_RANKING)")
+    p.add_argument("--screen-models", type=int, default=None,
+                   help="models per algorithm of the screening pass over every candidate, 0: no screening "
+                        "(default: the library's, modeldiff.counterfactual.screen.SCREEN_MODELS)")
+    p.add_argument("--screen-keep", type=int, default=None,
+                   help="candidates per direction the screening passes to the full discovery pass "
+                        "(default: the library's, modeldiff.counterfactual.screen.SCREEN_KEEP)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
     p.add_argument("--names", default="A,B", help="display names of the two algorithms")
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
@@ -56,14 +61,18 @@ def run(args) -> int:
     from modeldiff.cli.counterfactual import _open
     from modeldiff.cli.diff import check_out, commit_out, prepare_out
     from modeldiff.counterfactual.library import generic_candidates
+    from modeldiff.counterfactual.screen import SCREEN_KEEP, SCREEN_MODELS
     from modeldiff.counterfactual.search import SearchSettings, check_search_values, overlay_candidates, search, store_halves
     from modeldiff.report.writer import jsonable
 
     out = Path(args.out)
+    args.screen_models = SCREEN_MODELS if args.screen_models is None else args.screen_models
+    args.screen_keep = SCREEN_KEEP if args.screen_keep is None else args.screen_keep
     check_search_values(alpha=args.alpha, n_inputs=args.n_inputs, n_confirm=args.n_confirm,
-                        n_resamples=args.n_resamples, name=lambda key: f"--{key.replace('_', '-')}")
+                        n_resamples=args.n_resamples, screen_keep=args.screen_keep, screen_models=args.screen_models,
+                        name=lambda key: f"--{key.replace('_', '-')}")
     settings = SearchSettings(n_confirm=args.n_confirm, alpha=args.alpha, n_inputs=args.n_inputs,
-                              n_resamples=args.n_resamples, seed=args.seed,
+                              n_resamples=args.n_resamples, seed=args.seed, screen_keep=args.screen_keep,
                               **({"ranking": args.ranking} if args.ranking else {}))  # every number checked before work
     if args.components < 1:
         raise UserError(f"--components must be >= 1, got {args.components}")
@@ -93,7 +102,8 @@ def run(args) -> int:
 
     check_transforms([t for t, _ in cands], data.x_test)  # a candidate that cannot run: before any model loads
     heading(f"loading the models of both algorithms; {len(cands)} candidate transforms")
-    halves = store_halves(store_a, store_b, data, n_inputs=args.n_inputs, seed=args.seed, device=args.device)
+    halves = store_halves(store_a, store_b, data, n_inputs=args.n_inputs, seed=args.seed, device=args.device,
+                          screen_models=args.screen_models)
     result = search(halves, cands, settings, class_names=list(data.class_names), progress=heading)
     tmp = prepare_out(out, args.force)
     try:

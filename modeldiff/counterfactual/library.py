@@ -10,6 +10,9 @@ Families (sizes and positions scale with the image; colours with its channels):
   side long, rings, diagonal lines and "+"/"x" glyphs ≈ 3/8 of the side, white on black and black on white (the box painted), at
   every place on a grid of stride ≈ side/8 (every pixel on images up to 15 pixels), see
   :func:`stroke_candidates`;
+* small squares (``square``): solid white, solid black and black/white texture squares ≈ 1/4 and 3/8 of
+  the side, at every place of the same grid (the ``patch`` family has them at the corners and the
+  centre only), see :func:`square_candidates`;
 * tint (colour images, six colours), grayscale (colour images), Gaussian blur, contrast
   (flatten / stretch), sharpen, one-pixel shifts in four directions, low-pass and high-pass.
 
@@ -27,10 +30,12 @@ from modeldiff.counterfactual.transforms.sharpen import Sharpen
 from modeldiff.counterfactual.transforms.shift import Shift
 
 # the generic families, in the order candidates are listed (study search.families, `modeldiff search --families`)
-FAMILIES = ("patch", "stroke", "tint", "grayscale", "blur", "contrast", "sharpen", "shift", "lowpass", "highpass")
-# searched when a study names no families: all but strokes, which multiply the candidates ~10x
-# (96 -> 1043 on 8x8 images) and so the search's time; name them for localised shapes (bars, rings, glyphs)
-DEFAULT_FAMILIES = tuple(f for f in FAMILIES if f != "stroke")
+FAMILIES = ("patch", "stroke", "square", "tint", "grayscale", "blur", "contrast", "sharpen", "shift", "lowpass",
+            "highpass")
+# searched when a study names no families: all of them. Strokes and squares at every place make ~12x the
+# candidates (107 -> 1,300 on 8x8 images); the search's screening pass (modeldiff.counterfactual.screen)
+# keeps that affordable
+DEFAULT_FAMILIES = FAMILIES
 GREY_COLOURS = {"white": (1.0,), "black": (0.0,)}
 RGB_COLOURS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "red": (1.0, 0.0, 0.0),
                "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 1.0), "yellow": (1.0, 1.0, 0.0)}
@@ -77,10 +82,25 @@ def stroke_candidates(height: int, width: int, colours: dict, seed: int = 0) -> 
     return out
 
 
+def square_candidates(height: int, width: int, colours: dict, seed: int = 0) -> list:
+    """Solid white, solid black and black/white texture squares ≈ 1/4 and 3/8 of the side at every place of
+    the stride-``max(1, side // 8)`` grid (on a box of the other colour)."""
+    side = min(height, width)
+    stride = max(1, side // 8)
+    out = []
+    for size in sorted({max(2, round(side * f)) for f in (1 / 4, 3 / 8)}):
+        for r in grid(height, size, stride):
+            for c in grid(width, size, stride):
+                out.append(PatchPaste("texture", size, (r, c), seed=seed))
+                out.append(PatchPaste("solid", size, (r, c), colours["white"], colours["black"], seed=seed))
+                out.append(PatchPaste("solid", size, (r, c), colours["black"], colours["white"], seed=seed))
+    return out
+
+
 def generic_candidates(image_shape, *, families=None, seed: int = 0) -> list:
     """The generic transforms for images ``[C, H, W]`` (see the module docstring).
 
-    ``families``: subset of :data:`FAMILIES` (default :data:`DEFAULT_FAMILIES`, all but ``stroke``); an
+    ``families``: subset of :data:`FAMILIES` (default :data:`DEFAULT_FAMILIES`, all of them); an
     unknown name is refused in one line.
     """
     from datamodels.base.errors import UserError
@@ -104,6 +124,8 @@ def generic_candidates(image_shape, *, families=None, seed: int = 0) -> list:
                         out.append(PatchPaste("window", size, place, col, bg, seed=seed))
     if "stroke" in fam:
         out += stroke_candidates(h, w, colours, seed)
+    if "square" in fam:
+        out += square_candidates(h, w, colours, seed)
     if c == 3 and "tint" in fam:
         out += [ColorTint(col, 0.3) for name, col in RGB_COLOURS.items() if name not in ("white", "black")]
     if c == 3 and "grayscale" in fam:
@@ -120,7 +142,10 @@ def generic_candidates(image_shape, *, families=None, seed: int = 0) -> list:
         out.append(LowPass(max(1.0, min(h, w) / 4)))
     if "highpass" in fam:
         out.append(HighPass(1.0))
-    return out
+    unique = {}
+    for t in out:  # a square at a corner is also the patch family's: searched once
+        unique.setdefault(repr(t), t)
+    return list(unique.values())
 
 
 def as_candidates(items, seed: int = 0) -> list[tuple]:

@@ -70,17 +70,20 @@ def effect_scores(first: np.ndarray, second: np.ndarray, level: float = 0.95) ->
             "specific_first": sf.mean(0)}
 
 
-def rank_candidates(disc: list, allowed: list, flip: bool, ranking: str = "effect", level: float = 0.95) -> list[dict]:
+def rank_candidates(disc: list, allowed: list, flip: bool, ranking: str = "effect", level: float = 0.95,
+                    screened_out=()) -> list[dict]:
     """Every candidate at its best allowed class, best first.
 
     ``disc``: per candidate ``(e_a [m_a, K], e_b [m_b, K])`` discovery log-odds effects;
-    ``allowed``: per candidate the classes it may target; ``flip``: the direction is B − A.
-    Returns dicts ``{"index", "target_class", "score", "t", "effect_diff", "lcb_diff", "specificity"}``
-    sorted by ``score`` (the chosen ranking's) descending, ties by index.
+    ``allowed``: per candidate the classes it may target; ``flip``: the direction is B − A;
+    ``screened_out``: indices that did not pass the screening (:mod:`modeldiff.counterfactual.screen`):
+    ranked after every other candidate, with ``"screened_out": True``.
+    Returns dicts ``{"index", "target_class", "score", "t", "effect_diff", "lcb_diff", "specificity",
+    "screened_out"}`` sorted by ``score`` (the chosen ranking's) descending, ties by index.
     """
     if ranking not in RANKINGS:
         raise ValueError(f"unknown search ranking {ranking!r}; choose from {', '.join(RANKINGS)}")
-    out = []
+    out, dropped = [], frozenset(int(i) for i in screened_out)
     for i, (ea, eb) in enumerate(disc):
         first, second = (eb, ea) if flip else (ea, eb)
         t = t_scores(first, second)
@@ -90,8 +93,9 @@ def rank_candidates(disc: list, allowed: list, flip: bool, ranking: str = "effec
         c = int(cls[np.argmax(score[cls])])
         out.append({"index": i, "target_class": c, "score": float(score[c]), "t": float(t[c]),
                     "effect_diff": float(first[:, c].mean() - second[:, c].mean()),
-                    "lcb_diff": float(eff["lcb_diff"][c]), "specificity": float(eff["specific_first"][c])})
-    out.sort(key=lambda r: (-r["score"], r["index"]))
+                    "lcb_diff": float(eff["lcb_diff"][c]), "specificity": float(eff["specific_first"][c]),
+                    "screened_out": i in dropped})
+    out.sort(key=lambda r: (r["screened_out"], -r["score"], r["index"]))
     return out
 
 

@@ -47,7 +47,9 @@ import torch
 
 from datamodels.base.errors import UserError
 from modeldiff.counterfactual.effect_stats import compare_effects
+from modeldiff.counterfactual.halves import Halves, LoadedModels, input_halves, model_halves, store_halves  # noqa: F401 (re-exported)
 from modeldiff.counterfactual.ranking import DEFAULT_RANKING
+from modeldiff.counterfactual.screen import SCREEN_KEEP, SCREEN_MODELS, Discovery, allowed_classes, kept_indices
 
 DIRECTIONS = ("a_minus_b", "b_minus_a")
 UNIT = "log-odds"  # the unit of ranking, testing and the verdict
@@ -66,13 +68,15 @@ class SearchSettings:
     n_resamples: int = 2000       # bootstrap resamples for the CIs
     seed: int = 0
     ranking: str = DEFAULT_RANKING  # discovery ranking: "effect" or "t" (modeldiff.counterfactual.ranking)
+    screen_keep: int = SCREEN_KEEP  # candidates per direction the screening keeps (0: no screening; Halves.screen)
 
     def __post_init__(self):
         check_search_values(alpha=self.alpha, n_inputs=self.n_inputs, n_confirm=self.n_confirm,
-                            n_resamples=self.n_resamples, level=self.level)
+                            n_resamples=self.n_resamples, level=self.level, screen_keep=self.screen_keep)
 
 
 def check_search_values(*, alpha: float, n_inputs: int, n_confirm: int, n_resamples: int, level: float = 0.95,
+                        screen_keep: int = SCREEN_KEEP, screen_models: int = SCREEN_MODELS,
                         name=lambda key: key) -> None:
     """The one rule for the search's numbers (CLI flags, study YAML, Python): a one-line :class:`UserError`
     naming the setting as ``name(key)`` (e.g. ``--n-inputs`` or ``search.n_inputs``)."""
@@ -85,19 +89,12 @@ def check_search_values(*, alpha: float, n_inputs: int, n_confirm: int, n_resamp
     for key, value, least in (("n_inputs", n_inputs, 2), ("n_confirm", n_confirm, 1), ("n_resamples", n_resamples, 1)):
         if int(value) != value or value < least:
             raise UserError(f"{name(key)} must be an integer >= {least}, got {value}")
-
-
-@dataclass
-class Halves:
-    """Predictors of each algorithm's two disjoint model halves, and the two input halves.
-
-    ``predict_*``: callables ``x[n, C, H, W] -> probabilities [n_models, n, K]``;
-    ``x_*``: inputs ``[n, C, H, W]`` with labels ``y_*`` ``[n]``.
-    """
-    predict_a: tuple          # (discovery, confirmation)
-    predict_b: tuple
-    x: tuple                  # (discovery inputs, confirmation inputs)
-    y: tuple
+    for key, value in (("screen_keep", screen_keep), ("screen_models", screen_models)):
+        if int(value) != value or value < 0:
+            raise UserError(f"{name(key)} must be an integer >= 0 (0: no screening), got {value}")
+    if screen_keep and screen_keep < n_confirm:
+        raise UserError(f"{name('screen_keep')} ({screen_keep}) must be at least {name('n_confirm')} ({n_confirm}), "
+                        "or 0 for no screening")
 
 
 @dataclass
@@ -109,6 +106,7 @@ class DirectionSearch:
     unit: str = UNIT
     ranking: list = field(default_factory=list)     # every candidate at its best class, best first (dicts)
     ranking_rule: str = ""
+    screening: dict = field(default_factory=dict)   # {"models", "keep", "screened_out"} when the screening ran
 
     @property
     def headline(self) -> str:
@@ -119,7 +117,7 @@ class DirectionSearch:
     def to_dict(self) -> dict:
         return {"direction": self.direction, "unit": self.unit, "headline": self.headline,
                 "confirmed": self.confirmed, "tested": self.tested, "candidates_tested": self.candidates_tested,
-                "ranking_rule": self.ranking_rule, "ranking": self.ranking}
+                "ranking_rule": self.ranking_rule, "ranking": self.ranking, "screening": self.screening}
 
 
 def describe(rec: dict) -> str:
@@ -176,7 +174,8 @@ def _effects(control: torch.Tensor, treated: torch.Tensor, y: np.ndarray) -> tup
     return torch.einsum("mik,ik->mk", pt - pc, w).numpy(), torch.einsum("mik,ik->mk", lt - lc, w).numpy()
 
 
-def _discover(predicts: tuple, x: torch.Tensor, y: np.ndarray, candidates: Sequence[tuple], progress) -> tuple[list, list]:
+def _discover(predicts: tuple, x: torch.Tensor, y: np.ndarray, candidates: Sequence[tuple], progress,
+              stage: str = "discovery") -> tuple[list, list]:
     """Discovery log-odds effects per candidate ``(e_a [m, K], e_b [m, K])``: several candidates'
     transformed inputs go through each predictor in one call (at most ``DISCOVERY_BATCH`` inputs); also
     returns the control probabilities of each predictor."""
@@ -186,7 +185,7 @@ def _discover(predicts: tuple, x: torch.Tensor, y: np.ndarray, candidates: Seque
     for s0 in range(0, len(candidates), per):
         if progress and time.monotonic() - said > 2:  # a line every ~2 s, whatever a candidate costs
             said = time.monotonic()
-            progress(f"discovery: candidate {s0 + 1}/{len(candidates)}")
+            progress(f"{stage}: candidate {s0 + 1}/{len(candidates)}")
         group = candidates[s0:s0 + per]
         xt = torch.cat([t(x) for t, _ in group])
         treated = [torch.as_tensor(p(xt)) for p in predicts]
@@ -204,14 +203,30 @@ def search(halves: Halves, candidates: Sequence[tuple], settings: SearchSettings
     """
     if not candidates:
         raise ValueError("the search needs at least one candidate transform")
-    return confirm(halves, candidates, discover(halves, candidates, progress), settings, class_names, progress)
+    keep = (settings or SearchSettings()).screen_keep
+    return confirm(halves, candidates, discover(halves, candidates, progress, keep), settings, class_names, progress)
 
 
-def discover(halves: Halves, candidates: Sequence[tuple], progress=None) -> list:
+def discover(halves: Halves, candidates: Sequence[tuple], progress=None, keep: int = SCREEN_KEEP) -> Discovery:
     """The discovery stage: per candidate ``(e_a [m, K], e_b [m, K])`` log-odds effects on the
-    discovery halves (one pass, whatever the ranking; :func:`confirm` ranks and confirms)."""
+    discovery halves (one pass, whatever the ranking; :func:`confirm` ranks and confirms).
+
+    With ``halves.screen`` and more than ``keep`` candidates, every candidate is first screened on
+    the screening models and only the ``keep`` best of each direction get the full pass
+    (:mod:`modeldiff.counterfactual.screen`); the others keep their screening effects and are marked
+    ``screened_out``.
+    """
     xd, yd = halves.x[0], np.asarray(halves.y[0])
-    return _discover((halves.predict_a[0], halves.predict_b[0]), xd, yd, candidates, progress)[0]
+    full = (halves.predict_a[0], halves.predict_b[0])
+    if halves.screen is None or not keep or len(candidates) <= keep:
+        return Discovery(_discover(full, xd, yd, candidates, progress)[0])
+    first = _discover(tuple(halves.screen), xd, yd, candidates, progress, "screening")[0]
+    kept = kept_indices(first, allowed_classes(candidates, first[0][0].shape[-1]), keep)
+    second = _discover(full, xd, yd, [candidates[i] for i in kept], progress)[0]
+    out = list(first)
+    for i, effects in zip(kept, second):
+        out[i] = effects
+    return Discovery(out, screened_out=sorted(set(range(len(candidates))) - set(kept.tolist())))
 
 
 def confirm(halves: Halves, candidates: Sequence[tuple], disc: list, settings: SearchSettings | None = None,
@@ -219,7 +234,7 @@ def confirm(halves: Halves, candidates: Sequence[tuple], disc: list, settings: S
     """Rank the discovery effects ``disc`` (:func:`discover`) and confirm the top ones, both directions."""
     s = settings or SearchSettings()
     k = disc[0][0].shape[-1]
-    allowed = [np.arange(k) if target is None else np.array([target]) for _, target in candidates]
+    allowed = allowed_classes(candidates, k)
     n_pairs = int(sum(len(a) for a in allowed))
     out = {}
     conf_ctrl = {}
@@ -228,7 +243,7 @@ def confirm(halves: Halves, candidates: Sequence[tuple], disc: list, settings: S
 
     for direction in DIRECTIONS:
         flip = direction == "b_minus_a"
-        ranked = rank_candidates(disc, allowed, flip, s.ranking, s.level)
+        ranked = rank_candidates(disc, allowed, flip, s.ranking, s.level, getattr(disc, "screened_out", ()))
         for r, row in enumerate(ranked, 1):
             row.update(rank=r, label=short_label(candidates[row["index"]][0]))
         picked = ranked[: s.n_confirm]
@@ -248,8 +263,17 @@ def confirm(halves: Halves, candidates: Sequence[tuple], disc: list, settings: S
                 r["confirmed"] = bool(a < s.alpha and lo_a["ci_low"] is not None and lo_a["ci_low"] > 0)
         confirmed = sorted((r for r in tested if r["confirmed"]),
                            key=lambda r: -r["effects"]["log-odds"]["diff"]["mean"])
-        out[direction] = DirectionSearch(direction, confirmed, tested, n_pairs, ranking=ranked, ranking_rule=s.ranking)
+        out[direction] = DirectionSearch(direction, confirmed, tested, n_pairs, ranking=ranked, ranking_rule=s.ranking,
+                                         screening=_screening(disc, s.screen_keep))
     return out
+
+
+def _screening(disc, keep: int) -> dict:
+    """What the screening did: models per algorithm it used, candidates kept per direction, candidates it dropped."""
+    dropped = sorted(getattr(disc, "screened_out", ()))
+    if not dropped:
+        return {}
+    return {"models": int(disc[dropped[0]][0].shape[0]), "keep": int(keep), "screened_out": len(dropped)}
 
 
 def _confirm(transform, c: int, halves: Halves, cache: dict, flip: bool, s: SearchSettings, class_names) -> dict:
@@ -287,61 +311,6 @@ def _params(t) -> dict:
     for k, v in dict(getattr(t, "params", {})).items():
         out[k] = list(v) if isinstance(v, tuple) else (f"tensor{tuple(v.shape)}" if isinstance(v, torch.Tensor) else v)
     return out
-
-
-# -- building the halves from stores ----------------------------------------------------------------
-
-def model_halves(rows: Sequence[int]) -> tuple[list[int], list[int]]:
-    """Discovery = first half of the rows, confirmation = the second half."""
-    rows = [int(r) for r in rows]
-    if len(rows) < 4:
-        from datamodels.base.errors import UserError
-        raise UserError(f"the search needs at least 4 models with saved weights per algorithm, got {len(rows)}")
-    return rows[: len(rows) // 2], rows[len(rows) // 2:]
-
-
-def input_halves(y: np.ndarray, n_per_half: int, seed: int, rows=None) -> tuple[np.ndarray, np.ndarray]:
-    """Two disjoint random sets of test rows (from ``rows``, default all), at most ``n_per_half`` each."""
-    rows = np.arange(len(y)) if rows is None else np.asarray(rows)
-    perm = np.random.default_rng(seed).permutation(rows)
-    half = min(n_per_half, len(perm) // 2)
-    return np.sort(perm[:half]), np.sort(perm[half:2 * half])
-
-
-class LoadedModels:
-    """Predictor over some of a store's models, loaded once (the search calls it hundreds of
-    times): ``x[n, C, H, W] -> probabilities [n_models, n, K]`` (softmax in float64)."""
-
-    def __init__(self, store, indices, device="cpu", batch_size: int = 512, per_pass: int = 16):
-        self.nets = [store.load_ensemble(list(indices[i:i + per_pass]), device)
-                     for i in range(0, len(indices), per_pass)]
-        self.device, self.batch_size, self.indices = device, batch_size, list(indices)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        from datamodels.training.ensemble_trainer import predict_logits
-
-        outs = []
-        for net in self.nets:
-            dtype = next(net.parameters()).dtype
-            outs.append(predict_logits(net, torch.as_tensor(x), self.device, dtype, self.batch_size).double()
-                        .softmax(-1).cpu())
-        return torch.cat(outs, 0)
-
-
-def store_halves(store_a, store_b, data, *, n_inputs: int = 400, seed: int = 0, device="cpu", rows=None,
-                 max_models: int | None = None) -> Halves:
-    """:class:`Halves` from two stores: model halves by :func:`model_halves` (at most
-    ``max_models`` each), inputs by :func:`input_halves` (from test ``rows``, default all)."""
-    preds = []
-    for store in (store_a, store_b):
-        usable = [int(i) for i in store.valid_indices(warn=False) if store.has_weights(int(i))]
-        d, c = model_halves(usable)
-        d, c = (d[:max_models], c[:max_models]) if max_models else (d, c)
-        preds.append((LoadedModels(store, d, device), LoadedModels(store, c, device)))
-    y = data.y_test.numpy()
-    i1, i2 = input_halves(y, n_inputs, seed, rows)
-    x = (data.x_test[torch.from_numpy(i1)], data.x_test[torch.from_numpy(i2)])
-    return Halves(preds[0], preds[1], x, (y[i1], y[i2]))
 
 
 def overlay_candidates(fits: dict, x_train, y_train, n_components: int = 3, top_k: int = 40,

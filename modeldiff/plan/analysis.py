@@ -113,15 +113,21 @@ def predict_null(cost: DiffCost, shape, base_rss: int) -> dict:
 
 
 def predict_search(costs: dict, shape, base_rss: int, weights_bytes: int) -> dict:
-    """Per algorithm every candidate (and a control) on the discovery half, ``n_confirm`` per direction (and a
-    control) on the confirmation half; the confirmed candidates' bootstrap comparisons."""
+    """Per algorithm every candidate (and a control) on the discovery half — or, with screening
+    (:mod:`modeldiff.counterfactual.screen`), every candidate on the screening models and at most
+    ``2 * screen_keep`` on the discovery half — ``n_confirm`` per direction (and a control) on the
+    confirmation half; the confirmed candidates' bootstrap comparisons."""
     sp, n = shape.cfg.search, shape.counts
     first = shape.models // 2  # modeldiff.counterfactual.search.model_halves: the first half discovers
     disc, conf = min(first, sp.models or shape.models), min(shape.models - first, sp.models or shape.models)
+    cands = n["search_candidates"]
+    screens = bool(sp.screen_models and sp.screen_keep and disc > sp.screen_models and cands > sp.screen_keep)
+    evaluations = ((cands + 1) * sp.screen_models + (min(cands, 2 * sp.screen_keep) + 1) * disc if screens
+                   else (cands + 1) * disc)
     seconds = 0.0
     for c in costs.values():
-        seconds += c.load * (disc + conf) + c.search * n["search_inputs"] / max(1, c.search_inputs) * (
-            (n["search_candidates"] + 1) * disc + (2 * sp.n_confirm + 1) * conf)
+        seconds += c.load * (disc + conf + (sp.screen_models if screens else 0)) + \
+            c.search * n["search_inputs"] / max(1, c.search_inputs) * (evaluations + (2 * sp.n_confirm + 1) * conf)
     boot = max(c.bootstrap for c in costs.values()) * sp.n_resamples / CAL_BOOT_RESAMPLES
     return stage(seconds + 2 * sp.n_confirm * 2 * boot, base_rss + 2 * (disc + conf) * weights_bytes)
 

@@ -28,6 +28,7 @@ from datamodels.base import strict_yaml
 from datamodels.base.errors import UserError
 from datamodels.training.recipe import Recipe, _build, load_recipe, recipe_from_dict
 from modeldiff.counterfactual.ranking import DEFAULT_RANKING, RANKINGS
+from modeldiff.counterfactual.screen import SCREEN_KEEP, SCREEN_MODELS
 
 
 @dataclass
@@ -118,9 +119,8 @@ class SearchSpec:
     """Confirmatory transformation search (see modeldiff.counterfactual.search)."""
     enabled: bool = True
     families: list = field(default_factory=list, metadata={
-        "help": "generic families to search (default all but stroke, which multiplies the candidates ~10x): "
-                "patch, stroke, tint, grayscale, blur, contrast, sharpen, shift, "
-                "lowpass, highpass"})
+        "help": "generic families to search (default all): patch, stroke, square, tint, grayscale, blur, contrast, "
+                "sharpen, shift, lowpass, highpass"})
     n_confirm: int = field(default=5, metadata={"help": "top discovery candidates confirmed per direction"})
     alpha: float = field(default=0.05, metadata={"help": "family-wise level of the Holm-adjusted confirmation"})
     n_inputs: int = field(default=200, metadata={"help": "test inputs per half (discovery / confirmation)"})
@@ -136,6 +136,10 @@ class SearchSpec:
     seed: int = 0
     ranking: str = field(default=DEFAULT_RANKING, metadata={
         "help": "discovery ranking: effect (lower bound of the class-specific log-odds effect) or t"})
+    screen_models: int = field(default=SCREEN_MODELS, metadata={
+        "help": "models per algorithm of the screening pass over every candidate (0: no screening)"})
+    screen_keep: int = field(default=SCREEN_KEEP, metadata={
+        "help": "candidates per direction the screening passes to the full discovery pass"})
 
     def __post_init__(self):
         if self.ranking not in RANKINGS:

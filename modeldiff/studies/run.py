@@ -59,7 +59,8 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     signal_quarters, null_signal_q95 in place of the ratios; ``summary["components_estimator"]``
     says which estimator made the components), the search's ``confirmed`` list,
     ``candidates_tested``, ``headline`` and the whole discovery ranking (``search_ranking``, best first, by
-    ``search_ranking_rule``); ``summary["verdict"]`` states the conclusion.
+    ``search_ranking_rule``; ``search_screening``: what the screening pass kept, see
+    :mod:`modeldiff.counterfactual.screen`); ``summary["verdict"]`` states the conclusion.
     """
     from modeldiff.report import write_report
     from modeldiff.studies.validate import validate_study
@@ -253,7 +254,7 @@ def direction_summary(d, report: Path | None, calibration=None, searched=None) -
         s = searched.to_dict()
         out.update({"headline": s["headline"], "confirmed": s["confirmed"], "candidates_tested": s["candidates_tested"],
                     "search_unit": s["unit"], "search_tested": s["tested"], "search_ranking_rule": s["ranking_rule"],
-                    "search_ranking": s["ranking"]})
+                    "search_ranking": s["ranking"], "search_screening": s["screening"]})
     return out
 
 
