@@ -65,5 +65,7 @@ def run(args) -> int:
     print(f"{recipe.name}: {s['done']}/{s['models']} models done, {s['diverged']} diverged, "
           f"{s['pending']} pending, {s['corrupted']} corrupted; test accuracy "
           f"{100 * s['accuracy_mean']:.2f} ± {100 * s['accuracy_std']:.2f} %; eta/B = {s['noise_temperature']:.3g}")
+    if store.fit_line():
+        print(store.fit_line())
     print(f"store: {os.path.abspath(args.out)}")
     return 0 if s["pending"] == 0 else 1
