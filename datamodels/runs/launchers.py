@@ -190,6 +190,9 @@ def fill_store(store: Store, device: str = "cpu", ensemble_size: int = ENSEMBLE_
     from datamodels.runs.runner import exclusive
 
     LAUNCHERS.check(launcher, key="launcher")  # before the store is locked or touched
+    if store.metadata.get("checkpoint_of"):
+        raise UserError(f"{store.path} holds models taken from checkpoints of {store.metadata['checkpoint_of']['store']}"
+                        f": it is not trained; train the parent store instead")
     refuse_python_only_in_workers(store, launcher, workers)
     with exclusive(store):
         store.make_writable().fix_ensemble_size(ensemble_size)
