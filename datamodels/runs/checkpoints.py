@@ -26,15 +26,21 @@ from datamodels.store.store import Store
 log = get_logger(__name__)
 
 
-def tags_at_loss(store: Store, target: float) -> dict[int, str]:
+def tags_at_loss(store: Store, target: float, rule: str = "first_below") -> dict[int, str]:
     """``{row: tag}``: for each valid model, its first kept checkpoint (by epoch) whose training loss is
-    at or below ``target`` (a model that never got there is left out)."""
+    at or below ``target`` (``rule="first_below"``, as ``until`` stops; a model that never got there is
+    left out), or its kept checkpoint whose loss is closest to ``target`` (``rule="closest"``)."""
     rec = store.fit_values("checkpoint_records")
     if rec is None:
         raise UserError(f"store {store.path} keeps no checkpoints: train it with keep_checkpoints (e.g. ['all'])")
     tags, out = store.checkpoint_tags(), {}
-    for k, i in enumerate(store.valid_indices(warn=False)):
-        epochs, losses = rec[k, :, 0], rec[k, :, 2]
+    rec = np.asarray(store.arrays["checkpoint_records"])
+    for i in store.valid_indices(warn=False):
+        epochs, losses = rec[int(i), :, 0], rec[int(i), :, 2]
+        if rule == "closest":
+            if np.isfinite(losses).any():
+                out[int(i)] = tags[int(np.nanargmin(np.abs(losses - target)))]
+            continue
         ok = [j for j in np.argsort(np.where(np.isnan(epochs), np.inf, epochs)) if losses[j] <= target]
         if ok:
             out[int(i)] = tags[int(ok[0])]

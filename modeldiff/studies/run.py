@@ -75,11 +75,17 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     inputs, data = _setup(cfg, setup, data, inputs, out, device, data_dir, method)
     rows = {key: resolve_rows(getattr(cfg, key).rows, inputs.row_sets, data.n_test, f"{key}.rows")
             for key in ("search", "counterfactual")}
-    recipes = inputs.recipes
+    from modeldiff.studies.match import fit_entries, match_stores, with_checkpoints
+
+    recipes = with_checkpoints(cfg, inputs.recipes or cfg.recipes(data_dir))
     stage = _stages(4 + cfg.calibration.enabled + cfg.search.enabled + (cfg.diagnostics.models > 0))
     stage(f"training both algorithms ({cfg.models} models each)" if given == (None, None) else
           "training the algorithms given as recipes; models given as ModelSets are used as they are")
     stores = train_algorithms(cfg, data, out, device, data_dir, recipes, given, allow_changed_code)
+    matched = None
+    if cfg.match.active:
+        stores, matched = match_stores(cfg, stores, recipes, data, out, device)
+        log.info(f"  {matched['statement']}")
     stage(f"attributing both algorithms ({method or cfg.attribution.method})")
     if cfg.calibration.enabled:
         scores_a, scores_b, halves = attribute_with_null(cfg, stores, out, device, method)
@@ -107,7 +113,9 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
         s = store.summary()
         summary["algorithms"][tag] = {"label": label, "accuracy": s["accuracy_mean"], "accuracy_std": s["accuracy_std"],
                               "noise_temperature": s["noise_temperature"], "models": s["done"],
-                              "diverged": s["diverged"]}
+                              "diverged": s["diverged"], **fit_entries(store, data.y_test.numpy())}
+    if matched is not None:
+        summary["match"] = matched
     for d in directions:
         summary["directions"][d.name] = direction_summary(d, None, calibration, searched.get(d.name))
     if calibration is not None:
@@ -137,7 +145,8 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
                           counterfactuals=d.counterfactuals, sweeps=d.sweeps, names=names,
                           title=f"{cfg.name}: {names[0]} minus {names[1]}",
                           meta={"study": cfg.name, "method": summary["method"]},
-                          verdict=direction_sentences(summary["directions"][d.name], *names),
+                          verdict=[*_as_list(direction_sentences(summary["directions"][d.name], *names)),
+                                   *([summary["match"]["statement"]] if matched else [])],
                           algorithms=summary["algorithms"],
                           calibration=summary["directions"][d.name].get("components"),
                           search=searched.get(d.name), direction=d.name, diagnostics=diagnostics,
@@ -250,13 +259,29 @@ def direction_summary(d, report: Path | None, calibration=None, searched=None) -
     return out
 
 
+def _as_list(sentences) -> list:
+    return [sentences] if isinstance(sentences, str) else list(sentences or [])
+
+
+def _losses(alg: dict) -> str:
+    """``, training loss L [lo, hi], test loss ...`` of one algorithm's summary entry (empty when unknown)."""
+    out = ""
+    for key, name in (("train_loss", "training loss"), ("test_loss", "test loss")):
+        e = alg.get(key)
+        if e:
+            out += f", {name} {e['mean']:.4g} [{e['ci_low']:.4g}, {e['ci_high']:.4g}]"
+    return out
+
+
 def format_summary(summary: dict) -> str:
     """A short human-readable summary."""
     a, b = summary["algorithms"]["a"], summary["algorithms"]["b"]
     lines = [f"study {summary['study']} on {summary['dataset']} ({summary['method']} attributions)"]
     for alg in (a, b):
         lines.append(f"  {alg['label']:>12s}: accuracy {100 * alg['accuracy']:.2f} ± {100 * alg['accuracy_std']:.2f} % "
-                     f"over {alg['models']} models, eta/B = {alg['noise_temperature']:.3g}")
+                     f"over {alg['models']} models, eta/B = {alg['noise_temperature']:.3g}{_losses(alg)}")
+    if summary.get("match"):
+        lines.append("  " + summary["match"]["statement"])
     for name, (x, y) in (("a_minus_b", (a, b)), ("b_minus_a", (b, a))):
         d = summary["directions"][name]
         lines.append(f"  {x['label']} − {y['label']}: top components (explained variance {x['label']} vs {y['label']}):")
