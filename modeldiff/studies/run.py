@@ -122,7 +122,7 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
         summary["null"] = {k: v for k, v in calibration.to_dict().items() if k != "directions"}
     summary["verdict"] = verdict(summary)
     summary["warnings"] = study_warnings(summary, data.y_test.numpy(), _attribution_models(cfg, stores, method),
-                                         found_warnings(stores, data, (label_a, label_b)), calibration)
+                                         found_warnings(stores, data, (label_a, label_b), matched), calibration)
     if diagnostics is not None:
         from modeldiff.studies.diagnostics import summary_entry
         summary["diagnostics"] = summary_entry(diagnostics)
@@ -156,7 +156,7 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
             np.save(fh, d.fit.components_)
         summary["directions"][d.name] = direction_summary(d, report, calibration, searched.get(d.name))
     summary["warnings"] = study_warnings(summary, data.y_test.numpy(), _attribution_models(cfg, stores, method),
-                                         found_warnings(stores, data, (label_a, label_b)), calibration)
+                                         found_warnings(stores, data, (label_a, label_b), matched), calibration)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=float))
     return summary
 
@@ -190,16 +190,19 @@ def _attribution_models(cfg, stores, method) -> int:
     return int(min(len(s.valid_indices(warn=False)) for s in stores))
 
 
-def found_warnings(stores, data, labels) -> list[dict]:
-    """Warnings known from the stores themselves: changed user code, diverged models and their cause."""
-    from modeldiff.studies.guards import code_changed, diverged
+def found_warnings(stores, data, labels, match: dict | None = None) -> list[dict]:
+    """Warnings known from the stores themselves: changed user code, diverged models and their cause,
+    models that reached max_epochs before their until target, and a fit matching outside its band."""
+    from modeldiff.studies.guards import code_changed, diverged, fit_not_matched, max_epochs_first
 
-    out = []
+    out = [fit_not_matched(match)]
     for store, label in zip(stores, labels):
         changes = getattr(store, "code_changes", lambda: [])()
         out.append(code_changed(str(getattr(store, "path", label)), changes))
         s = store.summary()
         out.append(diverged(label, s["diverged"], s["models"], None))
+        if s.get("fit_hit_max"):
+            out.append(max_epochs_first(label, s["fit_hit_max"], s["done"], store.recipe.until.max_epochs))
     return [w for w in out if w]
 
 
