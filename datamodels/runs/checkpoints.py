@@ -36,15 +36,28 @@ def tags_at_loss(store: Store, target: float, rule: str = "first_below") -> dict
     tags, out = store.checkpoint_tags(), {}
     rec = np.asarray(store.arrays["checkpoint_records"])
     for i in store.valid_indices(warn=False):
-        epochs, losses = rec[int(i), :, 0], rec[int(i), :, 2]
-        if rule == "closest":
-            if np.isfinite(losses).any():
-                out[int(i)] = tags[int(np.nanargmin(np.abs(losses - target)))]
-            continue
-        ok = [j for j in np.argsort(np.where(np.isnan(epochs), np.inf, epochs)) if losses[j] <= target]
-        if ok:
-            out[int(i)] = tags[int(ok[0])]
+        j = pick_checkpoint(rec[int(i), :, 0], rec[int(i), :, 2], target, rule)
+        if j is not None:
+            out[int(i)] = tags[j]
     return out
+
+
+def pick_checkpoint(epochs, losses, target: float, rule: str = "first_below") -> int | None:
+    """Index of the checkpoint to take among one model's ``epochs[C]`` / ``losses[C]`` (NaN = not kept):
+    the earliest at or below ``target`` (``first_below``), or the one closest to it (``closest``);
+    None when there is none."""
+    epochs, losses = np.asarray(epochs, dtype=np.float64), np.asarray(losses, dtype=np.float64)
+    kept = np.isfinite(losses) & np.isfinite(epochs)
+    if not kept.any():
+        return None
+    if rule == "closest":
+        return int(np.argmin(np.where(kept, np.abs(losses - target), np.inf)))
+    if rule != "first_below":
+        raise ValueError(f"rule must be first_below or closest, got {rule!r}")
+    below = kept & (losses <= target)
+    if not below.any():
+        return None
+    return int(np.argmin(np.where(below, epochs, np.inf)))
 
 
 def store_at_checkpoint(store: Store, out, tags, data=None) -> Store:
