@@ -11,11 +11,13 @@ from modeldiff.cli.study import add_allow_changed_code
 
 def add_parser(subparsers) -> None:
     from datamodels.runs.names import LAUNCHERS
+    from datamodels.training.fit import UNTIL_TEXT
     from datamodels.training.schedule import DEFAULT_TEXT
 
     p = subparsers.add_parser("train", help="train many models of one recipe on random subsets into a store",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                              epilog=f"learning-rate schedule (recipe key optim.schedule), by default {DEFAULT_TEXT}")
+                              epilog=f"learning-rate schedule (recipe key optim.schedule), by default {DEFAULT_TEXT}. "
+                                     f"{UNTIL_TEXT}")
     p.add_argument("recipe", help="recipe YAML file, or 'default' for the embedded digits recipe")
     p.add_argument("--out", required=True, help="store directory (created, or resumed when it exists)")
     p.add_argument("--models", type=int, default=MODELS, help="number of models N")
