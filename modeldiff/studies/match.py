@@ -114,6 +114,15 @@ def fit_entries(store, y_test) -> dict:
     return {"train_loss": None if tl is None else mean_ci(tl), "test_loss": None if te is None else mean_ci(te)}
 
 
+def study_store(out, tag: str):
+    """Path of algorithm ``tag``'s store in a finished study folder: ``store_<tag>_matched`` when the study
+    matched that algorithm's fit, else ``store_<tag>``."""
+    from pathlib import Path
+
+    matched = Path(out) / f"store_{tag}_matched"
+    return matched if (matched / "metadata.json").is_file() else Path(out) / f"store_{tag}"
+
+
 def with_checkpoints(cfg, recipes):
     """The recipes a ``stop_faster`` study trains: each keeps a checkpoint every epoch."""
     if not (cfg.match.active and cfg.match.method == "stop_faster"):
