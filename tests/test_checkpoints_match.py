@@ -132,6 +132,10 @@ def test_summary_reports_training_losses_and_the_matching(tmp_path, method):
     m = summary["match"]
     assert m["method"] == method and m["slower"] == "b" and m["statement"] in run.stdout
     assert ("within 5 %" in m["statement"]) and isinstance(m["within_5_percent"], bool)
+    if method == "train_slower":  # the retrained models: how many met the target, how many reached max_epochs
+        until = summary["algorithms"][m["slower"]]["until"]
+        assert until["max_epochs"] == 12 and until["train_loss"] == pytest.approx(m["target_loss"])
+        assert until["met"] + until["hit_max_epochs"] == summary["algorithms"][m["slower"]]["models"]
     moved = m["slower"] if method == "train_slower" else m["faster"]
     assert (tmp_path / "out" / f"store_{moved}_matched").is_dir()
     after = {t: summary["algorithms"][t]["train_loss"]["mean"] for t in "ab"}

@@ -108,10 +108,17 @@ def test_losses(store, y_test) -> np.ndarray | None:
 
 
 def fit_entries(store, y_test) -> dict:
-    """``{train_loss, test_loss}`` entries of one algorithm in summary.json (None when unknown)."""
+    """``{train_loss, test_loss}`` entries of one algorithm in summary.json (None when unknown), and ``until``
+    (its target and the models that met it or reached max_epochs first) when its recipe trains to a target."""
     tl = train_losses(store)
     te = test_losses(store, y_test)
-    return {"train_loss": None if tl is None else mean_ci(tl), "test_loss": None if te is None else mean_ci(te)}
+    out = {"train_loss": None if tl is None else mean_ci(tl), "test_loss": None if te is None else mean_ci(te)}
+    recipe = getattr(store, "recipe", None)
+    if recipe is not None and recipe.until.active:  # models that reached max_epochs first: counted, never mixed in silently
+        counts = store.fit_counts()
+        out["until"] = {"train_loss": recipe.until.train_loss, "train_accuracy": recipe.until.train_accuracy,
+                        "max_epochs": recipe.until.max_epochs, "met": counts["met"], "hit_max_epochs": counts["hit_max"]}
+    return out
 
 
 def study_store(out, tag: str):
