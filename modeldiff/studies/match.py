@@ -82,6 +82,7 @@ def relative_difference(slower, faster, seed: int = 0) -> dict:
     rel = (bs - bf) / bf
     out = {"mean": float((s.mean() - f.mean()) / f.mean()), "ci_low": float(np.quantile(rel, 0.025)),
            "ci_high": float(np.quantile(rel, 0.975))}
+    out["estimate_within"] = bool(abs(out["mean"]) <= TOLERANCE)
     out["within"] = bool(-TOLERANCE <= out["ci_low"] and out["ci_high"] <= TOLERANCE)
     return out
 
@@ -187,7 +188,12 @@ def match_stores(cfg, stores, recipes, data, out, device) -> tuple[list, dict]:
 def match_statement(info: dict) -> str:
     """One sentence on the matching (which method; the losses within 5 % or not)."""
     rel = info["relative_difference"]
-    verdict = ("within 5 % of each other" if rel["within"] else "NOT within 5 % of each other")
+    if rel["within"]:
+        verdict = "within 5 % of each other"
+    elif abs(rel["mean"]) <= TOLERANCE:
+        verdict = "NOT shown within 5 % of each other (the estimate is, its 95 % CI is not inside ±5 %)"
+    else:
+        verdict = "NOT within 5 % of each other"
     after = info["train_loss_after"]
     extra = ""
     if info.get("hit_max_epochs"):
