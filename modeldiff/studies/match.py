@@ -115,7 +115,8 @@ def fit_entries(store, y_test) -> dict:
     te = test_losses(store, y_test)
     out = {"train_loss": None if tl is None else mean_ci(tl), "test_loss": None if te is None else mean_ci(te)}
     recipe = getattr(store, "recipe", None)
-    if recipe is not None and recipe.until.active:  # models that reached max_epochs first: counted, never mixed in silently
+    until = getattr(recipe, "until", None)
+    if getattr(until, "active", False) and hasattr(store, "fit_counts"):  # counted, never mixed in silently
         counts = store.fit_counts()
         out["until"] = {"train_loss": recipe.until.train_loss, "train_accuracy": recipe.until.train_accuracy,
                         "max_epochs": recipe.until.max_epochs, "met": counts["met"], "hit_max_epochs": counts["hit_max"]}
