@@ -65,6 +65,10 @@ def train_ensemble(recipe: Recipe, data: Dataset, masks: torch.Tensor, seeds, de
         batches: optional iterator factory ``batches(epoch) -> iterable of (x[M, b, C, H, W],
             y[M, b])`` replacing the on-device gather (the FFCV path uses it).
         progress: optional callable ``progress(n_steps_done)``.
+
+    With ``recipe.until`` every member trains until all have met the target (or ``max_epochs``), and a
+    member that met it earlier is restored to its weights of that epoch; the fit records and kept
+    checkpoints are in ``result.fit`` (:mod:`datamodels.training.fit`).
     """
     device = torch.device(device)
     masks = torch.as_tensor(masks, dtype=torch.bool)
