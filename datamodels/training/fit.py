@@ -27,12 +27,6 @@ import torch
 from datamodels.base.errors import UserError
 
 NO_TARGET, REACHED, HIT_MAX = 0, 1, 2  # fit_status per model
-UNTIL_TEXT = ("training to a fit (recipe key until: {train_loss: L and/or train_accuracy: A, max_epochs: E}): each "
-              "model stops at the first epoch end where its eval-mode loss (the recipe's loss, no augmentation) on its "
-              "own training subset is <= L; the learning-rate schedule is laid over max_epochs, so a model that never "
-              "meets the target trains as epochs: E would, and one that meets it stops part-way through the schedule; "
-              "models that reach max_epochs first are kept and counted. keep_checkpoints: [5, {train_loss: 0.5}, all] "
-              "keeps checkpoints; `modeldiff checkpoint` makes a store of the models at one")
 
 
 def _positive_number(key: str, value, upper: float | None = None) -> float | None:

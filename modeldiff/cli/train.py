@@ -11,8 +11,7 @@ from modeldiff.cli.study import add_allow_changed_code
 
 def add_parser(subparsers) -> None:
     from datamodels.runs.names import LAUNCHERS
-    from datamodels.training.fit import UNTIL_TEXT
-    from datamodels.training.schedule import DEFAULT_TEXT
+    from datamodels.training.schedule import DEFAULT_TEXT, UNTIL_TEXT
 
     p = subparsers.add_parser("train", help="train many models of one recipe on random subsets into a store",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter,
