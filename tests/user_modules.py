@@ -118,3 +118,23 @@ def dict_train_fn(model, x, y, *, seed, device, recipe):
 def shape_train_fn(model, x, y, *, seed, device, recipe):
     dtype = x.dtype if x.is_floating_point() else torch.float32
     return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(x.shape[1:]), 3)).to(dtype)  # 3 classes, not 10
+
+
+def until_train_fn(model, x, y, *, seed, device, recipe):
+    """Trains epoch by epoch until ``recipe.until.train_loss`` (eval-mode loss on x, y) or
+    ``recipe.until.max_epochs``; reports the epochs and steps it ran."""
+    opt = torch.optim.SGD(model.parameters(), lr=recipe.optim.lr)
+    steps, epochs = 0, 0
+    while epochs < recipe.until.max_epochs:
+        epochs += 1
+        model.train()
+        for start in range(0, len(x), recipe.batch_size):
+            opt.zero_grad()
+            F.cross_entropy(model(x[start:start + recipe.batch_size]), y[start:start + recipe.batch_size]).backward()
+            opt.step()
+            steps += 1
+        model.eval()
+        with torch.no_grad():
+            if float(F.cross_entropy(model(x), y)) <= recipe.until.train_loss:
+                break
+    return model, {"epochs": epochs, "steps": steps}

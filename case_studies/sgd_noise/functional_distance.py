@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -93,8 +92,9 @@ def functional_distance(logits_a: np.ndarray, logits_b: np.ndarray, y: np.ndarra
 def from_study(out_dir, **kwargs) -> dict:
     """:func:`functional_distance` of a finished study folder's ``store_a`` (A) and ``store_b`` (B)."""
     from datamodels.store.store import Store
+    from modeldiff.studies.match import study_store
 
-    stores = [Store.open(Path(out_dir) / f"store_{t}") for t in "ab"]
+    stores = [Store.open(study_store(out_dir, t)) for t in "ab"]  # store_X_matched of a matched study
     y = stores[0].load_dataset().y_test.numpy()
     logits = [np.asarray(s.test_logits)[s.valid_indices()] for s in stores]
     return functional_distance(logits[0], logits[1], y, **kwargs)

@@ -33,10 +33,11 @@ def paper_direction(out_dir, sizes=(2, 4, 6, 8, 10), n_test: int = 300, seed: in
     from datamodels.store.store import Store
     from modeldiff.counterfactual.effects import patch_size_sweep, store_predictor
     from modeldiff.counterfactual.transforms.spec import parse_transform
+    from modeldiff.studies.match import study_store
     from modeldiff.studies.pipeline import counterfactual_inputs
 
     out_dir = Path(out_dir)
-    st_high, st_low = Store.open(out_dir / f"store_{high}"), Store.open(out_dir / f"store_{low}")
+    st_high, st_low = Store.open(study_store(out_dir, high)), Store.open(study_store(out_dir, low))  # matched if so
     data = st_high.load_dataset()
     names = [str(c) for c in data.class_names]
     pred_low, pred_high = store_predictor(st_low, device=device), store_predictor(st_high, device=device)
@@ -61,7 +62,8 @@ def paper_direction(out_dir, sizes=(2, 4, 6, 8, 10), n_test: int = 300, seed: in
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("study_out", help="a finished study folder (store_a = high noise, store_b = low noise)")
+    ap.add_argument("study_out", help="a finished study folder (store_a = high noise, store_b = low noise; "
+                    "store_X_matched instead when the study matched fit)")
     ap.add_argument("--sizes", default="2,4,6,8,10")
     ap.add_argument("--n-test", type=int, default=300)
     ap.add_argument("--device", default="cpu")

@@ -60,7 +60,7 @@ def chunk_steps(store: Store, data: Dataset, chunk) -> int | None:
     if _backend(store) not in ("ensemble", "vmap"):
         return None
     m = int(store.masks[int(chunk[0])].sum())
-    return steps_per_epoch(m, store.recipe) * store.recipe.epochs
+    return steps_per_epoch(m, store.recipe) * store.recipe.train_epochs
 
 
 def _backend(store: Store) -> str | None:
@@ -190,6 +190,9 @@ def fill_store(store: Store, device: str = "cpu", ensemble_size: int = ENSEMBLE_
     from datamodels.runs.runner import exclusive
 
     LAUNCHERS.check(launcher, key="launcher")  # before the store is locked or touched
+    if store.metadata.get("checkpoint_of"):
+        raise UserError(f"{store.path} holds models taken from checkpoints of {store.metadata['checkpoint_of']['store']}"
+                        f": it is not trained; train the parent store instead")
     refuse_python_only_in_workers(store, launcher, workers)
     with exclusive(store):
         store.make_writable().fix_ensemble_size(ensemble_size)
@@ -205,4 +208,7 @@ def fill_store(store: Store, device: str = "cpu", ensemble_size: int = ENSEMBLE_
                           desc=f"training {store.recipe.name}", dynamic_ncols=True) as bar:
             run = LAUNCHERS.get(launcher, key="launcher")
             pids = run(store, chunks, device, workers, dataset, bar, address=address)
-    return {**store.summary(), "worker_pids": pids}
+    summary = store.summary()
+    if summary["fit_hit_max"]:  # never silently mixed: said where every caller sees it
+        log.warning(f"warning: {store.fit_line()}")
+    return {**summary, "worker_pids": pids}

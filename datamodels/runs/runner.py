@@ -59,6 +59,9 @@ def train_chunk(store_path: str, indices, device: str = "cpu", dataset: Dataset 
     result = train_models(store.recipe, data, masks, seeds, device, init_state=load_init_state(store),
                           train_margins="train_margins" in store.arrays, batches=batches, progress=progress,
                           search_path=search_path)
+    from datamodels.store.fit_rows import fit_row
+
+    tags = store.checkpoint_tags()
     for j, i in enumerate(indices):
         if i not in todo:
             continue
@@ -67,6 +70,7 @@ def train_chunk(store_path: str, indices, device: str = "cpu", dataset: Dataset 
             accuracy=float(result.accuracy[j]), diverged=bool(result.diverged[j]),
             train_margins=None if result.train_margins is None else result.train_margins[j].numpy(),
             state_dict=result.state_dict(j) if store.keeps_weights(i) else None,
+            fit=None if result.fit is None else fit_row(result.fit, j, tags),
         )
     return todo
 

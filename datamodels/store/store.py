@@ -47,6 +47,7 @@ from datamodels.base.log import get_logger
 from datamodels.data.dataset import Dataset
 from datamodels.store import verify as _verify
 from datamodels.store.fingerprints import check_code, code_changes
+from datamodels.store.fit_rows import FIT_ARRAYS, StoreFit, fit_arrays
 from datamodels.store.metadata import build_metadata, check_compatible
 from datamodels.store.models import StoreModels
 from datamodels.training.recipe import Recipe, recipe_from_dict
@@ -54,10 +55,13 @@ from datamodels.training.recipe import Recipe, recipe_from_dict
 log = get_logger(__name__)
 
 PENDING, DONE, DIVERGED = 0, 1, 2
-CHECKED_ARRAYS = ("masks", "test_margins", "test_logits", "train_margins", "accuracy", "seeds", "weight_records")
+CHECKED_ARRAYS = ("masks", "test_margins", "test_logits", "train_margins", "accuracy", "seeds", "weight_records",
+                  *FIT_ARRAYS)
 
 
-def array_spec(n_models: int, n_train: int, n_test: int, n_classes: int, train_margins: bool) -> dict:
+def array_spec(n_models: int, n_train: int, n_test: int, n_classes: int, train_margins: bool, epochs: int = 1,
+               n_checkpoints: int = 0) -> dict:
+    """The store's arrays ``{name: {shape, dtype}}`` (``epochs``/``n_checkpoints``: of its fit records)."""
     spec = {
         "masks": ([n_models, n_train], "bool"),
         "seeds": ([n_models], "int64"),
@@ -70,6 +74,7 @@ def array_spec(n_models: int, n_train: int, n_test: int, n_classes: int, train_m
     }
     if train_margins:
         spec["train_margins"] = ([n_models, n_train], "float32")
+    spec.update(fit_arrays(n_models, epochs, n_checkpoints))
     return {k: {"shape": s, "dtype": d} for k, (s, d) in spec.items()}
 
 
@@ -86,7 +91,7 @@ def draw_masks_and_seeds(seed: int, n_models: int, n_train: int, fraction: float
     return masks, seeds
 
 
-class Store(StoreModels):
+class Store(StoreModels, StoreFit):
     """A run directory. Open with :meth:`open`, make or resume with :meth:`create_or_resume`."""
 
     def __init__(self, path: str | Path, dataset: Dataset | None = None, *, use_valid_only: bool = False,
@@ -155,8 +160,12 @@ class Store(StoreModels):
         if n_models < 1:
             raise UserError(f"--models must be >= 1, got {n_models}")
         path = Path(path)
+        from datamodels.training.fit import parse_checkpoints
+
+        n_checkpoints = len(parse_checkpoints(recipe.keep_checkpoints, recipe.train_epochs))
         meta = build_metadata(recipe, dataset, n_models, subset_fraction, seed, save_weights, train_margins,
-                              array_spec(n_models, dataset.n_train, dataset.n_test, dataset.num_classes, train_margins))
+                              array_spec(n_models, dataset.n_train, dataset.n_test, dataset.num_classes, train_margins,
+                                         recipe.train_epochs, n_checkpoints))
         from datamodels.registry import python_only_keys
 
         if python_only_keys(meta["recipe"]):  # recorded: reopened from Python only (see Store.__init__)
@@ -318,8 +327,9 @@ class Store(StoreModels):
         return valid
 
     def write_row(self, i: int, *, test_logits, test_margins, accuracy, diverged: bool, train_margins=None,
-                  state_dict=None) -> None:
-        """Commit model ``i``'s outputs (refuses to overwrite a finished row)."""
+                  state_dict=None, fit: dict | None = None) -> None:
+        """Commit model ``i``'s outputs (refuses to overwrite a finished row); ``fit``: its fit records
+        and checkpoints (:func:`datamodels.store.fit_rows.fit_row`)."""
         a = self.make_writable().arrays
         self._damage = None
         if a["status"][i] != PENDING:
@@ -339,6 +349,8 @@ class Store(StoreModels):
             with atomic_path(target) as tmp:
                 torch.save(state_dict, tmp)
                 record = _verify.file_crc(tmp)
+        if fit is not None:
+            self._write_fit(a, i, fit, keep=self.keeps_weights(i))
         if "weight_records" in a:
             a["weight_records"][i] = record
             a["weight_records"].flush()
@@ -370,7 +382,7 @@ class Store(StoreModels):
             "models": self.n_models, "done": int((status == DONE).sum()), "diverged": int((status == DIVERGED).sum()),
             "pending": int((status == PENDING).sum()), "corrupted": len(self.damage()),
             "accuracy_mean": float(np.mean(acc)), "accuracy_std": float(np.std(acc)),
-            "noise_temperature": self.recipe.noise_temperature,
+            "noise_temperature": self.recipe.noise_temperature, **self.fit_summary(valid),
         }
 
 

@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from datamodels.data.dataset import Dataset
 from datamodels.margins import margin
 from datamodels.training.augment import apply_augment, draw_epoch, stack_paste
+from datamodels.training.fit import FitRecord, FitTracker, subset_fit
 from datamodels.training.losses import make_loss
-from datamodels.training.models import EnsembleNet, init_ensemble
+from datamodels.training.models import EnsembleNet, extract_single, init_ensemble, insert_single
 from datamodels.training.optimizers import make_optimizer
 from datamodels.training.recipe import Recipe
 from datamodels.training.schedule import lr_at
@@ -36,6 +37,7 @@ class EnsembleResult:
     train_margins: torch.Tensor | None  # [M, n_train] float32
     accuracy: torch.Tensor  # [M] test accuracy in [0, 1]
     diverged: torch.Tensor  # [M] bool: loss became NaN/inf at some step
+    fit: FitRecord | None = None  # training loss, epochs/steps run, checkpoints (datamodels.training.fit)
 
 
 def _dtype(recipe: Recipe) -> torch.dtype:
@@ -63,6 +65,10 @@ def train_ensemble(recipe: Recipe, data: Dataset, masks: torch.Tensor, seeds, de
         batches: optional iterator factory ``batches(epoch) -> iterable of (x[M, b, C, H, W],
             y[M, b])`` replacing the on-device gather (the FFCV path uses it).
         progress: optional callable ``progress(n_steps_done)``.
+
+    With ``recipe.until`` every member trains until all have met the target (or ``max_epochs``), and a
+    member that met it earlier is restored to its weights of that epoch; the fit records and kept
+    checkpoints are in ``result.fit`` (:mod:`datamodels.training.fit`).
     """
     device = torch.device(device)
     masks = torch.as_tensor(masks, dtype=torch.bool)
@@ -83,15 +89,19 @@ def train_ensemble(recipe: Recipe, data: Dataset, masks: torch.Tensor, seeds, de
     opt = make_optimizer(list(net.parameters()), recipe.optim)  # sgd: SGD(lr, momentum, nesterov, weight_decay)
     user_loss = None if recipe.loss == "cross_entropy" else make_loss(recipe)
     steps_per_epoch = math.ceil(m / recipe.batch_size)
-    total = steps_per_epoch * recipe.epochs
+    tracker = FitTracker(recipe, n_models, steps_per_epoch)
+    total = steps_per_epoch * tracker.epochs  # under until: the schedule is laid over max_epochs
+    order = torch.stack(subsets).to(device)  # [M, m] each model's own subset (the fit is measured on it)
+    fit_loss = make_loss(recipe)
     diverged = torch.zeros(n_models, dtype=torch.bool, device=device)
     step = 0
     net.train()
-    for epoch in range(recipe.epochs):
+    for epoch in range(tracker.epochs):
         if batches is not None:
             epoch_batches = batches(epoch)
         else:
             epoch_batches = _gather_batches(recipe, data, subsets, gens, x_all, y_all, device)
+        live = (~tracker.stopped).to(device)
         for xb, yb in epoch_batches:
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, recipe.optim)
@@ -103,14 +113,26 @@ def train_ensemble(recipe: Recipe, data: Dataset, masks: torch.Tensor, seeds, de
             else:  # a per-example loss: one call on all models' examples
                 losses = user_loss(logits.flatten(0, 1), yb.flatten()).view(n_models, -1).mean(1)
             finite = torch.isfinite(losses)
-            diverged |= ~finite
+            diverged |= ~finite & live  # a model that met its target is restored from its snapshot below
             opt.zero_grad(set_to_none=True)
             torch.where(finite, losses, torch.zeros_like(losses)).sum().backward()
             opt.step()
             step += 1
             if progress is not None:
                 progress(1)
-    return evaluate(net, data, diverged, device, dtype, train_margins, recipe)
+        measured = (None, None)
+        if tracker.needs_eval(epoch):
+            net.eval()
+            with _autocast(recipe, device):
+                measured = subset_fit(net, x_all, y_all, order, fit_loss, max(32, EVAL_BATCH // n_models))
+            net.train()
+        if tracker.after_epoch(epoch, *measured, lambda i: extract_single(net, i)):
+            break
+    for i, state in tracker.snapshots.items():  # models that met the target: their weights at that epoch
+        insert_single(net, i, state)
+    result = evaluate(net, data, diverged, device, dtype, train_margins, recipe)
+    result.fit = FitRecord.of(tracker)
+    return result
 
 
 def _gather_batches(recipe, data, subsets, gens, x_all, y_all, device):

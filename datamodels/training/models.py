@@ -153,6 +153,16 @@ def extract_single(net: EnsembleNet, i: int) -> dict[str, torch.Tensor]:
     return out
 
 
+@torch.no_grad()
+def insert_single(net: EnsembleNet, i: int, state: dict[str, torch.Tensor]) -> None:
+    """Write model ``i``'s one-model ``state`` (as :func:`extract_single` gives it) back into ``net``."""
+    m = net.n_models
+    for key, value in net.state_dict().items():
+        if value.dim() > 0:
+            k = value.shape[0] // m
+            value[i * k:(i + 1) * k].copy_(state[key])
+
+
 def stack_singles(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """The inverse of :func:`extract_single`: one ensemble state dict from ``M`` single-model ones."""
     return {k: states[0][k].clone() if states[0][k].dim() == 0 else torch.cat([s[k] for s in states])

@@ -21,6 +21,7 @@ import yaml
 from datamodels.base import strict_yaml
 from datamodels.base.errors import UserError
 from datamodels.registry import is_target
+from datamodels.training.fit import UntilConfig, parse_checkpoints, train_epochs
 
 PRECISIONS = ("float32", "float64", "bfloat16")
 LOADERS = ("tensor", "ffcv")
@@ -270,13 +271,25 @@ class Recipe:
         "help": "cross_entropy | import target of fn(logits[B, K], y[B]) -> per-example loss [B]"})
     trainer: str | dict = field(default="auto", metadata={
         "help": "auto | ensemble | vmap | loop | {target: 'pkg.mod:train_fn', kwargs: {...}}"})
+    until: UntilConfig = field(default_factory=UntilConfig, metadata={
+        "help": "{train_loss: L and/or train_accuracy: A, max_epochs: E}: train each model until its own "
+                "training fit meets the target (checked at epoch ends; see datamodels.training.fit)"})
+    keep_checkpoints: list = field(default_factory=list, metadata={
+        "help": "checkpoints kept per model: epochs (5), loss levels ({train_loss: 0.5}), "
+                "{train_accuracy: 0.9} or 'all' (every epoch)"})
 
     def __post_init__(self):
         _choice("precision", self.precision, PRECISIONS)
         _choice("loader", self.loader, LOADERS)
         if self.batch_size < 1 or self.epochs < 1:
             raise UserError(f"batch_size and epochs must be >= 1, got {self.batch_size} and {self.epochs}")
+        parse_checkpoints(self.keep_checkpoints, train_epochs(self))
         _check_recipe_choices(self)
+
+    @property
+    def train_epochs(self) -> int:
+        """Most epochs a model trains: ``until.max_epochs`` when a target is set, else ``epochs``."""
+        return train_epochs(self)
 
     @property
     def noise_temperature(self) -> float:

@@ -25,6 +25,14 @@ DEFAULT_SCHEDULE = "triangle"
 DEFAULT_TEXT = ("triangle: linear warm-up over the first 20 % of steps (optim.warmup_fraction) to optim.lr, then "
                 "linear decay to 0, for every optimizer; constant | cosine | step | a PyTorch LR scheduler class")
 
+# the schedule under a fit target (datamodels.training.fit), for --help (no torch import here)
+UNTIL_TEXT = ("training to a fit (recipe key until: {train_loss: L and/or train_accuracy: A, max_epochs: E}): each "
+              "model stops at the first epoch end where its eval-mode loss (the recipe's loss, no augmentation) on its "
+              "own training subset is <= L; the learning-rate schedule is laid over max_epochs, so a model that never "
+              "meets the target trains as epochs: E would, and one that meets it stops part-way through the schedule; "
+              "models that reach max_epochs first are kept and counted. keep_checkpoints: [5, {train_loss: 0.5}, all] "
+              "keeps checkpoints; `modeldiff checkpoint` makes a store of the models at one")
+
 SCHEDULES = Registry("optim.schedule")
 SCHEDULES.register("constant", lambda t, cfg: 1.0, help="the peak rate throughout")
 

@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = [
     "modeldiff.cli.diagnose",
     "modeldiff.cli.study",
     "modeldiff.cli.verify",
+    "modeldiff.cli.checkpoint",
     "modeldiff.cli.plan",
 ]
 

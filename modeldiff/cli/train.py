@@ -11,11 +11,12 @@ from modeldiff.cli.study import add_allow_changed_code
 
 def add_parser(subparsers) -> None:
     from datamodels.runs.names import LAUNCHERS
-    from datamodels.training.schedule import DEFAULT_TEXT
+    from datamodels.training.schedule import DEFAULT_TEXT, UNTIL_TEXT
 
     p = subparsers.add_parser("train", help="train many models of one recipe on random subsets into a store",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                              epilog=f"learning-rate schedule (recipe key optim.schedule), by default {DEFAULT_TEXT}")
+                              epilog=f"learning-rate schedule (recipe key optim.schedule), by default {DEFAULT_TEXT}. "
+                                     f"{UNTIL_TEXT}")
     p.add_argument("recipe", help="recipe YAML file, or 'default' for the embedded digits recipe")
     p.add_argument("--out", required=True, help="store directory (created, or resumed when it exists)")
     p.add_argument("--models", type=int, default=MODELS, help="number of models N")
@@ -65,5 +66,7 @@ def run(args) -> int:
     print(f"{recipe.name}: {s['done']}/{s['models']} models done, {s['diverged']} diverged, "
           f"{s['pending']} pending, {s['corrupted']} corrupted; test accuracy "
           f"{100 * s['accuracy_mean']:.2f} ± {100 * s['accuracy_std']:.2f} %; eta/B = {s['noise_temperature']:.3g}")
+    if store.fit_line():
+        print(store.fit_line())
     print(f"store: {os.path.abspath(args.out)}")
     return 0 if s["pending"] == 0 else 1

@@ -41,7 +41,7 @@ def mean_learning_rate(recipe, n_examples: int) -> float:
     """Mean of the schedule's learning rate over all SGD steps of a model trained on ``n_examples``."""
     from datamodels.training.schedule import lr_at
 
-    total = math.ceil(n_examples / recipe.batch_size) * recipe.epochs
+    total = math.ceil(n_examples / recipe.batch_size) * recipe.train_epochs
     return float(np.mean([lr_at(s, total, recipe.optim) for s in range(total)]))
 
 

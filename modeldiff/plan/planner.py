@@ -177,6 +177,8 @@ def predict_plan(c: Calibrated, models: int | None = None) -> dict:
     for tag, recipe in c.recipes.items():
         stages[f"train_{tag}" if tag else "train"] = predict_training(costs["training"][tag], recipe, shape)
     weights = max(t.weights_bytes for t in costs["training"].values())
+    if cfg is not None and cfg.match.active and cfg.match.method == "train_slower":
+        stages["train_matched"] = _predict_matched(c, shape)
     if cfg is not None:
         for tag in c.recipes:
             stages[f"attribute_{tag}"] = predict_attribution(costs["attribution"], shape, base)
@@ -201,6 +203,23 @@ def predict_plan(c: Calibrated, models: int | None = None) -> dict:
                   **n, "assumptions": assumptions(c)}
 
 
+FIT_CHECK_SHARE = 1 / 3  # epoch-end fit check: one forward pass over the subset, ~1/3 of an epoch's training
+
+
+def _predict_matched(c: Calibrated, shape) -> dict:
+    """Upper bound of ``match: train_slower``'s retraining: whichever algorithm costs more trained for
+    ``match.max_epochs`` (default 4 x its epochs), every model to the end, plus the epoch-end fit checks."""
+    worst = None
+    for tag, recipe in c.recipes.items():
+        epochs = shape.cfg.match.max_epochs or 4 * recipe.epochs
+        until = recipe.replace(**{"until.train_loss": 1.0, "until.max_epochs": epochs})
+        got = predict_training(c.costs["training"][tag], until, shape)
+        if worst is None or got["seconds"] > worst["seconds"]:
+            worst = got
+    scale = 1 + FIT_CHECK_SHARE
+    return {**worst, **{k: worst[k] * scale for k in ("seconds", "seconds_low", "seconds_high")}}
+
+
 def plan(req: PlanRequest) -> dict:
     """Calibrate on this machine, then predict every stage; the result is JSON-ready."""
     return predict_plan(calibrate(req))
@@ -223,5 +242,10 @@ def assumptions(c: Calibrated) -> list[str]:
                               f"{n['counterfactual_sweeps']} swept over {len(cfg.counterfactual.sizes)} sizes",
             "diagnostics": cfg.diagnostics.models and f"{cfg.diagnostics.models} models per algorithm, from one on "
                            f"{CAL_DIAG_EXAMPLES} examples (a trained model may need other Lanczos counts)",
+            "match": cfg.match.active and (
+                "train_matched: an upper bound, the costlier algorithm retrained for match.max_epochs with every "
+                "model running to the end, plus 1/3 for the epoch-end fit checks" if cfg.match.method == "train_slower"
+                else "stop_faster: checkpoints every epoch (disk: weights x epochs) and one evaluation per model, "
+                     "not timed"),
             "other stages (ModelDiff, null, reports)": "one calibration point each, interval ±15 %"}.items() if v]
     return out

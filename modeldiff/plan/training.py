@@ -120,7 +120,7 @@ def store_bytes(shape, weights_bytes: int) -> int:
 
 def predict_training(cost: TrainingCost, recipe, shape) -> dict:
     """Seconds (interval: the quartiles of the step times), peak memory and disk of training a store."""
-    steps = steps_per_model(shape.n_train, shape.subset_fraction, recipe.batch_size, recipe.epochs)
+    steps = steps_per_model(shape.n_train, shape.subset_fraction, recipe.batch_size, recipe.train_epochs)  # until: upper bound
     chunks = [(e, cost.chunks.get(e) or next(iter(cost.chunks.values())))
               for e in chunk_sizes(shape.models, shape.ensemble_size)]
     low, mid, high = (sum(c.seconds(e, steps, w) for e, c in chunks) for w in (0, 1, 2))

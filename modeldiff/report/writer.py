@@ -269,10 +269,16 @@ def _verdict_section(verdict, algorithms: dict | None, direction: str, other_rep
             eta = a.get("noise_temperature")
             rows.append([a.get("label", tag.upper()),
                          "n/a" if acc is None else f"{100 * acc:.2f} ± {100 * (sd or 0):.2f} %",
+                         _loss_cell(a.get("train_loss")), _loss_cell(a.get("test_loss")),
                          "n/a" if eta is None else f"{eta:.3g}", a.get("models", ""), a.get("diverged", "")])
-        parts.append(html.table(["algorithm", "test accuracy (mean ± sd over models)", "η/B (noise temperature)",
-                                 "models", "diverged"], rows, left=2, css="algorithms"))
+        parts.append(html.table(["algorithm", "test accuracy (mean ± sd over models)",
+                                 "training loss (mean [95 % CI])", "test loss (mean [95 % CI])",
+                                 "η/B (noise temperature)", "models", "diverged"], rows, left=2, css="algorithms"))
     return "".join(parts)
+
+
+def _loss_cell(entry: dict | None) -> str:
+    return "n/a" if not entry else f"{entry['mean']:.4g} [{entry['ci_low']:.4g}, {entry['ci_high']:.4g}]"
 
 
 def merge_identical(tested: list[dict]) -> list[tuple[list[str], dict]]:

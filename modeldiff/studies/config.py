@@ -29,6 +29,7 @@ from datamodels.base.errors import UserError
 from datamodels.training.recipe import Recipe, _build, load_recipe, recipe_from_dict
 from modeldiff.counterfactual.ranking import DEFAULT_RANKING, RANKINGS
 from modeldiff.counterfactual.screen import SCREEN_KEEP, SCREEN_MODELS
+from modeldiff.studies.match import MatchSpec
 
 
 @dataclass
@@ -176,6 +177,9 @@ class StudyConfig:
     calibration: NullSpec = field(default_factory=NullSpec)
     search: SearchSpec = field(default_factory=SearchSpec)
     diagnostics: DiagnosticsSpec = field(default_factory=DiagnosticsSpec)
+    match: MatchSpec = field(default_factory=MatchSpec, metadata={
+        "help": "{by: train_loss, method: train_slower | stop_faster}: compare the algorithms at equal training "
+                "loss (see modeldiff.studies.match)"})
     data: dict = field(default_factory=dict, metadata={"help": "overrides of both recipes' data section"})
     setup: dict | str = field(default_factory=dict, metadata={
         "help": "{target: 'pkg.mod:fn', kwargs: {...}} (or just the target): a step run before training that may change the data, the "

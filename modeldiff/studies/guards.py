@@ -22,6 +22,10 @@ them at the top of each report. Codes and thresholds (stated in docs/warnings.md
 - ``code_changed``: a user module a store imported has changed since the store was made.
 - ``diverged``: models whose loss or weights became NaN/inf (left out of the analysis), with the
   cause when it is known (non-finite inputs).
+- ``max_epochs_first``: models of a recipe with ``until`` that reached ``max_epochs`` before the target
+  (kept, and counted here).
+- ``fit_not_matched``: a study with ``match`` whose two mean training losses are not within 5 % of each
+  other (the 95 % CI of their relative difference is not inside ±5 %).
 """
 from __future__ import annotations
 
@@ -122,6 +126,24 @@ def diverged(label: str, n_diverged: int, n_models: int, cause: str | None = Non
     why = cause or "the training loss or the weights became NaN or infinite (learning rate too high?)"
     return warning("diverged", f"{n_diverged} of {n_models} models of {label} diverged and are left out: {why}",
                    algorithm=label, diverged=int(n_diverged), models=int(n_models), cause=why)
+
+
+def max_epochs_first(label: str, n_hit: int, n_models: int, max_epochs: int) -> dict | None:
+    """``max_epochs_first`` when ``n_hit`` of ``n_models`` models of ``label`` reached ``max_epochs`` before their target."""
+    if not n_hit:
+        return None
+    return warning("max_epochs_first", f"{n_hit} of {n_models} models of {label} reached max_epochs {max_epochs} "
+                   f"before their until target: they are kept, less fitted than the target; raise max_epochs",
+                   algorithm=label, models=int(n_models), hit_max=int(n_hit), max_epochs=int(max_epochs))
+
+
+def fit_not_matched(match: dict | None) -> dict | None:
+    """``fit_not_matched`` for a matched study whose mean training losses are not within 5 % (CI over models)."""
+    if not match or match["within_5_percent"]:
+        return None
+    return warning("fit_not_matched", f"the fit matching failed its 5 % band: {match['statement']}; the algorithms "
+                   f"are compared at unequal fit", method=match["method"], relative_difference=match[
+                       "relative_difference"])
 
 
 def code_changed(where: str, changes: list[dict]) -> dict | None:

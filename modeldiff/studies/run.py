@@ -78,11 +78,17 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
     inputs, data = _setup(cfg, setup, data, inputs, out, device, data_dir, method)
     rows = {key: resolve_rows(getattr(cfg, key).rows, inputs.row_sets, data.n_test, f"{key}.rows")
             for key in ("search", "counterfactual")}
-    recipes = inputs.recipes
+    from modeldiff.studies.match import fit_entries, match_stores, with_checkpoints
+
+    recipes = with_checkpoints(cfg, inputs.recipes or cfg.recipes(data_dir))
     stage = _stages(4 + cfg.calibration.enabled + cfg.search.enabled + (cfg.diagnostics.models > 0))
     stage(f"training both algorithms ({cfg.models} models each)" if given == (None, None) else
           "training the algorithms given as recipes; models given as ModelSets are used as they are")
     stores = train_algorithms(cfg, data, out, device, data_dir, recipes, given, allow_changed_code)
+    matched = None
+    if cfg.match.active:
+        stores, matched = match_stores(cfg, stores, recipes, data, out, device)
+        log.info(f"  {matched['statement']}")
     stage(f"attributing both algorithms ({method or cfg.attribution.method})")
     halves = quarters = None
     if cfg.calibration.enabled:
@@ -114,14 +120,16 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
         s = store.summary()
         summary["algorithms"][tag] = {"label": label, "accuracy": s["accuracy_mean"], "accuracy_std": s["accuracy_std"],
                               "noise_temperature": s["noise_temperature"], "models": s["done"],
-                              "diverged": s["diverged"]}
+                              "diverged": s["diverged"], **fit_entries(store, data.y_test.numpy())}
+    if matched is not None:
+        summary["match"] = matched
     for d in directions:
         summary["directions"][d.name] = direction_summary(d, None, calibration, searched.get(d.name))
     if calibration is not None:
         summary["null"] = {k: v for k, v in calibration.to_dict().items() if k != "directions"}
     summary["verdict"] = verdict(summary)
     summary["warnings"] = study_warnings(summary, data.y_test.numpy(), _attribution_models(cfg, stores, method),
-                                         found_warnings(stores, data, (label_a, label_b)), calibration)
+                                         found_warnings(stores, data, (label_a, label_b), matched), calibration)
     if diagnostics is not None:
         from modeldiff.studies.diagnostics import summary_entry
         summary["diagnostics"] = summary_entry(diagnostics)
@@ -145,7 +153,8 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
                           title=f"{cfg.name}: {names[0]} minus {names[1]}",
                           meta={"study": cfg.name, "method": summary["method"],
                                 **({"components": "cross-fitted"} if estimator == "crossfit" else {})},
-                          verdict=direction_sentences(summary["directions"][d.name], *names),
+                          verdict=[*_as_list(direction_sentences(summary["directions"][d.name], *names)),
+                                   *([summary["match"]["statement"]] if matched else [])],
                           algorithms=summary["algorithms"],
                           calibration=summary["directions"][d.name].get("components"),
                           search=searched.get(d.name), direction=d.name, diagnostics=diagnostics,
@@ -155,7 +164,7 @@ def run_study(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None =
             np.save(fh, d.fit.components_)
         summary["directions"][d.name] = direction_summary(d, report, calibration, searched.get(d.name))
     summary["warnings"] = study_warnings(summary, data.y_test.numpy(), _attribution_models(cfg, stores, method),
-                                         found_warnings(stores, data, (label_a, label_b)), calibration)
+                                         found_warnings(stores, data, (label_a, label_b), matched), calibration)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=float))
     return summary
 
@@ -189,16 +198,19 @@ def _attribution_models(cfg, stores, method) -> int:
     return int(min(len(s.valid_indices(warn=False)) for s in stores))
 
 
-def found_warnings(stores, data, labels) -> list[dict]:
-    """Warnings known from the stores themselves: changed user code, diverged models and their cause."""
-    from modeldiff.studies.guards import code_changed, diverged
+def found_warnings(stores, data, labels, match: dict | None = None) -> list[dict]:
+    """Warnings known from the stores themselves: changed user code, diverged models and their cause,
+    models that reached max_epochs before their until target, and a fit matching outside its band."""
+    from modeldiff.studies.guards import code_changed, diverged, fit_not_matched, max_epochs_first
 
-    out = []
+    out = [fit_not_matched(match)]
     for store, label in zip(stores, labels):
         changes = getattr(store, "code_changes", lambda: [])()
         out.append(code_changed(str(getattr(store, "path", label)), changes))
         s = store.summary()
         out.append(diverged(label, s["diverged"], s["models"], None))
+        if s.get("fit_hit_max"):
+            out.append(max_epochs_first(label, s["fit_hit_max"], s["done"], store.recipe.until.max_epochs))
     return [w for w in out if w]
 
 
@@ -258,6 +270,20 @@ def direction_summary(d, report: Path | None, calibration=None, searched=None) -
     return out
 
 
+def _as_list(sentences) -> list:
+    return [sentences] if isinstance(sentences, str) else list(sentences or [])
+
+
+def _losses(alg: dict) -> str:
+    """``, training loss L [lo, hi], test loss ...`` of one algorithm's summary entry (empty when unknown)."""
+    out = ""
+    for key, name in (("train_loss", "training loss"), ("test_loss", "test loss")):
+        e = alg.get(key)
+        if e:
+            out += f", {name} {e['mean']:.4g} [{e['ci_low']:.4g}, {e['ci_high']:.4g}]"
+    return out
+
+
 def format_summary(summary: dict) -> str:
     """A short human-readable summary."""
     a, b = summary["algorithms"]["a"], summary["algorithms"]["b"]
@@ -265,7 +291,9 @@ def format_summary(summary: dict) -> str:
              + (", cross-fitted components)" if summary.get("components_estimator") == "crossfit" else ")")]
     for alg in (a, b):
         lines.append(f"  {alg['label']:>12s}: accuracy {100 * alg['accuracy']:.2f} ± {100 * alg['accuracy_std']:.2f} % "
-                     f"over {alg['models']} models, eta/B = {alg['noise_temperature']:.3g}")
+                     f"over {alg['models']} models, eta/B = {alg['noise_temperature']:.3g}{_losses(alg)}")
+    if summary.get("match"):
+        lines.append("  " + summary["match"]["statement"])
     for name, (x, y) in (("a_minus_b", (a, b)), ("b_minus_a", (b, a))):
         d = summary["directions"][name]
         lines.append(f"  {x['label']} − {y['label']}: top components (explained variance {x['label']} vs {y['label']}):")

@@ -35,6 +35,7 @@ class TrainResult:
     diverged: torch.Tensor  # [M] bool: the loss became non-finite at some step, or the weights did
     state_dict: Callable[[int], dict]  # state_dict(i): model i's one-model state dict (CPU tensors)
     backend: str = ""  # which backend trained them
+    fit: object = None  # FitRecord: training loss, epochs and steps run, checkpoints (datamodels.training.fit)
 
 
 def dtype_of(recipe) -> torch.dtype:
@@ -145,7 +146,7 @@ def params_finite(state: dict) -> bool:
     return all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point())
 
 
-def finish(test_logits, train_logits, data, diverged, state_dict, backend: str, finite=None) -> TrainResult:
+def finish(test_logits, train_logits, data, diverged, state_dict, backend: str, finite=None, fit=None) -> TrainResult:
     """Assemble a :class:`TrainResult` from logits ``[M, n, K]`` (CPU float32)."""
     test_m = margin(test_logits, data.y_test)
     acc = (test_logits.argmax(-1) == data.y_test).float().mean(1)
@@ -153,7 +154,7 @@ def finish(test_logits, train_logits, data, diverged, state_dict, backend: str, 
     diverged = diverged.cpu() | ~torch.isfinite(test_m).all(1)
     if finite is not None:
         diverged |= ~finite.cpu()
-    return TrainResult(test_logits, test_m, train_m, acc, diverged, state_dict, backend)
+    return TrainResult(test_logits, test_m, train_m, acc, diverged, state_dict, backend, fit)
 
 
 @torch.no_grad()

@@ -24,4 +24,4 @@ def train_grouped(recipe, data, masks, seeds, device="cpu", init_state=None, tra
                          batches=batches, progress=progress)
     net = res.net
     return TrainResult(res.test_logits, res.test_margins, res.train_margins, res.accuracy, res.diverged,
-                       lambda i: extract_single(net, i), "ensemble")
+                       lambda i: extract_single(net, i), "ensemble", res.fit)

@@ -24,6 +24,7 @@ from datamodels.training.backends.common import (
     seeded,
     steps_per_epoch,
 )
+from datamodels.training.fit import FitRecord, FitTracker, subset_fit
 from datamodels.training.losses import make_loss
 from datamodels.training.model_factory import DataSpec, init_module
 from datamodels.training.optimizers import make_optimizer, needs_closure, set_lr
@@ -42,15 +43,17 @@ def train_loop(recipe, data, masks, seeds, device="cpu", init_state=None, train_
     dtype, spec = dtype_of(recipe), DataSpec.of(data)
     x_all, y_all = as_input(data.x_train, device, dtype), data.y_train.to(device)
     loss_fn = make_loss(recipe)
-    states, test_logits, train_logits, diverged = [], [], [], []
+    states, test_logits, train_logits, diverged, fits = [], [], [], [], []
     for mask, seed in zip(masks, seeds):
         module = init_module(recipe.model, spec, seed, init_state, recipe.init.reset_head, search_path)
         module = module.to(device, dtype)
         if not states:
             check_model(module, recipe, data, device, dtype)
+        tracker = FitTracker(recipe, 1, steps_per_epoch(int(mask.sum()), recipe))
         with seeded(seed, device):
             bad = train_one(module, recipe, data, torch.nonzero(mask).squeeze(1).to(device), seed, x_all, y_all,
-                            loss_fn, device, progress)
+                            loss_fn, device, progress, tracker)
+        fits.append(FitRecord.of(tracker))
         state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
         states.append(state)
         diverged.append(bad or not params_finite(state))
@@ -58,18 +61,22 @@ def train_loop(recipe, data, masks, seeds, device="cpu", init_state=None, train_
         if train_margins:
             train_logits.append(predict_module(module, data.x_train, device, dtype, recipe))
     return finish(torch.stack(test_logits), torch.stack(train_logits) if train_margins else None, data,
-                  torch.tensor(diverged), lambda i: states[i], "loop")
+                  torch.tensor(diverged), lambda i: states[i], "loop", fit=FitRecord.stack(fits))
 
 
-def train_one(module, recipe, data, subset, seed, x_all, y_all, loss_fn, device, progress=None) -> bool:
-    """Train one module in place on the dataset rows ``subset``; True when its loss became non-finite."""
+def train_one(module, recipe, data, subset, seed, x_all, y_all, loss_fn, device, progress=None, tracker=None) -> bool:
+    """Train one module in place on the dataset rows ``subset``; True when its loss became non-finite.
+
+    ``tracker``: a one-model :class:`~datamodels.training.fit.FitTracker` (made here when None) that
+    measures the fit at epoch ends, stops at the recipe's ``until`` target and keeps checkpoints."""
     opt = make_optimizer([p for p in module.parameters() if p.requires_grad], recipe.optim)
     closure_step = needs_closure(opt)
     gen, m = model_generator(seed), len(subset)
-    total = steps_per_epoch(m, recipe) * recipe.epochs
+    tracker = tracker or FitTracker(recipe, 1, steps_per_epoch(m, recipe))
+    total = steps_per_epoch(m, recipe) * tracker.epochs  # under until: the schedule is laid over max_epochs
     diverged, step = False, 0
     module.train()
-    for _ in range(recipe.epochs):
+    for epoch in range(tracker.epochs):
         draw = epoch_draw(gen, m, recipe, data)
         order = subset[draw.order.to(subset.device)].unsqueeze(0)
         for start in range(0, m, recipe.batch_size):
@@ -92,5 +99,19 @@ def train_one(module, recipe, data, subset, seed, x_all, y_all, loss_fn, device,
             step += 1
             if progress is not None:
                 progress(1)
+        if _epoch_end(module, recipe, tracker, epoch, subset, x_all, y_all, loss_fn, device):
+            break
     module.eval()
     return diverged
+
+
+def _epoch_end(module, recipe, tracker, epoch, subset, x_all, y_all, loss_fn, device) -> bool:
+    """Measure the fit of one module if the tracker asks; True when it met the recipe's target."""
+    measured = (None, None)
+    if tracker.needs_eval(epoch):
+        module.eval()
+        with autocast(recipe, device):
+            measured = subset_fit(lambda x: module(x[0]).unsqueeze(0), x_all, y_all, subset.unsqueeze(0), loss_fn)
+        module.train()
+    state = lambda i: {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}  # noqa: E731
+    return tracker.after_epoch(epoch, *measured, state)

@@ -10,7 +10,12 @@ called once per model with
 - the global torch RNG seeded with ``torch.manual_seed(seed)`` (restored afterwards).
 
 It trains however it likes (its own loop, optimiser, augmentation, schedule) and returns the
-trained module (``model`` itself or another), which is checked: an ``nn.Module`` with finite weights
+trained module (``model`` itself or another), or ``(module, info)`` with ``info`` a mapping that
+reports ``epochs`` and ``steps`` run (recorded in the store; -1 when not reported). A recipe with
+``until: {train_loss: L, max_epochs: E}`` hands the target to ``train_fn`` in ``recipe.until``
+(:class:`~datamodels.training.fit.UntilConfig`); whether the returned model met it is measured
+here, as for every backend: its eval-mode loss and accuracy on ``x, y`` (the recipe's loss), so a
+model that did not is recorded as having reached ``max_epochs`` first. The module is checked: an ``nn.Module`` with finite weights
 mapping ``x[B, *input_shape]`` to logits ``[B, K]``. Calling ``train_fn`` by hand the same way gives
 the same model (tests/test_backends_user_fn.py).
 """
@@ -24,6 +29,7 @@ from datamodels.registry import accepted_kwargs, resolve_target
 from datamodels.training.backends.common import (
     as_input,
     augments,
+    autocast,
     dtype_of,
     finish,
     params_finite,
@@ -59,7 +65,7 @@ def train_user_fn(recipe, data, masks, seeds, device="cpu", init_state=None, tra
     fn = resolve_train_fn(recipe)
     masks = torch.as_tensor(masks, dtype=torch.bool)
     dtype, spec = dtype_of(recipe), DataSpec.of(data)
-    states, test_logits, train_logits = [], [], []
+    states, test_logits, train_logits, fit = [], [], [], _FitRows(recipe, len(seeds))
     for mask, seed in zip(masks, seeds):
         model = init_module(recipe.model, spec, seed, init_state, recipe.init.reset_head, search_path)
         model = model.to(device, dtype).train()
@@ -68,15 +74,64 @@ def train_user_fn(recipe, data, masks, seeds, device="cpu", init_state=None, tra
         y = data.y_train[mask].to(device)
         with seeded(seed, device):
             trained = call_train_fn(fn, target, model, x, y, int(seed), str(device), recipe)
+        trained, info = _split_info(trained, target)
         check_trained(trained, target, data, device, dtype, spec, expected)
         states.append({k: v.detach().cpu().clone() for k, v in trained.state_dict().items()})
+        fit.add(len(states) - 1, trained, x, y, info, device)
         test_logits.append(predict_module(trained, data.x_test, device, dtype, recipe))
         if train_margins:
             train_logits.append(predict_module(trained, data.x_train, device, dtype, recipe))
         if progress is not None:
             progress(1)
     return finish(torch.stack(test_logits), torch.stack(train_logits) if train_margins else None, data,
-                  torch.zeros(len(seeds), dtype=torch.bool), lambda i: states[i], "train_fn")
+                  torch.zeros(len(seeds), dtype=torch.bool), lambda i: states[i], "train_fn", fit=fit.record())
+
+
+def _split_info(returned, target):
+    """``(module, info)`` of what train_fn returned: a module, or ``(module, {epochs, steps})``."""
+    if isinstance(returned, tuple) and len(returned) == 2 and isinstance(returned[1], dict):
+        info = returned[1]
+        unknown = sorted(set(info) - {"epochs", "steps"})
+        if unknown:
+            raise UserError(f"trainer.target {target!r} reported unknown key(s) {', '.join(unknown)}: its info may "
+                            f"hold epochs and steps")
+        for key, value in info.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UserError(f"trainer.target {target!r} reported {key}={value!r}: a count >= 0 is expected")
+        return returned[0], info
+    return returned, {}
+
+
+class _FitRows:
+    """The :class:`~datamodels.training.fit.FitRecord` of train_fn models, one row at a time."""
+
+    def __init__(self, recipe, n_models: int):
+        from datamodels.training.fit import NO_TARGET, FitTracker
+        from datamodels.training.losses import make_loss
+
+        self.recipe, self.loss_fn = recipe, make_loss(recipe)
+        self.tracker = FitTracker(recipe, n_models, 1)  # curve width: the most epochs
+        self.status = torch.full((n_models,), NO_TARGET, dtype=torch.uint8)
+        self.loss = torch.full((n_models,), float("nan"), dtype=torch.float64)
+        self.acc, self.epochs, self.steps = self.loss.clone(), torch.full((n_models,), -1), torch.full((n_models,), -1)
+
+    def add(self, i, module, x, y, info, device) -> None:
+        from datamodels.training.fit import HIT_MAX, REACHED, subset_fit
+
+        module.eval()
+        with autocast(self.recipe, device):
+            loss, acc = subset_fit(lambda xb: module(xb[0]).unsqueeze(0), x, y,
+                                   torch.arange(len(y), device=y.device).unsqueeze(0), self.loss_fn)
+        self.loss[i], self.acc[i] = loss[0], acc[0]
+        self.epochs[i], self.steps[i] = info.get("epochs", -1), info.get("steps", -1)
+        until = self.recipe.until
+        if until.active:
+            self.status[i] = REACHED if bool(until.met(loss, acc)[0]) else HIT_MAX
+
+    def record(self):
+        from datamodels.training.fit import FitRecord
+
+        return FitRecord(self.loss, self.acc, self.epochs, self.steps, self.status, self.tracker.curve, {})
 
 
 def call_train_fn(fn, target, model, x, y, seed, device, recipe):

@@ -39,6 +39,7 @@ from datamodels.training.backends.common import (
     steps_per_epoch,
 )
 from datamodels.training.backends.vmap_ops import conv_weights, speed_up
+from datamodels.training.fit import FitRecord, FitTracker, subset_fit
 from datamodels.training.losses import make_loss
 from datamodels.training.model_factory import DataSpec, init_module
 from datamodels.training.optimizers import make_optimizer, needs_closure, set_lr, vmap_refusal
@@ -88,6 +89,13 @@ class Stacked:
             source = self.params if name in self.params else self.buffers
             out[key] = source[name][i].detach().cpu().clone()
         return out
+
+    @torch.no_grad()
+    def load_single(self, i: int, state: dict) -> None:
+        """Write model ``i``'s state dict (as :meth:`state_dict` gives it) back into the stacked tensors."""
+        for key, name in self.keys.items():
+            source = self.params if name in self.params else self.buffers
+            source[name][i].copy_(state[key])
 
     def finite(self) -> torch.Tensor:
         """``[M]`` bool: every floating parameter and buffer of model ``i`` is finite."""
@@ -157,7 +165,7 @@ def train_vmap(recipe, data, masks, seeds, device="cpu", init_state=None, train_
     train_logits = torch.cat([o[1] for o in outs]) if train_margins else None
     return finish(test_logits, train_logits, data, torch.cat([o[2] for o in outs]),
                   lambda i: nets[where[i][0]].state_dict(where[i][1]), "vmap",
-                  finite=torch.cat([net.finite() for net in nets]))
+                  finite=torch.cat([net.finite() for net in nets]), fit=FitRecord.stack([o[3] for o in outs]))
 
 
 def _in_threads(fns, threads_each: int, stop: threading.Event) -> list:
@@ -189,8 +197,8 @@ def _in_threads(fns, threads_each: int, stop: threading.Event) -> list:
 
 def _train_group(net, masks, seeds, progress, recipe, data, m, x_all, y_all, device, dtype, train_margins,
                  stop: threading.Event | None = None):
-    """Train one group's stacked models; ``(test_logits[G, n_test, K], train_logits or None, diverged[G])``,
-    or None when ``stop`` was set by another group."""
+    """Train one group's stacked models; ``(test_logits[G, n_test, K], train_logits or None, diverged[G],
+    FitRecord)``, or None when ``stop`` was set by another group."""
     n_models = len(seeds)
     subsets = torch.stack([torch.nonzero(mask).squeeze(1) for mask in masks])  # [G, m]
     gens = [model_generator(s) for s in seeds]
@@ -198,11 +206,13 @@ def _train_group(net, masks, seeds, progress, recipe, data, m, x_all, y_all, dev
     per_model_loss = _per_model_loss(recipe, loss_fn)
     opt = make_optimizer([p for p in net.params.values() if p.requires_grad], recipe.optim)
     closure_step = needs_closure(opt)
-    total = steps_per_epoch(m, recipe) * recipe.epochs
+    tracker = FitTracker(recipe, n_models, steps_per_epoch(m, recipe))
+    total = steps_per_epoch(m, recipe) * tracker.epochs  # under until: the schedule is laid over max_epochs
     diverged = torch.zeros(n_models, dtype=torch.bool, device=device)
     step = 0
     net.base.train()
-    for _ in range(recipe.epochs):
+    for epoch in range(tracker.epochs):
+        live = (~tracker.stopped).to(device)
         draws = [epoch_draw(g, m, recipe, data) for g in gens]
         order = torch.stack([s[d.order] for s, d in zip(subsets, draws)]).to(device)  # [G, m]
         for start in range(0, m, recipe.batch_size):
@@ -221,15 +231,26 @@ def _train_group(net, masks, seeds, progress, recipe, data, m, x_all, y_all, dev
                 return losses
 
             losses = closure()
-            diverged |= ~torch.isfinite(losses.detach())
+            diverged |= ~torch.isfinite(losses.detach()) & live  # models that met the target: restored below
             opt.step(closure) if closure_step else opt.step()
             step += 1
             if progress is not None:
                 progress(1)
+        measured = (None, None)
+        if tracker.needs_eval(epoch):
+            net.base.eval()
+            with autocast(recipe, device):
+                measured = subset_fit(net.forward, x_all, y_all, subsets.to(device), loss_fn,
+                                      max(32, EVAL_BATCH // n_models))
+            net.base.train()
+        if tracker.after_epoch(epoch, *measured, net.state_dict):
+            break
+    for i, state in tracker.snapshots.items():
+        net.load_single(i, state)
     net.base.eval()
     test_logits = predict_stacked(net, data.x_test, device, dtype, recipe)
     train_logits = predict_stacked(net, data.x_train, device, dtype, recipe) if train_margins else None
-    return test_logits, train_logits, diverged.cpu()
+    return test_logits, train_logits, diverged.cpu(), FitRecord.of(tracker)
 
 
 def _per_model_loss(recipe, loss_fn):

@@ -1,0 +1,228 @@
+"""Training to a fit: the recipe's ``until`` target, ``keep_checkpoints``, and what every backend records.
+
+``until: {train_loss: L, max_epochs: E}`` (and/or ``train_accuracy: A``) trains each model until its
+own training loss is at most ``L`` (and its training accuracy at least ``A`` when both are given),
+checked at the end of every epoch, or until ``E`` epochs. The *training loss* here is the recipe's
+loss (label smoothing included) of the model in **eval mode** (batch norm at its running
+statistics) on its own training subset, without augmentation: a property of the weights, the same
+number whichever backend trained them. A model stops at the first epoch end where it meets the
+target; a model that reaches ``max_epochs`` first is kept, and flagged (``fit_status`` 2), never
+silently mixed with the others.
+
+Learning-rate schedule under ``until``: the schedule is laid over ``max_epochs`` (its step count is
+``steps_per_epoch * max_epochs``), so a model that never meets the target is trained exactly as
+``epochs: max_epochs`` would train it, and a model that meets it stops part-way through the schedule
+(at the rate the schedule has then). ``epochs`` is not used while ``until`` is set.
+
+``keep_checkpoints``: a list of epochs (``5``), loss levels (``{train_loss: 0.5}``: the first epoch
+end at or below it), accuracy levels (``{train_accuracy: 0.9}``) or ``all`` (every epoch). Each kept
+checkpoint is the model's one-model state dict with its epoch, step and training loss.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from datamodels.base.errors import UserError
+
+NO_TARGET, REACHED, HIT_MAX = 0, 1, 2  # fit_status per model
+
+
+def _positive_number(key: str, value, upper: float | None = None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or (
+            upper is not None and value > upper):
+        bound = f" and at most {upper}" if upper is not None else ""
+        raise UserError(f"{key} must be a number > 0{bound}, got {value!r}")
+    return float(value)
+
+
+@dataclass
+class UntilConfig:
+    """Train each model until a fit target (see :mod:`datamodels.training.fit`); empty = off."""
+
+    train_loss: float | None = field(default=None, metadata={
+        "help": "stop a model at the first epoch end where its eval-mode loss on its own subset is <= this"})
+    train_accuracy: float | None = field(default=None, metadata={
+        "help": "stop at the first epoch end where its accuracy on its own subset is >= this, in (0, 1]"})
+    max_epochs: int | None = field(default=None, metadata={
+        "help": "most epochs; the learning-rate schedule is laid over max_epochs (epochs is then unused)"})
+
+    def __post_init__(self):
+        self.train_loss = _positive_number("until.train_loss", self.train_loss)
+        self.train_accuracy = _positive_number("until.train_accuracy", self.train_accuracy, upper=1.0)
+        if self.max_epochs is not None and (isinstance(self.max_epochs, bool) or not isinstance(self.max_epochs, int)
+                                            or self.max_epochs < 1):
+            raise UserError(f"until.max_epochs must be an integer >= 1, got {self.max_epochs!r}")
+        has_target = self.train_loss is not None or self.train_accuracy is not None
+        if has_target and self.max_epochs is None:
+            raise UserError("until needs max_epochs beside its target, e.g. until: {train_loss: 0.3, max_epochs: 60}")
+        if self.max_epochs is not None and not has_target:
+            raise UserError("until.max_epochs is set without a target: give until.train_loss and/or "
+                            "until.train_accuracy, or use epochs")
+
+    @property
+    def active(self) -> bool:
+        return self.max_epochs is not None
+
+    def met(self, loss: torch.Tensor, acc: torch.Tensor) -> torch.Tensor:
+        """``[M]`` bool: the models whose loss/accuracy ``[M]`` meet every target given."""
+        ok = torch.ones_like(loss, dtype=torch.bool)
+        if self.train_loss is not None:
+            ok &= loss <= self.train_loss
+        if self.train_accuracy is not None:
+            ok &= acc >= self.train_accuracy
+        return ok
+
+
+def parse_checkpoints(entries, epochs: int) -> list[tuple[str, str, float]]:
+    """``keep_checkpoints`` as ``[(tag, kind, value)]`` (kind epoch | train_loss | train_accuracy), or a
+    one-line :class:`UserError`. ``epochs``: the most epochs a model trains (``all`` expands to them)."""
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        raise UserError(f"keep_checkpoints must be a list (epochs, {{train_loss: L}}, {{train_accuracy: A}} or "
+                        f"'all'), got {entries!r}")
+    out = []
+    for entry in entries:
+        if entry == "all":
+            out.extend((f"epoch{e}", "epoch", float(e)) for e in range(1, epochs + 1))
+        elif isinstance(entry, int) and not isinstance(entry, bool):
+            if not 1 <= entry <= epochs:
+                raise UserError(f"keep_checkpoints: epoch {entry} is outside 1..{epochs} (the epochs trained)")
+            out.append((f"epoch{entry}", "epoch", float(entry)))
+        elif isinstance(entry, dict) and len(entry) == 1 and next(iter(entry)) in ("train_loss", "train_accuracy"):
+            kind, value = next(iter(entry.items()))
+            value = _positive_number(f"keep_checkpoints.{kind}", value, upper=1.0 if kind == "train_accuracy" else None)
+            out.append((f"{kind}{value:g}", kind, value))
+        else:
+            raise UserError(f"keep_checkpoints entry {entry!r} is not an epoch (integer), {{train_loss: L}}, "
+                            f"{{train_accuracy: A}} or 'all'")
+    tags = [t for t, _, _ in out]
+    dup = sorted({t for t in tags if tags.count(t) > 1})
+    if dup:
+        raise UserError(f"keep_checkpoints names {dup[0]} twice: keep one")
+    return out
+
+
+def train_epochs(recipe) -> int:
+    """Most epochs a model of ``recipe`` trains: ``until.max_epochs`` when a target is set, else ``epochs``."""
+    return recipe.until.max_epochs if recipe.until.active else recipe.epochs
+
+
+@torch.no_grad()
+def subset_fit(forward, x_all, y_all, order: torch.Tensor, loss_fn, batch: int = 256):
+    """Mean loss and accuracy ``([M], [M])`` (float64, CPU) of ``M`` models on their own subsets.
+
+    ``forward(x[M, b, *input_shape]) -> logits[M, b, K]`` (the caller sets eval mode);
+    ``order``: ``[M, m]`` dataset rows of each model's subset (on the data's device)."""
+    n_models, m = order.shape
+    total = torch.zeros(n_models, dtype=torch.float64)
+    correct = torch.zeros(n_models, dtype=torch.float64)
+    for start in range(0, m, batch):
+        idx = order[:, start:start + batch]
+        logits = forward(x_all[idx]).float()
+        y = y_all[idx]
+        total += loss_fn(logits.flatten(0, 1), y.flatten()).view(y.shape).double().sum(1).cpu()
+        correct += (logits.argmax(-1) == y).double().sum(1).cpu()
+    return total / m, correct / m
+
+
+class FitTracker:
+    """Per-model record of training to a fit: the loss curve at epoch ends, when each model stopped,
+    and the checkpoints kept (see :mod:`datamodels.training.fit`). Used by every built-in backend.
+
+    Attributes: ``epochs`` (most epochs), ``curve`` / ``acc_curve`` ``[M, epochs]`` (NaN where not
+    evaluated), ``epochs_run`` / ``steps_run`` ``[M]``, ``stopped`` ``[M]`` (met the target),
+    ``snapshots`` ``{i: state}`` (weights when stopped), ``checkpoints`` ``{tag: {i: (state, epoch,
+    step, loss)}}``.
+    """
+
+    def __init__(self, recipe, n_models: int, steps_per_epoch: int):
+        self.until = recipe.until
+        self.epochs = train_epochs(recipe)
+        self.spe = steps_per_epoch
+        self.specs = parse_checkpoints(recipe.keep_checkpoints, self.epochs)
+        self.curve = torch.full((n_models, self.epochs), float("nan"), dtype=torch.float64)
+        self.acc_curve = self.curve.clone()
+        self.epochs_run = torch.zeros(n_models, dtype=torch.int64)
+        self.steps_run = torch.zeros(n_models, dtype=torch.int64)
+        self.stopped = torch.zeros(n_models, dtype=torch.bool)
+        self.snapshots: dict[int, dict] = {}
+        self.checkpoints: dict[str, dict[int, tuple]] = {tag: {} for tag, _, _ in self.specs}
+
+    def needs_eval(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` (0-based) ends with an evaluation of the training fit."""
+        if self.until.active or epoch == self.epochs - 1:
+            return True
+        return any(kind != "epoch" or int(v) == epoch + 1 for _, kind, v in self.specs)
+
+    def after_epoch(self, epoch: int, loss: torch.Tensor | None, acc: torch.Tensor | None, state) -> bool:
+        """Record epoch ``epoch``'s end for the models still training (``loss``/``acc`` ``[M]`` or None when
+        not evaluated; ``state(i)``: model ``i``'s one-model state dict now). True when every model stopped."""
+        live = ~self.stopped
+        self.epochs_run[live] = epoch + 1
+        self.steps_run[live] = (epoch + 1) * self.spe
+        if loss is None:
+            return False
+        self.curve[live, epoch] = loss.double()[live]
+        self.acc_curve[live, epoch] = acc.double()[live]
+        for tag, kind, value in self.specs:
+            kept = self.checkpoints[tag]
+            for i in torch.nonzero(live).flatten().tolist():
+                if i in kept:
+                    continue
+                hit = (int(value) == epoch + 1 if kind == "epoch" else
+                       float(loss[i]) <= value if kind == "train_loss" else float(acc[i]) >= value)
+                if hit:
+                    kept[i] = (state(i), epoch + 1, (epoch + 1) * self.spe, float(loss[i]))
+        if self.until.active:
+            newly = live & self.until.met(loss.double(), acc.double())
+            for i in torch.nonzero(newly).flatten().tolist():
+                self.snapshots[i] = state(i)
+            self.stopped |= newly
+        return bool(self.stopped.all())
+
+    def final_loss(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``([M], [M])`` training loss and accuracy at each model's last epoch."""
+        last = (self.epochs_run - 1).clamp(min=0).unsqueeze(1)
+        return self.curve.gather(1, last).squeeze(1), self.acc_curve.gather(1, last).squeeze(1)
+
+    def status(self) -> torch.Tensor:
+        """``[M]`` uint8 fit status: 0 no target, 1 met the target, 2 reached max_epochs first."""
+        if not self.until.active:
+            return torch.zeros(len(self.stopped), dtype=torch.uint8)
+        return torch.where(self.stopped, REACHED, HIT_MAX).to(torch.uint8)
+
+
+@dataclass
+class FitRecord:
+    """What a backend reports about the fit of its ``M`` models (row ``i`` = model ``i``)."""
+
+    train_loss: torch.Tensor  # [M] float64 final training loss (eval mode, own subset)
+    train_accuracy: torch.Tensor  # [M] float64
+    epochs_run: torch.Tensor  # [M] int64, -1 unknown (a train_fn that did not say)
+    steps_run: torch.Tensor  # [M] int64, -1 unknown
+    status: torch.Tensor  # [M] uint8 (NO_TARGET | REACHED | HIT_MAX)
+    curve: torch.Tensor  # [M, epochs] float64, NaN where not evaluated
+    checkpoints: dict = field(default_factory=dict)  # {tag: {i: (state, epoch, step, loss)}}
+
+    @classmethod
+    def of(cls, tracker: FitTracker) -> "FitRecord":
+        loss, acc = tracker.final_loss()
+        return cls(loss, acc, tracker.epochs_run.clone(), tracker.steps_run.clone(), tracker.status(),
+                   tracker.curve, tracker.checkpoints)
+
+    @classmethod
+    def stack(cls, records: list["FitRecord"]) -> "FitRecord":
+        """One record of several groups' records, in order (checkpoint rows renumbered)."""
+        cps, offset = {}, 0
+        for r in records:
+            for tag, kept in r.checkpoints.items():
+                cps.setdefault(tag, {}).update({offset + i: v for i, v in kept.items()})
+            offset += len(r.train_loss)
+        cat = lambda name: torch.cat([getattr(r, name) for r in records])  # noqa: E731
+        return cls(cat("train_loss"), cat("train_accuracy"), cat("epochs_run"), cat("steps_run"), cat("status"),
+                   cat("curve"), cps)

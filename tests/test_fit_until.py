@@ -1,0 +1,145 @@
+"""Training to a fit: ``until`` stops each model at the first epoch end where its own training loss
+meets the target, with every backend (float64, tiny models); models that reach ``max_epochs`` first
+are counted; bad ``until`` / ``keep_checkpoints`` options are refused in one line."""
+import numpy as np
+import pytest
+import torch
+
+from datamodels.base.errors import UserError
+from datamodels.data.dataset import load_digits
+from datamodels.runs.launchers import fill_store
+from datamodels.store.store import Store, draw_masks_and_seeds
+from datamodels.training.backends import train_models
+from datamodels.training.fit import HIT_MAX, REACHED, subset_fit
+from datamodels.training.losses import make_loss
+from datamodels.training.model_factory import DataSpec, build_module
+from datamodels.training.recipe import recipe_from_dict
+from tests.helpers_train import cli, the_error_line, write_recipe
+
+SGD = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
+CNN = {"arch": "digits_cnn", "width": 4}
+MLP = {"target": "tests.user_modules:mlp"}
+TARGET = 0.4
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+@pytest.fixture(scope="module")
+def split(digits):
+    masks, seeds = draw_masks_and_seeds(seed=3, n_models=3, n_train=digits.n_train, fraction=0.3)
+    return torch.from_numpy(masks), seeds.tolist()
+
+
+def _recipe(model, trainer, **kw):
+    return recipe_from_dict({"model": model, "optim": SGD, "precision": "float64", "batch_size": 40,
+                             "trainer": trainer, "until": {"train_loss": TARGET, "max_epochs": 20}, **kw})
+
+
+def _loss_of(state, recipe, digits, mask):
+    """Eval-mode loss of a one-model state dict on its own subset, recomputed from scratch."""
+    if recipe.model.builtin:
+        from datamodels.training.models import build_model, stack_singles
+        d = digits
+        net = build_model(recipe.model, 1, d.num_classes, d.image_shape, d.mean, d.std)
+        net.load_state_dict(stack_singles([state]))
+        forward = net.double().eval()
+    else:
+        module = build_module(recipe.model, DataSpec.of(digits))
+        module.load_state_dict(state)
+        module = module.double().eval()
+        forward = lambda x: module(x[0]).unsqueeze(0)  # noqa: E731
+    rows = torch.nonzero(mask).flatten().unsqueeze(0)
+    loss, _ = subset_fit(forward, digits.x_train.double(), digits.y_train, rows, make_loss(recipe))
+    return float(loss[0])
+
+
+@pytest.mark.parametrize("model,trainer", [(CNN, "ensemble"), (MLP, "vmap"), (MLP, "loop")])
+def test_until_stops_at_the_first_epoch_meeting_the_target(digits, split, model, trainer):
+    masks, seeds = split
+    recipe = _recipe(model, trainer)
+    res = train_models(recipe, digits, masks, seeds)
+    fit = res.fit
+    assert (fit.status == REACHED).all() and (fit.epochs_run < 20).all()
+    for i in range(3):
+        e = int(fit.epochs_run[i])
+        assert fit.curve[i, e - 1] <= TARGET < fit.curve[i, e - 2]  # stopped at the first epoch end below
+        assert torch.isnan(fit.curve[i, e:]).all()
+        assert int(fit.steps_run[i]) == e * int(np.ceil(int(masks[i].sum()) / recipe.batch_size))
+        # the weights returned are the ones that met the target, whatever the other members did afterwards
+        assert _loss_of(res.state_dict(i), recipe, digits, masks[i]) == pytest.approx(float(fit.train_loss[i]),
+                                                                                     abs=1e-6)
+
+
+def test_an_ensemble_member_stops_as_the_model_trained_alone(digits, split):
+    masks, seeds = split
+    recipe = _recipe(CNN, "ensemble").replace(**{"until.train_loss": 0.3})
+    together = train_models(recipe, digits, masks, seeds)
+    assert len(set(together.fit.epochs_run.tolist())) > 1  # members stopped at different epochs
+    for i in range(3):
+        alone = train_models(recipe.replace(trainer="loop"), digits, masks[i:i + 1], seeds[i:i + 1])
+        assert int(alone.fit.epochs_run[0]) == int(together.fit.epochs_run[i])
+        torch.testing.assert_close(alone.test_logits[0], together.test_logits[i], rtol=0, atol=1e-4)
+
+
+def test_train_fn_gets_the_target_and_reports_what_it_reached(digits, split):
+    masks, seeds = split
+    recipe = _recipe({"target": "tests.user_modules:mlp"}, {"target": "tests.user_modules:until_train_fn"},
+                     **{"optim": {"name": "sgd", "lr": 0.1}})
+    fit = train_models(recipe, digits, masks, seeds).fit
+    assert (fit.status == REACHED).all() and (fit.train_loss <= TARGET).all()
+    assert (fit.epochs_run >= 1).all() and (fit.steps_run >= fit.epochs_run).all()
+    strict = recipe.replace(**{"until.train_loss": 1e-6, "until.max_epochs": 1})
+    fit = train_models(strict, digits, masks, seeds).fit
+    assert (fit.status == HIT_MAX).all() and (fit.epochs_run == 1).all()
+
+
+def test_models_that_reach_max_epochs_first_are_counted_and_said(tmp_path, digits):
+    path = write_recipe(tmp_path, until={"train_loss": 1e-6, "max_epochs": 2})
+    run = cli("train", path, "--out", tmp_path / "s", "--models", 3, "--ensemble-size", 3)
+    assert run.returncode == 0, run.stderr
+    assert "0 model(s) met it, 3 reached max_epochs 2 first" in run.stdout
+    assert "warning:" in run.stderr and "reached max_epochs 2 first" in run.stderr
+    store = Store.open(tmp_path / "s")
+    s = store.summary()
+    assert (s["fit_met"], s["fit_hit_max"]) == (0, 3)
+    assert (store.fit_values("epochs_run") == 2).all() and np.isfinite(store.fit_values("train_loss")).all()
+
+
+def test_every_store_records_the_final_training_loss(tmp_path, digits):
+    recipe = recipe_from_dict({"model": CNN, "optim": SGD, "epochs": 2, "batch_size": 64})
+    store = Store.create_or_resume(tmp_path / "s", recipe, digits, n_models=2, subset_fraction=0.5, seed=0)
+    fill_store(store, ensemble_size=2)
+    store = Store.open(tmp_path / "s")
+    loss, status = store.fit_values("train_loss"), store.fit_values("fit_status")
+    assert np.isfinite(loss).all() and (loss > 0).all() and (status == 0).all()
+    assert (store.fit_values("epochs_run") == 2).all()
+
+
+@pytest.mark.parametrize("until,words", [
+    ({"train_loss": -1, "max_epochs": 5}, "until.train_loss must be a number > 0"),
+    ({"train_loss": 0.3}, "until needs max_epochs"),
+    ({"max_epochs": 5}, "without a target"),
+    ({"train_loss": 0.3, "max_epochs": 0}, "until.max_epochs must be an integer >= 1"),
+    ({"train_accuracy": 1.5, "max_epochs": 5}, "until.train_accuracy must be a number > 0 and at most 1"),
+    ({"train_loss": 0.3, "max_epochs": 5, "patience": 2}, "unknown recipe key 'until.patience'"),
+])
+def test_bad_until_options_are_refused_in_one_line(tmp_path, until, words):
+    with pytest.raises(UserError, match=words) as err:
+        recipe_from_dict({"until": until})
+    assert "\n" not in str(err.value)
+    run = cli("train", write_recipe(tmp_path, until=until), "--out", tmp_path / "s", "--models", 2)
+    assert run.returncode == 2 and words in the_error_line(run.stderr)
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("entries,words", [
+    ([0], "epoch 0 is outside 1..2"), ([{"train_loss": 0}], "keep_checkpoints.train_loss must be a number > 0"),
+    (["last"], "is not an epoch"), ([1, 1], "names epoch1 twice"), ({"epochs": 1}, "keep_checkpoints. must be list"),
+])
+def test_bad_checkpoint_options_are_refused_in_one_line(entries, words):
+    with pytest.raises(UserError, match=words) as err:
+        recipe_from_dict({"epochs": 2, "keep_checkpoints": entries})
+    assert "\n" not in str(err.value)
