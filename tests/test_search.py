@@ -129,3 +129,21 @@ def test_discovery_batching_changes_nothing(monkeypatch):
     one = search(make_halves(3, 2.0, 0.0), cands, settings)["a_minus_b"].to_dict()["ranking"]
     assert [r["index"] for r in one] == [r["index"] for r in ref]
     np.testing.assert_allclose([r["score"] for r in one], [r["score"] for r in ref], rtol=1e-9)
+
+
+def test_holm_runs_over_both_directions_together():
+    """A p-value that one direction's Holm (5 tests) would confirm is not confirmed when the family is
+    the 10 tests of both directions; a strong one is."""
+    from modeldiff.counterfactual.search import judge
+
+    def rec(p, a_low=0.5, diff=1.0):
+        return {"p_value": p, "effects": {"log-odds": {"a": {"ci_low": a_low}, "diff": {"mean": diff}}}}
+
+    weak = {"a_minus_b": [rec(0.009)] + [rec(0.5)] * 4, "b_minus_a": [rec(0.6)] * 5}
+    assert min(holm([r["p_value"] for r in weak["a_minus_b"]])) < 0.05   # per direction: 0.045
+    assert judge(weak, 0.05) == {"a_minus_b": [], "b_minus_a": []}
+    assert weak["a_minus_b"][0]["p_adjusted"] == 0.09
+    strong = {"a_minus_b": [rec(1e-4, diff=0.5), rec(1e-5, diff=2.0), rec(1e-3, a_low=-0.1)], "b_minus_a": [rec(0.7)]}
+    out = judge(strong, 0.05)
+    assert [r["p_value"] for r in out["a_minus_b"]] == [1e-5, 1e-4]  # largest difference first; A's CI must be above 0
+    assert out["b_minus_a"] == [] and not strong["a_minus_b"][2]["confirmed"]

@@ -22,7 +22,8 @@ Procedure, per direction (A−B: "A relies more than B"; B−A swapped):
    confirmation p-value valid (the CI is over models, the unit the claim is about: "the
    models this algorithm trains"); disjoint inputs keep the search from picking transforms
    tuned to particular images. One-sided Welch p-values (A's log-odds effect > B's) are
-   Holm-adjusted over the ``n_confirm`` tested.
+   Holm-adjusted over the ``2 * n_confirm`` tested in both directions (:func:`judge`): the study's
+   claim "a distinguishing transformation was confirmed" is made at family-wise level ``alpha``.
 3. A transform is **confirmed** for the direction when, in the confirmation half, its
    Holm-adjusted p < ``alpha`` (A's effect exceeds B's) and A's own log-odds effect CI lies
    above 0 (the transform pushes A's models towards the class: a larger *drop* under B is
@@ -236,11 +237,11 @@ def confirm(halves: Halves, candidates: Sequence[tuple], disc: list, settings: S
     k = disc[0][0].shape[-1]
     allowed = allowed_classes(candidates, k)
     n_pairs = int(sum(len(a) for a in allowed))
-    out = {}
     conf_ctrl = {}
     from modeldiff.counterfactual.library import short_label
     from modeldiff.counterfactual.ranking import rank_candidates
 
+    found = {}
     for direction in DIRECTIONS:
         flip = direction == "b_minus_a"
         ranked = rank_candidates(disc, allowed, flip, s.ranking, s.level, getattr(disc, "screened_out", ()))
@@ -255,17 +256,28 @@ def confirm(halves: Halves, candidates: Sequence[tuple], disc: list, settings: S
             rec = _confirm(transform, row["target_class"], halves, conf_ctrl, flip, s, class_names)
             rec.update(discovery_t=row["t"], discovery_score=row["score"], discovery_rank=row["rank"])
             tested.append(rec)
-        if tested:
-            adj = holm([r["p_value"] for r in tested])
-            for r, a in zip(tested, adj):
-                r["p_adjusted"] = float(a)
-                lo_a = r["effects"]["log-odds"]["a"]
-                r["confirmed"] = bool(a < s.alpha and lo_a["ci_low"] is not None and lo_a["ci_low"] > 0)
-        confirmed = sorted((r for r in tested if r["confirmed"]),
-                           key=lambda r: -r["effects"]["log-odds"]["diff"]["mean"])
-        out[direction] = DirectionSearch(direction, confirmed, tested, n_pairs, ranking=ranked, ranking_rule=s.ranking,
-                                         screening=_screening(disc, s.screen_keep))
-    return out
+        found[direction] = (ranked, tested)
+    confirmed = judge({d: tested for d, (_, tested) in found.items()}, s.alpha)
+    return {d: DirectionSearch(d, confirmed[d], tested, n_pairs, ranking=ranked, ranking_rule=s.ranking,
+                               screening=_screening(disc, s.screen_keep))
+            for d, (ranked, tested) in found.items()}
+
+
+def judge(tested: dict, alpha: float) -> dict:
+    """Holm over every tested record of both directions (the study's family: "a distinguishing
+    transformation was confirmed" is one claim about the two algorithms), then the confirmation rule.
+
+    ``tested``: ``{direction: [records with "p_value" and "effects"]}``; sets each record's
+    ``p_adjusted`` and ``confirmed`` in place and returns ``{direction: confirmed records}``, largest
+    A−B log-odds difference first.
+    """
+    flat = [r for d in tested for r in tested[d]]
+    for r, a in zip(flat, holm([r["p_value"] for r in flat]) if flat else []):
+        lo_a = r["effects"]["log-odds"]["a"]
+        r["p_adjusted"] = float(a)
+        r["confirmed"] = bool(a < alpha and lo_a["ci_low"] is not None and lo_a["ci_low"] > 0)
+    return {d: sorted((r for r in tested[d] if r["confirmed"]), key=lambda r: -r["effects"]["log-odds"]["diff"]["mean"])
+            for d in tested}
 
 
 def _screening(disc, keep: int) -> dict:

@@ -335,7 +335,7 @@ def _search_section(search, pngs, name_a, name_b, colors) -> tuple[str, str]:
                        f"algorithm's models and test inputs; the top {len(tested)} tested on the other halves. "
                        "Log-odds: the effect on the target class's log-odds (margin), mean over models with a 95 % CI; "
                        "Pr: the effect on its probability. p (Holm): one-sided test that the first algorithm's effect "
-                       "exceeds the second's, Holm-adjusted over the candidates tested. Confirmed: p (Holm) below the "
+                       "exceeds the second's, Holm-adjusted over the candidates tested in both directions. Confirmed: p (Holm) below the "
                        "level and the first algorithm's own CI above 0." + merged_note)
     return "Transformation search (confirmatory)", inner
 
