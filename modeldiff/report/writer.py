@@ -65,21 +65,18 @@ def _component_sections(fit, subpops, pngs, train_images, test_images, train_lab
     if crossfit:
         legend = ("Cross-fitted signal variance of each residual component under each algorithm's attributions "
                   "(products of disjoint halves of its models: estimation noise cancels; can be <= 0).")
-        header += ["quarter-size signal", "null q95", "p (adjusted)", "beyond null"]
+    if calibration:
+        stat, threshold, name = (("signal_quarters", "null_signal_q95", "quarter-size signal") if crossfit
+                                 else ("ratio_halves", "null_ratio_q95", "half-size ratio"))
+        header += [name, "null q95", "p (adjusted)", "beyond null"]
         for r, c in zip(rows, calibration):
-            r += [value(c["signal_quarters"]), value(c["null_signal_q95"]), pvalue(c["p_value"]),
-                  "yes" if c["beyond_null"] else "no"]
+            r += [value(c[stat]), value(c[threshold]), pvalue(c["p_value"]), "yes" if c["beyond_null"] else "no"]
         legend += (" Quarter-size signal: the tested statistic, the cross-fitted signal variance of the residual from "
                    "quarters of each algorithm's models; null q95: the threshold of the same statistic between quarters "
-                   "of one algorithm. p (adjusted): max-T over the direction's components, family-wise.")
-    elif calibration:
-        header += ["half-size ratio", "null q95", "p (adjusted)", "beyond null"]
-        for r, c in zip(rows, calibration):
-            r += [value(c["ratio_halves"]), value(c["null_ratio_q95"]), pvalue(c["p_value"]),
-                  "yes" if c["beyond_null"] else "no"]
-        legend += (" Half-size ratio: the tested statistic, from halves of each algorithm's models; null q95: the 95th "
-                   "percentile of the same statistic between two halves of one algorithm. p (adjusted): max-T over "
-                   "the direction's components, family-wise.")
+                   "of one algorithm." if crossfit else
+                   " Half-size ratio: the tested statistic, from halves of each algorithm's models; null q95: the 95th "
+                   "percentile of the same statistic between two halves of one algorithm.")
+        legend += " p (adjusted): max-T over the direction's components, family-wise."
     sections = [("Explained variance", html.img(pngs["variance"], "explained variance A vs B")
                  + html.table(header, rows) + html.note(legend))]
     from datamodels.base.progress import progress_bar  # figures take seconds each on a busy CPU: show them coming
