@@ -15,7 +15,7 @@ def test_store_time_is_the_sum_of_its_chunks_measured_at_their_own_size():
     small = ChunkCost(6, fixed=1.0, steps=0.66, cal_steps=11, spread=(0.8, 1.1), growth=100)
     cost = TrainingCost({32: big, 6: small}, base_rss=1000, weights_bytes=10)
     assert chunk_sizes(70, 32) == [32, 32, 6]
-    recipe = type("R", (), {"batch_size": 16, "epochs": 2})()
+    recipe = type("R", (), {"batch_size": 16, "epochs": 2, "train_epochs": 2})()
     shape = type("S", (), dict(n_train=800, n_test=100, n_classes=10, models=70, subset_fraction=0.5,
                                ensemble_size=32))()
     steps = steps_per_model(800, 0.5, 16, 2)
@@ -99,14 +99,22 @@ def test_more_models_take_more_time():
     assert all(x < y for x, y in zip(seconds, seconds[1:]))
     assert all(x["total_seconds"] < y["total_seconds"] for x, y in zip(totals, totals[1:]))
     assert all(x["disk_bytes"] < y["disk_bytes"] for x, y in zip(totals, totals[1:]))
-    # the search: (candidates + control) x discovery half + (2 x confirmed + control) x confirmation half, per
-    # algorithm, plus 2 directions x confirmed x 2 units of bootstrap comparisons
+    # the search, per algorithm: (candidates + control) x the screening models, (the kept ones, at most
+    # 2 x screen_keep, + control) x the discovery half, (2 x confirmed + control) x the confirmation half;
+    # plus 2 directions x confirmed x 2 units of bootstrap comparisons
     search = totals[1]["stages"]["search"]["seconds"]  # 64 models: halves of 32
-    k = cfg.search.n_confirm
-    per_algorithm = ev.load * 64 + ev.search * 32 * (122 + 2 * k + 1)
-    assert search == pytest.approx(2 * per_algorithm + 4 * k * ev.bootstrap * cfg.search.n_resamples / 2000)
-    more = predict_plan(dataclasses.replace(calibrated, shape=_demo_shape(search_candidates=242)[1]))
-    assert more["stages"]["search"]["seconds"] - search == pytest.approx(2 * 121 * ev.search * 32)
+    k, sm, keep = cfg.search.n_confirm, cfg.search.screen_models, cfg.search.screen_keep
+    boot = 4 * k * ev.bootstrap * cfg.search.n_resamples / 2000
+
+    def per_algorithm(cands):
+        return ev.load * (64 + sm) + ev.search * ((cands + 1) * sm + (min(cands, 2 * keep) + 1) * 32
+                                                  + (2 * k + 1) * 32)
+    assert search == pytest.approx(2 * per_algorithm(121) + boot)
+    more = predict_plan(dataclasses.replace(calibrated, shape=_demo_shape(search_candidates=400)[1]))
+    assert more["stages"]["search"]["seconds"] - search == pytest.approx(2 * (per_algorithm(400) - per_algorithm(121)))
+    cfg.search.screen_models = 0  # no screening: every candidate on the whole discovery half
+    unscreened = predict_plan(calibrated, 64)["stages"]["search"]["seconds"]
+    assert unscreened == pytest.approx(2 * (ev.load * 64 + ev.search * 32 * (122 + 2 * k + 1)) + boot)
     null = totals[1]["stages"]["null"]["seconds"]
     assert null == pytest.approx(8 * cfg.calibration.splits * 1437 * 360 * 1e-8)
 
