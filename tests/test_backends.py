@@ -4,18 +4,13 @@ import pytest
 import torch
 
 from datamodels.base.errors import UserError
-from datamodels.data.dataset import Dataset, load_digits
+from datamodels.data.dataset import Dataset
 from datamodels.store.store import draw_masks_and_seeds
 from datamodels.training.backends import train_models
 from datamodels.training.recipe import recipe_from_dict
 
 SGD = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 ADAM = {"name": "adam", "lr": 3e-3, "weight_decay": 1e-4}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits()
 
 
 @pytest.fixture(scope="module")

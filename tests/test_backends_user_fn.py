@@ -5,7 +5,6 @@ import torch
 import yaml
 
 from datamodels.base.errors import UserError
-from datamodels.data.dataset import load_digits
 from datamodels.runs.launchers import fill_store
 from datamodels.store.store import Store
 from datamodels.training.model_factory import DataSpec, build_module
@@ -16,11 +15,6 @@ from tests.user_modules import train_fn
 RECIPE = {"name": "own-fn", "model": {"target": "tests.user_modules:mlp", "kwargs": {"hidden": 12}},
           "optim": {"name": "adam", "lr": 1e-2}, "batch_size": 64, "epochs": 1,
           "trainer": {"target": "tests.user_modules:train_fn", "kwargs": {"epochs": 2}}}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits()
 
 
 def test_train_fn_store_equals_the_function_called_by_hand(tmp_path, digits):

@@ -8,7 +8,6 @@ import torch
 import yaml
 
 from datamodels.base.errors import UserError
-from datamodels.data.dataset import load_digits
 from datamodels.runs.checkpoints import pick_checkpoint, store_at_checkpoint
 from datamodels.runs.launchers import fill_store
 from datamodels.store.store import Store
@@ -20,11 +19,6 @@ from tests.helpers_train import cli, the_error_line
 
 RECIPE = {"model": {"arch": "digits_cnn", "width": 4}, "precision": "float64", "batch_size": 64,
           "optim": {"lr": 0.05, "schedule": "constant"}}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits()
 
 
 def _store(path, digits, **kw):

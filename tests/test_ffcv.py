@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import datamodels.training.ffcv_loader as fl
-from datamodels.data.dataset import Dataset, load_digits
+from datamodels.data.dataset import Dataset
 from datamodels.runs.launchers import fill_store
 from datamodels.store.store import DONE, Store
 from datamodels.training.ensemble_trainer import train_ensemble
@@ -27,11 +27,6 @@ def ffcv():
     torch.set_num_threads(threads)  # importing ffcv sets it to 1
     yield module
     assert torch.get_num_threads() == threads, "the FFCV path changed torch's thread count"
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits()
 
 
 def _rgb8(n_train=300, n_test=40, seed=0) -> Dataset:

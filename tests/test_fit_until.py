@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from datamodels.base.errors import UserError
-from datamodels.data.dataset import load_digits
 from datamodels.runs.launchers import fill_store
 from datamodels.store.store import Store, draw_masks_and_seeds
 from datamodels.training.backends import train_models
@@ -20,11 +19,6 @@ SGD = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_dec
 CNN = {"arch": "digits_cnn", "width": 4}
 MLP = {"target": "tests.user_modules:mlp"}
 TARGET = 0.4
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits()
 
 
 @pytest.fixture(scope="module")

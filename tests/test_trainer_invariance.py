@@ -2,16 +2,9 @@
 import pytest
 import torch
 
-from datamodels.data.dataset import load_digits
 from datamodels.store.store import draw_masks_and_seeds
 from datamodels.training.ensemble_trainer import train_ensemble
 from datamodels.training.recipe import recipe_from_dict
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits()
-
 
 PASTE = {"translate": 1, "paste": {"share": 0.5, "region": [5, 8, 5, 8], "pattern": "checker"}}
 

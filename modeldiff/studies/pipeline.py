@@ -335,7 +335,8 @@ def run_search(cfg: StudyConfig, stores, data: Dataset, directions, device: str,
     if sp.overlays and image:
         cands += overlay_candidates({d.name: d.fit for d in directions}, data.x_train, data.y_train, sp.overlays,
                                     cfg.counterfactual.top_k, library=[t for t, _ in cands])
-    cands = [c for c in cands if repr(c[0]) not in excluded_reprs(cfg, exclude, image)]
+    excluded = excluded_reprs(cfg, exclude, image)  # once: it parses every spec of search.exclude
+    cands = [c for c in cands if repr(c[0]) not in excluded]
     halves = store_halves(stores[0], stores[1], data, n_inputs=sp.n_inputs, seed=sp.seed, device=device, rows=rows,
                           max_models=sp.models, screen_models=sp.screen_models)
     settings = SearchSettings(n_confirm=sp.n_confirm, alpha=sp.alpha, n_inputs=sp.n_inputs, ranking=sp.ranking,
