@@ -7,8 +7,18 @@ TRAK groups (``trak_groups_{a,b}.npz``, written by the null calibration) give th
 estimator, :class:`modeldiff.diff.crossfit.CrossFitModelDiff`). ``--groups 2,4,8`` also draws the
 curve against the attribution models used (the first g groups of each algorithm).
 
+The groups keep TRAK's kernel product and its out-to-loss term ``Q = 1 − p(y | x)`` apart, so both
+weightings come from one run exactly: ``--weightings q,none`` scores with TRAK's ``Q`` (the default,
+``attribution.params.out_to_loss: true``) and without it (``out_to_loss: false``).
+
+``--grid DIR`` takes every variant of a finished planted grid (benchmarks/planted_grid.py) and its
+no-plant twin, and counts the variants where the top A−B component holds at least 3x chance of the
+planted images while B−A and B's own top component hold at most 2x chance, and where the twin's top
+A−B component does not reach 3x chance on the same images.
+
     python benchmarks/discovery_components.py RUN_DIR [RUN_DIR ...] [--study planted] [--set KEY=VALUE]
-        [--splits 8] [--groups 2,4,8] [--json OUT.json]
+        [--splits 8] [--groups 2,4,8] [--weightings q,none] [--json OUT.json]
+    python benchmarks/discovery_components.py --grid runs/planted_grid [--weightings q,none] [--json OUT.json]
 
 ``--set`` must repeat the plant overrides the run was made with (the planted set is re-derived from
 the study's YAML and them); ``--variant K [--grid-seed S]`` takes the plant of a planted-grid variant.
@@ -97,10 +107,20 @@ def planted_signal(halves: list, planted: np.ndarray, n_train: int) -> float:
     return float(np.mean(vals))
 
 
-def evaluate(run: Path, planted: np.ndarray, splits: int, groups: list[int] | None) -> dict:
-    ga, gb = (TrakGroups.load(run / f"trak_groups_{t}.npz") for t in "ab")
+def weighted(g: TrakGroups, weighting: str) -> TrakGroups:
+    """The groups scored with TRAK's out-to-loss term (``q``) or without it (``none``: ``Q`` = 1)."""
+    if weighting == "q":
+        return g
+    if weighting == "none":
+        return TrakGroups(g.s, np.ones_like(g.q), g.sizes, g.rows)
+    raise SystemExit(f"error: unknown weighting {weighting!r}: use q or none")
+
+
+def evaluate(run: Path, planted: np.ndarray, splits: int, groups: list[int] | None, weighting: str = "q") -> dict:
+    ga, gb = (weighted(TrakGroups.load(run / f"trak_groups_{t}.npz"), weighting) for t in "ab")
     n_train = ga.s.shape[2]
-    out = {"run": str(run), "n_planted": int(len(planted)), "chance": len(planted) / n_train, "curve": []}
+    out = {"run": str(run), "weighting": weighting, "n_planted": int(len(planted)), "chance": len(planted) / n_train,
+           "curve": []}
     for g in groups or [len(ga.sizes)]:
         ia, ib = list(range(min(g, len(ga.sizes)))), list(range(min(g, len(gb.sizes))))
         t0 = time.perf_counter()
@@ -118,28 +138,80 @@ def evaluate(run: Path, planted: np.ndarray, splits: int, groups: list[int] | No
     return out
 
 
+def grid_runs(grid: Path, study: str) -> list[tuple[int, Path, np.ndarray]]:
+    """``(variant, run folder, planted indices)`` of every finished variant of a planted grid."""
+    result = json.loads((grid / "planted_grid.json").read_text())
+    seed = int(result["settings"]["seed"])
+    return [(v["variant"], grid / f"variant_{v['variant']}",
+             planted_set(grid / f"variant_{v['variant']}", study, [], v["variant"], seed)) for v in result["variants"]]
+
+
+def grid_table(grid: Path, study: str, splits: int, weightings: list[str]) -> dict:
+    """Per variant, estimator and weighting: precision@100 over chance of the planted run's top A−B, B−A and
+    B-own components and of the twin's top A−B component; the counts of variants passing every control."""
+    rows = []
+    for k, run, planted in grid_runs(grid, study):
+        for w in weightings:
+            top = evaluate(run, planted, splits, None, w)
+            twin = evaluate(run / "twin", planted, splits, None, w)
+            ch = top["chance"]
+            for est in ("classic", "crossfit"):
+                r = {d: top["curve"][-1][est][d] / ch for d in ("a_minus_b", "b_minus_a", "b_own")}
+                r["twin_a_minus_b"] = twin["curve"][-1][est]["a_minus_b"] / ch
+                r["found"] = r["a_minus_b"] >= 3
+                r["passes"] = bool(r["found"] and r["b_minus_a"] <= 2 and r["b_own"] <= 2 and r["twin_a_minus_b"] < 3)
+                rows.append({"variant": k, "weighting": w, "estimator": est, "chance": ch, **r})
+                print(f"v{k:<2d} {w:>4s} {est:>8s}: A−B {r['a_minus_b']:4.1f}x  B−A {r['b_minus_a']:4.1f}x  "
+                      f"B own {r['b_own']:4.1f}x  twin A−B {r['twin_a_minus_b']:4.1f}x  "
+                      f"{'passes' if r['passes'] else 'found, fails a control' if r['found'] else '-'}", flush=True)
+    counts = {}
+    for w in weightings:
+        for est in ("classic", "crossfit"):
+            sel = [r for r in rows if r["weighting"] == w and r["estimator"] == est]
+            counts[f"{w}/{est}"] = {"variants": len(sel), "found": sum(r["found"] for r in sel),
+                                    "passes_every_control": sum(r["passes"] for r in sel),
+                                    "b_own_over_2x": sum(r["b_own"] > 2 for r in sel),
+                                    "b_minus_a_over_2x": sum(r["b_minus_a"] > 2 for r in sel),
+                                    "twin_over_3x": sum(r["twin_a_minus_b"] >= 3 for r in sel)}
+            print(f"{w}/{est}: " + ", ".join(f"{k} {v}" for k, v in counts[f"{w}/{est}"].items()))
+    return {"grid": str(grid), "rows": rows, "counts": counts}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", help="planted run folders")
+    p.add_argument("runs", nargs="*", help="planted run folders")
+    p.add_argument("--grid", default=None, help="a finished planted grid folder (every variant and its twin)")
     p.add_argument("--study", default="planted")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="plant override of the runs")
     p.add_argument("--variant", type=int, default=None, help="the runs are this variant of the planted grid")
     p.add_argument("--grid-seed", type=int, default=0, help="the planted grid's seed (with --variant)")
     p.add_argument("--splits", type=int, default=8, help="random half splits averaged by the cross-fitted estimator")
     p.add_argument("--groups", default=None, help="comma-separated TRAK group counts for the curve (default: all)")
+    p.add_argument("--weightings", default="q", help="comma-separated: q (TRAK's out-to-loss term) and/or none")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
+    weightings = args.weightings.split(",")
+    if args.grid:
+        table = grid_table(Path(args.grid), args.study, args.splits, weightings)
+        if args.json:
+            Path(args.json).write_text(json.dumps(table, indent=1))
+        return 0
+    if not args.runs:
+        p.error("give run folders or --grid DIR")
     groups = [int(g) for g in args.groups.split(",")] if args.groups else None
     results = []
     for run in map(Path, args.runs):
-        res = evaluate(run, planted_set(run, args.study, args.set, args.variant, args.grid_seed), args.splits, groups)
-        results.append(res)
-        for row in res["curve"]:
-            c, x = row["classic"], row["crossfit"]
-            print(f"{run.name} models {row['models_a']}/{row['models_b']}: chance {res['chance']:.3f}; precision@{TOP} "
-                  f"classic A−B {c['a_minus_b']:.2f} B−A {c['b_minus_a']:.2f} B own {c['b_own']:.2f} | cross-fitted "
-                  f"A−B {x['a_minus_b']:.2f} B−A {x['b_minus_a']:.2f} B own {x['b_own']:.2f}; planted-direction signal "
-                  f"{x['planted_signal']:.2g} = {x['planted_signal_share']:.3f} of the top component's ({row['seconds']} s)")
+        planted = planted_set(run, args.study, args.set, args.variant, args.grid_seed)
+        for w in weightings:
+            res = evaluate(run, planted, args.splits, groups, w)
+            results.append(res)
+            for row in res["curve"]:
+                c, x = row["classic"], row["crossfit"]
+                print(f"{run.name} [{w}] models {row['models_a']}/{row['models_b']}: chance {res['chance']:.3f}; "
+                      f"precision@{TOP} classic A−B {c['a_minus_b']:.2f} B−A {c['b_minus_a']:.2f} B own "
+                      f"{c['b_own']:.2f} | cross-fitted A−B {x['a_minus_b']:.2f} B−A {x['b_minus_a']:.2f} B own "
+                      f"{x['b_own']:.2f}; planted-direction signal {x['planted_signal']:.2g} = "
+                      f"{x['planted_signal_share']:.3f} of the top component's ({row['seconds']} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

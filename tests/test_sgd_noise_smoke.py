@@ -9,7 +9,8 @@ import pytest
 from helpers_train import cli
 
 from case_studies.sgd_noise.functional_distance import from_study, functional_distance
-from case_studies.sgd_noise.paper_direction import holm, paper_direction
+from case_studies.sgd_noise.paper_direction import paper_direction
+from modeldiff.counterfactual.search import holm
 from modeldiff.studies.config import load_study
 from tests._requirements import require_cifar10_dir
 

@@ -7,7 +7,8 @@ skip that per-model scale), ``Q_m = 1 − p_m(y | x)`` on train examples. Scores
 
     scores[n_test, n_train] = (1/M Σ_m Φ_test,m F_mᵀ) * (1/M Σ_m Q_m)[None, :]
 
-exactly as ``TRAKer.finalize_scores`` (which returns the transpose). Scores are produced in test
+exactly as ``TRAKer.finalize_scores`` (which returns the transpose); ``out_to_loss=False`` drops the
+``Q`` factor (``docs/discovery.md`` shows where that matters). Scores are produced in test
 blocks and handed to a writer (e.g. :class:`datamodels.attribution.influence_io.InfluenceWriter`), so the
 full matrix never sits in memory twice; per-model features spill to disk when large.
 """
@@ -49,6 +50,9 @@ class TrakSettings:
     model_output: object = "margin"  # "margin" (classification margin, traker's default), an import
     # target "pkg.mod:Output", or a ModelOutput / function (model, batch) -> (f, Q), or the older
     # (out, y) forms: see gradients.py
+    out_to_loss: bool = True  # multiply each training column by the mean over models of Q = 1 − p(y | x)
+    # (TRAK's and traker's out-to-loss term); False: the kernel product alone, which keeps the training
+    # examples a model fits so easily (e.g. through a shortcut) that their loss gradient, hence Q, vanishes
 
     def __post_init__(self):
         if self.proj_dim != "auto" and self.proj_dim is not None and (
@@ -56,6 +60,8 @@ class TrakSettings:
             raise ValueError(f"proj_dim must be a positive integer, 'auto' or None, got {self.proj_dim!r}")
         if self.lambda_reg < 0:
             raise ValueError(f"lambda_reg must be >= 0, got {self.lambda_reg}")
+        if not isinstance(self.out_to_loss, bool):
+            raise ValueError(f"out_to_loss must be true or false, got {self.out_to_loss!r}")
         p = self.projector
         if isinstance(p, str) and p not in PROJECTORS and p != IDENTITY and not is_target(p):
             raise ValueError(f"projector must be one of {', '.join(PROJECTORS)} (or {IDENTITY}) or an import target "
@@ -171,6 +177,8 @@ class TRAK:
                 raise ValueError("TRAK needs at least one model")
             self.n_models_ = bank.count
             self.q_mean_ = (q_sum / bank.count).to(self.dtype)
+            if not self.settings.out_to_loss:  # the scores (and TrakGroups' q) without the out-to-loss term
+                self.q_mean_ = torch.ones_like(self.q_mean_)
             return self._scores(bank.pairs(), write)
         finally:
             bank.close()

@@ -1,6 +1,8 @@
 """A store's ``metadata.json``: what was trained, on what, with which versions; resume checks."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import datetime
 import importlib.metadata
 import platform
@@ -103,7 +105,8 @@ def check_compatible(old: dict, new: dict, path) -> None:
 
 def reload_dataset(meta: dict, data_dir: str | None = None) -> Dataset:
     """Load the dataset a store was made from (built-in name or recorded data target) and check its
-    fingerprint (``identity``) against the one recorded."""
+    fingerprint (``identity``) against the one recorded. A built-in dataset's recorded folder that no
+    longer exists (a moved store) gives way to the loader's own setting, e.g. MODELDIFF_CIFAR10_DIR."""
     from datamodels.data.dataset import BUILTIN_DATASETS, load_from_target
 
     rec, d = meta["recipe"]["data"], meta["dataset"]
@@ -122,7 +125,10 @@ def reload_dataset(meta: dict, data_dir: str | None = None) -> Dataset:
                         f"command can reload: to make it reopenable, train with a data target (recipe data: "
                         f"{{target: 'my_pkg.data:load'}}), or in Python pass Store.open(path, dataset=...)")
     opts = {k: rec[k] for k in ("per_class_train", "per_class_test") if rec.get(k) is not None}
-    data = load_dataset(d["name"], data_dir or rec.get("data_dir"), **opts)
+    where = data_dir or rec.get("data_dir")
+    if where and not data_dir and not Path(where).expanduser().exists():
+        where = None  # a store moved to another machine: the loader's own setting (e.g. its environment variable)
+    data = load_dataset(d["name"], where, **opts)
     if data.identity != d["identity"]:
         raise UserError(f"the {d['name']} data found now differs from the data this store was trained on "
                         f"(identity {data.identity[:12]} != {d['identity'][:12]}): point data_dir at the original copy")
