@@ -45,10 +45,10 @@ def simulate(seed, n=200, m=60, units=16, signal=1.5, noise_big=8.0, noise_iso=0
 
 def study(**calibration):
     """A study config with 3 components and these ``calibration`` settings."""
-    from datamodels.training.recipe import _build
+    from datamodels.base.dataclass_build import build_dataclass
     from modeldiff.studies.config import StudyConfig
 
-    return _build(StudyConfig, {"name": "sim", "algorithm_a": {"recipe": "a.yaml"}, "algorithm_b": {"recipe": "b.yaml"},
+    return build_dataclass(StudyConfig, {"name": "sim", "algorithm_a": {"recipe": "a.yaml"}, "algorithm_b": {"recipe": "b.yaml"},
                                 "components": 3, "calibration": calibration}, "", what="study")
 
 

@@ -215,8 +215,8 @@ def compare(algorithm_a, algorithm_b, data=None, *, out, name: str | None = None
         a :class:`~modeldiff.result.ComparisonResult` (``.to_dict()`` equals ``OUT/summary.json``).
     """
     from datamodels.attribution.trak import auto_proj_dim
+    from datamodels.base.dataclass_build import build_dataclass
     from datamodels.data.dataset import load_from_config
-    from datamodels.training.recipe import _build
     from modeldiff.result import ComparisonResult
     from modeldiff.studies.config import (
         AlgorithmSpec,
@@ -270,7 +270,7 @@ def compare(algorithm_a, algorithm_b, data=None, *, out, name: str | None = None
         attr["proj_dim"] = min(1024, auto_proj_dim(dataset.n_train))
     seed_a, seed_b = seeds if seeds is not None else (None, None)
     label_a, label_b = labels if labels is not None else label_of
-    built = {key: _build(spec, _section(value, key, off), f"{key}.", what="compare") for key, spec, value, off in (
+    built = {key: build_dataclass(spec, _section(value, key, off), f"{key}.", what="compare") for key, spec, value, off in (
         ("calibration", NullSpec, calibration, {"enabled": False}),
         ("search", SearchSpec, search, {"enabled": False}),
         ("counterfactual", CounterfactualSpec, counterfactual, {"auto_candidates": 0, "transforms": []}),
@@ -280,7 +280,7 @@ def compare(algorithm_a, algorithm_b, data=None, *, out, name: str | None = None
         algorithm_a=AlgorithmSpec(recipe=recipes[0], label=label_a, seed=seed_a),
         algorithm_b=AlgorithmSpec(recipe=recipes[1], label=label_b, seed=seed_b),
         models=models, subset_fraction=subset_fraction, seed=seed, components=components,
-        ensemble_size=ensemble_size, attribution=_build(AttributionSpec, attr, "attribution.", what="compare"),
+        ensemble_size=ensemble_size, attribution=build_dataclass(AttributionSpec, attr, "attribution.", what="compare"),
         folder=str(Path.cwd()), **built)
     run_study(cfg, out, device=device, data=dataset, given=(ms_a, ms_b))
     return ComparisonResult.from_folder(out)

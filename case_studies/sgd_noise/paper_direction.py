@@ -23,7 +23,6 @@ import argparse
 import json
 from pathlib import Path
 
-
 PAPER_TESTS = (("patch:pattern=texture,size=6,loc=random", "dog"), ("patch:pattern=window,size=6,loc=random", "truck"))
 GREY_PATCH = "patch:pattern=solid,size=6,loc=random"
 
@@ -31,11 +30,10 @@ GREY_PATCH = "patch:pattern=solid,size=6,loc=random"
 def _store_effects(store, data, names, sizes, n_test, seed, device, temperature=None) -> dict:
     """Per-model log-odds effects ``{(patch, target, size): [M]}`` of the paper's patches and of the grey
     solid patch (same sizes, same places), with logits divided by ``temperature[M]`` when given."""
+    from case_studies.sgd_noise.paper_controls import GREY, effects
     from modeldiff.counterfactual.effects import store_predictor
     from modeldiff.counterfactual.transforms.spec import parse_transform
     from modeldiff.studies.pipeline import counterfactual_inputs
-
-    from case_studies.sgd_noise.paper_controls import GREY, effects
 
     predict = store_predictor(store, device=device)
     out = {}
@@ -66,10 +64,9 @@ def paper_direction(out_dir, sizes=(2, 4, 6, 8, 10), n_test: int = 300, seed: in
     """
     import numpy as np
 
+    from case_studies.sgd_noise import paper_controls as pc
     from datamodels.store.store import Store
     from modeldiff.studies.match import study_store
-
-    from case_studies.sgd_noise import paper_controls as pc
 
     out_dir = Path(out_dir)
     st = {"high": Store.open(study_store(out_dir, high)), "low": Store.open(study_store(out_dir, low))}  # matched if so

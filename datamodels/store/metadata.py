@@ -1,11 +1,10 @@
 """A store's ``metadata.json``: what was trained, on what, with which versions; resume checks."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import datetime
 import importlib.metadata
 import platform
+from pathlib import Path
 
 from datamodels.base.errors import UserError
 from datamodels.data.dataset import Dataset, load_dataset

@@ -10,15 +10,13 @@ trainers (:mod:`~datamodels.training.backends`); anything else is an import targ
 from __future__ import annotations
 
 import dataclasses
-import math
-import types
-import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 
 from datamodels.base import strict_yaml
+from datamodels.base.dataclass_build import build_dataclass
 from datamodels.base.errors import UserError
 from datamodels.registry import is_target
 from datamodels.training.fit import UntilConfig, parse_checkpoints, train_epochs
@@ -387,51 +385,6 @@ def _choice(key, value, allowed):
         raise UserError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
 
 
-def _check_type(key: str, value, hint, what: str = "recipe"):
-    """``value`` checked (and, for floats, converted) against the type ``hint``, or a UserError naming ``key``."""
-    origin = typing.get_origin(hint)
-    options = typing.get_args(hint) if origin in (typing.Union, types.UnionType) else (hint,)
-    if value is None and type(None) in options:
-        return value
-    for option in (o for o in options if o is not type(None)):
-        base = typing.get_origin(option) or option
-        if base is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            try:  # YAML reads 5e-4 as a string
-                number = float(value)
-            except ValueError:
-                continue
-            if not math.isfinite(number):
-                raise UserError(f"{what} key '{key}' must be a finite number, got {value!r}")
-            return number
-        if isinstance(value, base) and not (base in (int, float) and isinstance(value, bool)):
-            return value
-    names = " or ".join((typing.get_origin(o) or o).__name__ for o in options)
-    raise UserError(f"{what} key '{key}' must be {names}, got {type(value).__name__} {value!r}")
-
-
-def _build(cls, data: dict, prefix: str, what: str = "recipe"):
-    """Validate ``data`` into the dataclass ``cls`` (recursively), naming any bad key."""
-    if not isinstance(data, dict):
-        raise UserError(f"{what} key '{prefix.rstrip('.') or what}' must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = dataclasses.fields(cls)
-    known = {f.name for f in fields}
-    for key in data:
-        if key not in known:
-            raise UserError(f"unknown {what} key '{prefix}{key}': allowed keys are {', '.join(sorted(known))}")
-    for f in fields:
-        if f.name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise UserError(f"{what} key '{prefix}{f.name}' is missing")
-    kwargs = {}
-    for key, value in data.items():
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value, f"{prefix}{key}.", what)
-        else:
-            kwargs[key] = _check_type(prefix + key, value, hint, what)
-    return cls(**kwargs)
-
-
 def recipe_from_dict(data: dict, *, stored: bool = False) -> Recipe:
     """Validate a nested dict (as read from YAML) into a :class:`Recipe`.
 
@@ -458,7 +411,7 @@ def recipe_from_dict(data: dict, *, stored: bool = False) -> Recipe:
                 raise UserError(f"recipe key 'optim.{clash[0]}' is given twice (also in optim.kwargs): keep one")
             data["optim"] = {**{k: v for k, v in optim.items() if k in known},
                              "kwargs": {**(kwargs if isinstance(kwargs, dict) else {}), **extra}}
-    return _build(Recipe, data, "")
+    return build_dataclass(Recipe, data, "")
 
 
 def load_recipe(path: str | Path) -> Recipe:

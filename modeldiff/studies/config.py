@@ -25,8 +25,9 @@ from pathlib import Path
 import yaml
 
 from datamodels.base import strict_yaml
+from datamodels.base.dataclass_build import build_dataclass
 from datamodels.base.errors import UserError
-from datamodels.training.recipe import Recipe, _build, load_recipe, recipe_from_dict
+from datamodels.training.recipe import Recipe, load_recipe, recipe_from_dict
 from modeldiff.counterfactual.ranking import DEFAULT_RANKING, RANKINGS
 from modeldiff.counterfactual.screen import SCREEN_KEEP, SCREEN_MODELS
 from modeldiff.studies.match import MatchSpec
@@ -243,6 +244,6 @@ def load_study(path_or_name: str) -> StudyConfig:
     if not isinstance(data, dict):
         raise UserError(f"study {path} must be a YAML mapping (name: ..., algorithm_a: ..., algorithm_b: ...), "
                         f"got {'an empty file' if data is None else 'a ' + type(data).__name__}")
-    cfg = _build(StudyConfig, data, "", what="study")
+    cfg = build_dataclass(StudyConfig, data, "", what="study")
     cfg.folder = str(path.parent)
     return cfg
