@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers_train import cli
 
-from case_studies.sgd_noise.functional_distance import from_study, functional_distance
+from case_studies.sgd_noise.functional_distance import from_study, functional_distance, null_excess
 from case_studies.sgd_noise.paper_direction import paper_direction
 from modeldiff.counterfactual.search import holm
 from modeldiff.studies.config import load_study
@@ -48,6 +48,15 @@ def test_functional_distance_detects_a_different_function_at_equal_loss():
     out = functional_distance(a, b, y)
     assert out["matched"] and out["pairs"] >= 6
     assert out["tv_excess_ci"][0] > 0.05, out
+
+
+def test_null_excess_compares_two_halves_of_one_algorithm():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 5, 400)
+    a, _ = _logits(rng, 16, 400, 5, 2.0)
+    out = null_excess(a, y)
+    assert out["pairs_total"] == 8 and out["pairs"] >= 6
+    assert out["tv_excess_ci"][0] <= 0 <= out["tv_excess_ci"][1] and abs(out["tv_excess"]) < 0.01
 
 
 def test_functional_distance_keeps_only_pairs_within_the_caliper():
@@ -107,3 +116,4 @@ def test_smoke_study_end_to_end(tmp_path_factory, study):
         assert all(t["diff_ci"][0] <= t["diff"] <= t["diff_ci"][1] and t["p_holm"] >= t["p"] for t in paper["tests"])
     fd = from_study(out)
     assert 0 <= fd["tv_within"] <= 1 and fd["pairs_total"] == 4
+    assert {t: fd["null"][t]["pairs_total"] for t in "ab"} == {"a": 2, "b": 2}

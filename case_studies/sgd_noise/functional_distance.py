@@ -16,8 +16,10 @@ the final models of two stores (their stored test logits, no extra forward pass)
   distance that independent seeds do not already produce; 95 % bootstrap CI over pairs.
 
 A claim "close in function at matched loss" reads: excess ≈ 0 (CI covering 0) with enough
-matched pairs. ``python -m case_studies.sgd_noise.functional_distance STUDY_OUT [...]`` prints
-the figures of finished studies (their ``store_a`` / ``store_b``).
+matched pairs. Its control, ``null``: the same figures between two random halves of one algorithm's
+models, whose excess must itself be ≈ 0 (else the test is loose).
+``python -m case_studies.sgd_noise.functional_distance STUDY_OUT [...]`` prints the figures of
+finished studies (their ``store_a`` / ``store_b``).
 """
 from __future__ import annotations
 
@@ -89,15 +91,26 @@ def functional_distance(logits_a: np.ndarray, logits_b: np.ndarray, y: np.ndarra
     return out
 
 
+def null_excess(logits: np.ndarray, y: np.ndarray, seed: int = 0, **kwargs) -> dict:
+    """The control of :func:`functional_distance`: the same figures between two random halves of ONE
+    algorithm's models ``logits[M, n, K]`` (two runs of one algorithm), whose excess should be ~0."""
+    perm = np.random.default_rng(seed).permutation(len(logits))
+    half = len(logits) // 2
+    return functional_distance(logits[perm[:half]], logits[perm[half:]], y, seed=seed, **kwargs)
+
+
 def from_study(out_dir, **kwargs) -> dict:
-    """:func:`functional_distance` of a finished study folder's ``store_a`` (A) and ``store_b`` (B)."""
+    """:func:`functional_distance` of a finished study folder's ``store_a`` (A) and ``store_b`` (B) (their
+    matched stores when the study matched fit), with ``null``: :func:`null_excess` of each algorithm."""
     from datamodels.store.store import Store
     from modeldiff.studies.match import study_store
 
     stores = [Store.open(study_store(out_dir, t)) for t in "ab"]  # store_X_matched of a matched study
     y = stores[0].load_dataset().y_test.numpy()
     logits = [np.asarray(s.test_logits)[s.valid_indices()] for s in stores]
-    return functional_distance(logits[0], logits[1], y, **kwargs)
+    out = functional_distance(logits[0], logits[1], y, **kwargs)
+    out["null"] = {tag: null_excess(lg, y, **kwargs) for tag, lg in zip("ab", logits)}
+    return out
 
 
 def main(argv=None) -> None:

@@ -53,7 +53,7 @@ def _store_effects(store, data, names, sizes, n_test, seed, device, temperature=
 
 
 def paper_direction(out_dir, sizes=(2, 4, 6, 8, 10), n_test: int = 300, seed: int = 0, device: str = "cpu",
-                    n_resamples: int = 2000, high: str = "a", low: str = "b") -> dict:
+                    n_resamples: int = 2000, high: str = "a", low: str = "b", matched: bool = True) -> dict:
     """Sweep the paper's two patches on a finished study, with the controls of `paper_controls`.
 
     Returns:
@@ -69,7 +69,8 @@ def paper_direction(out_dir, sizes=(2, 4, 6, 8, 10), n_test: int = 300, seed: in
     from modeldiff.studies.match import study_store
 
     out_dir = Path(out_dir)
-    st = {"high": Store.open(study_store(out_dir, high)), "low": Store.open(study_store(out_dir, low))}  # matched if so
+    where = study_store if matched else (lambda out, tag: out / f"store_{tag}")  # matched stores when the study made them
+    st = {"high": Store.open(where(out_dir, high)), "low": Store.open(where(out_dir, low))}
     data = st["high"].load_dataset()
     names = [str(c) for c in data.class_names]
     y = data.y_test.numpy()
@@ -109,9 +110,12 @@ def main(argv=None) -> None:
     ap.add_argument("--sizes", default="2,4,6,8,10")
     ap.add_argument("--n-test", type=int, default=300)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--unmatched", action="store_true", help="a matched study's stores as first trained (store_a, "
+                    "store_b), not its matched ones")
     ap.add_argument("--json", help="also write the whole result to this file")
     args = ap.parse_args(argv)
-    res = paper_direction(args.study_out, [int(s) for s in args.sizes.split(",")], args.n_test, device=args.device)
+    res = paper_direction(args.study_out, [int(s) for s in args.sizes.split(",")], args.n_test, device=args.device,
+                          matched=not args.unmatched)
     for name, f in res["fit"].items():
         print(f"{name} noise: test accuracy {100 * f['accuracy']:.1f} %, test loss {f['test_loss']:.3f}, "
               f"ECE {f['ece']:.3f}, fitted temperature {f['temperature']:.2f}")
