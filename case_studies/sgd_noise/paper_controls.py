@@ -81,8 +81,9 @@ def calibration_error(logits: np.ndarray, y: np.ndarray, bins: int = 15) -> np.n
     return out
 
 
-def fit_table(logits: np.ndarray, y: np.ndarray) -> dict:
-    """Mean test accuracy, NLL, ECE and fitted temperature of one algorithm's models ``logits[M, n, K]``."""
+def fit_table(logits: np.ndarray, y: np.ndarray, temperature: np.ndarray | None = None) -> dict:
+    """Mean test accuracy, NLL, ECE and fitted temperature of one algorithm's models ``logits[M, n, K]``
+    (``temperature[M]``: the models' :func:`fit_temperature`, when already fitted)."""
     from scipy.special import log_softmax
 
     lp = log_softmax(np.asarray(logits, dtype=np.float64), axis=-1)
@@ -90,7 +91,7 @@ def fit_table(logits: np.ndarray, y: np.ndarray) -> dict:
     return {"accuracy": float((lp.argmax(-1) == y[None]).mean()),
             "test_loss": float(-lp[:, np.arange(len(y)), y].mean()),
             "ece": float(calibration_error(logits, y).mean()),
-            "temperature": float(fit_temperature(logits, y).mean())}
+            "temperature": float((fit_temperature(logits, y) if temperature is None else temperature).mean())}
 
 
 def test_rows(low: dict, high: dict, n_resamples: int = 2000, seed: int = 0) -> list[dict]:

@@ -78,8 +78,9 @@ def paper_direction(out_dir, sizes=(2, 4, 6, 8, 10), n_test: int = 300, seed: in
     for name, store in st.items():
         rows = [int(i) for i in store.valid_indices(warn=False) if store.has_weights(int(i))]
         logits = np.asarray(store.test_logits)[rows]
-        fit[name] = pc.fit_table(logits, y)
-        both = _store_effects(store, data, names, sizes, n_test, seed, device, pc.fit_temperature(logits, y))
+        temperature = pc.fit_temperature(logits, y)
+        fit[name] = pc.fit_table(logits, y, temperature)
+        both = _store_effects(store, data, names, sizes, n_test, seed, device, temperature)
         eff[name] = {k: v[0] for k, v in both.items()}
         eff_t[name] = {k: v[1] for k, v in both.items()}
     kw = {"n_resamples": n_resamples, "seed": seed}
