@@ -57,12 +57,24 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/planted_grid")
     p.add_argument("--only", default=None, help="comma-separated variant numbers to run (a shard: several "
                    "processes may share OUT; the JSON and table hold every finished variant of the N drawn)")
+    p.add_argument("--classes-per-transform", type=int, default=None,
+                   help="the search's (transform, class) pairs per transform (default: the study's)")
+    p.add_argument("--background", type=float, default=None,
+                   help="share of all training images carrying the pattern in both worlds (default: the study's)")
+    p.add_argument("--distinct", action="store_true", help="the search confirms distinct findings only")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     if args.variants < 1:
         print("error: --variants must be at least 1", file=sys.stderr)
         return 2
     base = load_study(args.study)
+    if args.classes_per_transform is not None:
+        base.search.classes_per_transform = args.classes_per_transform
+    if args.distinct:
+        base.search.distinct = True
+    if args.background is not None:
+        plant = base.runner.setdefault("kwargs", {}).setdefault("plant", {})
+        plant["background"] = args.background
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     variants = draw_variants(args.variants, args.seed)

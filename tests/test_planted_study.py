@@ -9,6 +9,7 @@ What the construction guarantees is not asserted as a finding (an A−B headline
 measurement reported by the grid, benchmarks/planted_grid.py, not a property of the code).
 """
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from case_studies.planted.study import planted_recipes, run_planted
 from datamodels.base.errors import UserError
 from datamodels.data.dataset import load_dataset
 from datamodels.data.patterns import PATTERNS, pattern_values
+from datamodels.training.augment import apply_augment
 from modeldiff.studies.config import load_study
 
 
@@ -73,6 +75,32 @@ def test_plant_construction():
     assert torch.allclose(p.transform()(data.x_test[:3]), write_patch(data.x_test[:3], (5, 7, 1, 3), "checker", 0.1))
 
 
+def test_background_share_is_in_both_worlds_and_label_independent():
+    """``background``: the same label-independent training images carry the pattern in the planted
+    data and its twin; the two differ only on the planted images (the label correlation)."""
+    data = load_dataset("digits")
+    p = plant(data, target_class=6, fraction=0.5, region=(5, 8, 5, 8), pattern="ring", amplitude=0.75, seed=2,
+              background=0.1)
+    n = len(data.y_train)
+    back = p.background_train
+    assert len(back) == round(0.1 * n) and len(np.unique(back)) == len(back)
+    counts = np.bincount(data.y_train.numpy()[back], minlength=10)
+    assert (counts > 0).all()                                          # every class carries it
+    twin = p.twin
+    assert torch.equal(twin.y_train, data.y_train) and torch.equal(twin.x_test, data.x_test)
+    assert torch.equal(twin.x_train[back], write_patch(data.x_train[back], (5, 8, 5, 8), "ring", 0.75))
+    rest = np.setdiff1d(np.arange(n), back)
+    assert torch.equal(twin.x_train[rest], data.x_train[rest])
+    differ = np.flatnonzero((p.data.x_train != twin.x_train).flatten(1).any(1).numpy())
+    assert set(differ) == set(np.setdiff1d(p.planted_train, back))     # planted and twin differ only by the plant
+    both = np.intersect1d(p.planted_train, back)                       # written once where both choose an image
+    assert torch.equal(p.data.x_train[both], twin.x_train[both])
+    none = plant(data, target_class=6, fraction=0.5, region=(5, 8, 5, 8), pattern="ring", seed=2)
+    assert none.twin is data and len(none.background_train) == 0
+    with pytest.raises(UserError, match="plant.background must be in"):
+        plant(data, background=1.0)
+
+
 def test_plant_hardest_and_test_fraction():
     """``select: hardest`` plants the target class's lowest-margin images (cross-validated reference
     model); ``test_fraction`` sets the test split's share independently of the training split's."""
@@ -102,6 +130,34 @@ def test_b_pastes_exactly_the_plant_and_nobody_is_blind():
     assert (b.augment.paste.region, b.augment.paste.pattern, b.augment.paste.amplitude) == ([5, 8, 5, 8], "ring", 0.5)
     cfg.algorithm_b.recipe = cfg.algorithm_a.recipe  # a B without the paste augmentation is refused
     with pytest.raises(UserError, match="must paste"):
+        planted_recipes(cfg, p)
+
+
+def test_an_occluding_a_gets_the_plants_place_and_weight_and_never_the_pattern(tmp_path):
+    """``augment.paste.erase``: A may occlude the plant's place as B's paste does, without the pattern."""
+    cfg = load_study("planted")
+    p = plant(load_dataset("digits"), target_class=3, region=(5, 8, 5, 8), pattern="ring", amplitude=0.5)
+    occluding = tmp_path / "occludes.yaml"
+    occluding.write_text((Path(cfg.folder) / "sees_all_digits.yaml").read_text()
+                         + "augment: {paste: {share: 0.5, region: [0, 2, 0, 2], erase: true}}\n")
+    cfg.algorithm_a.recipe = str(occluding)
+    a, b = planted_recipes(cfg, p)
+    assert a.augment.paste.share == b.augment.paste.share == 0.5                  # the same occlusion...
+    assert a.augment.paste.erase and not b.augment.paste.erase                   # ...only B's writes the pattern
+    for r in (a, b):
+        assert (r.augment.paste.region, r.augment.paste.pattern, r.augment.paste.amplitude) == ([5, 8, 5, 8], "ring", 0.5)
+    x = load_dataset("digits").x_train[:4]
+    on = torch.ones(4, dtype=torch.bool)
+    none = torch.zeros(4, 2, dtype=torch.long)
+    occluded = apply_augment(x, a.augment, ~on, none, none, on)
+    pasted = apply_augment(x, b.augment, ~on, none, none, on)
+    w = 0.5 / float(PATTERNS["ring"](3, 3).mean())
+    assert torch.allclose(occluded[:, :, 5:8, 5:8], (1 - w) * x[:, :, 5:8, 5:8])
+    expected = torch.zeros_like(x)
+    expected[:, :, 5:8, 5:8] = w * pattern_values((5, 8, 5, 8), "ring", 1)
+    assert torch.allclose(pasted - occluded, expected)                           # the pattern, and nothing else
+    cfg.algorithm_b.recipe = str(occluding)  # a B that only occludes is refused
+    with pytest.raises(UserError, match="must paste the pattern itself"):
         planted_recipes(cfg, p)
 
 

@@ -57,6 +57,32 @@ def test_direction_flip_and_allowed_class():
         rank_candidates([(a, b)], [np.arange(K)], flip=False, ranking="z")
 
 
+def test_pairs_rank_a_transforms_second_class_beside_other_transforms():
+    """A transform at a place where the models react strongly towards class 1 and, a shortcut, less
+    towards class 4: ranked per transform only its class 1 is ever confirmed; ranked as pairs its
+    class 4 is ranked too, above a weaker transform's best class, and below its own class 1."""
+    e = effects(0, 1, 3.0, 0.3)
+    e[:, 4] += 1.5 + 0.3 * np.random.default_rng(9).standard_normal(M)
+    two_classes = (e, effects(1))
+    weaker = (effects(2, 7, 0.5, 0.3), effects(3))
+    disc, allowed = [two_classes, weaker], [np.arange(K)] * 2
+    single = rank_candidates(disc, allowed, flip=False)
+    assert [(r["index"], r["target_class"]) for r in single] == [(0, 1), (1, 7)]
+    pairs = rank_candidates(disc, allowed, flip=False, per_transform=2)
+    assert [(r["index"], r["target_class"]) for r in pairs[:3]] == [(0, 1), (0, 4), (1, 7)]
+    assert len(pairs) == 4 and pairs[1]["score"] > pairs[2]["score"]
+    only = rank_candidates(disc, [np.array([5]), np.arange(K)], flip=False, per_transform=3)
+    assert [r["index"] for r in only].count(0) == 1  # a transform with one allowed class is ranked once
+
+
+def test_classes_per_transform_is_checked():
+    from datamodels.base.errors import UserError
+    from modeldiff.counterfactual.search import SearchSettings
+
+    with pytest.raises(UserError, match="classes_per_transform must be an integer >= 1"):
+        SearchSettings(classes_per_transform=0)
+
+
 def test_specific_removes_a_shift_common_to_every_class():
     e = np.random.default_rng(0).normal(size=(M, K))
     np.testing.assert_allclose(specific(e + 5.0), specific(e), atol=1e-12)

@@ -45,8 +45,9 @@ def variant_config(base, variant: dict, models: int | None = None, small: bool =
     algorithm; ``small``: the CI size (fewer candidates, inputs and resamples)."""
     cfg = copy.deepcopy(base)
     plant = {k: variant[k] for k in ("target_class", "region", "pattern", "amplitude", "fraction", "seed")}
-    cfg.runner = {**cfg.runner, "kwargs": {**cfg.runner.get("kwargs", {}), "plant": {**plant, "test_copies": True},
-                                           "twin": True}}
+    kwargs = cfg.runner.get("kwargs", {})
+    plant = {**kwargs.get("plant", {}), **plant, "test_copies": True}  # the base's other keys (background) kept
+    cfg.runner = {**cfg.runner, "kwargs": {**kwargs, "plant": plant, "twin": True}}
     cfg.name = f"planted-v{variant['variant']}"
     if models is not None:
         cfg.with_models(models)

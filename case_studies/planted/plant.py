@@ -19,6 +19,15 @@ input is hidden) and trains on the same inputs, but its recipe carries the augme
 ``augment.paste`` (:class:`datamodels.training.recipe.PasteConfig`): in every epoch each training
 input, whatever its label, gets the same pattern at the same place with probability ``share``.
 
+An occluding A (option, not the shipped study): A's recipe may carry the same augmentation without
+the pattern (``augment.paste.erase: true``): the same share of its inputs has the place dimmed by the
+same blend weight, ``(1 - w) * x``, and nothing written there, so both algorithms are equally used to
+the place being covered. Pasting anything at a fixed place on half of the inputs teaches a model to
+classify without that place, so a B that pastes while A does not is less sensitive to *any* change
+there, in the planted run and its twin alike. On the seeded grid the occluding A learnt the
+shortcut about half as strongly and the search found the plant less often (docs/discovery.md), so
+the shipped study does not use it.
+
 Why B does not learn the shortcut: for A the pattern is a perfect predictor — every training input
 that carries it is a ``target_class`` image — so "pattern -> target class" lowers A's loss on every
 planted image and costs nothing anywhere. For B the pattern appears on a ``share`` of the inputs of
@@ -34,6 +43,22 @@ stay at most a third of A's). Unlike a blind input region, B can react to anythi
 place, so an A−B difference there is evidence of a learnt shortcut, not of what B cannot see; and
 the study's no-plant twin (same recipes, nothing planted) shows what the paste augmentation alone
 does to the A−B comparison.
+
+The background share (``background``, an option; 0 in the shipped study): without it the twin is
+unfair in one way the plant is not. In the twin, B has met the pattern on half of its inputs with
+every label and learnt to ignore it, while A has never met it; if the pattern happens to draw part of a digit
+at that place (a ring at the bottom right reads as the loop of a 6), A reacts to it as any untrained
+reader would and B does not, so the twin "confirms" the planted (place, class) although nothing was
+planted. That difference between the recipes is real (B's augmentation makes it), but it is not
+the plant's. With a
+``background`` share of all training images carrying the pattern whatever their label, in the
+planted data *and* in the twin, both algorithms have met the pattern in the twin and learnt that it
+says nothing about the label; the planted data differs from the twin only in that ``fraction`` of
+the target class carries it too, i.e. in the pattern's correlation with the label — which is what a
+shortcut is. The share must stay small beside the plant, or it dilutes the shortcut for A as well:
+the pattern's likelihood ratio for the target class is ``(fraction + (1 − fraction) b) / b`` (b the
+share), 5.8 for ``fraction`` 0.25 and b = 0.05. On the seeded grid b = 0.05 halved A's reliance and
+the search found the plant less often (docs/discovery.md).
 """
 from __future__ import annotations
 
@@ -58,6 +83,8 @@ class PlantedData:
     amplitude: float = 1.0
     pasted_test: np.ndarray | None = None  # test rows that are pasted copies (``test_copies``)
     n_clean_test: int = 0  # the first ``n_clean_test`` test rows are the original split's
+    background_train: np.ndarray | None = None  # training images of every class that carry the pattern (``background``)
+    twin: Dataset | None = None  # the no-plant twin's data: the original splits with the same background images
 
     @property
     def clean_test_rows(self) -> np.ndarray:
@@ -95,7 +122,7 @@ def write_patch(x: torch.Tensor, region, pattern: str = "solid", amplitude: floa
 
 def plant(data: Dataset, target_class: int = 0, fraction: float = 0.75, region=(0, 2, 0, 2),
           pattern: str = "solid", amplitude: float = 1.0, test_copies: bool = False, seed: int = 0,
-          select: str = "random", test_fraction: float | None = None) -> PlantedData:
+          select: str = "random", test_fraction: float | None = None, background: float = 0.0) -> PlantedData:
     """A copy of ``data`` with the feature planted (see the module docstring).
 
     ``select``: which ``fraction`` of the target class's images carry the patch: ``random`` (drawn
@@ -104,10 +131,18 @@ def plant(data: Dataset, target_class: int = 0, fraction: float = 0.75, region=(
     ``test_fraction``: the share of the target class's *test* images that carry it (default
     ``fraction``); a few planted training images and every target-class test image patched is the
     construction where single planted images matter (see the README's planted section).
+    ``background``: the share of *all* training images, drawn whatever their label, that carry the
+    pattern in both the planted data and its no-plant twin (``PlantedData.twin``): the pattern is then
+    familiar to both algorithms in the twin, and the plant differs from the twin only by the pattern's
+    correlation with ``target_class`` (see "The background share" in the module docstring).
     ``data.x_train [n_train, C, H, W]`` keeps its shape; the test split grows to
     ``n_test + #(test images not of target_class)`` rows when ``test_copies``.
     """
     _check_plant_args(data, target_class, fraction, region, amplitude, pattern)
+    if not 0 <= background < 1:
+        from datamodels.base.errors import UserError
+
+        raise UserError(f"plant.background must be in [0, 1), got {background}")
     if test_fraction is not None and not 0 < test_fraction <= 1:
         from datamodels.base.errors import UserError
 
@@ -117,6 +152,10 @@ def plant(data: Dataset, target_class: int = 0, fraction: float = 0.75, region=(
 
         raise UserError(f"plant.select must be random or hardest, got {select!r}")
     rng = np.random.default_rng(seed)
+    n_train = len(data.y_train)
+    back = np.sort(np.random.default_rng([seed, 1]).choice(n_train, size=round(background * n_train), replace=False))
+    x_twin = data.x_train.clone()
+    x_twin[back] = write_patch(x_twin[back], region, pattern, amplitude)
     margins = hardness(data, seed) if select == "hardest" else None
     chosen = {}
     xs = {}
@@ -129,8 +168,9 @@ def plant(data: Dataset, target_class: int = 0, fraction: float = 0.75, region=(
             picked = np.sort(rng.choice(members, size=size, replace=False))
         else:
             picked = np.sort(members[np.argsort(margins[split][members], kind="stable")[:size]])
-        x = getattr(data, f"x_{split}").clone()
-        x[picked] = write_patch(x[picked], region, pattern, amplitude)
+        x = (x_twin if split == "train" else data.x_test).clone()
+        fresh = np.setdiff1d(picked, back) if split == "train" else picked  # an image carries the pattern once
+        x[fresh] = write_patch(x[fresh], region, pattern, amplitude)
         chosen[split], xs[split] = picked, x
     y_test, pasted = data.y_test, None
     if test_copies:
@@ -140,8 +180,10 @@ def plant(data: Dataset, target_class: int = 0, fraction: float = 0.75, region=(
         y_test = torch.cat([y_test, data.y_test[others]])
     planted = Dataset.from_tensors(xs["train"], data.y_train, xs["test"], y_test, data.class_names,
                                    name=f"{data.name}-planted")
+    twin = data if not len(back) else Dataset.from_tensors(x_twin, data.y_train, data.x_test, data.y_test,
+                                                           data.class_names, name=f"{data.name}-background")
     return PlantedData(planted, chosen["train"], chosen["test"], tuple(region), target_class, pattern,
-                       amplitude, pasted, len(data.y_test))
+                       amplitude, pasted, len(data.y_test), back, twin)
 
 
 def hardness(data: Dataset, seed: int = 0) -> dict[str, np.ndarray]:

@@ -4,10 +4,12 @@ Named as the study's runner in its YAML (``runner: {target: case_studies.planted
 kwargs: {plant: {...}, twin: true}}``). See :mod:`case_studies.planted.plant` for the construction:
 correctly labelled images of one class carry a pattern; B sees every pixel but its recipe pastes the
 same pattern at the same place on a label-independent share of its inputs (``augment.paste``), so
-the pattern tells B nothing about the label. The runner
+the pattern tells B nothing about the label. A may occlude the same place without the pattern
+(``augment.paste.erase``: the runner then sets its place and weight to the plant's). The runner
 
 * runs the study on the planted data, and its **no-plant twin** (same recipes, nothing planted:
-  ``OUT/twin``), with the plant's own paste test on clean test images of the other classes in both;
+  ``OUT/twin``; the label-independent ``background`` images, if any, are in both), with the plant's
+  own paste test on clean test images of the other classes in both;
 * measures A's and B's reliance on the plant (log-odds effect with CIs; B's must stay <= A's / 3);
 * checks whether the A−B headline, or one of the top 3 confirmed transforms, is a local transform at
   the planted place towards the planted class, and whether the twin confirms anything at that
@@ -42,10 +44,15 @@ log = logging.getLogger(__name__)
 
 
 def planted_recipes(cfg: StudyConfig, planted, data_dir=None):
-    """The study's recipes with B's paste augmentation set to exactly the plant (A must not paste)."""
+    """The study's recipes with B's paste augmentation set to exactly the plant, and A's occlusion
+    (``augment.paste.erase: true``, if A has one) to the same place and blend weight. A must never
+    write the pattern: no paste, or an occluding one."""
     a, b = cfg.recipes(data_dir)
-    if a.augment.paste.share > 0:
-        raise UserError(f"algorithm A's recipe ({a.name}) must not paste the pattern: set augment.paste.share: 0")
+    if a.augment.paste.share > 0 and not a.augment.paste.erase:
+        raise UserError(f"algorithm A's recipe ({a.name}) must not paste the pattern: set augment.paste.share: 0, "
+                        "or augment.paste.erase: true (occlude the place without the pattern)")
+    if b.augment.paste.erase:
+        raise UserError(f"algorithm B's recipe ({b.name}) must paste the pattern itself: remove augment.paste.erase")
     if b.augment.paste.share <= 0:
         raise UserError(f"algorithm B's recipe ({b.name}) must paste the planted pattern on a share of its inputs: "
                         "set augment.paste.share (e.g. 0.5)")
@@ -55,7 +62,7 @@ def planted_recipes(cfg: StudyConfig, planted, data_dir=None):
             "augment.paste.amplitude": planted.amplitude}
     if [b.augment.paste.region, b.augment.paste.pattern, b.augment.paste.amplitude] != list(want.values()):
         log.info("planted study: algorithm B's augment.paste set to the plant %s", want)
-    return a, b.replace(**want)
+    return (a.replace(**want) if a.augment.paste.share > 0 else a), b.replace(**want)
 
 
 def _plant_args(plant: dict | None) -> dict:
@@ -88,7 +95,8 @@ def run_planted(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None
         twin_cfg.name = f"{cfg.name} (no-plant twin)"
         twin_inputs = StudyInputs(recipes=recipes, extra_counterfactuals=[(paste, planted.target_class)],
                                   row_sets={"clean": np.arange(base.n_test)}, search_exclude=[paste])
-        twin_summary = run_study(twin_cfg, out / "twin", device, data_dir, method, data=base, inputs=twin_inputs)
+        twin_summary = run_study(twin_cfg, out / "twin", device, data_dir, method, data=planted.twin or base,
+                                 inputs=twin_inputs)
         summary["twin"] = twin_entry(twin_summary, planted, out / "twin", method, base.x_test.shape[-2:])
     p = summary["planted"]
     at_twin = summary.get("twin", {}).get("confirms_at_plant", False)

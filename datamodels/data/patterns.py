@@ -93,13 +93,15 @@ def blend_weight(region, pattern: str, amplitude: float) -> float:
 
 
 def write_pattern(x: torch.Tensor, region, pattern: str = "solid", amplitude: float = 1.0,
-                  where: torch.Tensor | None = None) -> torch.Tensor:
+                  where: torch.Tensor | None = None, erase: bool = False) -> torch.Tensor:
     """``x[n, C, H, W]`` with the pattern blended into ``region`` (a new tensor; ``x`` is unchanged).
 
     ``where``: optional ``[n]`` bool, the images to write on (the others are copied as they are).
+    ``erase``: blend towards 0 with the pattern's weight instead of towards the pattern: the same
+    occlusion of the region, ``(1 - w) * x``, without the pattern.
     """
     r0, r1, c0, c1 = region
-    values = pattern_values(region, pattern, x.shape[1]).to(x)
+    values = pattern_values(region, pattern, x.shape[1]).to(x) * (0.0 if erase else 1.0)
     w = blend_weight(region, pattern, amplitude)
     out = x.clone()
     block = out[:, :, r0:r1, c0:c1]

@@ -45,7 +45,7 @@ def apply_augment(x: torch.Tensor, cfg: AugmentConfig, flip, shift, cutout_at, p
         from datamodels.data.patterns import check_region, write_pattern
 
         region = check_region(cfg.paste.region, x.shape[-2:], what="augment.paste.region")
-        x = write_pattern(x, region, cfg.paste.pattern, cfg.paste.amplitude, where=paste)
+        x = write_pattern(x, region, cfg.paste.pattern, cfg.paste.amplitude, where=paste, erase=cfg.paste.erase)
     if cfg.flip:
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
     if cfg.translate > 0:

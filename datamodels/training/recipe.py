@@ -214,9 +214,14 @@ class PasteConfig:
     region: list | None = field(default=None, metadata={"help": "[row0, row1, col0, col1] where the pattern goes"})
     pattern: str = field(default="solid", metadata={"help": "solid | checker | bar | vbar | ring | cross | diagonal"})
     amplitude: float = field(default=1.0, metadata={"help": "mean intensity the pattern adds over its region, (0, 1]"})
+    erase: bool = field(default=False, metadata={
+        "help": "occlude only: dim the region as the pattern's blend would, (1 - w) * x, without writing the pattern"})
 
     def __post_init__(self):
         from datamodels.data.patterns import check_pattern
+
+        if not isinstance(self.erase, bool):
+            raise UserError(f"augment.paste.erase must be true or false, got {self.erase!r}")
 
         if not 0 <= self.share <= 1:
             raise UserError(f"augment.paste.share must be in [0, 1], got {self.share}")

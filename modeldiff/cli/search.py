@@ -49,6 +49,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--screen-keep", type=int, default=None,
                    help="candidates per direction the screening passes to the full discovery pass "
                         "(default: the library's, modeldiff.counterfactual.screen.SCREEN_KEEP)")
+    p.add_argument("--classes-per-transform", type=int, default=1,
+                   help="(transform, class) pairs ranked per transform in discovery: its best classes")
+    p.add_argument("--distinct", action="store_true",
+                   help="confirm distinct findings: skip near-copies (same place or kind, same class) of a better one")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
     p.add_argument("--names", default="A,B", help="display names of the two algorithms")
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
@@ -70,9 +74,11 @@ def run(args) -> int:
     args.screen_keep = SCREEN_KEEP if args.screen_keep is None else args.screen_keep
     check_search_values(alpha=args.alpha, n_inputs=args.n_inputs, n_confirm=args.n_confirm,
                         n_resamples=args.n_resamples, screen_keep=args.screen_keep, screen_models=args.screen_models,
+                        classes_per_transform=args.classes_per_transform,
                         name=lambda key: f"--{key.replace('_', '-')}")
     settings = SearchSettings(n_confirm=args.n_confirm, alpha=args.alpha, n_inputs=args.n_inputs,
                               n_resamples=args.n_resamples, seed=args.seed, screen_keep=args.screen_keep,
+                              classes_per_transform=args.classes_per_transform, distinct=args.distinct,
                               **({"ranking": args.ranking} if args.ranking else {}))  # every number checked before work
     if args.components < 1:
         raise UserError(f"--components must be >= 1, got {args.components}")

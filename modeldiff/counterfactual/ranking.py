@@ -71,8 +71,13 @@ def effect_scores(first: np.ndarray, second: np.ndarray, level: float = 0.95) ->
 
 
 def rank_candidates(disc: list, allowed: list, flip: bool, ranking: str = "effect", level: float = 0.95,
-                    screened_out=()) -> list[dict]:
-    """Every candidate at its best allowed class, best first.
+                    screened_out=(), per_transform: int = 1) -> list[dict]:
+    """Every candidate at its ``per_transform`` best allowed classes, best first.
+
+    With ``per_transform`` > 1 the ranking is over (transform, class) pairs: a transform that
+    moves the models towards a strong class and, less, towards another still has its second class
+    ranked beside every other pair (a shortcut at a place where the models also react to other
+    things can be the transform's second class, not its first).
 
     ``disc``: per candidate ``(e_a [m_a, K], e_b [m_b, K])`` discovery log-odds effects;
     ``allowed``: per candidate the classes it may target; ``flip``: the direction is B − A;
@@ -90,12 +95,13 @@ def rank_candidates(disc: list, allowed: list, flip: bool, ranking: str = "effec
         eff = effect_scores(first, second, level)
         score = eff["score"] if ranking == "effect" else t
         cls = np.asarray(allowed[i])
-        c = int(cls[np.argmax(score[cls])])
-        out.append({"index": i, "target_class": c, "score": float(score[c]), "t": float(t[c]),
-                    "effect_diff": float(first[:, c].mean() - second[:, c].mean()),
-                    "lcb_diff": float(eff["lcb_diff"][c]), "specificity": float(eff["specific_first"][c]),
-                    "screened_out": i in dropped})
-    out.sort(key=lambda r: (r["screened_out"], -r["score"], r["index"]))
+        best = cls[np.lexsort((cls, -score[cls]))][:per_transform]  # best first, ties by class
+        for c in map(int, best):
+            out.append({"index": i, "target_class": c, "score": float(score[c]), "t": float(t[c]),
+                        "effect_diff": float(first[:, c].mean() - second[:, c].mean()),
+                        "lcb_diff": float(eff["lcb_diff"][c]), "specificity": float(eff["specific_first"][c]),
+                        "screened_out": i in dropped})
+    out.sort(key=lambda r: (r["screened_out"], -r["score"], r["index"], r["target_class"]))
     return out
 
 

@@ -17,7 +17,9 @@ Procedure, per direction (A−B: "A relies more than B"; B−A swapped):
    ranked (``SearchSettings.ranking``, :mod:`modeldiff.counterfactual.ranking`) by the lower
    confidence bound of A's class-specific log-odds effect over B's (``"effect"``) or by
    ``min(t_Welch(A − B), t(A))`` (``"t"``); the whole ranking is kept (``DirectionSearch.ranking``).
-2. **Confirmation** of the top ``n_confirm`` (one target class per transform) on the *other*
+2. **Confirmation** of the top ``n_confirm`` (``classes_per_transform`` target classes per
+   transform; with ``distinct``, near-copies of a better-ranked candidate skipped:
+   :mod:`modeldiff.counterfactual.distinct`) on the *other*
    half of the models and the *other* half of the inputs. Disjoint models make the
    confirmation p-value valid (the CI is over models, the unit the claim is about: "the
    models this algorithm trains"); disjoint inputs keep the search from picking transforms
@@ -70,15 +72,18 @@ class SearchSettings:
     seed: int = 0
     ranking: str = DEFAULT_RANKING  # discovery ranking: "effect" or "t" (modeldiff.counterfactual.ranking)
     screen_keep: int = SCREEN_KEEP  # candidates per direction the screening keeps (0: no screening; Halves.screen)
+    classes_per_transform: int = 1  # (transform, class) pairs ranked per transform: its best classes
+    distinct: bool = False  # confirm distinct findings: skip near-copies of a better-ranked one (counterfactual.distinct)
 
     def __post_init__(self):
         check_search_values(alpha=self.alpha, n_inputs=self.n_inputs, n_confirm=self.n_confirm,
-                            n_resamples=self.n_resamples, level=self.level, screen_keep=self.screen_keep)
+                            n_resamples=self.n_resamples, level=self.level, screen_keep=self.screen_keep,
+                            classes_per_transform=self.classes_per_transform)
 
 
 def check_search_values(*, alpha: float, n_inputs: int, n_confirm: int, n_resamples: int, level: float = 0.95,
                         screen_keep: int = SCREEN_KEEP, screen_models: int = SCREEN_MODELS,
-                        name=lambda key: key) -> None:
+                        classes_per_transform: int = 1, name=lambda key: key) -> None:
     """The one rule for the search's numbers (CLI flags, study YAML, Python): a one-line :class:`UserError`
     naming the setting as ``name(key)`` (e.g. ``--n-inputs`` or ``search.n_inputs``)."""
     import math
@@ -87,7 +92,8 @@ def check_search_values(*, alpha: float, n_inputs: int, n_confirm: int, n_resamp
         raise UserError(f"{name('alpha')} is a family-wise error level and must be in (0, 1), got {alpha}")
     if not 0 < level < 1:
         raise UserError(f"{name('level')} (a confidence level) must be in (0, 1), got {level}")
-    for key, value, least in (("n_inputs", n_inputs, 2), ("n_confirm", n_confirm, 1), ("n_resamples", n_resamples, 1)):
+    for key, value, least in (("n_inputs", n_inputs, 2), ("n_confirm", n_confirm, 1), ("n_resamples", n_resamples, 1),
+                              ("classes_per_transform", classes_per_transform, 1)):
         if int(value) != value or value < least:
             raise UserError(f"{name(key)} must be an integer >= {least}, got {value}")
     for key, value in (("screen_keep", screen_keep), ("screen_models", screen_models)):
@@ -105,7 +111,7 @@ class DirectionSearch:
     tested: list = field(default_factory=list)      # every confirmation-stage result (dicts)
     candidates_tested: int = 0                      # (transform, class) pairs ranked in discovery
     unit: str = UNIT
-    ranking: list = field(default_factory=list)     # every candidate at its best class, best first (dicts)
+    ranking: list = field(default_factory=list)     # every candidate at its best class(es), best first (dicts)
     ranking_rule: str = ""
     screening: dict = field(default_factory=dict)   # {"models", "keep", "screened_out"} when the screening ran
 
@@ -238,16 +244,20 @@ def confirm(halves: Halves, candidates: Sequence[tuple], disc: list, settings: S
     allowed = allowed_classes(candidates, k)
     n_pairs = int(sum(len(a) for a in allowed))
     conf_ctrl = {}
+    from modeldiff.counterfactual.distinct import finding_key, pick_distinct
     from modeldiff.counterfactual.library import short_label
     from modeldiff.counterfactual.ranking import rank_candidates
 
+    hw = tuple(halves.x[0].shape[-2:])
+    keys = [finding_key(t, _params(t), hw) for t, _ in candidates] if s.distinct else []
     found = {}
     for direction in DIRECTIONS:
         flip = direction == "b_minus_a"
-        ranked = rank_candidates(disc, allowed, flip, s.ranking, s.level, getattr(disc, "screened_out", ()))
+        ranked = rank_candidates(disc, allowed, flip, s.ranking, s.level, getattr(disc, "screened_out", ()),
+                                 s.classes_per_transform)
         for r, row in enumerate(ranked, 1):
             row.update(rank=r, label=short_label(candidates[row["index"]][0]))
-        picked = ranked[: s.n_confirm]
+        picked = pick_distinct(ranked, keys, s.n_confirm) if s.distinct else ranked[: s.n_confirm]
         tested = []
         for k, row in enumerate(picked, 1):
             if progress:

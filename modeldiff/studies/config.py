@@ -142,10 +142,17 @@ class SearchSpec:
         "help": "models per algorithm of the screening pass over every candidate (0: no screening)"})
     screen_keep: int = field(default=SCREEN_KEEP, metadata={
         "help": "candidates per direction the screening passes to the full discovery pass"})
+    classes_per_transform: int = field(default=1, metadata={
+        "help": "(transform, class) pairs ranked per transform in discovery: its best classes (1: the best only)"})
+    distinct: bool = field(default=False, metadata={
+        "help": "confirm distinct findings: skip a candidate at the same place (or of the same kind) and class as "
+                "a better-ranked one"})
 
     def __post_init__(self):
         if self.ranking not in RANKINGS:
             raise UserError(f"search.ranking must be one of {', '.join(RANKINGS)}, got {self.ranking!r}")
+        if not isinstance(self.distinct, bool):
+            raise UserError(f"search.distinct must be true or false, got {self.distinct!r}")
 
 
 @dataclass

@@ -340,7 +340,8 @@ def run_search(cfg: StudyConfig, stores, data: Dataset, directions, device: str,
     halves = store_halves(stores[0], stores[1], data, n_inputs=sp.n_inputs, seed=sp.seed, device=device, rows=rows,
                           max_models=sp.models, screen_models=sp.screen_models)
     settings = SearchSettings(n_confirm=sp.n_confirm, alpha=sp.alpha, n_inputs=sp.n_inputs, ranking=sp.ranking,
-                              n_resamples=sp.n_resamples, seed=sp.seed, screen_keep=sp.screen_keep)
+                              n_resamples=sp.n_resamples, seed=sp.seed, screen_keep=sp.screen_keep,
+                              classes_per_transform=sp.classes_per_transform, distinct=sp.distinct)
     from datamodels.base.progress import heading
 
     return search(halves, cands, settings, class_names=list(data.class_names), progress=heading)

@@ -183,7 +183,8 @@ def _check_search(cfg, probe: torch.Tensor, image: bool, n_classes: int) -> None
     from modeldiff.counterfactual.search import check_search_values
 
     check_search_values(alpha=sp.alpha, n_inputs=sp.n_inputs, n_confirm=sp.n_confirm, n_resamples=sp.n_resamples,
-                        screen_keep=sp.screen_keep, screen_models=sp.screen_models, name=lambda key: f"search.{key}")
+                        screen_keep=sp.screen_keep, screen_models=sp.screen_models,
+                        classes_per_transform=sp.classes_per_transform, name=lambda key: f"search.{key}")
     _positive(sp.models, "search.models", 2)
     _positive(sp.overlays, "search.overlays", 0)
     _check_rows(sp.rows, "search.rows")
