@@ -2,11 +2,12 @@
 variant's planted run and no-plant twin go through the real study pipeline, and the grid's records
 are what its summaries say. Asserted: the harness logic (the variants are the seed's draws, a finding
 is counted only when the twin does not confirm it, the rates are the records' shares), not the
-discovery's success."""
+discovery's success. The exposure-matched twin runs on the same grid and its records are its twins'."""
 import json
 
 import pytest
 
+from benchmarks.exposure_twin import main as exposure_main
 from benchmarks.planted_grid import main
 from case_studies.planted.grid import draw_variants, rates
 
@@ -30,3 +31,15 @@ def test_grid_runs_two_small_variants_with_their_twins(tmp_path, capsys):
         assert value == expected[key] or (value != value and expected[key] != expected[key]), key
     out = capsys.readouterr().out
     assert out.count("\n") >= 4 and "twin confirms at the planted place/class" in out
+    # the exposure-matched twin: as many pattern-carrying training images as the plant, from every class
+    assert exposure_main(["--grid", str(tmp_path), "--variants", "2", "--seed", "3"]) == 0
+    exposure = json.loads((tmp_path / "exposure_twin.json").read_text())
+    assert [r["variant"] for r in exposure["records"]] == [0, 1]
+    for v, r, g in zip(result["variants"], exposure["records"], records):
+        entry = json.loads((tmp_path / f"variant_{v['variant']}" / "twin_exposure" / "entry.json").read_text())
+        summary = json.loads((tmp_path / f"variant_{v['variant']}" / "summary.json").read_text())
+        assert entry["n_exposed_train"] == summary["planted"]["n_planted_train"]
+        assert r["exposure_twin_match"] == entry["confirms_at_plant"] and r["twin_match"] == g["twin_match"]
+        assert r["counted_top3_exposure"] == (r["top3_match"] and not r["exposure_twin_match"])
+    assert exposure["rates"]["exposure_twin_at_place"] == sum(r["exposure_twin_match"] for r in exposure["records"]) / 2
+    assert exposure_main(["--grid", str(tmp_path / "nothing")]) == 2
