@@ -46,18 +46,18 @@ does to the A−B comparison.
 
 The background share (``background``, an option; 0 in the shipped study): without it the twin is
 unfair in one way the plant is not. In the twin, B has met the pattern on half of its inputs with
-every label and learnt to ignore it, while A has never met it; if the pattern happens to draw part of a digit
-at that place (a ring at the bottom right reads as the loop of a 6), A reacts to it as any untrained
-reader would and B does not, so the twin "confirms" the planted (place, class) although nothing was
-planted. That difference between the recipes is real (B's augmentation makes it), but it is not
-the plant's. With a
-``background`` share of all training images carrying the pattern whatever their label, in the
-planted data *and* in the twin, both algorithms have met the pattern in the twin and learnt that it
-says nothing about the label; the planted data differs from the twin only in that ``fraction`` of
-the target class carries it too, i.e. in the pattern's correlation with the label — which is what a
-shortcut is. The share must stay small beside the plant, or it dilutes the shortcut for A as well:
-the pattern's likelihood ratio for the target class is ``(fraction + (1 − fraction) b) / b`` (b the
-share), 5.8 for ``fraction`` 0.25 and b = 0.05. On the seeded grid b = 0.05 halved A's reliance and
+every label and learnt to ignore it, while A has never met it; if the pattern happens to draw part
+of a digit at that place (a ring at the bottom right reads as the loop of a 6), A reacts to it as
+any untrained reader would and B does not, so the twin "confirms" the planted (place, class)
+although nothing was planted. That difference between the recipes is real (B's augmentation makes
+it), but it is not the plant's. With a ``background`` share of all training images carrying the
+pattern whatever their label, in the planted data *and* in the twin, both algorithms have met the
+pattern in the twin and learnt that it says nothing about the label; the planted data differs from
+the twin only in that ``fraction`` of the target class carries it too, i.e. in the pattern's
+correlation with the label — which is what a shortcut is. The share must stay small beside the
+plant, or it dilutes the shortcut for A as well: the pattern's likelihood ratio for the target
+class is ``(fraction + (1 − fraction) b) / b`` (b the share), 5.8 for ``fraction`` 0.25 and
+b = 0.05. On the seeded grid b = 0.05 halved A's reliance and
 the search found the plant less often (docs/discovery.md).
 """
 from __future__ import annotations

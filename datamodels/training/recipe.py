@@ -222,7 +222,6 @@ class PasteConfig:
 
         if not isinstance(self.erase, bool):
             raise UserError(f"augment.paste.erase must be true or false, got {self.erase!r}")
-
         if not 0 <= self.share <= 1:
             raise UserError(f"augment.paste.share must be in [0, 1], got {self.share}")
         check_pattern(self.pattern, self.amplitude, what="augment.paste.pattern")
