@@ -21,7 +21,6 @@ resumes like the grid (a finished twin is read back).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import sys
@@ -49,26 +48,16 @@ def grid_config(settings: dict, variant: dict):
 
 def run_exposure_twin(cfg, out: Path) -> dict:
     """``twin_entry`` of the exposure-matched twin of ``cfg``'s plant, run into ``out``."""
-    import numpy as np
-
     from case_studies.planted.plant import plant as make_plant
-    from case_studies.planted.study import _plant_args, planted_recipes, twin_entry
-    from modeldiff.studies.hooks import StudyInputs
+    from case_studies.planted.study import _plant_args, planted_recipes, run_twin
     from modeldiff.studies.pipeline import load_study_data
-    from modeldiff.studies.run import run_study
 
     args = _plant_args(cfg.runner["kwargs"]["plant"])
     base = load_study_data(cfg, None)
     planted = make_plant(base, **args)
     share = args.get("background", 0.0) + len(planted.planted_train) / len(base.y_train)
     exposed = make_plant(base, **{**args, "background": share})
-    paste = planted.transform()
-    twin_cfg = copy.deepcopy(cfg)
-    twin_cfg.name = f"{cfg.name} (exposure-matched twin)"
-    inputs = StudyInputs(recipes=planted_recipes(cfg, planted), extra_counterfactuals=[(paste, planted.target_class)],
-                         row_sets={"clean": np.arange(base.n_test)}, search_exclude=[paste])
-    summary = run_study(twin_cfg, out, "cpu", None, cfg.attribution.method, data=exposed.twin, inputs=inputs)
-    entry = twin_entry(summary, planted, out, cfg.attribution.method, base.x_test.shape[-2:])
+    entry = run_twin(cfg, planted, planted_recipes(cfg, planted), exposed.twin, out, "exposure-matched twin")
     entry["n_exposed_train"] = int(len(exposed.background_train))
     return entry
 

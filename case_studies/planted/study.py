@@ -91,13 +91,8 @@ def run_planted(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None
     summary = run_study(cfg, out, device, data_dir, method, data=planted.data, inputs=inputs)
     summary["planted"] = planted_entry(summary, planted, out, method)
     if twin:
-        twin_cfg = copy.deepcopy(cfg)
-        twin_cfg.name = f"{cfg.name} (no-plant twin)"
-        twin_inputs = StudyInputs(recipes=recipes, extra_counterfactuals=[(paste, planted.target_class)],
-                                  row_sets={"clean": np.arange(base.n_test)}, search_exclude=[paste])
-        twin_summary = run_study(twin_cfg, out / "twin", device, data_dir, method, data=planted.twin or base,
-                                 inputs=twin_inputs)
-        summary["twin"] = twin_entry(twin_summary, planted, out / "twin", method, base.x_test.shape[-2:])
+        summary["twin"] = run_twin(cfg, planted, recipes, planted.twin or base, out / "twin", "no-plant twin",
+                                   device, data_dir, method)
     p = summary["planted"]
     at_twin = summary.get("twin", {}).get("confirms_at_plant", False)
     p["counted"] = matching.counted(p["search"], at_twin) if twin and p["search"] is not None else None
@@ -107,6 +102,21 @@ def run_planted(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None
     atomic_write_text(out / f"summary_{method}.json", text)
     _report_section(out, summary)
     return summary
+
+
+def run_twin(cfg: StudyConfig, planted, recipes, data, out: Path, label: str, device: str = "cpu",
+             data_dir: str | None = None, method: str | None = None) -> dict:
+    """Run a twin of the planted study — the same recipes on ``data`` (unplanted, ``n_test`` clean test
+    rows) with the plant's paste test and without the plant in the search — into ``out``; returns its
+    :func:`twin_entry`."""
+    method = method or cfg.attribution.method
+    paste = planted.transform()
+    twin_cfg = copy.deepcopy(cfg)
+    twin_cfg.name = f"{cfg.name} ({label})"
+    inputs = StudyInputs(recipes=recipes, extra_counterfactuals=[(paste, planted.target_class)],
+                         row_sets={"clean": np.arange(data.n_test)}, search_exclude=[paste])
+    summary = run_study(twin_cfg, out, device, data_dir, method, data=data, inputs=inputs)
+    return twin_entry(summary, planted, out, method, data.x_test.shape[-2:])
 
 
 def planted_entry(summary: dict, planted, out: Path, method: str) -> dict:
