@@ -47,16 +47,16 @@ def grid_config(settings: dict, variant: dict):
 
 
 def run_exposure_twin(cfg, out: Path) -> dict:
-    """``twin_entry`` of the exposure-matched twin of ``cfg``'s plant, run into ``out``."""
+    """``twin_entry`` of the exposure-matched twin of ``cfg``'s plant, run into ``out``
+    (:func:`case_studies.planted.study.exposure_matched`: the runner's ``exposure_twin: true``)."""
     from case_studies.planted.plant import plant as make_plant
-    from case_studies.planted.study import _plant_args, planted_recipes, run_twin
+    from case_studies.planted.study import _plant_args, exposure_matched, planted_recipes, run_twin
     from modeldiff.studies.pipeline import load_study_data
 
     args = _plant_args(cfg.runner["kwargs"]["plant"])
     base = load_study_data(cfg, None)
     planted = make_plant(base, **args)
-    share = args.get("background", 0.0) + len(planted.planted_train) / len(base.y_train)
-    exposed = make_plant(base, **{**args, "background": share})
+    exposed = exposure_matched(base, args, planted)
     entry = run_twin(cfg, planted, planted_recipes(cfg, planted), exposed.twin, out, "exposure-matched twin")
     entry["n_exposed_train"] = int(len(exposed.background_train))
     return entry

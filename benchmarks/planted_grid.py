@@ -12,6 +12,7 @@ and B's own top component against chance; then the acceptance rates.
     python benchmarks/planted_grid.py --variants 4 --seed 0 --out runs/planted_grid
     python benchmarks/planted_grid.py --variants 2 --seed 0 --models 8 --small --out runs/grid_ci   # the CI size
     python benchmarks/planted_grid.py --variants 6 --seed 0 --only 4,5 --out runs/planted_grid     # a shard
+    python benchmarks/planted_grid.py --variants 12 --seed 1 --exposure-twin --out runs/grid_s1     # both twins
 
 Writes ``OUT/planted_grid.json`` (variants, records, rates, settings) and resumes: a variant whose
 folder already holds a finished run is read, not rerun.
@@ -29,7 +30,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def run_variant(base, variant: dict, out: Path, models, small: bool, device: str) -> tuple[dict, float]:
+def run_variant(base, variant: dict, out: Path, models, small: bool, device: str,
+                exposure_twin: bool = False) -> tuple[dict, float]:
     """``(summary, seconds)`` of one variant (read back when its folder holds a finished run)."""
     from case_studies.planted.grid import variant_config
     from modeldiff.studies.run import run_configured
@@ -37,10 +39,13 @@ def run_variant(base, variant: dict, out: Path, models, small: bool, device: str
     done = out / "summary.json"
     if done.is_file():
         summary = json.loads(done.read_text())
-        if summary.get("planted", {}).get("region") == variant["region"] and "twin" in summary:
+        if _finished(summary, variant, exposure_twin):
             return summary, 0.0
     start = time.time()
-    summary = run_configured(variant_config(base, variant, models, small), out, device)
+    cfg = variant_config(base, variant, models, small)
+    if exposure_twin:
+        cfg.runner["kwargs"]["exposure_twin"] = True
+    summary = run_configured(cfg, out, device)
     return summary, time.time() - start
 
 
@@ -62,6 +67,8 @@ def main(argv=None) -> int:
     p.add_argument("--background", type=float, default=None,
                    help="share of all training images carrying the pattern in both worlds (default: the study's)")
     p.add_argument("--distinct", action="store_true", help="the search confirms distinct findings only")
+    p.add_argument("--exposure-twin", action="store_true",
+                   help="also run each variant's exposure-matched twin (OUT/variant_K/twin_exposure)")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     if args.variants < 1:
@@ -85,20 +92,25 @@ def main(argv=None) -> int:
             continue
         print(f"variant {v['variant']}: {v}", file=sys.stderr, flush=True)
         _, seconds[v["variant"]] = run_variant(base, v, out / f"variant_{v['variant']}", args.models, args.small,
-                                               args.device)
-        records = finished(variants, out, seconds)
+                                               args.device, args.exposure_twin)
+        records = finished(variants, out, seconds, args.exposure_twin)
         result = {"settings": vars(args), "variants": [v for v in variants if v["variant"] in
                                                        {r["variant"] for r in records}],
                   "records": records, "rates": rates(records)}
         (out / "planted_grid.json").write_text(json.dumps(result, indent=1, default=float))
-    records = finished(variants, out, seconds)
+    records = finished(variants, out, seconds, args.exposure_twin)
     print(format_table(records))
     print(f"wall time per variant (planted run + twin, this process; 0 = read back): "
           f"{', '.join(f'v{k} {s:.0f} s' for k, s in seconds.items())}")
     return 0
 
 
-def finished(variants: list[dict], out: Path, seconds: dict) -> list[dict]:
+def _finished(summary: dict, variant: dict, exposure_twin: bool) -> bool:
+    return (summary.get("planted", {}).get("region") == variant["region"] and "twin" in summary
+            and (not exposure_twin or "twin_exposure" in summary))
+
+
+def finished(variants: list[dict], out: Path, seconds: dict, exposure_twin: bool = False) -> list[dict]:
     """Records of every variant whose folder holds a finished run (from any process)."""
     from case_studies.planted.grid import variant_record
 
@@ -107,7 +119,7 @@ def finished(variants: list[dict], out: Path, seconds: dict) -> list[dict]:
         done = out / f"variant_{v['variant']}" / "summary.json"
         if done.is_file():
             summary = json.loads(done.read_text())
-            if summary.get("planted", {}).get("region") == v["region"] and "twin" in summary:
+            if _finished(summary, v, exposure_twin):
                 records.append({**variant_record(v, summary), "seconds": round(seconds.get(v["variant"], 0.0), 1)})
     return records
 

@@ -74,3 +74,28 @@ def test_default_families_are_every_family_and_each_candidate_is_listed_once():
     assert len(places) == 7 * 7  # a 2x2 square at every place of an 8x8 image
 
 
+
+
+def test_boxed_lines_paint_the_box_around_the_line():
+    x = torch.full((1, 1, 8, 8), 0.5)
+    v = PatchPaste("vline", 3, (5, 3), (1.0,), (0.0,))(x)[0, 0]
+    assert v[5:8, 4].eq(1.0).all() and v[5:8, 3].eq(0.0).all() and v[5:8, 5].eq(0.0).all()
+    assert v[:5].eq(0.5).all() and v[:, :3].eq(0.5).all() and v[:, 6:].eq(0.5).all()
+    h = PatchPaste("hline", 3, (0, 0), (0.0,), (1.0,))(x)[0, 0, :3, :3]
+    assert h[1].eq(0.0).all() and h[0].eq(1.0).all() and h[2].eq(1.0).all()
+    assert "white vline 3px stroke at (5, 3)" == short_label(PatchPaste("vline", 3, (5, 3), (1.0,), (0.0,)))
+
+
+def test_library_draws_each_full_strength_3px_plant_at_every_place():
+    """A plant written at full strength over a 3x3 box (datamodels.data.patterns) is one of the library's
+    candidates, for every pattern but the checker (the library's texture has the other phase)."""
+    from datamodels.data.patterns import write_pattern
+
+    library = generic_candidates((1, 8, 8))
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    outputs = [t(x) for t in library]
+    for pattern in ("solid", "bar", "vbar", "ring", "cross"):
+        for r in range(6):
+            for c in range(6):
+                planted = write_pattern(x, (r, r + 3, c, c + 3), pattern, amplitude=1.0)
+                assert any(torch.equal(planted, out) for out in outputs), (pattern, r, c)

@@ -43,3 +43,21 @@ def test_grid_runs_two_small_variants_with_their_twins(tmp_path, capsys):
         assert r["counted_top3_exposure"] == (r["top3_match"] and not r["exposure_twin_match"])
     assert exposure["rates"]["exposure_twin_at_place"] == sum(r["exposure_twin_match"] for r in exposure["records"]) / 2
     assert exposure_main(["--grid", str(tmp_path / "nothing")]) == 2
+
+
+def test_rates_count_a_finding_against_each_twin_and_both():
+    from case_studies.planted.grid import _exposure_fields
+
+    base = {"a_relies": True, "a_relies_beyond_twin": True, "headline_match": True, "counted_headline": True,
+            "b_third": True, "chance": 0.05, "precision_a_minus_b": 0.0, "precision_b_minus_a": 0.0,
+            "precision_b_own": 0.0}
+    # (found in the top 3, no-plant twin at the plant, exposure-matched twin at the plant)
+    cases = [(True, False, False), (True, True, False), (True, False, True), (False, False, False)]
+    records = [{**base, "top3_match": top, "twin_match": twin, "counted_top3": top and not twin,
+                **_exposure_fields({"top": top}, {"confirms_at_plant": exposed, "reliance": {"a": None}})}
+               for top, twin, exposed in cases]
+    rt = rates(records)
+    assert rt["counted_top3"] == 2 / 4 and rt["counted_top3_exposure"] == 2 / 4 and rt["counted_top3_both"] == 1 / 4
+    assert rt["twin_at_place"] == 1 / 4 and rt["exposure_twin_at_place"] == 1 / 4
+    assert "counted_top3_exposure" not in rates([{k: v for k, v in r.items() if "exposure" not in k} for r in records])
+    assert _exposure_fields({"top": True}, None) == {}

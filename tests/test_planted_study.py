@@ -36,8 +36,8 @@ def test_planted_study_measures_reliance_and_runs_its_twin(tmp_path):
     cfg.search.families, cfg.search.n_inputs, cfg.search.n_resamples = ["patch"], 60, 200
     cfg.calibration.splits, cfg.calibration.groups = 5, 4
     cfg.counterfactual.n_test, cfg.counterfactual.bootstrap = 100, 200
-    summary = run_planted(cfg, tmp_path, **cfg.runner["kwargs"])
-    p, t = summary["planted"], summary["twin"]
+    summary = run_planted(cfg, tmp_path, **{**cfg.runner["kwargs"], "exposure_twin": True})
+    p, t, e = summary["planted"], summary["twin"], summary["twin_exposure"]
     r = p["reliance"]
     assert r["unit"] == "log-odds" and r["a"]["ci_low"] > 0, r           # A relies on the planted feature
     assert r["b"]["ci_low"] <= r["b"]["mean"] <= r["b"]["ci_high"]       # B's reliance measured, with its CI
@@ -49,7 +49,14 @@ def test_planted_study_measures_reliance_and_runs_its_twin(tmp_path):
     assert saved["twin"]["confirms_at_plant"] == t["confirms_at_plant"]
     tested = " ".join(r["transform"] for r in saved["directions"]["a_minus_b"]["search_tested"])
     assert "paste planted" not in tested                                  # the plant's own transform is never searched
-    assert "no-plant twin" in (tmp_path / "report_a_minus_b" / "report.html").read_text()
+    report = (tmp_path / "report_a_minus_b" / "report.html").read_text()
+    assert "no-plant twin" in report and "exposure-matched twin" in report
+    # the exposure-matched twin: as many pattern-carrying training images as the plant, judged the same way
+    assert e["n_exposed_train"] == p["n_planted_train"] and (tmp_path / "twin_exposure" / "summary.json").is_file()
+    assert saved["twin_exposure"]["confirms_at_plant"] == e["confirms_at_plant"]
+    if p["search"] is not None:
+        assert p["counted_exposure"]["top"] == (p["search"]["top"] and not e["confirms_at_plant"])
+        assert p["counted"]["top"] == (p["search"]["top"] and not t["confirms_at_plant"])
 
 
 def test_plant_construction():
@@ -99,6 +106,24 @@ def test_background_share_is_in_both_worlds_and_label_independent():
     assert none.twin is data and len(none.background_train) == 0
     with pytest.raises(UserError, match="plant.background must be in"):
         plant(data, background=1.0)
+
+
+def test_exposure_matched_twin_carries_the_pattern_as_often_as_the_plant_from_every_class():
+    from case_studies.planted.study import exposure_matched
+
+    data = load_dataset("digits")
+    args = {"target_class": 4, "region": (1, 4, 3, 6), "pattern": "cross", "amplitude": 0.5, "fraction": 0.5}
+    planted = plant(data, **args)
+    exposed = exposure_matched(data, args, planted)
+    back = exposed.background_train
+    assert len(back) == len(planted.planted_train)
+    assert len(np.unique(data.y_train[back].numpy())) == 10          # drawn from every class, not the planted one
+    assert torch.equal(exposed.twin.y_train, data.y_train)           # labels untouched
+    assert torch.equal(exposed.twin.x_train[back], write_patch(data.x_train[back], (1, 4, 3, 6), "cross", 0.5))
+    rest = np.setdiff1d(np.arange(len(data.y_train)), back)
+    assert torch.equal(exposed.twin.x_train[rest], data.x_train[rest])
+    with pytest.raises(UserError, match="share below 1"):
+        exposure_matched(data, {**args, "background": 0.95}, planted)
 
 
 def test_plant_hardest_and_test_fraction():

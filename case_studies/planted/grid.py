@@ -89,7 +89,17 @@ def variant_record(variant: dict, summary: dict) -> dict:
         "precision_a_own": _at(p["precision_a_own"], 100),
         "twin_precision_a_minus_b": _at(t["precision_a_minus_b"], 100) if "precision_a_minus_b" in t else None,
         "headline": summary["directions"]["a_minus_b"].get("headline"), "twin_headline": t.get("headline"),
+        **_exposure_fields(s, summary.get("twin_exposure")),
     }
+
+
+def _exposure_fields(search: dict, exposure: dict | None) -> dict:
+    """The exposure-matched twin's verdict at the plant and the finding counted against it (when run)."""
+    if exposure is None:
+        return {}
+    at = bool(exposure.get("confirms_at_plant"))
+    return {"exposure_twin_match": at, "counted_top3_exposure": bool(search.get("top")) and not at,
+            "exposure_twin_a_reliance": (exposure.get("reliance") or {}).get("a")}
 
 
 def _beyond(planted: dict, twin: dict | None) -> bool:
@@ -116,7 +126,11 @@ def rates(records: list[dict]) -> dict:
             "precision_top_3x": share(lambda r: r["precision_a_minus_b"] >= LEVELS["precision_top"] * r["chance"]),
             "precision_b_minus_a_2x": share(lambda r: r["precision_b_minus_a"] <= LEVELS["precision_controls"] * r["chance"]),
             "precision_b_own_2x": share(lambda r: r["precision_b_own"] <= LEVELS["precision_controls"] * r["chance"]),
-            "b_third": share(lambda r: r["b_third"])}
+            "b_third": share(lambda r: r["b_third"]),
+            **({"counted_top3_exposure": share(lambda r: r["counted_top3_exposure"]),
+                "exposure_twin_at_place": share(lambda r: r["exposure_twin_match"]),
+                "counted_top3_both": share(lambda r: r["counted_top3"] and r["counted_top3_exposure"])}
+               if rel and all("exposure_twin_match" in r for r in rel) else {})}
 
 
 def _ci(e: dict) -> str:
@@ -151,4 +165,8 @@ def format_table(records: list[dict]) -> str:
                  f"A−B >= 3x chance {pct(rt['precision_top_3x'])} (target >= 80 %), B−A <= 2x chance "
                  f"{pct(rt['precision_b_minus_a_2x'])}, B own <= 2x chance {pct(rt['precision_b_own_2x'])}; "
                  f"B reliance <= A/3 {pct(rt['b_third'])}")
+    if "counted_top3_exposure" in rt:
+        lines.append(f"exposure-matched twin: confirms at the planted place/class {pct(rt['exposure_twin_at_place'])}; "
+                     f"counted top 3 against it {pct(rt['counted_top3_exposure'])}, against both twins "
+                     f"{pct(rt['counted_top3_both'])}")
     return "\n".join(lines)

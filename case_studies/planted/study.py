@@ -10,6 +10,12 @@ the pattern tells B nothing about the label. A may occlude the same place withou
 * runs the study on the planted data, and its **no-plant twin** (same recipes, nothing planted:
   ``OUT/twin``; the label-independent ``background`` images, if any, are in both), with the plant's
   own paste test on clean test images of the other classes in both;
+* optionally (``exposure_twin: true``) its **exposure-matched twin** (``OUT/twin_exposure``): the
+  same recipes on the unplanted data with the pattern written on as many training images as the
+  plant has, drawn from every class. The no-plant twin differs from the planted run in two ways
+  (A never meets the pattern, and the pattern is not tied to the class); this one keeps A's exposure
+  and removes only the tie, so a reaction of A to a pattern it has never met is not read as the
+  plant's. Both twins are reported, and a finding is counted under each;
 * measures A's and B's reliance on the plant (log-odds effect with CIs; B's must stay <= A's / 3);
 * checks whether the A−B headline, or one of the top 3 confirmed transforms, is a local transform at
   the planted place towards the planted class, and whether the twin confirms anything at that
@@ -18,7 +24,8 @@ the pattern tells B nothing about the label. A may occlude the same place withou
   component, A's and B's own top component), against chance, and the planted direction's share of
   the residual variance (:mod:`.metrics`).
 
-``summary["planted"]`` and ``summary["twin"]`` are written into ``OUT/summary.json``.
+``summary["planted"]``, ``summary["twin"]`` and ``summary["twin_exposure"]`` (when run) are written
+into ``OUT/summary.json``.
 """
 from __future__ import annotations
 
@@ -74,12 +81,16 @@ def _plant_args(plant: dict | None) -> dict:
 
 
 def run_planted(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None = None, method: str | None = None,
-                plant: dict | None = None, twin: bool = True) -> dict:
-    """Run the planted study and (``twin``) its no-plant twin in ``OUT/twin``; returns the planted
-    run's summary with ``summary["planted"]`` and ``summary["twin"]`` (also in ``OUT/summary.json``)."""
+                plant: dict | None = None, twin: bool = True, exposure_twin: bool = False) -> dict:
+    """Run the planted study, (``twin``) its no-plant twin in ``OUT/twin`` and (``exposure_twin``) its
+    exposure-matched twin in ``OUT/twin_exposure``; returns the planted run's summary with
+    ``summary["planted"]``, ``summary["twin"]`` and ``summary["twin_exposure"]`` (also in
+    ``OUT/summary.json``). ``summary["planted"]["counted"]`` judges the finding against the no-plant
+    twin, ``["counted_exposure"]`` against the exposure-matched one."""
     out = Path(out)
     base = load_study_data(cfg, data_dir)
-    planted = make_plant(base, **_plant_args(plant))
+    plant_args = _plant_args(plant)
+    planted = make_plant(base, **plant_args)
     recipes = planted_recipes(cfg, planted, data_dir)
     method = method or cfg.attribution.method
     paste = planted.transform()
@@ -93,15 +104,32 @@ def run_planted(cfg: StudyConfig, out, device: str = "cpu", data_dir: str | None
     if twin:
         summary["twin"] = run_twin(cfg, planted, recipes, planted.twin or base, out / "twin", "no-plant twin",
                                    device, data_dir, method)
+    if exposure_twin:
+        exposed = exposure_matched(base, plant_args, planted)
+        summary["twin_exposure"] = run_twin(cfg, planted, recipes, exposed.twin, out / "twin_exposure",
+                                            "exposure-matched twin", device, data_dir, method)
+        summary["twin_exposure"]["n_exposed_train"] = int(len(exposed.background_train))
     p = summary["planted"]
-    at_twin = summary.get("twin", {}).get("confirms_at_plant", False)
-    p["counted"] = matching.counted(p["search"], at_twin) if twin and p["search"] is not None else None
+    for key, which in (("counted", "twin"), ("counted_exposure", "twin_exposure")):
+        at_twin = summary.get(which, {}).get("confirms_at_plant", False)
+        p[key] = matching.counted(p["search"], at_twin) if which in summary and p["search"] is not None else None
     summary["notes"] = format_planted(summary).splitlines()
     text = json.dumps(summary, indent=1, default=float)
     atomic_write_text(out / "summary.json", text)
     atomic_write_text(out / f"summary_{method}.json", text)
     _report_section(out, summary)
     return summary
+
+
+def exposure_matched(base, plant_args: dict, planted):
+    """The plant of ``base`` with a label-independent ``background`` share raised by the planted share:
+    its ``.twin`` carries the pattern on as many training images as ``planted`` does beyond its own
+    background, drawn from every class (the exposure-matched twin's data)."""
+    share = plant_args.get("background", 0.0) + len(planted.planted_train) / len(base.y_train)
+    if share >= 1:
+        raise UserError(f"the exposure-matched twin needs a pattern share below 1, got {share:.2f}: "
+                        "lower plant.fraction or plant.background")
+    return make_plant(base, **{**plant_args, "background": share})
 
 
 def run_twin(cfg: StudyConfig, planted, recipes, data, out: Path, label: str, device: str = "cpu",
@@ -188,13 +216,16 @@ def format_planted(summary: dict) -> str:
     if s is not None:
         lines.append(f"    search A−B: plant matched at rank {s['rank']} of {s['n_confirmed']} confirmed "
                      f"(headline {'yes' if s['headline'] else 'no'}, top {matching.TOP} {'yes' if s['top'] else 'no'})")
-    t = summary.get("twin")
-    if t is not None:
+    for key, counted, label in (("twin", "counted", "no-plant twin"),
+                                ("twin_exposure", "counted_exposure", "exposure-matched twin")):
+        t = summary.get(key)
+        if t is None:
+            continue
         tr = t["reliance"]
-        lines.append(f"    no-plant twin: confirms at the planted place/class: {'YES' if t['confirms_at_plant'] else 'no'}; "
+        lines.append(f"    {label}: confirms at the planted place/class: {'YES' if t['confirms_at_plant'] else 'no'}; "
                      f"headline {t['headline']}; paste reliance A {_ci(tr['a'])}, B {_ci(tr['b'])}")
-        c = p.get("counted") or {}
-        lines.append(f"    counted (with the plant, not in the twin): headline {'yes' if c.get('headline') else 'no'}, "
+        c = p.get(counted) or {}
+        lines.append(f"    counted (with the plant, not in the {label}): headline {'yes' if c.get('headline') else 'no'}, "
                      f"top {matching.TOP} {'yes' if c.get('top') else 'no'}")
     lines += [f"    precision at the positive end: A−B {prec(p['precision_a_minus_b'])}",
               f"      controls: B−A {prec(p['precision_b_minus_a'])}; A own {prec(p['precision_a_own'])}; "
@@ -208,4 +239,4 @@ def _report_section(out: Path, summary: dict) -> None:
 
     report = out / "report_a_minus_b" / "report.html"
     if report.is_file():
-        append_section(report, "Planted ground truth and its no-plant twin", format_planted(summary))
+        append_section(report, "Planted ground truth and its twins", format_planted(summary))

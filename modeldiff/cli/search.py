@@ -49,8 +49,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--screen-keep", type=int, default=None,
                    help="candidates per direction the screening passes to the full discovery pass "
                         "(default: the library's, modeldiff.counterfactual.screen.SCREEN_KEEP)")
-    p.add_argument("--classes-per-transform", type=int, default=1,
-                   help="(transform, class) pairs ranked per transform in discovery: its best classes")
+    p.add_argument("--classes-per-transform", type=int, default=None,
+                   help="(transform, class) pairs ranked per transform in discovery: its best classes "
+                        "(default: the library's, modeldiff.counterfactual.ranking.CLASSES_PER_TRANSFORM)")
     p.add_argument("--distinct", action="store_true",
                    help="confirm distinct findings: skip near-copies (same place or kind, same class) of a better one")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
@@ -65,6 +66,7 @@ def run(args) -> int:
     from modeldiff.cli.counterfactual import _open
     from modeldiff.cli.diff import check_out, commit_out, prepare_out
     from modeldiff.counterfactual.library import generic_candidates
+    from modeldiff.counterfactual.ranking import CLASSES_PER_TRANSFORM
     from modeldiff.counterfactual.screen import SCREEN_KEEP, SCREEN_MODELS
     from modeldiff.counterfactual.search import SearchSettings, check_search_values, overlay_candidates, search, store_halves
     from modeldiff.report.writer import jsonable
@@ -72,6 +74,8 @@ def run(args) -> int:
     out = Path(args.out)
     args.screen_models = SCREEN_MODELS if args.screen_models is None else args.screen_models
     args.screen_keep = SCREEN_KEEP if args.screen_keep is None else args.screen_keep
+    if args.classes_per_transform is None:
+        args.classes_per_transform = CLASSES_PER_TRANSFORM
     check_search_values(alpha=args.alpha, n_inputs=args.n_inputs, n_confirm=args.n_confirm,
                         n_resamples=args.n_resamples, screen_keep=args.screen_keep, screen_models=args.screen_models,
                         classes_per_transform=args.classes_per_transform,

@@ -6,10 +6,11 @@ Families (sizes and positions scale with the image; colours with its channels):
   ``solid`` — at sizes ≈ 1/8, 1/4, 3/8, 1/2 of the image side, at the four corners, the centre
   and a random place per image; solid and window in white and black (grey images) or in
   white, black, red, green, blue, yellow (colour images);
-* strokes (``stroke``): horizontal and vertical bars ≈ 1/4, 3/8 and 1/2 of the
-  side long, rings, diagonal lines and "+"/"x" glyphs ≈ 3/8 of the side, white on black and black on white (the box painted), at
-  every place on a grid of stride ≈ side/8 (every pixel on images up to 15 pixels), see
-  :func:`stroke_candidates`;
+* strokes (``stroke``): horizontal and vertical bars ≈ 1/4, 3/8 and 1/2 of the side long (one
+  pixel wide, nothing painted around them); and glyphs in a painted square box ≈ 3/8 of the side:
+  a ring, a horizontal, vertical or diagonal line through the box, "+" and "x"; white on black and
+  black on white, at every place on a grid of stride ≈ side/8 (every pixel on images up to 15
+  pixels), see :func:`stroke_candidates`;
 * small squares (``square``): solid white, solid black and black/white texture squares ≈ 1/4 and 3/8 of
   the side, at every place of the same grid (the ``patch`` family has them at the corners and the
   centre only), see :func:`square_candidates`;
@@ -33,7 +34,7 @@ from modeldiff.counterfactual.transforms.shift import Shift
 FAMILIES = ("patch", "stroke", "square", "tint", "grayscale", "blur", "contrast", "sharpen", "shift", "lowpass",
             "highpass")
 # searched when a study names no families: all of them. Strokes and squares at every place make ~12x the
-# candidates (107 -> 1,300 on 8x8 images); the search's screening pass (modeldiff.counterfactual.screen)
+# candidates (107 -> 1,418 on 8x8 images); the search's screening pass (modeldiff.counterfactual.screen)
 # keeps that affordable
 DEFAULT_FAMILIES = FAMILIES
 GREY_COLOURS = {"white": (1.0,), "black": (0.0,)}
@@ -71,7 +72,9 @@ def stroke_candidates(height: int, width: int, colours: dict, seed: int = 0) -> 
     stride = max(1, side // 8)
     glyph = max(3, round(side * 3 / 8))
     shapes = [(p, n) for p in ("hbar", "vbar") for n in sorted({max(2, round(side * f)) for f in (1 / 4, 3 / 8, 1 / 2)})]
-    shapes += [(p, glyph) for p in ("ring", "diagonal", "antidiagonal", "plus", "cross")]
+    # glyphs in a painted square box: the ring, the four single lines through it (both diagonals,
+    # horizontal, vertical) and their unions "x" and "+"
+    shapes += [(p, glyph) for p in ("ring", "diagonal", "antidiagonal", "plus", "cross", "hline", "vline")]
     out = []
     for pattern, size in shapes:
         h, w = {"hbar": (1, size), "vbar": (size, 1)}.get(pattern, (size, size))

@@ -27,6 +27,9 @@ import numpy as np
 
 RANKINGS = ("effect", "t")
 DEFAULT_RANKING = "effect"  # the ranking a search uses unless told otherwise (the planted grid: benchmarks/discovery_grid.py)
+# (transform, class) pairs ranked per transform: its 2 best classes, so a transform whose best class is a
+# reaction any model has can still bring its second (the planted grid: benchmarks/planted_grid.py)
+CLASSES_PER_TRANSFORM = 2
 PRACTICAL_MIN = 0.01  # probability units: below one percentage point an effect is "negligible in probability"
 
 

@@ -51,7 +51,7 @@ import torch
 from datamodels.base.errors import UserError
 from modeldiff.counterfactual.effect_stats import compare_effects
 from modeldiff.counterfactual.halves import Halves, LoadedModels, input_halves, model_halves, store_halves  # noqa: F401 (re-exported)
-from modeldiff.counterfactual.ranking import DEFAULT_RANKING
+from modeldiff.counterfactual.ranking import CLASSES_PER_TRANSFORM, DEFAULT_RANKING
 from modeldiff.counterfactual.screen import SCREEN_KEEP, SCREEN_MODELS, Discovery, allowed_classes, kept_indices
 
 DIRECTIONS = ("a_minus_b", "b_minus_a")
@@ -72,7 +72,7 @@ class SearchSettings:
     seed: int = 0
     ranking: str = DEFAULT_RANKING  # discovery ranking: "effect" or "t" (modeldiff.counterfactual.ranking)
     screen_keep: int = SCREEN_KEEP  # candidates per direction the screening keeps (0: no screening; Halves.screen)
-    classes_per_transform: int = 1  # (transform, class) pairs ranked per transform: its best classes
+    classes_per_transform: int = CLASSES_PER_TRANSFORM  # (transform, class) pairs ranked per transform
     distinct: bool = False  # confirm distinct findings: skip near-copies of a better-ranked one (counterfactual.distinct)
 
     def __post_init__(self):
@@ -83,7 +83,7 @@ class SearchSettings:
 
 def check_search_values(*, alpha: float, n_inputs: int, n_confirm: int, n_resamples: int, level: float = 0.95,
                         screen_keep: int = SCREEN_KEEP, screen_models: int = SCREEN_MODELS,
-                        classes_per_transform: int = 1, name=lambda key: key) -> None:
+                        classes_per_transform: int = CLASSES_PER_TRANSFORM, name=lambda key: key) -> None:
     """The one rule for the search's numbers (CLI flags, study YAML, Python): a one-line :class:`UserError`
     naming the setting as ``name(key)`` (e.g. ``--n-inputs`` or ``search.n_inputs``)."""
     import math

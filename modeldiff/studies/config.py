@@ -28,7 +28,7 @@ from datamodels.base import strict_yaml
 from datamodels.base.dataclass_build import build_dataclass
 from datamodels.base.errors import UserError
 from datamodels.training.recipe import Recipe, load_recipe, recipe_from_dict
-from modeldiff.counterfactual.ranking import DEFAULT_RANKING, RANKINGS
+from modeldiff.counterfactual.ranking import CLASSES_PER_TRANSFORM, DEFAULT_RANKING, RANKINGS
 from modeldiff.counterfactual.screen import SCREEN_KEEP, SCREEN_MODELS
 from modeldiff.studies.match import MatchSpec
 
@@ -142,7 +142,7 @@ class SearchSpec:
         "help": "models per algorithm of the screening pass over every candidate (0: no screening)"})
     screen_keep: int = field(default=SCREEN_KEEP, metadata={
         "help": "candidates per direction the screening passes to the full discovery pass"})
-    classes_per_transform: int = field(default=1, metadata={
+    classes_per_transform: int = field(default=CLASSES_PER_TRANSFORM, metadata={
         "help": "(transform, class) pairs ranked per transform in discovery: its best classes (1: the best only)"})
     distinct: bool = field(default=False, metadata={
         "help": "confirm distinct findings: skip a candidate at the same place (or of the same kind) and class as "

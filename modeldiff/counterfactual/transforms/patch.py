@@ -15,7 +15,8 @@ class PatchPaste(Transform):
 
     Args:
         pattern: "texture" (black/white checkerboard), "window" (bright frame), "solid", a stroke
-            ("hbar", "vbar", "ring", "diagonal", "antidiagonal", "plus", "cross", see patterns.py), or a tensor.
+            ("hbar", "vbar", "hline", "vline", "ring", "diagonal", "antidiagonal", "plus", "cross", see
+            patterns.py), or a tensor.
         size: side of a named pattern in pixels (ignored for a tensor pattern).
         loc: "random" (uniform over positions that fit, per image), "center", or ``(row, col)``
             of the top-left corner.

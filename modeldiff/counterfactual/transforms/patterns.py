@@ -44,6 +44,18 @@ def vbar(size: int) -> torch.Tensor:
     return torch.ones(size, 1)
 
 
+def hline(size: int) -> torch.Tensor:
+    """A horizontal line through the middle of a ``size × size`` box (a bar drawn on its square background)."""
+    p = torch.zeros(size, size)
+    p[size // 2, :] = 1.0
+    return p
+
+
+def vline(size: int) -> torch.Tensor:
+    """A vertical line through the middle of a ``size × size`` box."""
+    return hline(size).T.contiguous()
+
+
 def ring(size: int) -> torch.Tensor:
     """A hollow square frame ``size × size`` (one pixel wide)."""
     p = torch.ones(size, size)
@@ -75,6 +87,7 @@ def cross(size: int) -> torch.Tensor:
     return ((torch.eye(size) + torch.eye(size).flip(1)) > 0).float()
 
 
-PATTERNS = {"texture": texture, "window": window, "solid": solid, "hbar": hbar, "vbar": vbar, "ring": ring,
-            "diagonal": diagonal, "antidiagonal": antidiagonal, "plus": plus, "cross": cross}
-STROKES = frozenset({"hbar", "vbar", "ring", "diagonal", "antidiagonal", "plus", "cross"})  # thin shapes
+PATTERNS = {"texture": texture, "window": window, "solid": solid, "hbar": hbar, "vbar": vbar, "hline": hline,
+            "vline": vline, "ring": ring, "diagonal": diagonal, "antidiagonal": antidiagonal, "plus": plus,
+            "cross": cross}
+STROKES = frozenset({"hbar", "vbar", "hline", "vline", "ring", "diagonal", "antidiagonal", "plus", "cross"})  # thin shapes
