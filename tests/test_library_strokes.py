@@ -74,8 +74,6 @@ def test_default_families_are_every_family_and_each_candidate_is_listed_once():
     assert len(places) == 7 * 7  # a 2x2 square at every place of an 8x8 image
 
 
-
-
 def test_boxed_lines_paint_the_box_around_the_line():
     x = torch.full((1, 1, 8, 8), 0.5)
     v = PatchPaste("vline", 3, (5, 3), (1.0,), (0.0,))(x)[0, 0]

@@ -54,9 +54,9 @@ def test_planted_study_measures_reliance_and_runs_its_twin(tmp_path):
     # the exposure-matched twin: as many pattern-carrying training images as the plant, judged the same way
     assert e["n_exposed_train"] == p["n_planted_train"] and (tmp_path / "twin_exposure" / "summary.json").is_file()
     assert saved["twin_exposure"]["confirms_at_plant"] == e["confirms_at_plant"]
-    if p["search"] is not None:
-        assert p["counted_exposure"]["top"] == (p["search"]["top"] and not e["confirms_at_plant"])
-        assert p["counted"]["top"] == (p["search"]["top"] and not t["confirms_at_plant"])
+    assert p["search"] is not None                                      # the search ran: its finding is judged
+    assert p["counted_exposure"]["top"] == (p["search"]["top"] and not e["confirms_at_plant"])
+    assert p["counted"]["top"] == (p["search"]["top"] and not t["confirms_at_plant"])
 
 
 def test_plant_construction():
