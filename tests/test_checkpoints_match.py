@@ -109,9 +109,11 @@ def _write_study(folder, **extra):
     return path
 
 
-@pytest.mark.parametrize("method", [None, "train_slower", "stop_faster"])
-def test_summary_reports_training_losses_and_the_matching(tmp_path, method):
-    extra = {} if method is None else {"match": {"by": "train_loss", "method": method, "max_epochs": 12}}
+@pytest.mark.parametrize("method,checks", [(None, 1), ("train_slower", 1), ("stop_faster", 1),
+                                           ("train_slower", 4), ("stop_faster", 4)])
+def test_summary_reports_training_losses_and_the_matching(tmp_path, method, checks):
+    extra = {} if method is None else {"match": {"by": "train_loss", "method": method, "checks_per_epoch": checks,
+                                                 **({"max_epochs": 12} if method == "train_slower" else {})}}
     run = cli("study", _write_study(tmp_path, **extra), "--out", tmp_path / "out")
     assert run.returncode == 0, run.stderr[-2000:]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -131,7 +133,14 @@ def test_summary_reports_training_losses_and_the_matching(tmp_path, method):
         assert until["max_epochs"] == 12 and until["train_loss"] == pytest.approx(m["target_loss"])
         assert until["met"] + until["hit_max_epochs"] == summary["algorithms"][m["slower"]]["models"]
     moved = m["slower"] if method == "train_slower" else m["faster"]
-    assert (tmp_path / "out" / f"store_{moved}_matched").is_dir()
+    assert (tmp_path / "out" / f"store_{moved}_matched").is_dir() and m["checks_per_epoch"] == checks
+    if checks > 1:  # the moved algorithm trained again until the target, checked inside epochs
+        until = summary["algorithms"][moved]["until"]
+        assert until["train_loss"] == pytest.approx(m["target_loss"])
+        assert until["met"] + until["hit_max_epochs"] == summary["algorithms"][moved]["models"]
+        steps = Store.open(tmp_path / "out" / f"store_{moved}_matched").fit_values("steps_run")
+        epochs = Store.open(tmp_path / "out" / f"store_{moved}_matched").fit_values("epochs_run")
+        assert (steps > 0).all() and (epochs <= (12 if method == "train_slower" else 2)).all()
     after = {t: summary["algorithms"][t]["train_loss"]["mean"] for t in "ab"}
     assert after == pytest.approx(m["train_loss_after"])
     gap = lambda d: abs(d["a"] - d["b"])  # noqa: E731
@@ -146,6 +155,9 @@ def test_summary_reports_training_losses_and_the_matching(tmp_path, method):
     ({"by": "train_loss", "tolerance": 0.1}, "unknown study key 'match.tolerance'"),
     ({"by": "train_loss", "max_epochs": 0}, "match.max_epochs must be an integer >= 1"),
     ({"max_epochs": 10}, "match.by is not"),
+    ({"checks_per_epoch": 4}, "match.checks_per_epoch is set but match.by is not"),
+    ({"by": "train_loss", "checks_per_epoch": 0}, "match.checks_per_epoch must be an integer >= 1"),
+    ({"by": "train_loss", "method": "stop_faster", "max_epochs": 10}, "match.max_epochs is for train_slower"),
 ])
 def test_bad_match_options_are_refused_in_one_line(tmp_path, match, words):
     path = _write_study(tmp_path, match=match)

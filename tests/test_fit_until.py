@@ -78,6 +78,63 @@ def test_an_ensemble_member_stops_as_the_model_trained_alone(digits, split):
         torch.testing.assert_close(alone.test_logits[0], together.test_logits[i], rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("model,trainer", [(CNN, "ensemble"), (MLP, "vmap"), (MLP, "loop")])
+def test_checks_inside_epochs_stop_each_model_at_the_first_check_meeting_the_target(digits, split, model, trainer):
+    masks, seeds = split
+    k = 4
+    recipe = _recipe(model, trainer).replace(**{"until.checks_per_epoch": k, "until.train_loss": 0.3})
+    res = train_models(recipe, digits, masks, seeds)
+    fit = res.fit
+    spe = int(np.ceil(int(masks[0].sum()) / recipe.batch_size))
+    at = [-(-j * spe // k) for j in range(1, k)]  # the steps into an epoch after which the fit is checked
+    assert (fit.status == REACHED).all() and (fit.train_loss <= 0.3).all()
+    inside = [i for i in range(3) if int(fit.steps_run[i]) % spe]
+    assert inside, "no model stopped inside an epoch"
+    for i in range(3):
+        steps, e = int(fit.steps_run[i]), int(fit.epochs_run[i])
+        assert (e - 1) * spe < steps <= e * spe and (steps % spe == 0 or steps % spe in at)
+        assert _loss_of(res.state_dict(i), recipe, digits, masks[i]) == pytest.approx(float(fit.train_loss[i]),
+                                                                                     abs=1e-6)
+    # the same models checked at epoch ends only: the same trajectory, stopped no earlier
+    coarse = train_models(recipe.replace(**{"until.checks_per_epoch": 1}), digits, masks, seeds).fit
+    assert (fit.steps_run <= coarse.steps_run).all() and (fit.steps_run < coarse.steps_run).any()
+    assert float(fit.train_loss.mean()) > float(coarse.train_loss.mean())  # closer to the target from below
+
+
+def test_the_tracker_stops_a_model_at_the_first_inside_check_it_may_stop_at():
+    """Synthetic curves: model 0 drops slowly (may not stop inside epoch 2: its last change, doubled,
+    does not reach the target), model 1 drops fast (may)."""
+    from datamodels.training.fit import FitTracker
+    recipe = recipe_from_dict({"until": {"train_loss": 1.0, "max_epochs": 10, "checks_per_epoch": 4}})
+    t = FitTracker(recipe, 2, steps_per_epoch=10)
+    state = lambda i: {"w": torch.tensor(float(i))}  # noqa: E731
+    acc = torch.zeros(2)
+    assert t.checks_in_epoch(0) == {3, 5, 8} and t.inside.all()  # the first two epochs: always inside checks
+    assert not t.after_check(0, 3, torch.tensor([3.0, 3.0]), acc, state)
+    t.after_epoch(0, torch.tensor([2.0, 2.5]), acc, state)
+    assert t.checks_in_epoch(1) == {3, 5, 8}
+    t.after_epoch(1, torch.tensor([1.9, 1.6]), acc, state)
+    assert t.checks_in_epoch(2) == {3, 5, 8} and t.inside.tolist() == [False, True]  # 1.9-0.2 > 1; 1.6-1.8 <= 1
+    assert not t.after_check(2, 3, torch.tensor([0.5, 1.2]), acc, state)  # model 0 is below, but not allowed
+    assert not t.after_check(2, 5, torch.tensor([0.5, 0.9]), acc, state)
+    assert t.stopped.tolist() == [False, True] and int(t.steps_run[1]) == 25 and int(t.epochs_run[1]) == 3
+    assert not t.after_check(2, 8, torch.tensor([0.5, 0.1]), acc, state)  # a stopped model stays where it stopped
+    assert t.after_epoch(2, torch.tensor([0.8, 0.1]), acc, state)
+    loss, _ = t.final_loss()
+    assert loss.tolist() == pytest.approx([0.8, 0.9]) and t.steps_run.tolist() == [30, 25]
+    assert set(t.snapshots) == {0, 1}
+
+
+def test_an_ensemble_member_stopping_inside_an_epoch_stops_as_the_model_trained_alone(digits, split):
+    masks, seeds = split
+    recipe = _recipe(CNN, "ensemble").replace(**{"until.train_loss": 0.3, "until.checks_per_epoch": 5})
+    together = train_models(recipe, digits, masks, seeds)
+    for i in range(3):
+        alone = train_models(recipe.replace(trainer="loop"), digits, masks[i:i + 1], seeds[i:i + 1])
+        assert int(alone.fit.steps_run[0]) == int(together.fit.steps_run[i])
+        torch.testing.assert_close(alone.test_logits[0], together.test_logits[i], rtol=0, atol=1e-4)
+
+
 def test_train_fn_gets_the_target_and_reports_what_it_reached(digits, split):
     masks, seeds = split
     recipe = _recipe({"target": "tests.user_modules:mlp"}, {"target": "tests.user_modules:until_train_fn"},
@@ -119,6 +176,8 @@ def test_every_store_records_the_final_training_loss(tmp_path, digits):
     ({"train_loss": 0.3, "max_epochs": 0}, "until.max_epochs must be an integer >= 1"),
     ({"train_accuracy": 1.5, "max_epochs": 5}, "until.train_accuracy must be a number > 0 and at most 1"),
     ({"train_loss": 0.3, "max_epochs": 5, "patience": 2}, "unknown recipe key 'until.patience'"),
+    ({"train_loss": 0.3, "max_epochs": 5, "checks_per_epoch": 0}, "until.checks_per_epoch must be an integer >= 1"),
+    ({"train_loss": 0.3, "max_epochs": 5, "checks_per_epoch": 2.5}, "'until.checks_per_epoch' must be int"),
 ])
 def test_bad_until_options_are_refused_in_one_line(tmp_path, until, words):
     with pytest.raises(UserError, match=words) as err:

@@ -94,6 +94,16 @@ def train_ensemble(recipe: Recipe, data: Dataset, masks: torch.Tensor, seeds, de
     order = torch.stack(subsets).to(device)  # [M, m] each model's own subset (the fit is measured on it)
     fit_loss = make_loss(recipe)
     diverged = torch.zeros(n_models, dtype=torch.bool, device=device)
+    state = lambda i: extract_single(net, i)  # noqa: E731
+
+    def measure():
+        """Every member's eval-mode loss and accuracy on its own subset ``([M], [M])``."""
+        net.eval()
+        with _autocast(recipe, device):
+            out = subset_fit(net, x_all, y_all, order, fit_loss, max(32, EVAL_BATCH // n_models))
+        net.train()
+        return out
+
     step = 0
     net.train()
     for epoch in range(tracker.epochs):
@@ -102,7 +112,8 @@ def train_ensemble(recipe: Recipe, data: Dataset, masks: torch.Tensor, seeds, de
         else:
             epoch_batches = _gather_batches(recipe, data, subsets, gens, x_all, y_all, device)
         live = (~tracker.stopped).to(device)
-        for xb, yb in epoch_batches:
+        checks, all_stopped = tracker.checks_in_epoch(epoch), False
+        for in_epoch, (xb, yb) in enumerate(epoch_batches, 1):
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, recipe.optim)
             with _autocast(recipe, device):
@@ -120,13 +131,13 @@ def train_ensemble(recipe: Recipe, data: Dataset, masks: torch.Tensor, seeds, de
             step += 1
             if progress is not None:
                 progress(1)
-        measured = (None, None)
-        if tracker.needs_eval(epoch):
-            net.eval()
-            with _autocast(recipe, device):
-                measured = subset_fit(net, x_all, y_all, order, fit_loss, max(32, EVAL_BATCH // n_models))
-            net.train()
-        if tracker.after_epoch(epoch, *measured, lambda i: extract_single(net, i)):
+            if in_epoch in checks and tracker.after_check(epoch, in_epoch, *measure(), state):
+                all_stopped = True
+                break
+        if all_stopped:
+            break
+        measured = measure() if tracker.needs_eval(epoch) else (None, None)
+        if tracker.after_epoch(epoch, *measured, state):
             break
     for i, state in tracker.snapshots.items():  # models that met the target: their weights at that epoch
         insert_single(net, i, state)

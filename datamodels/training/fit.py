@@ -9,6 +9,15 @@ number whichever backend trained them. A model stops at the first epoch end wher
 target; a model that reaches ``max_epochs`` first is kept, and flagged (``fit_status`` 2), never
 silently mixed with the others.
 
+Checks inside an epoch: with ``checks_per_epoch: K`` (K > 1) the fit is also checked after every
+``1/K`` of an epoch's steps, in each epoch where a model may reach its target (always in the first
+two; later, when the model's last epoch-to-epoch change, doubled, would carry it to the target by this
+epoch's end). A model stops at the first such check that meets the target, so it lands within about
+``1/K`` of an epoch's change of the target instead of a whole epoch's; the extra checks cost one
+forward pass over the subset each, and are paid only in the epochs that may need them. Whether a
+model may stop inside an epoch is decided from its own curve alone, so its numbers do not depend on
+the other models trained beside it.
+
 Learning-rate schedule under ``until``: the schedule is laid over ``max_epochs`` (its step count is
 ``steps_per_epoch * max_epochs``), so a model that never meets the target is trained exactly as
 ``epochs: max_epochs`` would train it, and a model that meets it stops part-way through the schedule
@@ -49,6 +58,9 @@ class UntilConfig:
         "help": "stop at the first epoch end where its accuracy on its own subset is >= this, in (0, 1]"})
     max_epochs: int | None = field(default=None, metadata={
         "help": "most epochs; the learning-rate schedule is laid over max_epochs (epochs is then unused)"})
+    checks_per_epoch: int = field(default=1, metadata={
+        "help": "checks of the fit per epoch: 1 = epoch ends only; K > 1 also after every 1/K of an epoch's steps "
+                "in the epochs where a model may reach the target, so it stops within ~1/K epoch of it"})
 
     def __post_init__(self):
         self.train_loss = _positive_number("until.train_loss", self.train_loss)
@@ -62,6 +74,12 @@ class UntilConfig:
         if self.max_epochs is not None and not has_target:
             raise UserError("until.max_epochs is set without a target: give until.train_loss and/or "
                             "until.train_accuracy, or use epochs")
+        k = self.checks_per_epoch
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise UserError(f"until.checks_per_epoch must be an integer >= 1, got {k!r}")
+        if k > 1 and not has_target:
+            raise UserError("until.checks_per_epoch is set without a target: give until.train_loss and/or "
+                            "until.train_accuracy with max_epochs")
 
     @property
     def active(self) -> bool:
@@ -74,6 +92,16 @@ class UntilConfig:
             ok &= loss <= self.train_loss
         if self.train_accuracy is not None:
             ok &= acc >= self.train_accuracy
+        return ok
+
+    def may_meet(self, loss, acc, prev_loss, prev_acc) -> torch.Tensor:
+        """``[M]`` bool: models whose last epoch's change (loss ``prev_loss -> loss``, accuracy likewise,
+        all ``[M]``), doubled, would meet every target by the next epoch end."""
+        ok = torch.ones_like(loss, dtype=torch.bool)
+        if self.train_loss is not None:
+            ok &= loss - 2 * (prev_loss - loss) <= self.train_loss
+        if self.train_accuracy is not None:
+            ok &= acc + 2 * (acc - prev_acc) >= self.train_accuracy
         return ok
 
 
@@ -135,9 +163,13 @@ class FitTracker:
     and the checkpoints kept (see :mod:`datamodels.training.fit`). Used by every built-in backend.
 
     Attributes: ``epochs`` (most epochs), ``curve`` / ``acc_curve`` ``[M, epochs]`` (NaN where not
-    evaluated), ``epochs_run`` / ``steps_run`` ``[M]``, ``stopped`` ``[M]`` (met the target),
-    ``snapshots`` ``{i: state}`` (weights when stopped), ``checkpoints`` ``{tag: {i: (state, epoch,
-    step, loss)}}``.
+    evaluated; a model that stopped inside an epoch has its stopping check there), ``epochs_run`` /
+    ``steps_run`` ``[M]``, ``stopped`` ``[M]`` (met the target), ``snapshots`` ``{i: state}`` (weights
+    when stopped), ``checkpoints`` ``{tag: {i: (state, epoch, step, loss)}}``.
+
+    A backend calls, per epoch: :meth:`checks_in_epoch` at its start (the steps into the epoch after
+    which to measure the fit), :meth:`after_check` after each of those steps, and :meth:`after_epoch`
+    at its end.
     """
 
     def __init__(self, recipe, n_models: int, steps_per_epoch: int):
@@ -152,6 +184,38 @@ class FitTracker:
         self.stopped = torch.zeros(n_models, dtype=torch.bool)
         self.snapshots: dict[int, dict] = {}
         self.checkpoints: dict[str, dict[int, tuple]] = {tag: {} for tag, _, _ in self.specs}
+        self.inside = torch.zeros(n_models, dtype=torch.bool)  # may stop inside the current epoch
+
+    def checks_in_epoch(self, epoch: int) -> frozenset[int]:
+        """Steps into epoch ``epoch`` (0-based), strictly inside it, after which the fit is measured
+        (empty when no live model may meet its target in this epoch, or ``checks_per_epoch`` is 1)."""
+        k = self.until.checks_per_epoch
+        self.inside = torch.zeros_like(self.stopped)
+        if not self.until.active or k == 1:
+            return frozenset()
+        if epoch < 2:
+            self.inside = ~self.stopped
+        else:
+            self.inside = ~self.stopped & self.until.may_meet(
+                self.curve[:, epoch - 1], self.acc_curve[:, epoch - 1],
+                self.curve[:, epoch - 2], self.acc_curve[:, epoch - 2])
+        if not bool(self.inside.any()):
+            return frozenset()
+        return frozenset(s for s in (-(-j * self.spe // k) for j in range(1, k)) if 0 < s < self.spe)
+
+    def after_check(self, epoch: int, step_in_epoch: int, loss: torch.Tensor, acc: torch.Tensor, state) -> bool:
+        """Record a check inside epoch ``epoch`` after ``step_in_epoch`` of its steps (``loss``/``acc``
+        ``[M]``): the models allowed to stop inside this epoch that meet the target stop here. True when
+        every model stopped."""
+        newly = self.inside & ~self.stopped & self.until.met(loss.double(), acc.double())
+        for i in torch.nonzero(newly).flatten().tolist():
+            self.snapshots[i] = state(i)
+            self.curve[i, epoch] = float(loss[i])
+            self.acc_curve[i, epoch] = float(acc[i])
+        self.epochs_run[newly] = epoch + 1
+        self.steps_run[newly] = epoch * self.spe + step_in_epoch
+        self.stopped |= newly
+        return bool(self.stopped.all())
 
     def needs_eval(self, epoch: int) -> bool:
         """Whether epoch ``epoch`` (0-based) ends with an evaluation of the training fit."""

@@ -52,11 +52,14 @@ def add_parser(subparsers) -> None:
                                   "planted; add /cifar10 for CIFAR-10) or your own study YAML",
                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                   epilog="fit matching (study key match: {by: train_loss, method: train_slower | "
-                                         "stop_faster, max_epochs: E}): train_slower trains the algorithm with the "
+                                         "stop_faster, max_epochs: E, checks_per_epoch: K}): train_slower trains the algorithm with the "
                                          "higher mean training loss again until the other's mean final loss (recipe "
                                          "until, schedule laid over E, default 4 x its epochs); stop_faster keeps a "
                                          "checkpoint every epoch and takes each model of the faster algorithm at the "
-                                         "one closest to the slower's mean final loss. summary.json match says "
+                                         "one closest to the slower's mean final loss. checks_per_epoch: K > 1 "
+                                         "also checks the fit K times an epoch, so models stop within ~1/K epoch "
+                                         "of the target (stop_faster then trains the faster algorithm again to "
+                                         "the target instead). summary.json match says "
                                          "whether the mean training losses are within 5 % (95 % CI over models)")
     study.add_argument("study", help="e.g. sgd_noise, sgd_noise/cifar10, or path/to/study.yaml")
     study.add_argument("--out", required=True, help="output folder (resumes when it exists)")

@@ -177,7 +177,7 @@ def predict_plan(c: Calibrated, models: int | None = None) -> dict:
     for tag, recipe in c.recipes.items():
         stages[f"train_{tag}" if tag else "train"] = predict_training(costs["training"][tag], recipe, shape)
     weights = max(t.weights_bytes for t in costs["training"].values())
-    if cfg is not None and cfg.match.active and cfg.match.method == "train_slower":
+    if cfg is not None and cfg.match.active and (cfg.match.method == "train_slower" or cfg.match.retrains_faster):
         stages["train_matched"] = _predict_matched(c, shape)
     if cfg is not None:
         for tag in c.recipes:
@@ -206,17 +206,25 @@ def predict_plan(c: Calibrated, models: int | None = None) -> dict:
 FIT_CHECK_SHARE = 1 / 3  # epoch-end fit check: one forward pass over the subset, ~1/3 of an epoch's training
 
 
+INSIDE_CHECK_EPOCHS = 3  # epochs with checks inside them under checks_per_epoch > 1: the first two and the last
+
+
 def _predict_matched(c: Calibrated, shape) -> dict:
-    """Upper bound of ``match: train_slower``'s retraining: whichever algorithm costs more trained for
-    ``match.max_epochs`` (default 4 x its epochs), every model to the end, plus the epoch-end fit checks."""
-    worst = None
+    """The retraining of a matched study: whichever algorithm costs more trained, every model to the end,
+    for ``match.max_epochs`` (``train_slower``, default 4 x its epochs) or its own epochs (``stop_faster``
+    with ``checks_per_epoch`` > 1), plus the fit checks: one per epoch end and ``checks_per_epoch - 1``
+    more inside each of :data:`INSIDE_CHECK_EPOCHS` epochs."""
+    spec, worst = shape.cfg.match, None
     for tag, recipe in c.recipes.items():
-        epochs = shape.cfg.match.max_epochs or 4 * recipe.epochs
+        epochs = (spec.max_epochs or 4 * recipe.epochs) if spec.method == "train_slower" else recipe.epochs
         until = recipe.replace(**{"until.train_loss": 1.0, "until.max_epochs": epochs})
         got = predict_training(c.costs["training"][tag], until, shape)
+        got["epochs"] = epochs
         if worst is None or got["seconds"] > worst["seconds"]:
             worst = got
-    scale = 1 + FIT_CHECK_SHARE
+    epochs = worst.pop("epochs")
+    inside = (spec.checks_per_epoch - 1) * min(INSIDE_CHECK_EPOCHS, epochs) / epochs
+    scale = 1 + FIT_CHECK_SHARE * (1 + inside)
     return {**worst, **{k: worst[k] * scale for k in ("seconds", "seconds_low", "seconds_high")}}
 
 
@@ -244,8 +252,17 @@ def assumptions(c: Calibrated) -> list[str]:
                            f"{CAL_DIAG_EXAMPLES} examples (a trained model may need other Lanczos counts)",
             "match": cfg.match.active and (
                 "train_matched: an upper bound, the costlier algorithm retrained for match.max_epochs with every "
-                "model running to the end, plus 1/3 for the epoch-end fit checks" if cfg.match.method == "train_slower"
+                "model running to the end, plus 1/3 for the epoch-end fit checks" + _inside(cfg)
+                if cfg.match.method == "train_slower" else
+                "train_matched: the costlier algorithm trained again for its own epochs with every model running to "
+                "the end, plus 1/3 for the epoch-end fit checks" + _inside(cfg) if cfg.match.retrains_faster
                 else "stop_faster: checkpoints every epoch (disk: weights x epochs) and one evaluation per model, "
                      "not timed"),
             "other stages (ModelDiff, null, reports)": "one calibration point each, interval ±15 %"}.items() if v]
     return out
+
+
+def _inside(cfg) -> str:
+    k = cfg.match.checks_per_epoch
+    return (f" and {k - 1} more checks inside each of {INSIDE_CHECK_EPOCHS} epochs (checks_per_epoch {k}; more when "
+            f"the models stop at different epochs)") if k > 1 else ""

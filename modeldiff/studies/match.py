@@ -12,6 +12,15 @@ one is the one with the lower mean training loss (eval mode, each model on its o
   algorithm is taken at its kept checkpoint closest to the slower one's mean final loss
   (:func:`datamodels.runs.checkpoints.store_at_checkpoint`, ``store_X_matched``), without retraining.
 
+``match.checks_per_epoch: K`` (K > 1) checks the fit inside epochs too (``until.checks_per_epoch``,
+:mod:`datamodels.training.fit`), so each model stops within about ``1/K`` of an epoch's change of the
+target instead of at an epoch end: ``train_slower`` passes it to the slower algorithm's ``until``;
+``stop_faster`` then keeps no checkpoints and instead trains the faster algorithm again (same masks and
+seeds) with ``until: {train_loss: <the slower one's mean final loss>, max_epochs: <its recipe's
+epochs>, checks_per_epoch: K}``: the schedule laid over its own epochs is its recipe's schedule, so
+each model follows its first run exactly and stops at the first check at or below the target, inside
+an epoch when need be (the only way to stop a one-epoch, online, algorithm part-way).
+
 Every later stage (attribution, null, search, diagnostics, counterfactuals) uses the matched stores.
 ``summary.json`` gets ``match`` (method, which algorithm was slower, the target, the losses before and
 after, the relative difference of the mean training losses with a bootstrap CI over models, and
@@ -43,6 +52,9 @@ class MatchSpec:
                 "(take the faster one's checkpoint closest to the slower one's mean final loss)"})
     max_epochs: int | None = field(default=None, metadata={
         "help": "train_slower: most epochs of the slower algorithm (default 4 x its recipe's epochs)"})
+    checks_per_epoch: int = field(default=1, metadata={
+        "help": "checks of the fit per epoch (until.checks_per_epoch): 1 = epoch ends; K > 1 stops each model within "
+                "~1/K epoch of the target (stop_faster then retrains the faster algorithm instead of checkpoints)"})
 
     def __post_init__(self):
         if self.by is not None and self.by != "train_loss":
@@ -51,12 +63,24 @@ class MatchSpec:
             raise UserError(f"match.method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.max_epochs is not None and (isinstance(self.max_epochs, bool) or self.max_epochs < 1):
             raise UserError(f"match.max_epochs must be an integer >= 1, got {self.max_epochs!r}")
-        if self.by is None and self.max_epochs is not None:
-            raise UserError("match.max_epochs is set but match.by is not: add by: train_loss")
+        k = self.checks_per_epoch
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise UserError(f"match.checks_per_epoch must be an integer >= 1, got {k!r}")
+        if self.by is None and (self.max_epochs is not None or k != 1):
+            key = "max_epochs" if self.max_epochs is not None else "checks_per_epoch"
+            raise UserError(f"match.{key} is set but match.by is not: add by: train_loss")
+        if self.max_epochs is not None and self.method == "stop_faster":
+            raise UserError("match.max_epochs is for train_slower: stop_faster stops the faster algorithm within "
+                            "its own epochs; remove max_epochs or use method: train_slower")
 
     @property
     def active(self) -> bool:
         return self.by is not None
+
+    @property
+    def retrains_faster(self) -> bool:
+        """``stop_faster`` by retraining to the target with checks inside epochs (instead of checkpoints)."""
+        return self.active and self.method == "stop_faster" and self.checks_per_epoch > 1
 
 
 def mean_ci(values, seed: int = 0) -> dict | None:
@@ -134,7 +158,7 @@ def study_store(out, tag: str):
 
 def with_checkpoints(cfg, recipes):
     """The recipes a ``stop_faster`` study trains: each keeps a checkpoint every epoch."""
-    if not (cfg.match.active and cfg.match.method == "stop_faster"):
+    if not (cfg.match.active and cfg.match.method == "stop_faster") or cfg.match.retrains_faster:
         return recipes
     return [r if "all" in r.keep_checkpoints else r.replace(keep_checkpoints=[*r.keep_checkpoints, "all"])
             for r in recipes]
@@ -143,8 +167,6 @@ def with_checkpoints(cfg, recipes):
 def match_stores(cfg, stores, recipes, data, out, device) -> tuple[list, dict]:
     """The matched ``[store_a, store_b]`` and the ``match`` entry of summary.json (see the module)."""
     from datamodels.runs.checkpoints import store_at_checkpoint, tags_at_loss
-    from datamodels.runs.launchers import fill_store
-    from datamodels.store.store import Store
 
     spec = cfg.match
     losses = [train_losses(s) for s in stores]
@@ -158,16 +180,17 @@ def match_stores(cfg, stores, recipes, data, out, device) -> tuple[list, dict]:
     stores = list(stores)
     if spec.method == "train_slower":
         target = before[fast]
-        recipe = recipes[slow]
-        max_epochs = spec.max_epochs or 4 * recipe.epochs
-        recipe = recipe.replace(**{"until.train_loss": target, "until.max_epochs": max_epochs,
-                                   "until.train_accuracy": None})
+        max_epochs = spec.max_epochs or 4 * recipes[slow].epochs
         log.info(f"  match train_slower: {tag_s} (mean training loss {before[slow]:.4g}) trained again until "
-                 f"{target:.4g}, at most {max_epochs} epochs")
-        store = Store.create_or_resume(out / f"store_{tag_s}_matched", recipe, data, cfg.models, cfg.subset_fraction,
-                                       cfg.seeds()[slow])
-        fill_store(store, device, cfg.ensemble_size, dataset=data)
-        stores[slow] = Store.open(store.path, data)
+                 f"{target:.4g}, at most {max_epochs} epochs{_checks(spec)}")
+        stores[slow] = _train_until(cfg, recipes[slow], target, max_epochs, spec.checks_per_epoch, data,
+                                    out / f"store_{tag_s}_matched", cfg.seeds()[slow], device)
+    elif spec.retrains_faster:
+        target, recipe = before[slow], recipes[fast]
+        log.info(f"  match stop_faster: {tag_f} trained again until {target:.4g} within its {recipe.epochs} "
+                 f"epochs{_checks(spec)}")
+        stores[fast] = _train_until(cfg, recipe, target, recipe.epochs, spec.checks_per_epoch, data,
+                                    out / f"store_{tag_f}_matched", cfg.seeds()[fast], device)
     else:
         target = before[slow]
         tags = tags_at_loss(stores[fast], target, rule="closest")
@@ -175,15 +198,34 @@ def match_stores(cfg, stores, recipes, data, out, device) -> tuple[list, dict]:
         stores[fast] = store_at_checkpoint(stores[fast], out / f"store_{tag_f}_matched", tags, data)
     after = [train_losses(s) for s in stores]
     rel = relative_difference(after[slow], after[fast])
-    counts = stores[slow].fit_counts() if spec.method == "train_slower" else {"met": None, "hit_max": None}
-    info = {"by": spec.by, "method": spec.method, "slower": tag_s, "faster": tag_f, "target_loss": target,
+    moved = fast if spec.method == "stop_faster" else slow
+    counts = stores[moved].fit_counts() if spec.method == "train_slower" or spec.retrains_faster else \
+        {"met": None, "hit_max": None}
+    info = {"by": spec.by, "method": spec.method, "checks_per_epoch": spec.checks_per_epoch,
+            "slower": tag_s, "faster": tag_f, "target_loss": target,
             "train_loss_before": {"a": before[0], "b": before[1]},
             "train_loss_after": {"a": float(after[0].mean()), "b": float(after[1].mean())},
             "relative_difference": rel, "within_5_percent": rel["within"],
             "met_target": counts["met"], "hit_max_epochs": counts["hit_max"],
-            "models_matched": int(len(after[fast if spec.method == "stop_faster" else slow]))}
+            "models_matched": int(len(after[moved]))}
     info["statement"] = match_statement(info)
     return stores, info
+
+
+def _checks(spec) -> str:
+    return f", checking the fit {spec.checks_per_epoch} times an epoch" if spec.checks_per_epoch > 1 else ""
+
+
+def _train_until(cfg, recipe, target: float, max_epochs: int, checks: int, data, path, seeds, device):
+    """The store of ``recipe`` trained again (same masks and seeds) until ``target``, reopened for reading."""
+    from datamodels.runs.launchers import fill_store
+    from datamodels.store.store import Store
+
+    recipe = recipe.replace(**{"until.train_loss": target, "until.max_epochs": max_epochs,
+                               "until.train_accuracy": None, "until.checks_per_epoch": checks})
+    store = Store.create_or_resume(path, recipe, data, cfg.models, cfg.subset_fraction, seeds)
+    fill_store(store, device, cfg.ensemble_size, dataset=data)
+    return Store.open(store.path, data)
 
 
 def match_statement(info: dict) -> str:
@@ -198,7 +240,8 @@ def match_statement(info: dict) -> str:
     after = info["train_loss_after"]
     extra = ""
     if info.get("hit_max_epochs"):
-        extra = f"; {info['hit_max_epochs']} model(s) of {info['slower']} reached max_epochs before the target"
+        moved = info["faster"] if info["method"] == "stop_faster" else info["slower"]
+        extra = f"; {info['hit_max_epochs']} model(s) of {moved} reached max_epochs before the target"
     return (f"matched by {info['by']} ({info['method']}, slower: {info['slower']}): mean training loss "
             f"a {after['a']:.4g} vs b {after['b']:.4g}, relative difference {100 * rel['mean']:+.1f} % "
             f"[{100 * rel['ci_low']:+.1f}, {100 * rel['ci_high']:+.1f}] (95 % CI over models): {verdict}{extra}")

@@ -68,18 +68,30 @@ def train_one(module, recipe, data, subset, seed, x_all, y_all, loss_fn, device,
     """Train one module in place on the dataset rows ``subset``; True when its loss became non-finite.
 
     ``tracker``: a one-model :class:`~datamodels.training.fit.FitTracker` (made here when None) that
-    measures the fit at epoch ends, stops at the recipe's ``until`` target and keeps checkpoints."""
+    measures the fit (at epoch ends, and inside epochs under ``until.checks_per_epoch``), stops at the
+    recipe's ``until`` target and keeps checkpoints."""
     opt = make_optimizer([p for p in module.parameters() if p.requires_grad], recipe.optim)
     closure_step = needs_closure(opt)
     gen, m = model_generator(seed), len(subset)
     tracker = tracker or FitTracker(recipe, 1, steps_per_epoch(m, recipe))
     total = steps_per_epoch(m, recipe) * tracker.epochs  # under until: the schedule is laid over max_epochs
     diverged, step = False, 0
+    state = lambda i: {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}  # noqa: E731
+
+    def measure():
+        """The module's eval-mode loss and accuracy on its subset ``([1], [1])``."""
+        module.eval()
+        with autocast(recipe, device):
+            out = subset_fit(lambda x: module(x[0]).unsqueeze(0), x_all, y_all, subset.unsqueeze(0), loss_fn)
+        module.train()
+        return out
+
     module.train()
     for epoch in range(tracker.epochs):
         draw = epoch_draw(gen, m, recipe, data)
         order = subset[draw.order.to(subset.device)].unsqueeze(0)
-        for start in range(0, m, recipe.batch_size):
+        checks, all_stopped = tracker.checks_in_epoch(epoch), False
+        for in_epoch, start in enumerate(range(0, m, recipe.batch_size), 1):
             xb, yb = gather_batch(x_all, y_all, order, [draw], start, recipe)
             xb, yb = xb[0], yb[0]
             set_lr(opt, lr_at(step, total, recipe.optim))
@@ -99,19 +111,13 @@ def train_one(module, recipe, data, subset, seed, x_all, y_all, loss_fn, device,
             step += 1
             if progress is not None:
                 progress(1)
-        if _epoch_end(module, recipe, tracker, epoch, subset, x_all, y_all, loss_fn, device):
+            if in_epoch in checks and tracker.after_check(epoch, in_epoch, *measure(), state):
+                all_stopped = True
+                break
+        if all_stopped:
+            break
+        measured = measure() if tracker.needs_eval(epoch) else (None, None)
+        if tracker.after_epoch(epoch, *measured, state):
             break
     module.eval()
     return diverged
-
-
-def _epoch_end(module, recipe, tracker, epoch, subset, x_all, y_all, loss_fn, device) -> bool:
-    """Measure the fit of one module if the tracker asks; True when it met the recipe's target."""
-    measured = (None, None)
-    if tracker.needs_eval(epoch):
-        module.eval()
-        with autocast(recipe, device):
-            measured = subset_fit(lambda x: module(x[0]).unsqueeze(0), x_all, y_all, subset.unsqueeze(0), loss_fn)
-        module.train()
-    state = lambda i: {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}  # noqa: E731
-    return tracker.after_epoch(epoch, *measured, state)

@@ -13,7 +13,8 @@ It trains however it likes (its own loop, optimiser, augmentation, schedule) and
 trained module (``model`` itself or another), or ``(module, info)`` with ``info`` a mapping that
 reports ``epochs`` and ``steps`` run (recorded in the store; -1 when not reported). A recipe with
 ``until: {train_loss: L, max_epochs: E}`` hands the target to ``train_fn`` in ``recipe.until``
-(:class:`~datamodels.training.fit.UntilConfig`); whether the returned model met it is measured
+(:class:`~datamodels.training.fit.UntilConfig`, whose ``checks_per_epoch`` says how finely the
+recipe wants the fit checked); whether the returned model met it is measured
 here, as for every backend: its eval-mode loss and accuracy on ``x, y`` (the recipe's loss), so a
 model that did not is recorded as having reached ``max_epochs`` first. The module is checked: an ``nn.Module`` with finite weights
 mapping ``x[B, *input_shape]`` to logits ``[B, K]``. Calling ``train_fn`` by hand the same way gives

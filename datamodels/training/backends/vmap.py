@@ -209,13 +209,23 @@ def _train_group(net, masks, seeds, progress, recipe, data, m, x_all, y_all, dev
     tracker = FitTracker(recipe, n_models, steps_per_epoch(m, recipe))
     total = steps_per_epoch(m, recipe) * tracker.epochs  # under until: the schedule is laid over max_epochs
     diverged = torch.zeros(n_models, dtype=torch.bool, device=device)
+
+    def measure():
+        """Every model's eval-mode loss and accuracy on its own subset ``([G], [G])``."""
+        net.base.eval()
+        with autocast(recipe, device):
+            out = subset_fit(net.forward, x_all, y_all, subsets.to(device), loss_fn, max(32, EVAL_BATCH // n_models))
+        net.base.train()
+        return out
+
     step = 0
     net.base.train()
     for epoch in range(tracker.epochs):
         live = (~tracker.stopped).to(device)
         draws = [epoch_draw(g, m, recipe, data) for g in gens]
         order = torch.stack([s[d.order] for s, d in zip(subsets, draws)]).to(device)  # [G, m]
-        for start in range(0, m, recipe.batch_size):
+        checks, all_stopped = tracker.checks_in_epoch(epoch), False
+        for in_epoch, start in enumerate(range(0, m, recipe.batch_size), 1):
             if stop is not None and stop.is_set():
                 return None
             xb, yb = gather_batch(x_all, y_all, order, draws, start, recipe)
@@ -236,13 +246,12 @@ def _train_group(net, masks, seeds, progress, recipe, data, m, x_all, y_all, dev
             step += 1
             if progress is not None:
                 progress(1)
-        measured = (None, None)
-        if tracker.needs_eval(epoch):
-            net.base.eval()
-            with autocast(recipe, device):
-                measured = subset_fit(net.forward, x_all, y_all, subsets.to(device), loss_fn,
-                                      max(32, EVAL_BATCH // n_models))
-            net.base.train()
+            if in_epoch in checks and tracker.after_check(epoch, in_epoch, *measure(), net.state_dict):
+                all_stopped = True
+                break
+        if all_stopped:
+            break
+        measured = measure() if tracker.needs_eval(epoch) else (None, None)
         if tracker.after_epoch(epoch, *measured, net.state_dict):
             break
     for i, state in tracker.snapshots.items():
