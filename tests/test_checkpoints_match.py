@@ -109,10 +109,12 @@ def _write_study(folder, **extra):
     return path
 
 
-@pytest.mark.parametrize("method,checks", [(None, 1), ("train_slower", 1), ("stop_faster", 1),
-                                           ("train_slower", 4), ("stop_faster", 4)])
-def test_summary_reports_training_losses_and_the_matching(tmp_path, method, checks):
+@pytest.mark.parametrize("method,checks,stop_at", [(None, 1, "first"), ("train_slower", 1, "first"),
+                                                   ("stop_faster", 1, "first"), ("train_slower", 4, "first"),
+                                                   ("stop_faster", 4, "closest")])
+def test_summary_reports_training_losses_and_the_matching(tmp_path, method, checks, stop_at):
     extra = {} if method is None else {"match": {"by": "train_loss", "method": method, "checks_per_epoch": checks,
+                                                 "stop_at": stop_at,
                                                  **({"max_epochs": 12} if method == "train_slower" else {})}}
     run = cli("study", _write_study(tmp_path, **extra), "--out", tmp_path / "out")
     assert run.returncode == 0, run.stderr[-2000:]
@@ -134,6 +136,7 @@ def test_summary_reports_training_losses_and_the_matching(tmp_path, method, chec
         assert until["met"] + until["hit_max_epochs"] == summary["algorithms"][m["slower"]]["models"]
     moved = m["slower"] if method == "train_slower" else m["faster"]
     assert (tmp_path / "out" / f"store_{moved}_matched").is_dir() and m["checks_per_epoch"] == checks
+    assert m["stop_at"] == stop_at
     if checks > 1:  # the moved algorithm trained again until the target, checked inside epochs
         until = summary["algorithms"][moved]["until"]
         assert until["train_loss"] == pytest.approx(m["target_loss"])
@@ -158,6 +161,9 @@ def test_summary_reports_training_losses_and_the_matching(tmp_path, method, chec
     ({"checks_per_epoch": 4}, "match.checks_per_epoch is set but match.by is not"),
     ({"by": "train_loss", "checks_per_epoch": 0}, "match.checks_per_epoch must be an integer >= 1"),
     ({"by": "train_loss", "method": "stop_faster", "max_epochs": 10}, "match.max_epochs is for train_slower"),
+    ({"by": "train_loss", "stop_at": "last"}, "match.stop_at must be one of first, closest"),
+    ({"by": "train_loss", "method": "stop_faster", "stop_at": "closest"}, "match.stop_at applies to retrained models"),
+    ({"stop_at": "closest"}, "match.stop_at is set but match.by is not"),
 ])
 def test_bad_match_options_are_refused_in_one_line(tmp_path, match, words):
     path = _write_study(tmp_path, match=match)

@@ -125,9 +125,51 @@ def test_the_tracker_stops_a_model_at_the_first_inside_check_it_may_stop_at():
     assert set(t.snapshots) == {0, 1}
 
 
+def test_stop_at_closest_takes_the_previous_check_when_it_is_nearer():
+    from datamodels.training.fit import FitTracker
+    recipe = recipe_from_dict({"until": {"train_loss": 1.0, "max_epochs": 10, "checks_per_epoch": 2,
+                                         "stop_at": "closest"}})
+    t = FitTracker(recipe, 2, steps_per_epoch=10)
+    state = lambda i: {"step": int(t.steps_seen)}  # noqa: E731
+    acc = torch.zeros(2, dtype=torch.float64)
+    assert t.checks_in_epoch(0) == {5}
+    t.steps_seen = 5
+    t.after_check(0, 5, torch.tensor([1.05, 1.5], dtype=torch.float64), acc, state)
+    t.steps_seen = 10
+    assert t.after_epoch(0, torch.tensor([0.7, 0.98], dtype=torch.float64), acc, state) is True
+    # model 0: 1.05 (0.05 above) is nearer than 0.7 (0.3 below): kept at step 5; model 1: 0.98 at step 10
+    assert t.steps_run.tolist() == [5, 10] and t.snapshots[0] == {"step": 5} and t.snapshots[1] == {"step": 10}
+    loss, _ = t.final_loss()
+    assert loss.tolist() == pytest.approx([1.05, 0.98]) and (t.status() == REACHED).all()
+
+
+@pytest.mark.parametrize("model,trainer", [(CNN, "ensemble"), (MLP, "vmap"), (MLP, "loop")])
+def test_stop_at_closest_keeps_the_check_nearer_the_target(digits, split, model, trainer):
+    masks, seeds = split
+    first = _recipe(model, trainer).replace(**{"until.checks_per_epoch": 3, "until.train_loss": 0.3})
+    closest = first.replace(**{"until.stop_at": "closest"})
+    a, b = train_models(first, digits, masks, seeds), train_models(closest, digits, masks, seeds)
+    spe = int(np.ceil(int(masks[0].sum()) / first.batch_size))
+    for i in range(3):
+        steps_a, steps_b = int(a.fit.steps_run[i]), int(b.fit.steps_run[i])
+        loss_a, loss_b = float(a.fit.train_loss[i]), float(b.fit.train_loss[i])
+        assert steps_b in (steps_a, max(s for s in _check_steps(spe, 3, steps_a) if s < steps_a))
+        assert abs(loss_b - 0.3) <= abs(loss_a - 0.3) and (steps_b == steps_a) == (loss_b == loss_a)
+        assert _loss_of(b.state_dict(i), closest, digits, masks[i]) == pytest.approx(loss_b, abs=1e-6)
+        assert int(b.fit.status[i]) == REACHED
+    assert (b.fit.train_loss > 0.3).any()  # some models kept above the target: the losses scatter around it
+
+
+def _check_steps(spe: int, k: int, until: int) -> list[int]:
+    """Every step count up to ``until`` at which a model may be checked (epoch ends and inside checks)."""
+    inside = [-(-j * spe // k) for j in range(1, k)]
+    return [e * spe + a for e in range(until // spe + 1) for a in [*inside, spe] if 0 < e * spe + a <= until]
+
+
 def test_an_ensemble_member_stopping_inside_an_epoch_stops_as_the_model_trained_alone(digits, split):
     masks, seeds = split
-    recipe = _recipe(CNN, "ensemble").replace(**{"until.train_loss": 0.3, "until.checks_per_epoch": 5})
+    recipe = _recipe(CNN, "ensemble").replace(**{"until.train_loss": 0.3, "until.checks_per_epoch": 5,
+                                                 "until.stop_at": "closest"})
     together = train_models(recipe, digits, masks, seeds)
     for i in range(3):
         alone = train_models(recipe.replace(trainer="loop"), digits, masks[i:i + 1], seeds[i:i + 1])
@@ -178,6 +220,8 @@ def test_every_store_records_the_final_training_loss(tmp_path, digits):
     ({"train_loss": 0.3, "max_epochs": 5, "patience": 2}, "unknown recipe key 'until.patience'"),
     ({"train_loss": 0.3, "max_epochs": 5, "checks_per_epoch": 0}, "until.checks_per_epoch must be an integer >= 1"),
     ({"train_loss": 0.3, "max_epochs": 5, "checks_per_epoch": 2.5}, "'until.checks_per_epoch' must be int"),
+    ({"train_loss": 0.3, "max_epochs": 5, "stop_at": "nearest"}, "until.stop_at must be one of first, closest"),
+    ({"stop_at": "closest"}, "until.stop_at is set without a target"),
 ])
 def test_bad_until_options_are_refused_in_one_line(tmp_path, until, words):
     with pytest.raises(UserError, match=words) as err:

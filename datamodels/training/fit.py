@@ -18,6 +18,13 @@ forward pass over the subset each, and are paid only in the epochs that may need
 model may stop inside an epoch is decided from its own curve alone, so its numbers do not depend on
 the other models trained beside it.
 
+Where a model stops: ``stop_at: first`` (the default) keeps it at the first check that meets the
+target, so its loss lies up to one check's drop below ``train_loss``; ``stop_at: closest`` keeps, of
+that check and the check before it, the one nearer the target (by loss when ``train_loss`` is given,
+else by accuracy), so the models' losses scatter around the target instead of all below it: what
+matching two algorithms' mean losses needs. ``closest`` holds each live model's weights of its last
+check until the next.
+
 Learning-rate schedule under ``until``: the schedule is laid over ``max_epochs`` (its step count is
 ``steps_per_epoch * max_epochs``), so a model that never meets the target is trained exactly as
 ``epochs: max_epochs`` would train it, and a model that meets it stops part-way through the schedule
@@ -36,6 +43,7 @@ import torch
 from datamodels.base.errors import UserError
 
 NO_TARGET, REACHED, HIT_MAX = 0, 1, 2  # fit_status per model
+STOP_RULES = ("first", "closest")  # until.stop_at
 
 
 def _positive_number(key: str, value, upper: float | None = None) -> float | None:
@@ -62,6 +70,10 @@ class UntilConfig:
         "help": "checks of the fit per epoch: 1 = epoch ends only; K > 1 also after every 1/K of an epoch's steps "
                 "in the epochs where a model may reach the target, so it stops within ~1/K epoch of it"})
 
+    stop_at: str = field(default="first", metadata={
+        "help": "first (the first check meeting the target) | closest (of that check and the one before, the one "
+                "nearer the target: losses scatter around it instead of below it)"})
+
     def __post_init__(self):
         self.train_loss = _positive_number("until.train_loss", self.train_loss)
         self.train_accuracy = _positive_number("until.train_accuracy", self.train_accuracy, upper=1.0)
@@ -77,8 +89,11 @@ class UntilConfig:
         k = self.checks_per_epoch
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise UserError(f"until.checks_per_epoch must be an integer >= 1, got {k!r}")
-        if k > 1 and not has_target:
-            raise UserError("until.checks_per_epoch is set without a target: give until.train_loss and/or "
+        if self.stop_at not in STOP_RULES:
+            raise UserError(f"until.stop_at must be one of {', '.join(STOP_RULES)}, got {self.stop_at!r}")
+        if (k > 1 or self.stop_at != "first") and not has_target:
+            key = "checks_per_epoch" if k > 1 else "stop_at"
+            raise UserError(f"until.{key} is set without a target: give until.train_loss and/or "
                             "until.train_accuracy with max_epochs")
 
     @property
@@ -93,6 +108,10 @@ class UntilConfig:
         if self.train_accuracy is not None:
             ok &= acc >= self.train_accuracy
         return ok
+
+    def distance(self, loss: float, acc: float) -> float:
+        """How far one check's loss (or, without a loss target, accuracy) is from the target."""
+        return abs(loss - self.train_loss) if self.train_loss is not None else abs(acc - self.train_accuracy)
 
     def may_meet(self, loss, acc, prev_loss, prev_acc) -> torch.Tensor:
         """``[M]`` bool: models whose last epoch's change (loss ``prev_loss -> loss``, accuracy likewise,
@@ -185,6 +204,7 @@ class FitTracker:
         self.snapshots: dict[int, dict] = {}
         self.checkpoints: dict[str, dict[int, tuple]] = {tag: {} for tag, _, _ in self.specs}
         self.inside = torch.zeros(n_models, dtype=torch.bool)  # may stop inside the current epoch
+        self.previous: dict[int, tuple] = {}  # stop_at closest: {i: (state, epoch, step, loss, acc)} of its last check
 
     def checks_in_epoch(self, epoch: int) -> frozenset[int]:
         """Steps into epoch ``epoch`` (0-based), strictly inside it, after which the fit is measured
@@ -207,15 +227,30 @@ class FitTracker:
         """Record a check inside epoch ``epoch`` after ``step_in_epoch`` of its steps (``loss``/``acc``
         ``[M]``): the models allowed to stop inside this epoch that meet the target stop here. True when
         every model stopped."""
-        newly = self.inside & ~self.stopped & self.until.met(loss.double(), acc.double())
-        for i in torch.nonzero(newly).flatten().tolist():
-            self.snapshots[i] = state(i)
-            self.curve[i, epoch] = float(loss[i])
-            self.acc_curve[i, epoch] = float(acc[i])
-        self.epochs_run[newly] = epoch + 1
-        self.steps_run[newly] = epoch * self.spe + step_in_epoch
-        self.stopped |= newly
+        self._checked(self.inside & ~self.stopped, epoch, epoch * self.spe + step_in_epoch, loss, acc, state)
         return bool(self.stopped.all())
+
+    def _checked(self, live: torch.Tensor, epoch: int, step: int, loss, acc, state) -> None:
+        """Models ``live`` (``[M]`` bool) were checked in epoch ``epoch`` after ``step`` steps in all: those
+        meeting the target stop (at this check, or at their previous one when ``stop_at: closest`` and
+        it is nearer the target); under ``closest`` the others remember this check."""
+        met = live & self.until.met(loss.double(), acc.double())
+        for i in torch.nonzero(met).flatten().tolist():
+            here = (None, epoch, step, float(loss[i]), float(acc[i]))
+            before = self.previous.pop(i, None)
+            if before is not None and self.until.distance(*before[3:]) < self.until.distance(*here[3:]):
+                self.curve[i, epoch] = self.acc_curve[i, epoch] = float("nan")  # the crossing check is not kept
+                chosen = before
+            else:
+                chosen = (state(i), *here[1:])
+            kept, e, s, lo, ac = chosen
+            self.snapshots[i] = kept
+            self.curve[i, e], self.acc_curve[i, e] = lo, ac
+            self.epochs_run[i], self.steps_run[i] = e + 1, s
+        self.stopped |= met
+        if self.until.stop_at == "closest":
+            for i in torch.nonzero(live & ~met).flatten().tolist():
+                self.previous[i] = (state(i), epoch, step, float(loss[i]), float(acc[i]))
 
     def needs_eval(self, epoch: int) -> bool:
         """Whether epoch ``epoch`` (0-based) ends with an evaluation of the training fit."""
@@ -243,10 +278,7 @@ class FitTracker:
                 if hit:
                     kept[i] = (state(i), epoch + 1, (epoch + 1) * self.spe, float(loss[i]))
         if self.until.active:
-            newly = live & self.until.met(loss.double(), acc.double())
-            for i in torch.nonzero(newly).flatten().tolist():
-                self.snapshots[i] = state(i)
-            self.stopped |= newly
+            self._checked(live, epoch, (epoch + 1) * self.spe, loss, acc, state)
         return bool(self.stopped.all())
 
     def final_loss(self) -> tuple[torch.Tensor, torch.Tensor]:

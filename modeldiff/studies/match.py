@@ -20,6 +20,9 @@ seeds) with ``until: {train_loss: <the slower one's mean final loss>, max_epochs
 epochs>, checks_per_epoch: K}``: the schedule laid over its own epochs is its recipe's schedule, so
 each model follows its first run exactly and stops at the first check at or below the target, inside
 an epoch when need be (the only way to stop a one-epoch, online, algorithm part-way).
+``match.stop_at: closest`` (``until.stop_at``) keeps each retrained model at whichever of its two checks
+around the target is nearer it, so the matched mean lands on the target instead of up to one check's
+drop below it.
 
 Every later stage (attribution, null, search, diagnostics, counterfactuals) uses the matched stores.
 ``summary.json`` gets ``match`` (method, which algorithm was slower, the target, the losses before and
@@ -35,6 +38,7 @@ import numpy as np
 
 from datamodels.base.errors import UserError
 from datamodels.base.log import get_logger
+from datamodels.training.fit import STOP_RULES
 
 log = get_logger(__name__)
 
@@ -56,6 +60,10 @@ class MatchSpec:
         "help": "checks of the fit per epoch (until.checks_per_epoch): 1 = epoch ends; K > 1 stops each model within "
                 "~1/K epoch of the target (stop_faster then retrains the faster algorithm instead of checkpoints)"})
 
+    stop_at: str = field(default="first", metadata={
+        "help": "where a retrained model stops (until.stop_at): first (the first check at or below the target) | "
+                "closest (of that check and the one before, the one nearer the target)"})
+
     def __post_init__(self):
         if self.by is not None and self.by != "train_loss":
             raise UserError(f"match.by must be train_loss, got {self.by!r}")
@@ -66,8 +74,13 @@ class MatchSpec:
         k = self.checks_per_epoch
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise UserError(f"match.checks_per_epoch must be an integer >= 1, got {k!r}")
-        if self.by is None and (self.max_epochs is not None or k != 1):
-            key = "max_epochs" if self.max_epochs is not None else "checks_per_epoch"
+        if self.stop_at not in STOP_RULES:
+            raise UserError(f"match.stop_at must be one of {', '.join(STOP_RULES)}, got {self.stop_at!r}")
+        if self.stop_at != "first" and self.method == "stop_faster" and k == 1:
+            raise UserError("match.stop_at applies to retrained models: stop_faster at checks_per_epoch 1 takes "
+                            "each model's closest epoch checkpoint already; set checks_per_epoch > 1 or remove stop_at")
+        if self.by is None and (self.max_epochs is not None or k != 1 or self.stop_at != "first"):
+            key = "max_epochs" if self.max_epochs is not None else "checks_per_epoch" if k != 1 else "stop_at"
             raise UserError(f"match.{key} is set but match.by is not: add by: train_loss")
         if self.max_epochs is not None and self.method == "stop_faster":
             raise UserError("match.max_epochs is for train_slower: stop_faster stops the faster algorithm within "
@@ -183,13 +196,13 @@ def match_stores(cfg, stores, recipes, data, out, device) -> tuple[list, dict]:
         max_epochs = spec.max_epochs or 4 * recipes[slow].epochs
         log.info(f"  match train_slower: {tag_s} (mean training loss {before[slow]:.4g}) trained again until "
                  f"{target:.4g}, at most {max_epochs} epochs{_checks(spec)}")
-        stores[slow] = _train_until(cfg, recipes[slow], target, max_epochs, spec.checks_per_epoch, data,
+        stores[slow] = _train_until(cfg, recipes[slow], target, max_epochs, spec, data,
                                     out / f"store_{tag_s}_matched", cfg.seeds()[slow], device)
     elif spec.retrains_faster:
         target, recipe = before[slow], recipes[fast]
         log.info(f"  match stop_faster: {tag_f} trained again until {target:.4g} within its {recipe.epochs} "
                  f"epochs{_checks(spec)}")
-        stores[fast] = _train_until(cfg, recipe, target, recipe.epochs, spec.checks_per_epoch, data,
+        stores[fast] = _train_until(cfg, recipe, target, recipe.epochs, spec, data,
                                     out / f"store_{tag_f}_matched", cfg.seeds()[fast], device)
     else:
         target = before[slow]
@@ -201,7 +214,7 @@ def match_stores(cfg, stores, recipes, data, out, device) -> tuple[list, dict]:
     moved = fast if spec.method == "stop_faster" else slow
     counts = stores[moved].fit_counts() if spec.method == "train_slower" or spec.retrains_faster else \
         {"met": None, "hit_max": None}
-    info = {"by": spec.by, "method": spec.method, "checks_per_epoch": spec.checks_per_epoch,
+    info = {"by": spec.by, "method": spec.method, "checks_per_epoch": spec.checks_per_epoch, "stop_at": spec.stop_at,
             "slower": tag_s, "faster": tag_f, "target_loss": target,
             "train_loss_before": {"a": before[0], "b": before[1]},
             "train_loss_after": {"a": float(after[0].mean()), "b": float(after[1].mean())},
@@ -213,16 +226,17 @@ def match_stores(cfg, stores, recipes, data, out, device) -> tuple[list, dict]:
 
 
 def _checks(spec) -> str:
-    return f", checking the fit {spec.checks_per_epoch} times an epoch" if spec.checks_per_epoch > 1 else ""
+    checks = f", checking the fit {spec.checks_per_epoch} times an epoch" if spec.checks_per_epoch > 1 else ""
+    return checks + (", each model kept at its check nearest the target" if spec.stop_at == "closest" else "")
 
 
-def _train_until(cfg, recipe, target: float, max_epochs: int, checks: int, data, path, seeds, device):
+def _train_until(cfg, recipe, target: float, max_epochs: int, spec: MatchSpec, data, path, seeds, device):
     """The store of ``recipe`` trained again (same masks and seeds) until ``target``, reopened for reading."""
     from datamodels.runs.launchers import fill_store
     from datamodels.store.store import Store
 
-    recipe = recipe.replace(**{"until.train_loss": target, "until.max_epochs": max_epochs,
-                               "until.train_accuracy": None, "until.checks_per_epoch": checks})
+    recipe = recipe.replace(**{"until.train_loss": target, "until.max_epochs": max_epochs, "until.train_accuracy": None,
+                               "until.checks_per_epoch": spec.checks_per_epoch, "until.stop_at": spec.stop_at})
     store = Store.create_or_resume(path, recipe, data, cfg.models, cfg.subset_fraction, seeds)
     fill_store(store, device, cfg.ensemble_size, dataset=data)
     return Store.open(store.path, data)

@@ -119,5 +119,7 @@ def train_one(module, recipe, data, subset, seed, x_all, y_all, loss_fn, device,
         measured = measure() if tracker.needs_eval(epoch) else (None, None)
         if tracker.after_epoch(epoch, *measured, state):
             break
+    if 0 in tracker.snapshots:  # the weights it stopped at (stop_at closest: possibly its check before the last)
+        module.load_state_dict(tracker.snapshots[0])
     module.eval()
     return diverged
