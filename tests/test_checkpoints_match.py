@@ -161,7 +161,7 @@ def test_summary_reports_training_losses_and_the_matching(tmp_path, method, chec
     ({"checks_per_epoch": 4}, "match.checks_per_epoch is set but match.by is not"),
     ({"by": "train_loss", "checks_per_epoch": 0}, "match.checks_per_epoch must be an integer >= 1"),
     ({"by": "train_loss", "method": "stop_faster", "max_epochs": 10}, "match.max_epochs is for train_slower"),
-    ({"by": "train_loss", "stop_at": "last"}, "match.stop_at must be one of first, closest"),
+    ({"by": "train_loss", "stop_at": "last"}, "match.stop_at must be one of first, closest, nearest"),
     ({"by": "train_loss", "method": "stop_faster", "stop_at": "closest"}, "match.stop_at applies to retrained models"),
     ({"stop_at": "closest"}, "match.stop_at is set but match.by is not"),
 ])

@@ -125,6 +125,27 @@ def test_the_tracker_stops_a_model_at_the_first_inside_check_it_may_stop_at():
     assert set(t.snapshots) == {0, 1}
 
 
+def test_stop_at_nearest_keeps_the_check_nearest_the_target_over_the_whole_run():
+    from datamodels.training.fit import FitTracker
+    recipe = recipe_from_dict({"until": {"train_loss": 1.0, "max_epochs": 2, "checks_per_epoch": 2,
+                                         "stop_at": "nearest"}})
+    t = FitTracker(recipe, 2, steps_per_epoch=10)
+    state = lambda i: {"step": int(t.steps_seen)}  # noqa: E731
+    acc = torch.zeros(2, dtype=torch.float64)
+    losses = {5: [0.5, 3.0], 10: [1.3, 2.0], 15: [0.97, 1.6], 20: [0.2, 1.4]}  # model 0 jumps; model 1 never meets
+    for epoch in range(2):
+        assert t.checks_in_epoch(epoch) == {5} and t.inside.all()  # every epoch, every model
+        t.steps_seen = epoch * 10 + 5
+        assert not t.after_check(epoch, 5, torch.tensor(losses[t.steps_seen], dtype=torch.float64), acc, state)
+        t.steps_seen = epoch * 10 + 10
+        t.after_epoch(epoch, torch.tensor(losses[t.steps_seen], dtype=torch.float64), acc, state)
+    assert t.steps_run.tolist() == [15, 20] and t.epochs_run.tolist() == [2, 2]
+    assert t.snapshots == {0: {"step": 15}, 1: {"step": 20}}
+    loss, _ = t.final_loss()
+    assert loss.tolist() == pytest.approx([0.97, 1.4])
+    assert t.status().tolist() == [REACHED, HIT_MAX]  # model 1 never met the target: counted
+
+
 def test_stop_at_closest_takes_the_previous_check_when_it_is_nearer():
     from datamodels.training.fit import FitTracker
     recipe = recipe_from_dict({"until": {"train_loss": 1.0, "max_epochs": 10, "checks_per_epoch": 2,
@@ -158,6 +179,12 @@ def test_stop_at_closest_keeps_the_check_nearer_the_target(digits, split, model,
         assert _loss_of(b.state_dict(i), closest, digits, masks[i]) == pytest.approx(loss_b, abs=1e-6)
         assert int(b.fit.status[i]) == REACHED
     assert (b.fit.train_loss > 0.3).any()  # some models kept above the target: the losses scatter around it
+    nearest = train_models(first.replace(**{"until.stop_at": "nearest"}), digits, masks, seeds)  # the same schedule
+    for i in range(3):  # every check the others saw is one of its checks: it can only be nearer the target
+        loss_c = float(nearest.fit.train_loss[i])
+        assert abs(loss_c - 0.3) <= abs(float(b.fit.train_loss[i]) - 0.3) + 1e-12
+        assert _loss_of(nearest.state_dict(i), closest, digits, masks[i]) == pytest.approx(loss_c, abs=1e-6)
+    assert (nearest.fit.status == REACHED).all() and (nearest.fit.epochs_run <= 20).all()
 
 
 def _check_steps(spe: int, k: int, until: int) -> list[int]:
@@ -220,7 +247,7 @@ def test_every_store_records_the_final_training_loss(tmp_path, digits):
     ({"train_loss": 0.3, "max_epochs": 5, "patience": 2}, "unknown recipe key 'until.patience'"),
     ({"train_loss": 0.3, "max_epochs": 5, "checks_per_epoch": 0}, "until.checks_per_epoch must be an integer >= 1"),
     ({"train_loss": 0.3, "max_epochs": 5, "checks_per_epoch": 2.5}, "'until.checks_per_epoch' must be int"),
-    ({"train_loss": 0.3, "max_epochs": 5, "stop_at": "nearest"}, "until.stop_at must be one of first, closest"),
+    ({"train_loss": 0.3, "max_epochs": 5, "stop_at": "last"}, "until.stop_at must be one of first, closest, nearest"),
     ({"stop_at": "closest"}, "until.stop_at is set without a target"),
 ])
 def test_bad_until_options_are_refused_in_one_line(tmp_path, until, words):

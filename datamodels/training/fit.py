@@ -23,7 +23,11 @@ target, so its loss lies up to one check's drop below ``train_loss``; ``stop_at:
 that check and the check before it, the one nearer the target (by loss when ``train_loss`` is given,
 else by accuracy), so the models' losses scatter around the target instead of all below it: what
 matching two algorithms' mean losses needs. ``closest`` holds each live model's weights of its last
-check until the next.
+check until the next. ``stop_at: nearest`` does not stop early: every model trains to ``max_epochs``,
+checked ``checks_per_epoch`` times in every epoch, and keeps the weights of its check nearest the
+target over the whole run (``fit_status`` 1 when some check met the target, else 2): the sub-epoch
+form of taking each model's checkpoint closest to a loss, for training whose loss jumps between
+checks (high-noise SGD), where the first crossing can land far below the target.
 
 Learning-rate schedule under ``until``: the schedule is laid over ``max_epochs`` (its step count is
 ``steps_per_epoch * max_epochs``), so a model that never meets the target is trained exactly as
@@ -43,7 +47,7 @@ import torch
 from datamodels.base.errors import UserError
 
 NO_TARGET, REACHED, HIT_MAX = 0, 1, 2  # fit_status per model
-STOP_RULES = ("first", "closest")  # until.stop_at
+STOP_RULES = ("first", "closest", "nearest")  # until.stop_at
 
 
 def _positive_number(key: str, value, upper: float | None = None) -> float | None:
@@ -72,7 +76,8 @@ class UntilConfig:
 
     stop_at: str = field(default="first", metadata={
         "help": "first (the first check meeting the target) | closest (of that check and the one before, the one "
-                "nearer the target: losses scatter around it instead of below it)"})
+                "nearer the target: losses scatter around it instead of below it) | nearest (no early stop: the "
+                "check nearest the target over all max_epochs, checked checks_per_epoch times every epoch)"})
 
     def __post_init__(self):
         self.train_loss = _positive_number("until.train_loss", self.train_loss)
@@ -205,6 +210,8 @@ class FitTracker:
         self.checkpoints: dict[str, dict[int, tuple]] = {tag: {} for tag, _, _ in self.specs}
         self.inside = torch.zeros(n_models, dtype=torch.bool)  # may stop inside the current epoch
         self.previous: dict[int, tuple] = {}  # stop_at closest: {i: (state, epoch, step, loss, acc)} of its last check
+        self.nearest: dict[int, tuple] = {}  # stop_at nearest: the same, of its check nearest the target so far
+        self.crossed = torch.zeros(n_models, dtype=torch.bool)  # stop_at nearest: some check met the target
 
     def checks_in_epoch(self, epoch: int) -> frozenset[int]:
         """Steps into epoch ``epoch`` (0-based), strictly inside it, after which the fit is measured
@@ -213,7 +220,7 @@ class FitTracker:
         self.inside = torch.zeros_like(self.stopped)
         if not self.until.active or k == 1:
             return frozenset()
-        if epoch < 2:
+        if epoch < 2 or self.until.stop_at == "nearest":
             self.inside = ~self.stopped
         else:
             self.inside = ~self.stopped & self.until.may_meet(
@@ -235,6 +242,9 @@ class FitTracker:
         meeting the target stop (at this check, or at their previous one when ``stop_at: closest`` and
         it is nearer the target); under ``closest`` the others remember this check."""
         met = live & self.until.met(loss.double(), acc.double())
+        if self.until.stop_at == "nearest":
+            self._nearest(live, met, epoch, step, loss, acc, state)
+            return
         for i in torch.nonzero(met).flatten().tolist():
             here = (None, epoch, step, float(loss[i]), float(acc[i]))
             before = self.previous.pop(i, None)
@@ -251,6 +261,24 @@ class FitTracker:
         if self.until.stop_at == "closest":
             for i in torch.nonzero(live & ~met).flatten().tolist():
                 self.previous[i] = (state(i), epoch, step, float(loss[i]), float(acc[i]))
+
+    def _nearest(self, live, met, epoch: int, step: int, loss, acc, state) -> None:
+        """``stop_at: nearest``: remember each checked model's check nearest the target; after the last
+        epoch's end every model is set to its nearest check (weights, curve, epochs and steps run)."""
+        self.crossed |= met
+        for i in torch.nonzero(live).flatten().tolist():
+            here = (float(loss[i]), float(acc[i]))
+            best = self.nearest.get(i)
+            if best is None or self.until.distance(*here) < self.until.distance(*best[3:]):
+                self.nearest[i] = (state(i), epoch, step, *here)
+        if step < self.epochs * self.spe:
+            return
+        for i, (kept, e, s, lo, ac) in self.nearest.items():
+            self.curve[i, e:] = self.acc_curve[i, e:] = float("nan")
+            self.curve[i, e], self.acc_curve[i, e] = lo, ac
+            self.snapshots[i] = kept
+            self.epochs_run[i], self.steps_run[i] = e + 1, s
+        self.stopped |= self.crossed
 
     def needs_eval(self, epoch: int) -> bool:
         """Whether epoch ``epoch`` (0-based) ends with an evaluation of the training fit."""

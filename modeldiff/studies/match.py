@@ -22,7 +22,8 @@ each model follows its first run exactly and stops at the first check at or belo
 an epoch when need be (the only way to stop a one-epoch, online, algorithm part-way).
 ``match.stop_at: closest`` (``until.stop_at``) keeps each retrained model at whichever of its two checks
 around the target is nearer it, so the matched mean lands on the target instead of up to one check's
-drop below it.
+drop below it; ``stop_at: nearest`` trains each to the end and keeps its check nearest the target over
+the whole run (for losses that jump between checks).
 
 Every later stage (attribution, null, search, diagnostics, counterfactuals) uses the matched stores.
 ``summary.json`` gets ``match`` (method, which algorithm was slower, the target, the losses before and
@@ -62,7 +63,8 @@ class MatchSpec:
 
     stop_at: str = field(default="first", metadata={
         "help": "where a retrained model stops (until.stop_at): first (the first check at or below the target) | "
-                "closest (of that check and the one before, the one nearer the target)"})
+                "closest (of that check and the one before, the one nearer the target) | nearest (trained to the end, "
+                "kept at its check nearest the target)"})
 
     def __post_init__(self):
         if self.by is not None and self.by != "train_loss":
