@@ -213,7 +213,7 @@ def _predict_matched(c: Calibrated, shape) -> dict:
     """The retraining of a matched study: whichever algorithm costs more trained, every model to the end,
     for ``match.max_epochs`` (``train_slower``, default 4 x its epochs) or its own epochs (``stop_faster``
     with ``checks_per_epoch`` > 1), plus the fit checks: one per epoch end and ``checks_per_epoch - 1``
-    more inside each of :data:`INSIDE_CHECK_EPOCHS` epochs."""
+    more inside each of :data:`INSIDE_CHECK_EPOCHS` epochs (every epoch under ``stop_at: nearest``)."""
     spec, worst = shape.cfg.match, None
     for tag, recipe in c.recipes.items():
         epochs = (spec.max_epochs or 4 * recipe.epochs) if spec.method == "train_slower" else recipe.epochs
@@ -223,7 +223,8 @@ def _predict_matched(c: Calibrated, shape) -> dict:
         if worst is None or got["seconds"] > worst["seconds"]:
             worst = got
     epochs = worst.pop("epochs")
-    inside = (spec.checks_per_epoch - 1) * min(INSIDE_CHECK_EPOCHS, epochs) / epochs
+    checked = epochs if spec.stop_at == "nearest" else min(INSIDE_CHECK_EPOCHS, epochs)  # nearest: every epoch
+    inside = (spec.checks_per_epoch - 1) * checked / epochs
     scale = 1 + FIT_CHECK_SHARE * (1 + inside)
     return {**worst, **{k: worst[k] * scale for k in ("seconds", "seconds_low", "seconds_high")}}
 
@@ -264,5 +265,9 @@ def assumptions(c: Calibrated) -> list[str]:
 
 def _inside(cfg) -> str:
     k = cfg.match.checks_per_epoch
+    if k == 1:
+        return ""
+    if cfg.match.stop_at == "nearest":
+        return f" and {k - 1} more checks inside every epoch (checks_per_epoch {k}, stop_at nearest)"
     return (f" and {k - 1} more checks inside each of {INSIDE_CHECK_EPOCHS} epochs (checks_per_epoch {k}; more when "
-            f"the models stop at different epochs)") if k > 1 else ""
+            f"the models stop at different epochs)")

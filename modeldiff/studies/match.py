@@ -229,7 +229,9 @@ def match_stores(cfg, stores, recipes, data, out, device) -> tuple[list, dict]:
 
 def _checks(spec) -> str:
     checks = f", checking the fit {spec.checks_per_epoch} times an epoch" if spec.checks_per_epoch > 1 else ""
-    return checks + (", each model kept at its check nearest the target" if spec.stop_at == "closest" else "")
+    return checks + {"closest": ", each model kept at whichever of its checks around the target is nearer it",
+                     "nearest": ", each model trained to the end and kept at its check nearest the target"
+                     }.get(spec.stop_at, "")
 
 
 def _train_until(cfg, recipe, target: float, max_epochs: int, spec: MatchSpec, data, path, seeds, device):
