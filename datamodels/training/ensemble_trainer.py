@@ -112,7 +112,7 @@ def train_ensemble(recipe: Recipe, data: Dataset, masks: torch.Tensor, seeds, de
         else:
             epoch_batches = _gather_batches(recipe, data, subsets, gens, x_all, y_all, device)
         live = (~tracker.stopped).to(device)
-        checks, all_stopped = tracker.checks_in_epoch(epoch), False
+        tracker.checks_in_epoch(epoch)
         for in_epoch, (xb, yb) in enumerate(epoch_batches, 1):
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, recipe.optim)
@@ -131,10 +131,9 @@ def train_ensemble(recipe: Recipe, data: Dataset, masks: torch.Tensor, seeds, de
             step += 1
             if progress is not None:
                 progress(1)
-            if in_epoch in checks and tracker.after_check(epoch, in_epoch, *measure(), state):
-                all_stopped = True
+            if tracker.after_step(epoch, in_epoch, measure, state):
                 break
-        if all_stopped:
+        if bool(tracker.stopped.all()):
             break
         measured = measure() if tracker.needs_eval(epoch) else (None, None)
         if tracker.after_epoch(epoch, *measured, state):

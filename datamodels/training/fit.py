@@ -50,6 +50,16 @@ NO_TARGET, REACHED, HIT_MAX = 0, 1, 2  # fit_status per model
 STOP_RULES = ("first", "closest", "nearest")  # until.stop_at
 
 
+def check_stop_options(prefix: str, checks_per_epoch, stop_at) -> None:
+    """One-line :class:`UserError` unless ``checks_per_epoch`` is an integer >= 1 and ``stop_at`` one of
+    :data:`STOP_RULES` (``prefix``: the config section named in the message)."""
+    k = checks_per_epoch
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise UserError(f"{prefix}.checks_per_epoch must be an integer >= 1, got {k!r}")
+    if stop_at not in STOP_RULES:
+        raise UserError(f"{prefix}.stop_at must be one of {', '.join(STOP_RULES)}, got {stop_at!r}")
+
+
 def _positive_number(key: str, value, upper: float | None = None) -> float | None:
     if value is None:
         return None
@@ -73,7 +83,6 @@ class UntilConfig:
     checks_per_epoch: int = field(default=1, metadata={
         "help": "checks of the fit per epoch: 1 = epoch ends only; K > 1 also after every 1/K of an epoch's steps "
                 "in the epochs where a model may reach the target, so it stops within ~1/K epoch of it"})
-
     stop_at: str = field(default="first", metadata={
         "help": "first (the first check meeting the target) | closest (of that check and the one before, the one "
                 "nearer the target: losses scatter around it instead of below it) | nearest (no early stop: the "
@@ -91,13 +100,9 @@ class UntilConfig:
         if self.max_epochs is not None and not has_target:
             raise UserError("until.max_epochs is set without a target: give until.train_loss and/or "
                             "until.train_accuracy, or use epochs")
-        k = self.checks_per_epoch
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise UserError(f"until.checks_per_epoch must be an integer >= 1, got {k!r}")
-        if self.stop_at not in STOP_RULES:
-            raise UserError(f"until.stop_at must be one of {', '.join(STOP_RULES)}, got {self.stop_at!r}")
-        if (k > 1 or self.stop_at != "first") and not has_target:
-            key = "checks_per_epoch" if k > 1 else "stop_at"
+        check_stop_options("until", self.checks_per_epoch, self.stop_at)
+        if (self.checks_per_epoch > 1 or self.stop_at != "first") and not has_target:
+            key = "checks_per_epoch" if self.checks_per_epoch > 1 else "stop_at"
             raise UserError(f"until.{key} is set without a target: give until.train_loss and/or "
                             "until.train_accuracy with max_epochs")
 
@@ -192,8 +197,8 @@ class FitTracker:
     when stopped), ``checkpoints`` ``{tag: {i: (state, epoch, step, loss)}}``.
 
     A backend calls, per epoch: :meth:`checks_in_epoch` at its start (the steps into the epoch after
-    which to measure the fit), :meth:`after_check` after each of those steps, and :meth:`after_epoch`
-    at its end.
+    which to measure the fit), :meth:`after_step` after each step (leaving the epoch when it returns
+    True), and, unless every model has stopped, :meth:`after_epoch` at its end.
     """
 
     def __init__(self, recipe, n_models: int, steps_per_epoch: int):
@@ -209,6 +214,7 @@ class FitTracker:
         self.snapshots: dict[int, dict] = {}
         self.checkpoints: dict[str, dict[int, tuple]] = {tag: {} for tag, _, _ in self.specs}
         self.inside = torch.zeros(n_models, dtype=torch.bool)  # may stop inside the current epoch
+        self.checks: frozenset[int] = frozenset()  # steps into the current epoch after which the fit is measured
         self.previous: dict[int, tuple] = {}  # stop_at closest: {i: (state, epoch, step, loss, acc)} of its last check
         self.nearest: dict[int, tuple] = {}  # stop_at nearest: the same, of its check nearest the target so far
         self.crossed = torch.zeros(n_models, dtype=torch.bool)  # stop_at nearest: some check met the target
@@ -216,6 +222,17 @@ class FitTracker:
     def checks_in_epoch(self, epoch: int) -> frozenset[int]:
         """Steps into epoch ``epoch`` (0-based), strictly inside it, after which the fit is measured
         (empty when no live model may meet its target in this epoch, or ``checks_per_epoch`` is 1)."""
+        self.checks = self._checks_in_epoch(epoch)
+        return self.checks
+
+    def after_step(self, epoch: int, step_in_epoch: int, measure, state) -> bool:
+        """Called after each step of epoch ``epoch``: at a check inside it, ``measure()`` gives ``([M], [M])``
+        loss and accuracy and the models meeting the target stop. True when every model has stopped."""
+        if step_in_epoch not in self.checks:
+            return False
+        return self.after_check(epoch, step_in_epoch, *measure(), state)
+
+    def _checks_in_epoch(self, epoch: int) -> frozenset[int]:
         k = self.until.checks_per_epoch
         self.inside = torch.zeros_like(self.stopped)
         if not self.until.active or k == 1:

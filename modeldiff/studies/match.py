@@ -39,7 +39,7 @@ import numpy as np
 
 from datamodels.base.errors import UserError
 from datamodels.base.log import get_logger
-from datamodels.training.fit import STOP_RULES
+from datamodels.training.fit import check_stop_options
 
 log = get_logger(__name__)
 
@@ -60,7 +60,6 @@ class MatchSpec:
     checks_per_epoch: int = field(default=1, metadata={
         "help": "checks of the fit per epoch (until.checks_per_epoch): 1 = epoch ends; K > 1 stops each model within "
                 "~1/K epoch of the target (stop_faster then retrains the faster algorithm instead of checkpoints)"})
-
     stop_at: str = field(default="first", metadata={
         "help": "where a retrained model stops (until.stop_at): first (the first check at or below the target) | "
                 "closest (of that check and the one before, the one nearer the target) | nearest (trained to the end, "
@@ -73,11 +72,8 @@ class MatchSpec:
             raise UserError(f"match.method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.max_epochs is not None and (isinstance(self.max_epochs, bool) or self.max_epochs < 1):
             raise UserError(f"match.max_epochs must be an integer >= 1, got {self.max_epochs!r}")
+        check_stop_options("match", self.checks_per_epoch, self.stop_at)
         k = self.checks_per_epoch
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise UserError(f"match.checks_per_epoch must be an integer >= 1, got {k!r}")
-        if self.stop_at not in STOP_RULES:
-            raise UserError(f"match.stop_at must be one of {', '.join(STOP_RULES)}, got {self.stop_at!r}")
         if self.stop_at != "first" and self.method == "stop_faster" and k == 1:
             raise UserError("match.stop_at applies to retrained models: stop_faster at checks_per_epoch 1 takes "
                             "each model's closest epoch checkpoint already; set checks_per_epoch > 1 or remove stop_at")

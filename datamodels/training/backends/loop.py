@@ -90,7 +90,7 @@ def train_one(module, recipe, data, subset, seed, x_all, y_all, loss_fn, device,
     for epoch in range(tracker.epochs):
         draw = epoch_draw(gen, m, recipe, data)
         order = subset[draw.order.to(subset.device)].unsqueeze(0)
-        checks, all_stopped = tracker.checks_in_epoch(epoch), False
+        tracker.checks_in_epoch(epoch)
         for in_epoch, start in enumerate(range(0, m, recipe.batch_size), 1):
             xb, yb = gather_batch(x_all, y_all, order, [draw], start, recipe)
             xb, yb = xb[0], yb[0]
@@ -111,15 +111,14 @@ def train_one(module, recipe, data, subset, seed, x_all, y_all, loss_fn, device,
             step += 1
             if progress is not None:
                 progress(1)
-            if in_epoch in checks and tracker.after_check(epoch, in_epoch, *measure(), state):
-                all_stopped = True
+            if tracker.after_step(epoch, in_epoch, measure, state):
                 break
-        if all_stopped:
+        if bool(tracker.stopped.all()):
             break
         measured = measure() if tracker.needs_eval(epoch) else (None, None)
         if tracker.after_epoch(epoch, *measured, state):
             break
-    if 0 in tracker.snapshots:  # the weights it stopped at (stop_at closest: possibly its check before the last)
+    if 0 in tracker.snapshots:  # the weights it stopped at (closest / nearest: maybe an earlier check)
         module.load_state_dict(tracker.snapshots[0])
     module.eval()
     return diverged

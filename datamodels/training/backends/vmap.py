@@ -224,7 +224,7 @@ def _train_group(net, masks, seeds, progress, recipe, data, m, x_all, y_all, dev
         live = (~tracker.stopped).to(device)
         draws = [epoch_draw(g, m, recipe, data) for g in gens]
         order = torch.stack([s[d.order] for s, d in zip(subsets, draws)]).to(device)  # [G, m]
-        checks, all_stopped = tracker.checks_in_epoch(epoch), False
+        tracker.checks_in_epoch(epoch)
         for in_epoch, start in enumerate(range(0, m, recipe.batch_size), 1):
             if stop is not None and stop.is_set():
                 return None
@@ -246,10 +246,9 @@ def _train_group(net, masks, seeds, progress, recipe, data, m, x_all, y_all, dev
             step += 1
             if progress is not None:
                 progress(1)
-            if in_epoch in checks and tracker.after_check(epoch, in_epoch, *measure(), net.state_dict):
-                all_stopped = True
+            if tracker.after_step(epoch, in_epoch, measure, net.state_dict):
                 break
-        if all_stopped:
+        if bool(tracker.stopped.all()):
             break
         measured = measure() if tracker.needs_eval(epoch) else (None, None)
         if tracker.after_epoch(epoch, *measured, net.state_dict):
