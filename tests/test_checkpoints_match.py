@@ -96,6 +96,23 @@ def test_relative_difference_and_its_band():
     assert not far["within"] and far["ci_low"] > 0.05
 
 
+
+def test_the_statement_names_a_spread_too_wide_for_the_band():
+    """The kept (not retrained) side's own losses spread so widely that no matching of the means can show
+    5 % with these models: the statement says so, and says what would."""
+    from modeldiff.studies.match import match_statement
+    rng = np.random.default_rng(1)
+    wide = rng.lognormal(np.log(0.006), 0.45, 64)  # the kept faster side: 45 % spread across models
+    matched = rng.normal(wide.mean(), 0.0001, 64)  # the retrained slower side, on its target
+    info = {"by": "train_loss", "method": "train_slower", "slower": "b", "faster": "a",
+            "train_loss_after": {"a": float(wide.mean()), "b": float(matched.mean())},
+            "relative_difference": relative_difference(matched, wide)}
+    assert info["relative_difference"]["spread"]["faster"] > 0.05
+    assert "a's own losses spread" in match_statement(info) and "NOT" in match_statement(info)
+    info["relative_difference"] = relative_difference(matched, matched * 1.001)
+    assert "spread" not in match_statement(info)
+
+
 def _write_study(folder, **extra):
     algo = lambda lr, b: {"recipe": {"model": {"arch": "digits_cnn", "width": 4}, "optim": {"lr": lr},  # noqa: E731
                                      "batch_size": b, "epochs": 2}}

@@ -108,7 +108,9 @@ def mean_ci(values, seed: int = 0) -> dict | None:
 
 def relative_difference(slower, faster, seed: int = 0) -> dict:
     """``(mean(slower) - mean(faster)) / mean(faster)`` with a 95 % bootstrap CI (models resampled in
-    each algorithm independently), and ``within`` (the CI inside ±:data:`TOLERANCE`)."""
+    each algorithm independently), ``within`` (the CI inside ±:data:`TOLERANCE`), and ``spread``: for
+    each side, the half-width of its own mean's 95 % CI relative to that mean (when one exceeds the band,
+    no matching of the means can show it with these models)."""
     s, f = (np.asarray(x, dtype=np.float64) for x in (slower, faster))
     s, f = s[np.isfinite(s)], f[np.isfinite(f)]
     rng = np.random.default_rng(seed)
@@ -116,7 +118,9 @@ def relative_difference(slower, faster, seed: int = 0) -> dict:
     bf = f[rng.integers(0, f.size, (BOOTSTRAP, f.size))].mean(1)
     rel = (bs - bf) / bf
     out = {"mean": float((s.mean() - f.mean()) / f.mean()), "ci_low": float(np.quantile(rel, 0.025)),
-           "ci_high": float(np.quantile(rel, 0.975))}
+           "ci_high": float(np.quantile(rel, 0.975)),
+           "spread": {name: float((np.quantile(b, 0.975) - np.quantile(b, 0.025)) / 2 / b.mean())
+                      for name, b in (("slower", bs), ("faster", bf))}}
     out["estimate_within"] = bool(abs(out["mean"]) <= TOLERANCE)
     out["within"] = bool(-TOLERANCE <= out["ci_low"] and out["ci_high"] <= TOLERANCE)
     return out
@@ -253,6 +257,11 @@ def match_statement(info: dict) -> str:
         verdict = "NOT within 5 % of each other"
     after = info["train_loss_after"]
     extra = ""
+    kept = "faster" if info["method"] == "train_slower" else "slower"  # the side the matching did not retrain
+    spread = rel.get("spread", {}).get(kept, 0.0)
+    if not rel["within"] and spread > TOLERANCE:
+        extra += (f"; {info[kept]}'s own losses spread so that its mean alone has a 95 % CI of ±{100 * spread:.1f} %: "
+                  f"more models, or a matching that trains {info[kept]} to the target, can show the band")
     if info.get("hit_max_epochs"):
         moved = info["faster"] if info["method"] == "stop_faster" else info["slower"]
         extra = f"; {info['hit_max_epochs']} model(s) of {moved} reached max_epochs before the target"
