@@ -23,9 +23,11 @@ from modeldiff.counterfactual.search import DIRECTIONS, judge  # noqa: E402
 
 
 def rejudged(summary: dict, alpha: float = 0.05) -> dict:
-    """``{direction: confirmed records}`` of a summary under the current rule (records copied)."""
+    """``{direction: confirmed records}`` of a summary under the current rule (records copied), ordered
+    as its ranking orders them."""
     tested = {d: copy.deepcopy(summary["directions"][d].get("search_tested") or []) for d in DIRECTIONS}
-    return judge(tested, alpha)
+    rule = summary["directions"]["a_minus_b"].get("search_ranking_rule")
+    return judge(tested, alpha, "confirmation_score" if rule == "exclusive" else "diff")
 
 
 def _label(r: dict) -> str:

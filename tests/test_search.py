@@ -100,7 +100,9 @@ def test_cli_search_on_two_stores(tmp_path, capsys):
     for d in ("a_minus_b", "b_minus_a"):
         r = doc["directions"][d]
         assert r["candidates_tested"] == 7 * 10 and len(r["tested"]) == 2
-        assert r["confirmed"] == [x for x in sorted(r["tested"], key=lambda x: -x["effects"]["log-odds"]["diff"]["mean"])
+        key = (lambda x: -x["confirmation_score"]) if r["ranking_rule"] == "exclusive" else \
+            (lambda x: -x["effects"]["log-odds"]["diff"]["mean"])
+        assert r["confirmed"] == [x for x in sorted(r["tested"], key=key)
                                   if x["p_adjusted"] < 0.05 and (x["effects"]["log-odds"]["a"]["ci_low"] or 0) > 0]
         assert r["unit"] == "log-odds"
     assert "relies more than" in capsys.readouterr().out

@@ -19,7 +19,7 @@ from pathlib import Path
 from datamodels.base.errors import UserError
 from modeldiff.cli.study import add_allow_changed_code, say_code_changes
 
-RANKINGS = ("effect", "t")  # modeldiff.counterfactual.ranking.RANKINGS, spelt out: building the CLI imports no numpy
+RANKINGS = ("exclusive", "effect", "t")  # modeldiff.counterfactual.ranking.RANKINGS, spelt out: building the CLI imports no numpy
 
 
 def add_parser(subparsers) -> None:
@@ -41,7 +41,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples for CIs")
     p.add_argument("--seed", type=int, default=0, help="seed of the search's random choices")
     p.add_argument("--ranking", choices=RANKINGS, default=None,
-                   help="discovery ranking: effect (lower bound of the class-specific log-odds effect) or t "
+                   help="discovery ranking: exclusive (lower bound of A's class-specific log-odds effect beyond 3x B's), "
+                        "effect (beyond B's) or t "
                         "(default: the library's, modeldiff.counterfactual.ranking.DEFAULT_RANKING)")
     p.add_argument("--screen-models", type=int, default=None,
                    help="models per algorithm of the screening pass over every candidate, 0: no screening "

@@ -4,7 +4,8 @@ Discovery evaluates every (transform, class) candidate on every discovery model;
 and square families an 8×8 library has ~1,300 candidates and that pass dominates the search's time.
 Screening evaluates every candidate on the first ``screen_models`` models of each algorithm's
 discovery half only, keeps the ``keep`` best of each direction by the point estimate of the
-class-specific effect (``min(mean s_first − mean s_second, mean s_first)``, see
+class-specific effect (``min(mean s_first − mean s_second, mean s_first)``, and for the
+``"exclusive"`` ranking ``mean s_first − 3 mean s_second`` too; see
 :mod:`modeldiff.counterfactual.ranking`), and evaluates those on the whole discovery half.
 
 Screening uses discovery models and inputs only, so the confirmation (other models, other inputs)
@@ -38,21 +39,22 @@ def allowed_classes(candidates, k: int) -> list[np.ndarray]:
     return [np.arange(k) if target is None else np.array([int(target)]) for _, target in candidates]
 
 
-def screen_scores(effects: list, allowed: list) -> np.ndarray:
+def screen_scores(effects: list, allowed: list, ratio: float = 1.0) -> np.ndarray:
     """``[n_candidates, 2]``: per direction (A−B, B−A) the best allowed class's point score
-    ``min(mean s_first − mean s_second, mean s_first)`` (``s``: class-specific log-odds effects)."""
+    ``min(mean s_first − mean s_second, mean s_first − ratio · mean s_second, mean s_first)``
+    (``s``: class-specific log-odds effects; ``ratio``: :func:`modeldiff.counterfactual.ranking.ranking_ratio`)."""
     out = np.empty((len(effects), 2))
     for i, (ea, eb) in enumerate(effects):
         sa, sb = specific(ea).mean(0), specific(eb).mean(0)
         cls = np.asarray(allowed[i])
-        out[i, 0] = np.max(np.minimum(sa - sb, sa)[cls])
-        out[i, 1] = np.max(np.minimum(sb - sa, sb)[cls])
+        for d, (first, second) in enumerate(((sa, sb), (sb, sa))):
+            out[i, d] = np.max(np.minimum.reduce([first - second, first - ratio * second, first])[cls])
     return out
 
 
-def kept_indices(effects: list, allowed: list, keep: int) -> np.ndarray:
+def kept_indices(effects: list, allowed: list, keep: int, ratio: float = 1.0) -> np.ndarray:
     """Sorted indices of the candidates in the top ``keep`` of either direction's screening score."""
-    scores = screen_scores(effects, allowed)
+    scores = screen_scores(effects, allowed, ratio)
     top = set()
     for d in range(scores.shape[1]):
         order = np.lexsort((np.arange(len(scores)), -scores[:, d]))  # best first, ties by index

@@ -15,8 +15,9 @@ Procedure, per direction (A−B: "A relies more than B"; B−A swapped):
    (log-odds of the target class, which for softmax models is exactly its margin ``z_c −
    logsumexp_{k≠c} z_k``; probabilities are clipped to [1e-6, 1 − 1e-6]). Candidates are
    ranked (``SearchSettings.ranking``, :mod:`modeldiff.counterfactual.ranking`) by the lower
-   confidence bound of A's class-specific log-odds effect over B's (``"effect"``) or by
-   ``min(t_Welch(A − B), t(A))`` (``"t"``); the whole ranking is kept (``DirectionSearch.ranking``).
+   confidence bound of A's class-specific log-odds effect over B's (``"effect"``), over three times
+   B's (``"exclusive"``: what A relies on and B does not), or by ``min(t_Welch(A − B), t(A))``
+   (``"t"``); the whole ranking is kept (``DirectionSearch.ranking``).
 2. **Confirmation** of the top ``n_confirm`` (``classes_per_transform`` target classes per
    transform; with ``distinct``, near-copies of a better-ranked candidate skipped:
    :mod:`modeldiff.counterfactual.distinct`) on the *other*
@@ -30,7 +31,8 @@ Procedure, per direction (A−B: "A relies more than B"; B−A swapped):
    Holm-adjusted p < ``alpha`` (A's effect exceeds B's) and A's own log-odds effect CI lies
    above 0 (the transform pushes A's models towards the class: a larger *drop* under B is
    not evidence that A relies on it). The headline is the confirmed transform with the largest A−B
-   log-odds difference, or "no distinguishing transformation confirmed". Each tested record
+   log-odds difference (under ``"exclusive"``: the largest exclusive score on the confirmation half,
+   ``confirmation_score``), or "no distinguishing transformation confirmed". Each tested record
    also carries its practical size (``practical``: probability change, share of predictions
    flipped to the class, and whether the A−B difference is negligible in probability).
 
@@ -70,7 +72,7 @@ class SearchSettings:
     n_inputs: int = 400           # test inputs per half (at most)
     n_resamples: int = 2000       # bootstrap resamples for the CIs
     seed: int = 0
-    ranking: str = DEFAULT_RANKING  # discovery ranking: "effect" or "t" (modeldiff.counterfactual.ranking)
+    ranking: str = DEFAULT_RANKING  # discovery ranking: "exclusive", "effect" or "t" (modeldiff.counterfactual.ranking)
     screen_keep: int = SCREEN_KEEP  # candidates per direction the screening keeps (0: no screening; Halves.screen)
     classes_per_transform: int = CLASSES_PER_TRANSFORM  # (transform, class) pairs ranked per transform
     distinct: bool = False  # confirm distinct findings: skip near-copies of a better-ranked one (counterfactual.distinct)
@@ -210,25 +212,29 @@ def search(halves: Halves, candidates: Sequence[tuple], settings: SearchSettings
     """
     if not candidates:
         raise ValueError("the search needs at least one candidate transform")
-    keep = (settings or SearchSettings()).screen_keep
-    return confirm(halves, candidates, discover(halves, candidates, progress, keep), settings, class_names, progress)
+    from modeldiff.counterfactual.ranking import ranking_ratio
+
+    s = settings or SearchSettings()
+    disc = discover(halves, candidates, progress, s.screen_keep, ranking_ratio(s.ranking))
+    return confirm(halves, candidates, disc, settings, class_names, progress)
 
 
-def discover(halves: Halves, candidates: Sequence[tuple], progress=None, keep: int = SCREEN_KEEP) -> Discovery:
+def discover(halves: Halves, candidates: Sequence[tuple], progress=None, keep: int = SCREEN_KEEP,
+             ratio: float = 1.0) -> Discovery:
     """The discovery stage: per candidate ``(e_a [m, K], e_b [m, K])`` log-odds effects on the
     discovery halves (one pass, whatever the ranking; :func:`confirm` ranks and confirms).
 
     With ``halves.screen`` and more than ``keep`` candidates, every candidate is first screened on
-    the screening models and only the ``keep`` best of each direction get the full pass
-    (:mod:`modeldiff.counterfactual.screen`); the others keep their screening effects and are marked
-    ``screened_out``.
+    the screening models and only the ``keep`` best of each direction (by the ranking's ``ratio``) get
+    the full pass (:mod:`modeldiff.counterfactual.screen`); the others keep their screening effects
+    and are marked ``screened_out``.
     """
     xd, yd = halves.x[0], np.asarray(halves.y[0])
     full = (halves.predict_a[0], halves.predict_b[0])
     if halves.screen is None or not keep or len(candidates) <= keep:
         return Discovery(_discover(full, xd, yd, candidates, progress)[0])
     first = _discover(tuple(halves.screen), xd, yd, candidates, progress, "screening")[0]
-    kept = kept_indices(first, allowed_classes(candidates, first[0][0].shape[-1]), keep)
+    kept = kept_indices(first, allowed_classes(candidates, first[0][0].shape[-1]), keep, ratio)
     second = _discover(full, xd, yd, [candidates[i] for i in kept], progress)[0]
     out = list(first)
     for i, effects in zip(kept, second):
@@ -267,27 +273,32 @@ def confirm(halves: Halves, candidates: Sequence[tuple], disc: list, settings: S
             rec.update(discovery_t=row["t"], discovery_score=row["score"], discovery_rank=row["rank"])
             tested.append(rec)
         found[direction] = (ranked, tested)
-    confirmed = judge({d: tested for d, (_, tested) in found.items()}, s.alpha)
+    confirmed = judge({d: tested for d, (_, tested) in found.items()}, s.alpha,
+                      "confirmation_score" if s.ranking == "exclusive" else "diff")
     return {d: DirectionSearch(d, confirmed[d], tested, n_pairs, ranking=ranked, ranking_rule=s.ranking,
                                screening=_screening(disc, s.screen_keep))
             for d, (ranked, tested) in found.items()}
 
 
-def judge(tested: dict, alpha: float) -> dict:
+def judge(tested: dict, alpha: float, order: str = "diff") -> dict:
     """Holm over every tested record of both directions (the study's family: "a distinguishing
     transformation was confirmed" is one claim about the two algorithms), then the confirmation rule.
 
     ``tested``: ``{direction: [records with "p_value" and "effects"]}``; sets each record's
     ``p_adjusted`` and ``confirmed`` in place and returns ``{direction: confirmed records}``, largest
-    A−B log-odds difference first.
+    A−B log-odds difference first (``order="diff"``) or largest ``confirmation_score`` first
+    (``order="confirmation_score"``: the ranking's score on the confirmation half).
     """
+    if order not in ("diff", "confirmation_score"):
+        raise ValueError(f"order must be 'diff' or 'confirmation_score', got {order!r}")
     flat = [r for d in tested for r in tested[d]]
     for r, a in zip(flat, holm([r["p_value"] for r in flat]) if flat else []):
         lo_a = r["effects"]["log-odds"]["a"]
         r["p_adjusted"] = float(a)
         r["confirmed"] = bool(a < alpha and lo_a["ci_low"] is not None and lo_a["ci_low"] > 0)
-    return {d: sorted((r for r in tested[d] if r["confirmed"]), key=lambda r: -r["effects"]["log-odds"]["diff"]["mean"])
-            for d in tested}
+    key = (lambda r: -r["effects"]["log-odds"]["diff"]["mean"]) if order == "diff" else \
+        (lambda r: -r["confirmation_score"])
+    return {d: sorted((r for r in tested[d] if r["confirmed"]), key=key) for d in tested}
 
 
 def _screening(disc, keep: int) -> dict:
@@ -301,15 +312,16 @@ def _screening(disc, keep: int) -> dict:
 def _confirm(transform, c: int, halves: Halves, cache: dict, flip: bool, s: SearchSettings, class_names) -> dict:
     from scipy import stats
 
-    from modeldiff.counterfactual.ranking import flip_share, practical_size
+    from modeldiff.counterfactual.ranking import flip_share, practical_size, scores
 
     xc, yc = halves.x[1], np.asarray(halves.y[1])
     keep = torch.from_numpy(yc != c)
-    res, flips = {}, {}
+    res, flips, every = {}, {}, {}
     treated = transform(xc)
     for tag, predict in (("a", halves.predict_a[1]), ("b", halves.predict_b[1])):
         pr, lo, cache[tag] = per_model_effects(predict, xc, yc, lambda _x: treated, cache.get(tag))
         res[tag] = (pr[:, c], lo[:, c], float(cache[tag][:, keep, c].double().mean()))
+        every[tag] = lo
         flips[tag] = flip_share(cache[tag].numpy(), torch.as_tensor(predict(treated)).numpy(), yc, c)
     first, second = ("b", "a") if flip else ("a", "b")
     (pa, la, ca), (pb, lb, cb) = res[first], res[second]
@@ -325,6 +337,7 @@ def _confirm(transform, c: int, halves: Halves, cache: dict, flip: bool, s: Sear
             "effects": {"log-odds": compare_effects(la, lb, **kw).to_dict(),
                         "probability": compare_effects(pa, pb, **kw).to_dict()},
             "practical": practical_size(pa, pb, flips[first], flips[second]),
+            "confirmation_score": float(scores(every[first], every[second], s.ranking, s.level)[c]),
             "p_value": p if np.isfinite(p) else 1.0, "unit": UNIT}
 
 

@@ -137,7 +137,8 @@ class SearchSpec:
     n_resamples: int = 2000
     seed: int = 0
     ranking: str = field(default=DEFAULT_RANKING, metadata={
-        "help": "discovery ranking: effect (lower bound of the class-specific log-odds effect) or t"})
+        "help": "discovery ranking: exclusive (lower bound of the class-specific log-odds effect beyond 3x the "
+                "other algorithm's), effect (beyond the other's) or t"})
     screen_models: int = field(default=SCREEN_MODELS, metadata={
         "help": "models per algorithm of the screening pass over every candidate (0: no screening)"})
     screen_keep: int = field(default=SCREEN_KEEP, metadata={

@@ -312,13 +312,12 @@ def excluded_reprs(cfg: StudyConfig, exclude=(), image: bool = True) -> set:
     return out
 
 
-def run_search(cfg: StudyConfig, stores, data: Dataset, directions, device: str, rows=None, exclude=()):
-    """The confirmatory transformation search (:func:`modeldiff.counterfactual.search.search`) on
-    the study's stores: the generic library, ``search.transforms`` and the overlays of the top
-    components of both directions, less ``search.exclude`` and ``exclude``; test inputs from
-    ``rows`` (default all). ``counterfactual.transforms`` are tested, not searched."""
+def search_candidates(cfg: StudyConfig, data: Dataset, fits: dict, exclude=()) -> list[tuple]:
+    """The study's search candidates ``[(transform, class or None)]``: the generic library, ``search.transforms``
+    and the overlays of the top components ``fits`` (``{name: object with components_ [k, n_train]}``),
+    less ``search.exclude`` and ``exclude``; on non-image data only the user's callables."""
     from modeldiff.counterfactual.library import as_candidates, generic_candidates
-    from modeldiff.counterfactual.search import SearchSettings, overlay_candidates, search, store_halves
+    from modeldiff.counterfactual.search import overlay_candidates
     from modeldiff.counterfactual.user_transform import is_user_spec, user_transform
 
     sp = cfg.search
@@ -330,13 +329,26 @@ def run_search(cfg: StudyConfig, stores, data: Dataset, directions, device: str,
             cands += as_candidates([item], sp.seed) if image else []
         else:
             cands.append(user_transform(item, cfg.folder or None))
-    if not cands and not image:
-        return {}
+    if not cands:
+        return []
     if sp.overlays and image:
-        cands += overlay_candidates({d.name: d.fit for d in directions}, data.x_train, data.y_train, sp.overlays,
-                                    cfg.counterfactual.top_k, library=[t for t, _ in cands])
+        cands += overlay_candidates(fits, data.x_train, data.y_train, sp.overlays, cfg.counterfactual.top_k,
+                                    library=[t for t, _ in cands])
     excluded = excluded_reprs(cfg, exclude, image)  # once: it parses every spec of search.exclude
-    cands = [c for c in cands if repr(c[0]) not in excluded]
+    return [c for c in cands if repr(c[0]) not in excluded]
+
+
+def run_search(cfg: StudyConfig, stores, data: Dataset, directions, device: str, rows=None, exclude=()):
+    """The confirmatory transformation search (:func:`modeldiff.counterfactual.search.search`) on
+    the study's stores: the generic library, ``search.transforms`` and the overlays of the top
+    components of both directions, less ``search.exclude`` and ``exclude``; test inputs from
+    ``rows`` (default all). ``counterfactual.transforms`` are tested, not searched."""
+    from modeldiff.counterfactual.search import SearchSettings, search, store_halves
+
+    sp = cfg.search
+    cands = search_candidates(cfg, data, {d.name: d.fit for d in directions}, exclude)
+    if not cands:
+        return {}
     halves = store_halves(stores[0], stores[1], data, n_inputs=sp.n_inputs, seed=sp.seed, device=device, rows=rows,
                           max_models=sp.models, screen_models=sp.screen_models)
     settings = SearchSettings(n_confirm=sp.n_confirm, alpha=sp.alpha, n_inputs=sp.n_inputs, ranking=sp.ranking,
