@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     import modeldiff.counterfactual.search as S
     from datamodels.store.store import Store
     from modeldiff.counterfactual.library import generic_candidates
-    from modeldiff.counterfactual.ranking import rank_candidates
+    from modeldiff.counterfactual.ranking import rank_candidates, ranking_ratio
     from modeldiff.counterfactual.screen import SCREEN_KEEP, SCREEN_MODELS, allowed_classes
 
     screen_models = SCREEN_MODELS if args.screen_models is None else args.screen_models
@@ -41,10 +41,11 @@ def main(argv=None) -> int:
     data = stores[0].load_dataset()
     halves = S.store_halves(*stores, data, n_inputs=args.inputs, max_models=args.models, screen_models=screen_models)
     cands = [(t, None) for t in generic_candidates(data.x_test.shape[1:])]
+    ranking = S.SearchSettings().ranking  # the library's default, screened and ranked by its own rule
     runs = {}
     for name, k in (("without screening", 0), (f"screening on {screen_models} models, keep {keep}", keep)):
         t0 = time.perf_counter()
-        disc = S.discover(halves, cands, keep=k)
+        disc = S.discover(halves, cands, keep=k, ratio=ranking_ratio(ranking))
         runs[name] = (disc, time.perf_counter() - t0, os.getloadavg()[0])
         print(f"{name}: {len(cands)} candidates, {runs[name][1]:.1f} s (load average {runs[name][2]:.1f})", flush=True)
     (full, t_full, _), (screened, t_screen, _) = runs.values()
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
     allowed = allowed_classes(cands, full[0][0].shape[-1])
     n = S.SearchSettings().n_confirm
     for direction, flip in (("A-B", False), ("B-A", True)):
-        top = [[r["index"] for r in rank_candidates(d, allowed, flip, "effect",
+        top = [[r["index"] for r in rank_candidates(d, allowed, flip, ranking,
                                                     screened_out=getattr(d, "screened_out", ()))[:n]]
                for d in (full, screened)]
         print(f"{direction}: top {n} without screening {top[0]}, with {top[1]}: "

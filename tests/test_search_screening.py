@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from datamodels.base.errors import UserError
-from modeldiff.counterfactual.ranking import rank_candidates
+from modeldiff.counterfactual.ranking import rank_candidates, ranking_ratio
 from modeldiff.counterfactual.screen import allowed_classes, kept_indices
 from modeldiff.counterfactual.search import Halves, SearchSettings, discover, search
 from tests.test_search import K, candidates, make_halves
@@ -24,7 +24,7 @@ def test_planted_reaction_survives_screening_and_kept_effects_equal_the_full_pas
     cands = candidates()
     keep = 8
     full = discover(plain, cands)
-    disc = discover(screened(plain), cands, keep=keep)
+    disc = discover(screened(plain), cands, keep=keep, ratio=ranking_ratio(SearchSettings().ranking))  # as search()
     assert len(disc) == len(cands) and 0 < len(disc.screened_out) <= len(cands) - keep
     for i in set(range(len(cands))) - disc.screened_out:
         assert np.array_equal(disc[i][0], full[i][0]) and np.array_equal(disc[i][1], full[i][1])
