@@ -329,7 +329,7 @@ def search_candidates(cfg: StudyConfig, data: Dataset, fits: dict, exclude=()) -
             cands += as_candidates([item], sp.seed) if image else []
         else:
             cands.append(user_transform(item, cfg.folder or None))
-    if not cands:
+    if not cands and not image:
         return []
     if sp.overlays and image:
         cands += overlay_candidates(fits, data.x_train, data.y_train, sp.overlays, cfg.counterfactual.top_k,
@@ -347,7 +347,7 @@ def run_search(cfg: StudyConfig, stores, data: Dataset, directions, device: str,
 
     sp = cfg.search
     cands = search_candidates(cfg, data, {d.name: d.fit for d in directions}, exclude)
-    if not cands:
+    if not cands and not getattr(data, "is_image", True):  # non-image data without callables: no search
         return {}
     halves = store_halves(stores[0], stores[1], data, n_inputs=sp.n_inputs, seed=sp.seed, device=device, rows=rows,
                           max_models=sp.models, screen_models=sp.screen_models)
